@@ -1,0 +1,695 @@
+//! The cluster reader: the one module that talks to the Kubernetes API.
+//!
+//! [`read`] gathers a namespace's state concurrently into [`Facts`], read-only (get and list, never watch, exec or
+//! secrets). Large lists are paged, every call has a timeout, and every API error becomes a [`ReadError`] that says
+//! what was refused and how to fix it. Reads that are not essential (logs, events, nodes, workloads) degrade into
+//! [`Facts::gaps`] instead of failing the whole diagnosis.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Node, PersistentVolumeClaim, Pod, Service};
+use kube::api::{Api, ListParams, LogParams};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// An object a finding, an event or a question is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind.to_lowercase(), self.name)
+    }
+}
+
+/// What to read: a namespace, optionally narrowed to one object (`pod/x`, `deployment/web`, …).
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub namespace: String,
+    pub object: Option<(String, String)>,
+}
+
+/// How much to read and how long to wait.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Items per list page (`limit`/`continue`).
+    pub page_size: u32,
+    /// Timeout for each API call, each page of a list included.
+    pub call_timeout: Duration,
+    /// At most this many problem pods have their logs read.
+    pub log_pods: usize,
+    pub tail_lines: i64,
+    pub limit_bytes: i64,
+    /// Log requests in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            page_size: 500,
+            call_timeout: Duration::from_secs(10),
+            log_pods: 10,
+            tail_lines: 200,
+            limit_bytes: 64 * 1024,
+            concurrency: 8,
+        }
+    }
+}
+
+/// One container log as read; `text` is the error message when it could not be read.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerLog {
+    pub pod: String,
+    pub container: String,
+    pub previous: bool,
+    pub text: Result<String, String>,
+}
+
+/// A namespace's state as read from the API server.
+#[derive(Debug, Default, Clone)]
+pub struct Facts {
+    pub namespace: String,
+    pub pods: Vec<Pod>,
+    /// Warning first, then newest first; repeats of the same event folded into one.
+    pub events: Vec<Event>,
+    pub deployments: Vec<Deployment>,
+    pub replicasets: Vec<ReplicaSet>,
+    pub statefulsets: Vec<StatefulSet>,
+    pub daemonsets: Vec<DaemonSet>,
+    pub jobs: Vec<Job>,
+    pub cronjobs: Vec<CronJob>,
+    pub services: Vec<Service>,
+    pub endpoints: Vec<Endpoints>,
+    pub pvcs: Vec<PersistentVolumeClaim>,
+    /// The nodes that problem pods run on.
+    pub nodes: Vec<Node>,
+    pub logs: Vec<ContainerLog>,
+    /// What could not be read, each a precise message; the diagnosis goes on without it.
+    pub gaps: Vec<String>,
+    /// The resources (plurals) whose list failed, so analyzers do not mistake "not read" for "none".
+    pub unread: BTreeSet<String>,
+}
+
+impl Facts {
+    pub fn events_for<'a>(&'a self, kind: &'a str, name: &'a str) -> impl Iterator<Item = &'a Event> + 'a {
+        self.events.iter().filter(move |e| {
+            e.involved_object.kind.as_deref() == Some(kind) && e.involved_object.name.as_deref() == Some(name)
+        })
+    }
+
+    pub fn log(&self, pod: &str, container: &str, previous: bool) -> Option<&ContainerLog> {
+        self.logs.iter().find(|l| l.pod == pod && l.container == container && l.previous == previous)
+    }
+}
+
+/// One API call, named for error messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub verb: &'static str,
+    pub resource: String,
+    pub group: &'static str,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.verb, self.resource)?;
+        if let Some(name) = &self.name {
+            write!(f, " {name}")?;
+        }
+        if let Some(ns) = &self.namespace {
+            write!(f, " in namespace {ns}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadError {
+    #[error(
+        "cannot {call}: the API server refused it (403 Forbidden: {message}); grant it to kubechat's service account with this rule in the kubechat-reader ClusterRole (k8s/rbac.yaml): {{apiGroups: [\"{group}\"], resources: [\"{resource}\"], verbs: [\"{verb}\"]}}",
+        group = call.group, resource = call.resource, verb = call.verb
+    )]
+    Forbidden { call: Call, message: String },
+    #[error("namespace {namespace} does not exist{}", closest_hint(.closest))]
+    NamespaceNotFound { namespace: String, closest: Vec<String> },
+    #[error("{kind} {name} not found in namespace {namespace}{}", closest_hint(.closest))]
+    ObjectNotFound { kind: String, name: String, namespace: String, closest: Vec<String> },
+    #[error("timed out after {}s waiting for the API server to {call}; the API server is overloaded or unreachable", after.as_secs_f32())]
+    Timeout { call: Call, after: Duration },
+    #[error("cannot {call}: the API server answered {code} {reason}: {message}")]
+    Api { call: Call, code: u16, reason: String, message: String },
+    #[error("cannot {call}: cannot reach the API server: {message}")]
+    Unreachable { call: Call, message: String },
+    #[error("unsupported object kind {0:?}: use pod, deployment, statefulset, daemonset, job, cronjob or service")]
+    UnsupportedKind(String),
+}
+
+fn closest_hint(closest: &[String]) -> String {
+    match closest {
+        [] => String::new(),
+        names => format!("; did you mean {}?", names.join(", ")),
+    }
+}
+
+impl ReadError {
+    fn from_kube(error: kube::Error, call: &Call) -> ReadError {
+        match error {
+            kube::Error::Api(status) if status.code == 403 => {
+                ReadError::Forbidden { call: call.clone(), message: status.message.clone() }
+            }
+            kube::Error::Api(status) => ReadError::Api {
+                call: call.clone(),
+                code: status.code,
+                reason: status.reason.clone(),
+                message: status.message.clone(),
+            },
+            other => ReadError::Unreachable { call: call.clone(), message: error_chain(&other) },
+        }
+    }
+
+    /// The resource of the call that failed.
+    pub fn resource(&self) -> Option<&str> {
+        match self {
+            ReadError::Forbidden { call, .. }
+            | ReadError::Timeout { call, .. }
+            | ReadError::Api { call, .. }
+            | ReadError::Unreachable { call, .. } => Some(&call.resource),
+            _ => None,
+        }
+    }
+
+    fn is_not_found(&self) -> bool {
+        matches!(self, ReadError::Api { code: 404, .. })
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+fn call<K: Resource<DynamicType = ()>>(verb: &'static str, namespace: Option<&str>, name: Option<&str>) -> Call {
+    let group: &'static str = match K::group(&()).as_ref() {
+        "apps" => "apps",
+        "batch" => "batch",
+        _ => "",
+    };
+    Call {
+        verb,
+        resource: K::plural(&()).to_string(),
+        group,
+        namespace: namespace.map(str::to_string),
+        name: name.map(str::to_string),
+    }
+}
+
+async fn timed<T>(
+    limits: &Limits,
+    call: &Call,
+    future: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<T, ReadError> {
+    match tokio::time::timeout(limits.call_timeout, future).await {
+        Ok(result) => result.map_err(|e| ReadError::from_kube(e, call)),
+        Err(_) => Err(ReadError::Timeout { call: call.clone(), after: limits.call_timeout }),
+    }
+}
+
+/// Lists every object, page by page.
+async fn list_all<K>(api: Api<K>, params: ListParams, limits: &Limits, namespace: &str) -> Result<Vec<K>, ReadError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
+{
+    let call = call::<K>("list", Some(namespace).filter(|ns| !ns.is_empty()), None);
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut page_params = params.clone().limit(limits.page_size);
+        page_params.continue_token = token.take();
+        let page = timed(limits, &call, api.list(&page_params)).await?;
+        items.extend(page.items);
+        match page.metadata.continue_ {
+            Some(next) if !next.is_empty() => token = Some(next),
+            _ => return Ok(items),
+        }
+    }
+}
+
+/// Reads everything kubechat needs about `scope`, concurrently.
+pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Facts, ReadError> {
+    let ns = scope.namespace.as_str();
+    let all = ListParams::default();
+    let (namespace, pods, events, deployments, replicasets, statefulsets, daemonsets, jobs, cronjobs, services, endpoints, pvcs) = tokio::join!(
+        check_namespace(client, ns, limits),
+        read_pods(client, scope, limits),
+        list_all(Api::<Event>::namespaced(client.clone(), ns), all.clone(), limits, ns),
+        list_all(Api::<Deployment>::namespaced(client.clone(), ns), all.clone(), limits, ns),
+        list_all(Api::<ReplicaSet>::namespaced(client.clone(), ns), all.clone(), limits, ns),
+        list_all(Api::<StatefulSet>::namespaced(client.clone(), ns), all.clone(), limits, ns),
+        list_all(Api::<DaemonSet>::namespaced(client.clone(), ns), all.clone(), limits, ns),
+        list_all(Api::<Job>::namespaced(client.clone(), ns), all.clone(), limits, ns),
+        list_all(Api::<CronJob>::namespaced(client.clone(), ns), all.clone(), limits, ns),
+        list_all(Api::<Service>::namespaced(client.clone(), ns), all.clone(), limits, ns),
+        list_all(Api::<Endpoints>::namespaced(client.clone(), ns), all.clone(), limits, ns),
+        list_all(Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns), all.clone(), limits, ns),
+    );
+    let mut gaps = Gaps::default();
+    if let Err(gap) = namespace {
+        match gap {
+            ReadError::NamespaceNotFound { .. } => return Err(gap),
+            other => gaps.messages.push(other.to_string()),
+        }
+    }
+    let pods = pods?;
+    let mut facts = Facts {
+        namespace: ns.to_string(),
+        pods,
+        events: order_events(gaps.keep(events)),
+        deployments: gaps.keep(deployments),
+        replicasets: gaps.keep(replicasets),
+        statefulsets: gaps.keep(statefulsets),
+        daemonsets: gaps.keep(daemonsets),
+        jobs: gaps.keep(jobs),
+        cronjobs: gaps.keep(cronjobs),
+        services: gaps.keep(services),
+        endpoints: gaps.keep(endpoints),
+        pvcs: gaps.keep(pvcs),
+        ..Facts::default()
+    };
+    let (logs, nodes) = tokio::join!(read_logs(client, &facts, limits), read_nodes(client, &facts, limits));
+    facts.logs = logs.0;
+    facts.gaps = gaps.messages;
+    facts.unread = gaps.unread;
+    facts.gaps.extend(logs.1);
+    facts.nodes = nodes.0;
+    facts.gaps.extend(nodes.1);
+    Ok(facts)
+}
+
+/// Reads that failed without failing the diagnosis.
+#[derive(Default)]
+struct Gaps {
+    messages: Vec<String>,
+    unread: BTreeSet<String>,
+}
+
+impl Gaps {
+    fn keep<T>(&mut self, result: Result<Vec<T>, ReadError>) -> Vec<T> {
+        result.unwrap_or_else(|error| {
+            self.unread.extend(error.resource().map(str::to_string));
+            self.messages.push(error.to_string());
+            Vec::new()
+        })
+    }
+}
+
+/// Fails with the closest existing names when the namespace does not exist; a list of pods in a missing namespace
+/// is simply empty, so this is the only way to tell "no pods" from "wrong name".
+async fn check_namespace(client: &Client, namespace: &str, limits: &Limits) -> Result<(), ReadError> {
+    let api = Api::<Namespace>::all(client.clone());
+    let get = call::<Namespace>("get", None, Some(namespace));
+    match timed(limits, &get, api.get(namespace)).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => {
+            let names = list_all(api.clone(), ListParams::default(), limits, "").await.unwrap_or_default();
+            let names = names.into_iter().filter_map(|n| n.metadata.name);
+            Err(ReadError::NamespaceNotFound { namespace: namespace.to_string(), closest: closest(namespace, names) })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Up to three names closest to `wanted`, best first.
+pub fn closest(wanted: &str, names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut scored: Vec<(f64, String)> = names
+        .into_iter()
+        .map(|name| {
+            let mut score = strsim::jaro_winkler(wanted, &name);
+            if name.contains(wanted) || wanted.contains(name.as_str()) {
+                score += 0.2;
+            }
+            (score, name)
+        })
+        .filter(|(score, _)| *score >= 0.7)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    scored.into_iter().take(3).map(|(_, name)| name).collect()
+}
+
+/// The namespace's pods, or only those of the scoped object.
+async fn read_pods(client: &Client, scope: &Scope, limits: &Limits) -> Result<Vec<Pod>, ReadError> {
+    let ns = scope.namespace.as_str();
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let Some((kind, name)) = &scope.object else {
+        return list_all(pods.clone(), ListParams::default(), limits, ns).await;
+    };
+    let selector = match kind.as_str() {
+        "pod" | "pods" | "po" => {
+            let params = ListParams::default().fields(&format!("metadata.name={name}"));
+            let found = list_all(pods.clone(), params, limits, ns).await?;
+            if found.is_empty() {
+                return Err(not_found(client, "pod", name, ns, limits).await);
+            }
+            return Ok(found);
+        }
+        "deployment" | "deployments" | "deploy" => {
+            selector_of(&Api::<Deployment>::namespaced(client.clone(), ns), ns, name, limits, |d| d.spec.as_ref().map(|s| &s.selector)).await
+        }
+        "statefulset" | "statefulsets" | "sts" => {
+            selector_of(&Api::<StatefulSet>::namespaced(client.clone(), ns), ns, name, limits, |s| s.spec.as_ref().map(|s| &s.selector)).await
+        }
+        "daemonset" | "daemonsets" | "ds" => {
+            selector_of(&Api::<DaemonSet>::namespaced(client.clone(), ns), ns, name, limits, |d| d.spec.as_ref().map(|s| &s.selector)).await
+        }
+        "job" | "jobs" => {
+            selector_of(&Api::<Job>::namespaced(client.clone(), ns), ns, name, limits, |j| j.spec.as_ref().and_then(|s| s.selector.as_ref())).await
+        }
+        "service" | "services" | "svc" => {
+            let api = Api::<Service>::namespaced(client.clone(), ns);
+            let service = get_or_closest(&api, name, limits, ns).await?;
+            let selector = service.spec.and_then(|s| s.selector).unwrap_or_default();
+            Ok(selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+        }
+        other => Err(ReadError::UnsupportedKind(other.to_string())),
+    }?;
+    list_all(pods.clone(), ListParams::default().labels(&selector), limits, ns).await
+}
+
+async fn selector_of<K>(
+    api: &Api<K>,
+    ns: &str,
+    name: &str,
+    limits: &Limits,
+    selector: impl Fn(&K) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+) -> Result<String, ReadError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
+{
+    let object = get_or_closest(api, name, limits, ns).await?;
+    Ok(selector(&object).map(label_selector_string).unwrap_or_default())
+}
+
+
+async fn get_or_closest<K>(api: &Api<K>, name: &str, limits: &Limits, ns: &str) -> Result<K, ReadError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
+{
+    let get = call::<K>("get", Some(ns), Some(name));
+    match timed(limits, &get, api.get(name)).await {
+        Err(e) if e.is_not_found() => {
+            let names = list_all(api.clone(), ListParams::default(), limits, ns).await.unwrap_or_default();
+            let names = names.into_iter().filter_map(|o| o.meta().name.clone());
+            Err(ReadError::ObjectNotFound {
+                kind: K::kind(&()).to_lowercase(),
+                name: name.to_string(),
+                namespace: ns.to_string(),
+                closest: closest(name, names),
+            })
+        }
+        other => other,
+    }
+}
+
+async fn not_found(client: &Client, kind: &str, name: &str, ns: &str, limits: &Limits) -> ReadError {
+    let names = list_all(Api::<Pod>::namespaced(client.clone(), ns), ListParams::default(), limits, ns).await.unwrap_or_default();
+    let names = names.into_iter().filter_map(|p| p.metadata.name);
+    ReadError::ObjectNotFound { kind: kind.to_string(), name: name.to_string(), namespace: ns.to_string(), closest: closest(name, names) }
+}
+
+/// `matchLabels` and `matchExpressions` as a label selector string.
+pub fn label_selector_string(selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> String {
+    let mut terms: Vec<String> = selector.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        terms.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            _ => format!("!{}", e.key),
+        });
+    }
+    terms.join(",")
+}
+
+/// Warning before Normal, newest first, repeats (same object, reason and message) folded into one with the counts
+/// added up.
+pub fn order_events(events: Vec<Event>) -> Vec<Event> {
+    let mut folded: HashMap<(String, String, String, String), Event> = HashMap::new();
+    for event in events {
+        let key = (
+            event.involved_object.kind.clone().unwrap_or_default(),
+            event.involved_object.name.clone().unwrap_or_default(),
+            event.reason.clone().unwrap_or_default(),
+            event.message.clone().unwrap_or_default(),
+        );
+        match folded.get_mut(&key) {
+            None => {
+                folded.insert(key, event);
+            }
+            Some(kept) => {
+                let count = kept.count.unwrap_or(1) + event.count.unwrap_or(1);
+                if event_time(&event) > event_time(kept) {
+                    *kept = event;
+                }
+                kept.count = Some(count);
+            }
+        }
+    }
+    let mut events: Vec<Event> = folded.into_values().collect();
+    events.sort_by(|a, b| {
+        let warning = |e: &Event| e.type_.as_deref() != Some("Warning");
+        warning(a)
+            .cmp(&warning(b))
+            .then_with(|| event_time(b).cmp(&event_time(a)))
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
+    events
+}
+
+/// When an event last happened: `lastTimestamp`, else `eventTime`, else when it was created.
+pub fn event_time(event: &Event) -> Option<jiff::Timestamp> {
+    event
+        .last_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| event.series.as_ref().and_then(|s| s.last_observed_time.as_ref()).map(|t| t.0))
+        .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        .or_else(|| event.first_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// Whether a pod needs a closer look, judged by its containers' states rather than its phase: a crash-looping pod
+/// is usually `Running`.
+pub fn is_problem_pod(pod: &Pod) -> bool {
+    let Some(status) = &pod.status else { return false };
+    match status.phase.as_deref() {
+        Some("Succeeded") => return false,
+        Some("Failed") | Some("Pending") | Some("Unknown") => return true,
+        _ => {}
+    }
+    if pod.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    let containers = status.container_statuses.iter().flatten().chain(status.init_container_statuses.iter().flatten());
+    containers.into_iter().any(|c| {
+        let state = c.state.as_ref();
+        let waiting = state.and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref());
+        let last = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+        waiting.is_some_and(|r| r != "PodInitializing" && r != "ContainerCreating")
+            || last.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"))
+            || (!c.ready && state.and_then(|s| s.running.as_ref()).is_some())
+            || state.and_then(|s| s.terminated.as_ref()).is_some_and(|t| t.exit_code != 0)
+    })
+}
+
+/// How urgently a problem pod's logs matter: restarting containers first.
+fn log_priority(pod: &Pod) -> i32 {
+    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+    statuses.into_iter().flatten().map(|c| c.restart_count).sum::<i32>()
+}
+
+/// Current and previous logs of every container of the problem pods, up to `limits.log_pods` pods.
+async fn read_logs(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<ContainerLog>, Vec<String>) {
+    let mut problem: Vec<&Pod> = facts.pods.iter().filter(|p| is_problem_pod(p)).collect();
+    problem.sort_by_key(|p| (-log_priority(p), p.metadata.name.clone()));
+    let mut requests = Vec::new();
+    for pod in problem.into_iter().take(limits.log_pods) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let statuses = pod.status.as_ref();
+        let all = statuses
+            .and_then(|s| s.init_container_statuses.as_ref())
+            .into_iter()
+            .flatten()
+            .chain(statuses.and_then(|s| s.container_statuses.as_ref()).into_iter().flatten());
+        for status in all {
+            let state = status.state.as_ref();
+            let started = state.is_some_and(|s| s.running.is_some() || s.terminated.is_some());
+            if started {
+                requests.push((name.clone(), status.name.clone(), false));
+            }
+            if status.restart_count > 0 || status.last_state.as_ref().is_some_and(|s| s.terminated.is_some()) {
+                requests.push((name.clone(), status.name.clone(), true));
+            }
+        }
+    }
+    let api = Api::<Pod>::namespaced(client.clone(), &facts.namespace);
+    let results: Vec<(ContainerLog, Option<ReadError>)> = futures::stream::iter(requests)
+        .map(|(pod, container, previous)| {
+            let api = api.clone();
+            async move {
+                let params = LogParams {
+                    container: Some(container.clone()),
+                    previous,
+                    tail_lines: Some(limits.tail_lines),
+                    limit_bytes: Some(limits.limit_bytes),
+                    ..LogParams::default()
+                };
+                let mut log_call = call::<Pod>("get", Some(&facts.namespace), Some(&pod));
+                log_call.resource = "pods/log".to_string();
+                let result = timed(limits, &log_call, api.logs(&pod, &params)).await;
+                let (text, error) = match result {
+                    Ok(text) => (Ok(text), None),
+                    Err(ReadError::Api { message, .. }) => (Err(message), None),
+                    Err(e) => (Err(e.to_string()), Some(e)),
+                };
+                (ContainerLog { pod, container, previous, text }, error)
+            }
+        })
+        .buffered(limits.concurrency.max(1))
+        .collect()
+        .await;
+    let mut gaps = BTreeSet::new();
+    let logs = results
+        .into_iter()
+        .map(|(log, error)| {
+            if let Some(error) = error {
+                gaps.insert(unnamed(error).to_string());
+            }
+            log
+        })
+        .collect();
+    (logs, gaps.into_iter().collect())
+}
+
+/// The same error without the object's name, so one refusal for many pods is reported once.
+fn unnamed(error: ReadError) -> ReadError {
+    match error {
+        ReadError::Forbidden { mut call, message } => {
+            call.name = None;
+            let message = message.split_once(" is forbidden: ").map_or(message.clone(), |(_, rest)| format!("forbidden: {rest}"));
+            ReadError::Forbidden { call, message }
+        }
+        ReadError::Timeout { mut call, after } => {
+            call.name = None;
+            ReadError::Timeout { call, after }
+        }
+        other => other,
+    }
+}
+
+/// The nodes the problem pods are scheduled on.
+async fn read_nodes(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<Node>, Vec<String>) {
+    let names: BTreeSet<String> = facts
+        .pods
+        .iter()
+        .filter(|p| is_problem_pod(p))
+        .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
+        .collect();
+    let api = Api::<Node>::all(client.clone());
+    let results: Vec<Result<Node, ReadError>> = futures::stream::iter(names)
+        .map(|name| {
+            let api = api.clone();
+            async move { timed(limits, &call::<Node>("get", None, Some(&name)), api.get(&name)).await }
+        })
+        .buffered(limits.concurrency.max(1))
+        .collect()
+        .await;
+    let mut nodes = Vec::new();
+    let mut gaps = BTreeSet::new();
+    for result in results {
+        match result {
+            Ok(node) => nodes.push(node),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                gaps.insert(unnamed(e).to_string());
+            }
+        }
+    }
+    (nodes, gaps.into_iter().collect())
+}
+
+/// A client for the cluster: the given kubeconfig, else in-cluster config or `~/.kube/config` as kubectl finds them.
+pub async fn client(kubeconfig: Option<&std::path::Path>, url: Option<&str>) -> anyhow::Result<Client> {
+    use anyhow::Context as _;
+    let config = if let Some(url) = url {
+        kube::Config::new(url.parse().with_context(|| format!("invalid API server URL {url}"))?)
+    } else if let Some(path) = kubeconfig {
+        let kubeconfig = kube::config::Kubeconfig::read_from(path).with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+            .await
+            .with_context(|| format!("cannot use kubeconfig {}", path.display()))?
+    } else {
+        kube::Config::infer().await.context(
+            "cannot find the cluster: not running in a pod and no kubeconfig found; pass --kubeconfig, set KUBECONFIG, or use --dump for an offline dump",
+        )?
+    };
+    Client::try_from(config).context("cannot build the Kubernetes client")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_names_rank_near_misses_first() {
+        let names = ["payments", "payment-gateway", "kube-system", "default"].map(String::from);
+        assert_eq!(closest("payment", names.clone()).first().map(String::as_str), Some("payments"));
+        assert!(closest("zzzz", names).is_empty());
+    }
+
+    #[test]
+    fn forbidden_errors_name_the_rule_to_add() {
+        let call = Call { verb: "get", resource: "pods/log".into(), group: "", namespace: Some("shop".into()), name: None };
+        let text = ReadError::Forbidden { call, message: "nope".into() }.to_string();
+        assert!(text.starts_with("cannot get pods/log in namespace shop: the API server refused it (403 Forbidden: nope)"), "{text}");
+        assert!(text.contains(r#"{apiGroups: [""], resources: ["pods/log"], verbs: ["get"]}"#), "{text}");
+    }
+
+    #[test]
+    fn events_fold_repeats_and_put_warnings_first() {
+        let event = |name: &str, kind: &str, reason: &str, at: &str, count: i32| -> Event {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name}, "type": kind, "reason": reason, "message": "m", "count": count,
+                "involvedObject": {"kind": "Pod", "name": "p"}, "lastTimestamp": at,
+            }))
+            .unwrap()
+        };
+        let events = order_events(vec![
+            event("a", "Normal", "Pulled", "2026-01-01T00:00:05Z", 1),
+            event("b", "Warning", "BackOff", "2026-01-01T00:00:01Z", 3),
+            event("c", "Warning", "BackOff", "2026-01-01T00:00:09Z", 2),
+            event("d", "Warning", "Unhealthy", "2026-01-01T00:00:03Z", 1),
+        ]);
+        let names: Vec<_> = events.iter().map(|e| e.metadata.name.clone().unwrap()).collect();
+        assert_eq!(names, ["c", "d", "a"]);
+        assert_eq!(events[0].count, Some(5));
+    }
+}

@@ -1,0 +1,373 @@
+//! Cluster dumps: what `kubectl get … -o yaml` prints, plus container logs, loaded into memory for the replay server.
+//!
+//! A dump is a YAML or JSON file (a `v1 List`, one object, or multi-document YAML), or a directory of such files with
+//! logs at `logs/<namespace>/<pod>/<container>.log` and `logs/<namespace>/<pod>/<container>.previous.log`.
+//!
+//! Loading drops what must never be served: Secrets are not kept at all and ConfigMap values are blanked, so no path
+//! through the replay server can hand them out.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::resources::{self, Resource};
+
+/// What replaces every ConfigMap value in a dump.
+pub const REDACTED_VALUE: &str = "<redacted: kubechat never serves configmap values>";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("cannot read dump {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot parse dump file {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("dump {} holds no Kubernetes objects; expected the output of `kubectl get … -o yaml` or a directory of such files", path.display())]
+    Empty { path: PathBuf },
+}
+
+/// Where a container log is kept.
+#[derive(Debug, Clone)]
+pub enum LogSource {
+    File(PathBuf),
+    Text(Arc<str>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LogKey {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub previous: bool,
+}
+
+/// What loading found, for the operator: counts and what was left out.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    pub files: usize,
+    pub objects: usize,
+    pub logs: usize,
+    /// Objects of kinds the replay server does not serve, by `apiVersion/kind`.
+    pub skipped: BTreeMap<String, usize>,
+    pub secrets_dropped: usize,
+    pub replaced: usize,
+}
+
+/// A loaded dump: objects by resource, keyed by (namespace, name); cluster-scoped objects have an empty namespace.
+#[derive(Debug, Default)]
+pub struct Dump {
+    objects: HashMap<&'static str, BTreeMap<(String, String), Value>>,
+    logs: HashMap<LogKey, LogSource>,
+    pub report: LoadReport,
+}
+
+impl Dump {
+    /// Loads a dump file or directory.
+    pub fn load(path: &Path) -> Result<Dump, DumpError> {
+        let read_err = |source| DumpError::Read { path: path.to_path_buf(), source };
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        let mut dump = Dump::default();
+        if meta.is_dir() {
+            dump.load_dir(path, path)?;
+        } else {
+            dump.load_file(path)?;
+        }
+        if dump.report.objects == 0 {
+            return Err(DumpError::Empty { path: path.to_path_buf() });
+        }
+        dump.derive_namespaces();
+        Ok(dump)
+    }
+
+    /// Builds a dump from objects already in memory; used by tests and generated dumps.
+    pub fn from_objects(objects: impl IntoIterator<Item = Value>) -> Dump {
+        let mut dump = Dump::default();
+        for object in objects {
+            dump.insert(object);
+        }
+        dump.derive_namespaces();
+        dump
+    }
+
+    /// Adds a log kept in memory.
+    pub fn add_log(&mut self, key: LogKey, text: impl Into<Arc<str>>) {
+        self.report.logs += 1;
+        self.logs.insert(key, LogSource::Text(text.into()));
+    }
+
+    /// The objects of one resource, ordered by namespace and name.
+    pub fn objects(&self, resource: &Resource) -> Option<&BTreeMap<(String, String), Value>> {
+        self.objects.get(resource.plural)
+    }
+
+    pub fn log(&self, key: &LogKey) -> Option<&LogSource> {
+        self.logs.get(key)
+    }
+
+    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
+        self.objects.get(resources::NAMESPACES.plural).into_iter().flat_map(|m| m.keys().map(|(_, name)| name.as_str()))
+    }
+
+    fn load_dir(&mut self, root: &Path, dir: &Path) -> Result<(), DumpError> {
+        let read_err = |source| DumpError::Read { path: dir.to_path_buf(), source };
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(read_err)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(read_err)?;
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                if dir == root && path.file_name().is_some_and(|n| n == "logs") {
+                    self.load_logs(&path)?;
+                } else {
+                    self.load_dir(root, &path)?;
+                }
+            } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+                self.load_file(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `logs/<namespace>/<pod>/<container>.log` and `<container>.previous.log`.
+    fn load_logs(&mut self, logs: &Path) -> Result<(), DumpError> {
+        let read_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| DumpError::Read { path, source }
+        };
+        for ns in std::fs::read_dir(logs).map_err(read_err(logs))? {
+            let ns = ns.map_err(read_err(logs))?.path();
+            if !ns.is_dir() {
+                continue;
+            }
+            for pod in std::fs::read_dir(&ns).map_err(read_err(&ns))? {
+                let pod = pod.map_err(read_err(&ns))?.path();
+                if !pod.is_dir() {
+                    continue;
+                }
+                for file in std::fs::read_dir(&pod).map_err(read_err(&pod))? {
+                    let file = file.map_err(read_err(&pod))?.path();
+                    let Some(name) = file.file_name().and_then(|n| n.to_str()) else { continue };
+                    let (container, previous) = match name.strip_suffix(".previous.log") {
+                        Some(container) => (container, true),
+                        None => match name.strip_suffix(".log") {
+                            Some(container) => (container, false),
+                            None => continue,
+                        },
+                    };
+                    let key = LogKey {
+                        namespace: file_name(&ns),
+                        pod: file_name(&pod),
+                        container: container.to_string(),
+                        previous,
+                    };
+                    self.report.logs += 1;
+                    self.logs.insert(key, LogSource::File(file));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn load_file(&mut self, path: &Path) -> Result<(), DumpError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| DumpError::Read { path: path.to_path_buf(), source })?;
+        let documents = parse_documents(&text).map_err(|message| DumpError::Parse { path: path.to_path_buf(), message })?;
+        self.report.files += 1;
+        for document in documents {
+            for object in flatten(document) {
+                self.insert(object);
+            }
+        }
+        Ok(())
+    }
+
+    /// Files one object under its resource, or counts it as skipped.
+    fn insert(&mut self, mut object: Value) {
+        let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = object["kind"].as_str().unwrap_or_default().to_string();
+        if kind == "Secret" && api_version == "v1" {
+            self.report.secrets_dropped += 1;
+            return;
+        }
+        let name = object["metadata"]["name"].as_str().map(str::to_string);
+        let (Some(resource), Some(name)) = (resources::by_kind(&api_version, &kind), name) else {
+            let label = if kind.is_empty() { "(no kind)".to_string() } else { format!("{api_version}/{kind}") };
+            *self.report.skipped.entry(label).or_default() += 1;
+            return;
+        };
+        let namespace = if resource.namespaced {
+            let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+            object["metadata"]["namespace"] = Value::String(namespace.clone());
+            namespace
+        } else {
+            String::new()
+        };
+        object["apiVersion"] = Value::String(resource.api_version());
+        if resource == &resources::CONFIGMAPS {
+            blank_values(&mut object);
+        }
+        let previous = self.objects.entry(resource.plural).or_default().insert((namespace, name), object);
+        if previous.is_some() {
+            self.report.replaced += 1;
+        } else {
+            self.report.objects += 1;
+        }
+    }
+
+    /// Adds a Namespace object for every namespace that objects or logs live in but the dump does not describe.
+    fn derive_namespaces(&mut self) {
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        for (plural, objects) in &self.objects {
+            if *plural != resources::NAMESPACES.plural {
+                seen.extend(objects.keys().filter(|(ns, _)| !ns.is_empty()).map(|(ns, _)| ns.clone()));
+            }
+        }
+        seen.extend(self.logs.keys().map(|k| k.namespace.clone()));
+        let namespaces = self.objects.entry(resources::NAMESPACES.plural).or_default();
+        for name in seen {
+            namespaces.entry((String::new(), name.clone())).or_insert_with(|| {
+                json!({
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
+                    "spec": {"finalizers": ["kubernetes"]},
+                    "status": {"phase": "Active"},
+                })
+            });
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn blank_values(configmap: &mut Value) {
+    for field in ["data", "binaryData"] {
+        if let Some(Value::Object(values)) = configmap.get_mut(field) {
+            for value in values.values_mut() {
+                *value = Value::String(REDACTED_VALUE.to_string());
+            }
+        }
+    }
+    if let Some(Value::Object(annotations)) = configmap.pointer_mut("/metadata/annotations") {
+        // `kubectl apply` keeps a full copy of the object, values included, in this annotation.
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Parses JSON (one value) or YAML (one or more documents).
+fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
+    if text.trim_start().starts_with(['{', '[']) {
+        return serde_json::from_str::<Value>(text).map(|v| vec![v]).map_err(|e| e.to_string());
+    }
+    // Dumps of large namespaces are far bigger than the defaults for configuration files allow; scale the budget to
+    // the input (every YAML event needs at least one byte), and keep the limits on aliases and nesting.
+    let size = text.len().max(1024);
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_events: size,
+            max_nodes: size,
+            max_documents: size,
+            max_total_scalar_bytes: size,
+        },
+    };
+    let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options).map_err(|e| e.to_string())?;
+    Ok(documents.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+/// A `List` (or `PodList`, …) becomes its items, each given the list's kind without `List` when it has none.
+fn flatten(document: Value) -> Vec<Value> {
+    match document {
+        Value::Array(items) => items.into_iter().flat_map(flatten).collect(),
+        Value::Object(mut map) if is_list(&map) => {
+            let item_kind = map["kind"].as_str().and_then(|k| k.strip_suffix("List")).unwrap_or_default().to_string();
+            let api_version = map.get("apiVersion").cloned().unwrap_or(Value::Null);
+            let Some(Value::Array(items)) = map.remove("items") else { return Vec::new() };
+            items
+                .into_iter()
+                .map(|mut item| {
+                    if let Value::Object(fields) = &mut item {
+                        if !item_kind.is_empty() {
+                            fields.entry("kind").or_insert_with(|| Value::String(item_kind.clone()));
+                            fields.entry("apiVersion").or_insert_with(|| api_version.clone());
+                        }
+                    }
+                    item
+                })
+                .flat_map(flatten)
+                .collect()
+        }
+        other => vec![other],
+    }
+}
+
+fn is_list(map: &Map<String, Value>) -> bool {
+    map.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) && map.contains_key("items")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_and_multi_document_yaml_are_flattened() {
+        let yaml = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: a, namespace: shop}
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: web, namespace: shop}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: db, namespace: shop}
+data: {password: aHVudGVyMg==}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: shop}
+"#;
+        let documents = parse_documents(yaml).unwrap();
+        let dump = Dump::from_objects(documents.into_iter().flat_map(flatten));
+        assert_eq!(dump.report.objects, 2);
+        assert_eq!(dump.report.secrets_dropped, 1);
+        assert_eq!(dump.report.skipped.get("networking.k8s.io/v1/Ingress"), Some(&1));
+        assert!(dump.objects(&resources::PODS).unwrap().contains_key(&("shop".into(), "a".into())));
+        assert_eq!(dump.namespaces().collect::<Vec<_>>(), ["shop"]);
+    }
+
+    #[test]
+    fn typed_lists_give_their_items_a_kind() {
+        let json = r#"{"apiVersion":"v1","kind":"PodList","items":[{"metadata":{"name":"a","namespace":"x"}}]}"#;
+        let dump = Dump::from_objects(parse_documents(json).unwrap().into_iter().flat_map(flatten));
+        let pod = &dump.objects(&resources::PODS).unwrap()[&("x".into(), "a".into())];
+        assert_eq!(pod["kind"], "Pod");
+    }
+
+    #[test]
+    fn configmap_values_are_never_kept() {
+        let dump = Dump::from_objects([json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "cfg", "namespace": "x", "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{\"password\":\"hunter2\"}}"}},
+            "data": {"password": "hunter2"}, "binaryData": {"blob": "aHVudGVyMg=="},
+        })]);
+        let text = serde_json::to_string(&dump.objects(&resources::CONFIGMAPS).unwrap()).unwrap();
+        assert!(!text.contains("hunter2") && !text.contains("aHVudGVyMg=="), "{text}");
+        assert!(text.contains("password"), "keys stay: {text}");
+    }
+
+    #[test]
+    fn malformed_yaml_names_the_problem() {
+        let err = parse_documents("kind: Pod\n  metadata: [").unwrap_err();
+        assert!(!err.is_empty());
+    }
+}

@@ -1,0 +1,770 @@
+//! Deterministic findings: what is wrong, proven from the facts alone, with no model involved.
+//!
+//! [`analyze`] runs one analyzer per concern over [`Facts`], then links related findings (a stuck rollout to the pod
+//! that cannot start under it, a pod to the node it is stranded on) and ranks root causes first. Every reason code is
+//! documented in `docs/findings.md`; the codes are stable, so alerts and dashboards can key on them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
+use serde::Serialize;
+
+use crate::cluster::{Facts, ObjectRef, event_time, is_problem_pod};
+
+/// Stable reason codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Reason {
+    NodeNotReady,
+    PVCPending,
+    ImagePullBackOff,
+    CreateContainerConfigError,
+    FailedMount,
+    Unschedulable,
+    OOMKilled,
+    CrashLoopBackOff,
+    JobFailed,
+    ProbeFailing,
+    Evicted,
+    RolloutStuck,
+    ServiceNoEndpoints,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NodeNotReady => "NodeNotReady",
+            Reason::PVCPending => "PVCPending",
+            Reason::ImagePullBackOff => "ImagePullBackOff",
+            Reason::CreateContainerConfigError => "CreateContainerConfigError",
+            Reason::FailedMount => "FailedMount",
+            Reason::Unschedulable => "Unschedulable",
+            Reason::OOMKilled => "OOMKilled",
+            Reason::CrashLoopBackOff => "CrashLoopBackOff",
+            Reason::JobFailed => "JobFailed",
+            Reason::ProbeFailing => "ProbeFailing",
+            Reason::Evicted => "Evicted",
+            Reason::RolloutStuck => "RolloutStuck",
+            Reason::ServiceNoEndpoints => "ServiceNoEndpoints",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// A pointer from one finding to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    pub reason: Reason,
+    pub object: ObjectRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub reason: Reason,
+    pub severity: Severity,
+    pub object: ObjectRef,
+    pub summary: String,
+    /// Exact status fields, event messages and log lines that prove the finding.
+    pub evidence: Vec<String>,
+    /// Read-only kubectl commands with the real names, to look closer.
+    pub commands: Vec<String>,
+    /// The finding this one follows from; the root cause is listed before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caused_by: Option<Link>,
+    /// Findings that follow from this one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<Link>,
+    /// Other pods of the same owner with the same problem, folded into this finding.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also_affected: Vec<String>,
+    /// The container the finding is about, for pod findings.
+    #[serde(skip)]
+    container: Option<String>,
+}
+
+impl Finding {
+    fn new(reason: Reason, severity: Severity, object: ObjectRef, summary: String) -> Finding {
+        Finding {
+            reason,
+            severity,
+            object,
+            summary,
+            evidence: Vec::new(),
+            commands: Vec::new(),
+            caused_by: None,
+            related: Vec::new(),
+            also_affected: Vec::new(),
+            container: None,
+        }
+    }
+
+    pub fn link(&self) -> Link {
+        Link { reason: self.reason, object: self.object.clone() }
+    }
+}
+
+/// All findings for the facts, root causes first.
+pub fn analyze(facts: &Facts) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    findings.extend(group_replicas(facts, facts.pods.iter().flat_map(|pod| pod_findings(facts, pod)).collect()));
+    findings.extend(node_findings(facts));
+    findings.extend(pvc_findings(facts));
+    findings.extend(job_findings(facts));
+    findings.extend(rollout_findings(facts, &findings));
+    findings.extend(service_findings(facts, &findings));
+    link(facts, &mut findings);
+    rank(&mut findings);
+    findings
+}
+
+fn object(kind: &str, namespace: &str, name: &str) -> ObjectRef {
+    ObjectRef { kind: kind.to_string(), namespace: namespace.to_string(), name: name.to_string() }
+}
+
+fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
+    meta.name.as_deref().unwrap_or_default()
+}
+
+fn controller_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<(&str, &str)> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .or_else(|| meta.owner_references.iter().flatten().next())
+        .map(|o| (o.kind.as_str(), o.name.as_str()))
+}
+
+fn quote_event(event: &Event) -> String {
+    let count = event.count.filter(|c| *c > 1).map(|c| format!(" x{c}")).unwrap_or_default();
+    let at = event_time(event).map(|t| format!(" at {t}")).unwrap_or_default();
+    format!(
+        "event {} {}{count}{at}: {}",
+        event.type_.as_deref().unwrap_or("Normal"),
+        event.reason.as_deref().unwrap_or_default(),
+        event.message.as_deref().unwrap_or_default().trim()
+    )
+}
+
+fn events_with<'a>(facts: &'a Facts, kind: &'a str, name: &'a str, reasons: &'a [&str]) -> impl Iterator<Item = &'a Event> + 'a {
+    facts.events_for(kind, name).filter(move |e| e.reason.as_deref().is_some_and(|r| reasons.contains(&r)))
+}
+
+/// Log lines that explain a failure: errors, panics, exceptions; else the last lines.
+pub fn decisive_lines(text: &str, max: usize) -> Vec<String> {
+    const MARKERS: [&str; 14] = [
+        "error", "exception", "panic", "fatal", "traceback", "failed", "refused", "denied", "cannot", "unable",
+        "timeout", "timed out", "killed", "out of memory",
+    ];
+    let lines: Vec<&str> = text.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
+    let marked: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| {
+            let lower = l.to_lowercase();
+            MARKERS.iter().any(|m| lower.contains(m))
+        })
+        .collect();
+    let chosen = if marked.is_empty() { &lines[lines.len().saturating_sub(3)..] } else { &marked[marked.len().saturating_sub(max)..] };
+    chosen.iter().map(|l| l.to_string()).collect()
+}
+
+fn log_evidence(facts: &Facts, pod: &str, container: &str, previous: bool, finding: &mut Finding) {
+    let Some(log) = facts.log(pod, container, previous) else { return };
+    let label = if previous { format!("log {container} --previous") } else { format!("log {container}") };
+    match &log.text {
+        Ok(text) => finding.evidence.extend(decisive_lines(text, 5).into_iter().map(|l| format!("{label}: {l}"))),
+        Err(message) => finding.evidence.push(format!("{label} unavailable: {message}")),
+    }
+}
+
+fn statuses(pod: &Pod) -> impl Iterator<Item = (&ContainerStatus, bool)> {
+    let status = pod.status.as_ref();
+    let init = status.and_then(|s| s.init_container_statuses.as_ref()).into_iter().flatten().map(|c| (c, true));
+    let main = status.and_then(|s| s.container_statuses.as_ref()).into_iter().flatten().map(|c| (c, false));
+    init.chain(main)
+}
+
+fn pod_commands(ns: &str, pod: &str) -> Vec<String> {
+    vec![
+        format!("kubectl describe pod -n {ns} {pod}"),
+        format!("kubectl get events -n {ns} --field-selector involvedObject.name={pod}"),
+    ]
+}
+
+/// Findings about one pod, from its containers' states, its conditions and its events.
+fn pod_findings(facts: &Facts, pod: &Pod) -> Vec<Finding> {
+    let ns = facts.namespace.as_str();
+    let name = name_of(&pod.metadata);
+    let this = object("Pod", ns, name);
+    let status = pod.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref());
+    if phase == Some("Succeeded") || !is_problem_pod(pod) && facts.events_for("Pod", name).next().is_none() {
+        return Vec::new();
+    }
+    let mut findings = Vec::new();
+
+    if phase == Some("Failed") && status.and_then(|s| s.reason.as_deref()) == Some("Evicted") {
+        let message = status.and_then(|s| s.message.as_deref()).unwrap_or_default();
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("its node");
+        let mut f = Finding::new(Reason::Evicted, Severity::Warning, this.clone(), format!("Pod {name} was evicted from {node}: {message}"));
+        f.evidence.push("status.phase: Failed".into());
+        f.evidence.push("status.reason: Evicted".into());
+        f.evidence.push(format!("status.message: {message}"));
+        f.evidence.extend(events_with(facts, "Pod", name, &["Evicted"]).map(quote_event));
+        f.commands = pod_commands(ns, name);
+        f.commands.push(format!("kubectl describe node {node}"));
+        f.commands.push(format!("kubectl get pods -n {ns} --field-selector status.phase=Failed"));
+        return vec![f];
+    }
+
+    let conditions = status.and_then(|s| s.conditions.as_ref()).into_iter().flatten();
+    if let Some(c) = conditions.clone().find(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")) {
+        let message = c.message.as_deref().unwrap_or_default();
+        let mut f = Finding::new(Reason::Unschedulable, Severity::Critical, this.clone(), format!("Pod {name} cannot be scheduled: {message}"));
+        f.evidence.push(format!("condition PodScheduled=False reason=Unschedulable: {message}"));
+        f.evidence.extend(events_with(facts, "Pod", name, &["FailedScheduling"]).take(3).map(quote_event));
+        f.commands = pod_commands(ns, name);
+        f.commands.push("kubectl describe nodes".into());
+        findings.push(f);
+    }
+
+    let mount_events: Vec<&Event> = events_with(facts, "Pod", name, &["FailedMount", "FailedAttachVolume"]).collect();
+    let creating = statuses(pod).any(|(c, _)| waiting_reason(c) == Some("ContainerCreating") || waiting_reason(c) == Some("PodInitializing"));
+    if !mount_events.is_empty() && (creating || phase == Some("Pending")) {
+        let first = mount_events[0].message.as_deref().unwrap_or_default().trim();
+        let mut f = Finding::new(Reason::FailedMount, Severity::Critical, this.clone(), format!("Pod {name} cannot start because a volume cannot be mounted: {first}"));
+        f.evidence.extend(mount_events.iter().take(3).map(|e| quote_event(e)));
+        f.commands = pod_commands(ns, name);
+        findings.push(f);
+    }
+
+    for (c, init) in statuses(pod) {
+        let kind = if init { "init container" } else { "container" };
+        let cname = c.name.as_str();
+        let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
+        let reason = waiting.and_then(|w| w.reason.as_deref());
+        let message = waiting.and_then(|w| w.message.as_deref()).unwrap_or_default();
+        let last = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+        let current = c.state.as_ref().and_then(|s| s.terminated.as_ref());
+        let oom = [last, current].into_iter().flatten().find(|t| t.reason.as_deref() == Some("OOMKilled"));
+
+        let mut f = match reason {
+            Some("ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" | "ErrImageNeverPull") => {
+                let mut f = Finding::new(
+                    Reason::ImagePullBackOff,
+                    Severity::Critical,
+                    this.clone(),
+                    format!("{kind} {cname} of pod {name} cannot pull its image {}", c.image),
+                );
+                f.evidence.push(format!("{kind} {cname} state: waiting reason={} message={message:?}", reason.unwrap_or_default()));
+                f.evidence.push(format!("{kind} {cname} image: {}", c.image));
+                f.evidence.extend(events_with(facts, "Pod", name, &["Failed"]).take(3).map(quote_event));
+                f.commands = pod_commands(ns, name);
+                f.commands.push(format!("kubectl get pod -n {ns} {name} -o jsonpath='{{.spec.imagePullSecrets}}'"));
+                f
+            }
+            Some("CreateContainerConfigError" | "CreateContainerError") => {
+                let mut f = Finding::new(
+                    Reason::CreateContainerConfigError,
+                    Severity::Critical,
+                    this.clone(),
+                    format!("{kind} {cname} of pod {name} cannot be created: {message}"),
+                );
+                f.evidence.push(format!("{kind} {cname} state: waiting reason={} message={message:?}", reason.unwrap_or_default()));
+                f.evidence.extend(events_with(facts, "Pod", name, &["Failed"]).take(3).map(quote_event));
+                f.commands = pod_commands(ns, name);
+                if let Some(missing) = missing_reference(message) {
+                    f.commands.push(format!("kubectl get {} -n {ns} {}", missing.0, missing.1));
+                }
+                f
+            }
+            _ if oom.is_some() => {
+                let t = oom.expect("checked above");
+                let crashing = reason == Some("CrashLoopBackOff");
+                let severity = if crashing || !c.ready { Severity::Critical } else { Severity::Warning };
+                let limit = container_memory_limit(pod, cname);
+                let mut f = Finding::new(
+                    Reason::OOMKilled,
+                    severity,
+                    this.clone(),
+                    format!(
+                        "{kind} {cname} of pod {name} was killed for exceeding its memory limit ({}); restarted {} times",
+                        limit.as_deref().unwrap_or("no limit set"),
+                        c.restart_count
+                    ),
+                );
+                let state = if last.is_some_and(|l| std::ptr::eq(l, t)) { "lastState" } else { "state" };
+                f.evidence.push(format!(
+                    "{kind} {cname} {state}.terminated: reason=OOMKilled exitCode={}{}",
+                    t.exit_code,
+                    t.finished_at.as_ref().map(|at| format!(" finishedAt={}", at.0)).unwrap_or_default()
+                ));
+                f.evidence.push(format!("{kind} {cname} restartCount: {}", c.restart_count));
+                if let Some(reason) = reason {
+                    f.evidence.push(format!("{kind} {cname} state: waiting reason={reason}"));
+                }
+                if let Some(limit) = &limit {
+                    f.evidence.push(format!("{kind} {cname} resources.limits.memory: {limit}"));
+                }
+                log_evidence(facts, name, cname, true, &mut f);
+                f.commands = vec![
+                    format!("kubectl logs -n {ns} {name} -c {cname} --previous"),
+                    format!("kubectl describe pod -n {ns} {name}"),
+                    format!("kubectl top pod -n {ns} {name} --containers"),
+                ];
+                f
+            }
+            Some("CrashLoopBackOff") => {
+                let mut f = Finding::new(
+                    Reason::CrashLoopBackOff,
+                    Severity::Critical,
+                    this.clone(),
+                    format!("{kind} {cname} of pod {name} keeps crashing and is restarted with back-off ({} restarts)", c.restart_count),
+                );
+                f.evidence.push(format!("{kind} {cname} state: waiting reason=CrashLoopBackOff message={message:?}"));
+                f.evidence.push(format!("{kind} {cname} restartCount: {}", c.restart_count));
+                if let Some(t) = last {
+                    f.evidence.push(format!(
+                        "{kind} {cname} lastState.terminated: reason={} exitCode={}{}",
+                        t.reason.as_deref().unwrap_or("?"),
+                        t.exit_code,
+                        t.finished_at.as_ref().map(|at| format!(" finishedAt={}", at.0)).unwrap_or_default()
+                    ));
+                    if let Some(m) = t.message.as_deref().filter(|m| !m.trim().is_empty()) {
+                        f.evidence.push(format!("{kind} {cname} lastState.terminated.message: {}", m.trim()));
+                    }
+                }
+                log_evidence(facts, name, cname, true, &mut f);
+                f.evidence.extend(events_with(facts, "Pod", name, &["Unhealthy"]).take(2).map(quote_event));
+                f.commands = vec![
+                    format!("kubectl logs -n {ns} {name} -c {cname} --previous"),
+                    format!("kubectl describe pod -n {ns} {name}"),
+                ];
+                f
+            }
+            _ if !init && !c.ready && c.state.as_ref().is_some_and(|s| s.running.is_some()) => {
+                let unhealthy: Vec<&Event> = events_with(facts, "Pod", name, &["Unhealthy"])
+                    .filter(|e| e.message.as_deref().is_some_and(|m| m.contains("probe")))
+                    .collect();
+                let has_probe = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.containers.iter().find(|k| k.name == cname))
+                    .is_some_and(|k| k.readiness_probe.is_some() || k.startup_probe.is_some());
+                if unhealthy.is_empty() && !has_probe {
+                    continue;
+                }
+                let probe = unhealthy.first().and_then(|e| e.message.as_deref()).unwrap_or("readiness probe not passing");
+                let mut f = Finding::new(
+                    Reason::ProbeFailing,
+                    Severity::Warning,
+                    this.clone(),
+                    format!("{kind} {cname} of pod {name} is running but not ready: {}", probe.trim()),
+                );
+                f.evidence.push(format!("{kind} {cname} ready: false (state running, restartCount {})", c.restart_count));
+                f.evidence.extend(unhealthy.iter().take(3).map(|e| quote_event(e)));
+                log_evidence(facts, name, cname, false, &mut f);
+                f.commands = vec![
+                    format!("kubectl describe pod -n {ns} {name}"),
+                    format!("kubectl logs -n {ns} {name} -c {cname} --tail=50"),
+                    format!("kubectl get pod -n {ns} {name} -o jsonpath='{{.spec.containers[?(@.name==\"{cname}\")].readinessProbe}}'"),
+                ];
+                f
+            }
+            _ => continue,
+        };
+        f.container = Some(cname.to_string());
+        findings.push(f);
+    }
+    findings
+}
+
+fn waiting_reason(c: &ContainerStatus) -> Option<&str> {
+    c.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref())
+}
+
+fn container_memory_limit(pod: &Pod, container: &str) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let c = spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == container)?;
+    c.resources.as_ref()?.limits.as_ref()?.get("memory").map(|q| q.0.clone())
+}
+
+/// `secret "db" not found` → (`secret`, `db`); also configmaps. Used for a command that checks the reference.
+fn missing_reference(message: &str) -> Option<(&'static str, String)> {
+    for (word, kind) in [("secret", "secret"), ("configmap", "configmap")] {
+        if let Some(rest) = message.split(&format!("{word} \"")).nth(1) {
+            return rest.split('"').next().map(|n| (kind, n.to_string()));
+        }
+    }
+    None
+}
+
+/// Pods of one owner that fail the same way become one finding that names the others.
+fn group_replicas(facts: &Facts, findings: Vec<Finding>) -> Vec<Finding> {
+    let owners: HashMap<&str, (&str, &str)> = facts
+        .pods
+        .iter()
+        .filter_map(|p| controller_of(&p.metadata).map(|owner| (name_of(&p.metadata), owner)))
+        .collect();
+    let mut grouped: Vec<Finding> = Vec::new();
+    let mut index: HashMap<(Reason, Option<String>, (&str, &str)), usize> = HashMap::new();
+    for finding in findings {
+        let Some(owner) = owners.get(finding.object.name.as_str()).copied() else {
+            grouped.push(finding);
+            continue;
+        };
+        let key = (finding.reason, finding.container.clone(), owner);
+        match index.get(&key) {
+            Some(&i) => grouped[i].also_affected.push(finding.object.name.clone()),
+            None => {
+                index.insert(key, grouped.len());
+                grouped.push(finding);
+            }
+        }
+    }
+    for f in &mut grouped {
+        if !f.also_affected.is_empty() {
+            let owner = owners[f.object.name.as_str()];
+            f.summary.push_str(&format!(
+                " (and {} more pod{} of {} {})",
+                f.also_affected.len(),
+                if f.also_affected.len() == 1 { "" } else { "s" },
+                owner.0.to_lowercase(),
+                owner.1
+            ));
+        }
+    }
+    grouped
+}
+
+fn node_findings(facts: &Facts) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for node in &facts.nodes {
+        let name = name_of(&node.metadata);
+        let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten();
+        let Some(ready) = conditions.clone().find(|c| c.type_ == "Ready") else { continue };
+        if ready.status == "True" {
+            continue;
+        }
+        let message = ready.message.as_deref().unwrap_or_default();
+        let mut f = Finding::new(
+            Reason::NodeNotReady,
+            Severity::Critical,
+            object("Node", "", name),
+            format!("Node {name} is not ready ({}): {message}", ready.reason.as_deref().unwrap_or(&ready.status)),
+        );
+        f.evidence.push(format!(
+            "node {name} condition Ready={} reason={}: {message}",
+            ready.status,
+            ready.reason.as_deref().unwrap_or_default()
+        ));
+        for c in conditions.filter(|c| c.type_ != "Ready" && c.status == "True") {
+            f.evidence.push(format!("node {name} condition {}=True: {}", c.type_, c.message.as_deref().unwrap_or_default()));
+        }
+        for taint in node.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten() {
+            f.evidence.push(format!("node {name} taint: {}:{}", taint.key, taint.effect));
+        }
+        f.commands = vec![format!("kubectl describe node {name}"), format!("kubectl get pods -A --field-selector spec.nodeName={name}")];
+        findings.push(f);
+    }
+    findings
+}
+
+fn pvc_findings(facts: &Facts) -> Vec<Finding> {
+    let ns = facts.namespace.as_str();
+    let mut findings = Vec::new();
+    for pvc in &facts.pvcs {
+        let name = name_of(&pvc.metadata);
+        let phase = pvc.status.as_ref().and_then(|s| s.phase.as_deref());
+        if phase != Some("Pending") {
+            continue;
+        }
+        let class = pvc.spec.as_ref().and_then(|s| s.storage_class_name.as_deref());
+        let events: Vec<&Event> = events_with(facts, "PersistentVolumeClaim", name, &["ProvisioningFailed", "FailedBinding", "ExternalProvisioning"]).collect();
+        let why = events.first().and_then(|e| e.message.as_deref()).unwrap_or("no volume has been bound to it");
+        let mut f = Finding::new(
+            Reason::PVCPending,
+            Severity::Critical,
+            object("PersistentVolumeClaim", ns, name),
+            format!("PersistentVolumeClaim {name} is not bound: {}", why.trim()),
+        );
+        f.evidence.push("status.phase: Pending".into());
+        f.evidence.push(format!("spec.storageClassName: {}", class.unwrap_or("<none>")));
+        f.evidence.extend(events.iter().take(3).map(|e| quote_event(e)));
+        f.commands = vec![
+            format!("kubectl describe pvc -n {ns} {name}"),
+            "kubectl get storageclass".into(),
+            format!("kubectl get events -n {ns} --field-selector involvedObject.name={name}"),
+        ];
+        findings.push(f);
+    }
+    findings
+}
+
+fn job_findings(facts: &Facts) -> Vec<Finding> {
+    let ns = facts.namespace.as_str();
+    let mut findings = Vec::new();
+    for job in &facts.jobs {
+        let name = name_of(&job.metadata);
+        let status = job.status.as_ref();
+        let conditions = status.and_then(|s| s.conditions.as_ref()).into_iter().flatten();
+        let Some(failed) = conditions.clone().find(|c| c.type_ == "Failed" && c.status == "True") else { continue };
+        let reason = failed.reason.as_deref().unwrap_or("Failed");
+        let message = failed.message.as_deref().unwrap_or_default();
+        let mut f = Finding::new(Reason::JobFailed, Severity::Critical, object("Job", ns, name), format!("Job {name} failed ({reason}): {message}"));
+        f.evidence.push(format!("condition Failed=True reason={reason}: {message}"));
+        let backoff = job.spec.as_ref().and_then(|s| s.backoff_limit).unwrap_or(6);
+        f.evidence.push(format!("status.failed: {} (backoffLimit {backoff})", status.and_then(|s| s.failed).unwrap_or(0)));
+        if let Some((kind, owner)) = controller_of(&job.metadata) {
+            f.evidence.push(format!("created by {} {owner}", kind.to_lowercase()));
+        }
+        let mut pods: Vec<&Pod> = facts.pods.iter().filter(|p| controller_of(&p.metadata) == Some(("Job", name))).collect();
+        pods.sort_by_key(|p| std::cmp::Reverse(p.metadata.creation_timestamp.as_ref().map(|t| t.0)));
+        for pod in pods.iter().take(2) {
+            let pod_name = name_of(&pod.metadata);
+            for (c, _) in statuses(pod) {
+                let terminated = c.state.as_ref().and_then(|s| s.terminated.as_ref()).or(c.last_state.as_ref().and_then(|s| s.terminated.as_ref()));
+                if let Some(t) = terminated.filter(|t| t.exit_code != 0) {
+                    f.evidence.push(format!(
+                        "pod {pod_name} container {} terminated: reason={} exitCode={}",
+                        c.name,
+                        t.reason.as_deref().unwrap_or("?"),
+                        t.exit_code
+                    ));
+                    let current = c.state.as_ref().is_some_and(|s| s.terminated.is_some());
+                    let before = f.evidence.len();
+                    log_evidence(facts, pod_name, &c.name, !current, &mut f);
+                    for line in &mut f.evidence[before..] {
+                        *line = format!("pod {pod_name} {line}");
+                    }
+                }
+            }
+        }
+        f.commands = vec![format!("kubectl describe job -n {ns} {name}"), format!("kubectl get pods -n {ns} -l job-name={name}")];
+        if let Some(pod) = pods.first() {
+            f.commands.insert(0, format!("kubectl logs -n {ns} {}", name_of(&pod.metadata)));
+        }
+        findings.push(f);
+    }
+    findings
+}
+
+/// The ReplicaSets a Deployment owns, newest revision first.
+fn replicasets_of<'a>(facts: &'a Facts, deployment: &str) -> Vec<&'a k8s_openapi::api::apps::v1::ReplicaSet> {
+    let mut sets: Vec<_> = facts.replicasets.iter().filter(|rs| controller_of(&rs.metadata) == Some(("Deployment", deployment))).collect();
+    sets.sort_by_key(|rs| std::cmp::Reverse(revision(&rs.metadata)));
+    sets
+}
+
+fn revision(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> i64 {
+    meta.annotations.as_ref().and_then(|a| a.get("deployment.kubernetes.io/revision")).and_then(|r| r.parse().ok()).unwrap_or(0)
+}
+
+fn rollout_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
+    let ns = facts.namespace.as_str();
+    let mut findings = Vec::new();
+    for deployment in &facts.deployments {
+        let name = name_of(&deployment.metadata);
+        let status = deployment.status.as_ref();
+        let desired = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
+        let available = status.and_then(|s| s.available_replicas).unwrap_or(0);
+        let unavailable = status.and_then(|s| s.unavailable_replicas).unwrap_or(0);
+        let conditions = status.and_then(|s| s.conditions.as_ref()).into_iter().flatten();
+        let deadline = conditions.clone().find(|c| c.type_ == "Progressing" && c.status == "False");
+        let newest = replicasets_of(facts, name).into_iter().next();
+        let failing_new_pods: Vec<&Finding> = newest
+            .map(|rs| pods_owned_by(facts, "ReplicaSet", name_of(&rs.metadata)))
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|pod| pod_findings.iter().filter(move |f| f.object.kind == "Pod" && (f.object.name == *pod || f.also_affected.iter().any(|a| a == pod))))
+            .collect();
+        let rolling = updated < desired || unavailable > 0;
+        if deadline.is_none() && !(rolling && !failing_new_pods.is_empty()) {
+            continue;
+        }
+        let new_rs = newest.map(|rs| name_of(&rs.metadata)).unwrap_or("?");
+        let summary = match deadline {
+            Some(c) => format!("Deployment {name} rollout is stuck: {}", c.message.as_deref().unwrap_or("progress deadline exceeded")),
+            None => format!("Deployment {name} rollout is not progressing: pods of the new replicaset {new_rs} are failing"),
+        };
+        let mut f = Finding::new(Reason::RolloutStuck, Severity::Critical, object("Deployment", ns, name), summary);
+        if let Some(c) = deadline {
+            f.evidence.push(format!(
+                "condition Progressing=False reason={}: {}",
+                c.reason.as_deref().unwrap_or_default(),
+                c.message.as_deref().unwrap_or_default()
+            ));
+        }
+        f.evidence.push(format!("replicas: desired {desired}, updated {updated}, available {available}, unavailable {unavailable}"));
+        if let Some(rs) = newest {
+            f.evidence.push(format!("newest replicaset {new_rs} (revision {})", revision(&rs.metadata)));
+        }
+        for pod in &failing_new_pods {
+            f.evidence.push(format!("pod {} under {new_rs}: {}", pod.object.name, pod.reason));
+        }
+        f.caused_by = failing_new_pods.first().map(|pod| pod.link());
+        f.commands = vec![
+            format!("kubectl rollout status deployment/{name} -n {ns} --timeout=10s"),
+            format!("kubectl rollout history deployment/{name} -n {ns}"),
+            format!("kubectl describe deployment -n {ns} {name}"),
+            format!("kubectl get rs -n {ns} -l {}", selector_text(deployment)),
+        ];
+        findings.push(f);
+    }
+    findings
+}
+
+fn selector_text(deployment: &Deployment) -> String {
+    deployment.spec.as_ref().map(|s| crate::cluster::label_selector_string(&s.selector)).unwrap_or_default()
+}
+
+fn pods_owned_by<'a>(facts: &'a Facts, kind: &str, owner: &str) -> Vec<&'a str> {
+    facts.pods.iter().filter(|p| controller_of(&p.metadata) == Some((kind, owner))).map(|p| name_of(&p.metadata)).collect()
+}
+
+fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
+    let labels = pod.metadata.labels.as_ref();
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
+fn service_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
+    let ns = facts.namespace.as_str();
+    let mut findings = Vec::new();
+    for service in &facts.services {
+        let name = name_of(&service.metadata);
+        let Some(spec) = &service.spec else { continue };
+        let Some(selector) = spec.selector.as_ref().filter(|s| !s.is_empty()) else { continue };
+        if spec.type_.as_deref() == Some("ExternalName") {
+            continue;
+        }
+        if facts.unread.contains("endpoints") {
+            continue; // endpoints were not read (a gap says why): no basis for a finding
+        }
+        // A selector service has an Endpoints object once the controller has seen it; none means no addresses.
+        let endpoints = facts.endpoints.iter().find(|e| name_of(&e.metadata) == name);
+        let subsets = endpoints.and_then(|e| e.subsets.as_ref()).into_iter().flatten();
+        let ready: usize = subsets.clone().map(|s| s.addresses.as_ref().map_or(0, Vec::len)).sum();
+        let not_ready: usize = subsets.map(|s| s.not_ready_addresses.as_ref().map_or(0, Vec::len)).sum();
+        if ready > 0 {
+            continue;
+        }
+        let selected: Vec<&Pod> = facts.pods.iter().filter(|p| selects(selector, p)).collect();
+        let selector_text = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+        let summary = if selected.is_empty() {
+            format!("Service {name} has no endpoints: no pod matches its selector {selector_text}")
+        } else {
+            format!("Service {name} has no ready endpoints: {} pod(s) match {selector_text} but none is ready", selected.len())
+        };
+        let mut f = Finding::new(Reason::ServiceNoEndpoints, Severity::Critical, object("Service", ns, name), summary);
+        f.evidence.push(format!("service {name} spec.selector: {selector_text}"));
+        f.evidence.push(format!("endpoints {name}: {ready} ready addresses, {not_ready} not ready"));
+        for pod in selected.iter().take(5) {
+            let pod_name = name_of(&pod.metadata);
+            let problems: Vec<String> = pod_findings
+                .iter()
+                .filter(|f| f.object.kind == "Pod" && (f.object.name == pod_name || f.also_affected.iter().any(|a| a == pod_name)))
+                .map(|f| f.reason.to_string())
+                .collect();
+            if f.caused_by.is_none() {
+                f.caused_by = pod_findings.iter().find(|f| f.object.kind == "Pod" && f.object.name == pod_name).map(Finding::link);
+            }
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Unknown");
+            let detail = if problems.is_empty() { String::new() } else { format!(" ({})", problems.join(", ")) };
+            f.evidence.push(format!("selected pod {pod_name}: phase {phase}, not ready{detail}"));
+        }
+        f.commands = vec![
+            format!("kubectl get endpoints -n {ns} {name}"),
+            format!("kubectl get pods -n {ns} -l {selector_text} -o wide"),
+            format!("kubectl describe service -n {ns} {name}"),
+        ];
+        findings.push(f);
+    }
+    findings
+}
+
+/// Connects pods to the node or claim behind their problem, and gives every root cause the list of what follows
+/// from it.
+fn link(facts: &Facts, findings: &mut [Finding]) {
+    let pods: HashMap<&str, &Pod> = facts.pods.iter().map(|p| (name_of(&p.metadata), p)).collect();
+    let mut causes: Vec<(usize, Link)> = Vec::new();
+    for (i, f) in findings.iter().enumerate() {
+        let Some(pod) = pods.get(f.object.name.as_str()).filter(|_| f.object.kind == "Pod" && f.caused_by.is_none()) else { continue };
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        let claims: Vec<&str> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()))
+            .collect();
+        let cause = findings.iter().find(|other| {
+            (other.reason == Reason::NodeNotReady && Some(other.object.name.as_str()) == node)
+                || (other.reason == Reason::PVCPending
+                    && matches!(f.reason, Reason::Unschedulable | Reason::FailedMount)
+                    && claims.contains(&other.object.name.as_str()))
+        });
+        if let Some(cause) = cause {
+            causes.push((i, cause.link()));
+        }
+    }
+    for (i, cause) in causes {
+        findings[i].caused_by = Some(cause);
+    }
+    let effects: Vec<(Link, Link)> = findings.iter().filter_map(|f| f.caused_by.clone().map(|c| (c, f.link()))).collect();
+    for (cause, effect) in effects {
+        if let Some(root) = findings.iter_mut().find(|f| f.link() == cause) {
+            root.related.push(effect);
+        }
+    }
+}
+
+/// Root causes first (by severity, then reason), then what follows from them.
+fn rank(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        (a.caused_by.is_some(), a.severity, a.reason, &a.object).cmp(&(b.caused_by.is_some(), b.severity, b.reason, &b.object))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisive_lines_prefer_errors_then_the_tail() {
+        let log = "starting\nconnecting to db\npanic: dial tcp 10.0.0.5:5432: connect: connection refused\ngoroutine 1 [running]:\n";
+        assert_eq!(decisive_lines(log, 5), ["panic: dial tcp 10.0.0.5:5432: connect: connection refused"]);
+        assert_eq!(decisive_lines("a\nb\nc\nd\n", 5), ["b", "c", "d"]);
+        assert!(decisive_lines("", 5).is_empty());
+    }
+
+    #[test]
+    fn missing_references_are_extracted() {
+        assert_eq!(missing_reference("secret \"db-creds\" not found"), Some(("secret", "db-creds".into())));
+        assert_eq!(missing_reference("couldn't find key url in ConfigMap shop/settings"), None);
+        assert_eq!(missing_reference("configmap \"settings\" not found"), Some(("configmap", "settings".into())));
+    }
+}

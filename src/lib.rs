@@ -1,0 +1,13 @@
+//! kubechat: a read-only Kubernetes diagnostic bot.
+//!
+//! One question flows one way: the [`cluster`] reader gathers [`cluster::Facts`], [`findings`] turns them into
+//! deterministic findings, and [`context`] writes both out as the text a model reads. The [`replay`] server serves
+//! cluster dumps over the real Kubernetes API, for tests and for offline diagnosis.
+
+pub mod cluster;
+pub mod context;
+pub mod dump;
+pub mod findings;
+pub mod replay;
+pub mod report;
+pub mod resources;

@@ -1,0 +1,68 @@
+//! What a diagnosis without a model produces, and its terminal rendering.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::cluster::Facts;
+use crate::findings::{self, Finding};
+
+/// The result of `kubechat diagnose --no-llm`: findings, and the context a model would read.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diagnosis {
+    pub namespace: String,
+    pub findings: Vec<Finding>,
+    pub context: String,
+    /// What could not be read; the findings hold without it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<String>,
+}
+
+/// Findings and context from the facts; pure.
+pub fn diagnose(facts: &Facts) -> Diagnosis {
+    let findings = findings::analyze(facts);
+    let context = crate::context::render(facts, &findings);
+    Diagnosis { namespace: facts.namespace.clone(), findings, context, gaps: facts.gaps.clone() }
+}
+
+/// A readable terminal report.
+pub fn text(diagnosis: &Diagnosis) -> String {
+    let mut out = String::new();
+    let count = diagnosis.findings.len();
+    let _ = writeln!(
+        out,
+        "Namespace {}: {}",
+        diagnosis.namespace,
+        match count {
+            0 => "no problems found".to_string(),
+            1 => "1 finding".to_string(),
+            n => format!("{n} findings"),
+        }
+    );
+    for gap in &diagnosis.gaps {
+        let _ = writeln!(out, "  ! not read: {gap}");
+    }
+    for (i, f) in diagnosis.findings.iter().enumerate() {
+        let _ = writeln!(out, "\n{}. [{}] {}  {}/{}", i + 1, f.severity.to_string().to_uppercase(), f.reason, f.object.kind.to_lowercase(), f.object.name);
+        let _ = writeln!(out, "   {}", f.summary);
+        if let Some(cause) = &f.caused_by {
+            let _ = writeln!(out, "   caused by {} on {}/{}", cause.reason, cause.object.kind.to_lowercase(), cause.object.name);
+        }
+        for r in &f.related {
+            let _ = writeln!(out, "   leads to {} on {}/{}", r.reason, r.object.kind.to_lowercase(), r.object.name);
+        }
+        if !f.evidence.is_empty() {
+            let _ = writeln!(out, "   evidence:");
+            for e in &f.evidence {
+                let _ = writeln!(out, "     - {e}");
+            }
+        }
+        if !f.commands.is_empty() {
+            let _ = writeln!(out, "   look closer:");
+            for c in &f.commands {
+                let _ = writeln!(out, "     $ {c}");
+            }
+        }
+    }
+    out
+}
