@@ -486,6 +486,10 @@ fn node_findings(facts: &Facts) -> Vec<Finding> {
         for taint in node.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten() {
             f.evidence.push(format!("node {name} taint: {}:{}", taint.key, taint.effect));
         }
+        for pod in facts.pods.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name)) {
+            let ready = pod.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+            f.evidence.push(format!("pod {} runs on {name} (ready: {ready})", name_of(&pod.metadata)));
+        }
         f.commands = vec![format!("kubectl describe node {name}"), format!("kubectl get pods -A --field-selector spec.nodeName={name}")];
         findings.push(f);
     }
@@ -592,6 +596,7 @@ fn rollout_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
         let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
         let available = status.and_then(|s| s.available_replicas).unwrap_or(0);
         let unavailable = status.and_then(|s| s.unavailable_replicas).unwrap_or(0);
+        let total = status.and_then(|s| s.replicas).unwrap_or(0);
         let conditions = status.and_then(|s| s.conditions.as_ref()).into_iter().flatten();
         let deadline = conditions.clone().find(|c| c.type_ == "Progressing" && c.status == "False");
         let newest = replicasets_of(facts, name).into_iter().next();
@@ -601,7 +606,8 @@ fn rollout_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
             .iter()
             .flat_map(|pod| pod_findings.iter().filter(move |f| f.object.kind == "Pod" && (f.object.name == *pod || f.also_affected.iter().any(|a| a == pod))))
             .collect();
-        let rolling = updated < desired || unavailable > 0;
+        // A rollout is under way while old replicas remain; a finished rollout with crashing pods is not stuck.
+        let rolling = updated < desired || total > updated;
         if deadline.is_none() && !(rolling && !failing_new_pods.is_empty()) {
             continue;
         }
