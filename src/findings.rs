@@ -774,3 +774,205 @@ mod tests {
         assert_eq!(missing_reference("configmap \"settings\" not found"), Some(("configmap", "settings".into())));
     }
 }
+
+/// Analyzer tests over the scenario fixtures, read straight from YAML into facts (no API server involved).
+#[cfg(test)]
+mod scenario_tests {
+    use std::path::Path;
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::cluster::{ContainerLog, order_events};
+
+    const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/scenarios");
+
+    /// The facts the reader would gather for `namespace`, built from the fixture files.
+    fn facts(namespace: &str) -> Facts {
+        let mut facts = Facts { namespace: namespace.to_string(), ..Facts::default() };
+        let mut events = Vec::new();
+        let mut nodes = Vec::new();
+        for entry in std::fs::read_dir(SCENARIOS).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let list: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            for item in list["items"].as_array().unwrap() {
+                let kind = item["kind"].as_str().unwrap();
+                if kind == "Node" {
+                    nodes.push(serde_json::from_value::<k8s_openapi::api::core::v1::Node>(item.clone()).unwrap());
+                    continue;
+                }
+                if item["metadata"]["namespace"] != namespace {
+                    continue;
+                }
+                macro_rules! push {
+                    ($field:expr) => {
+                        $field.push(serde_json::from_value(item.clone()).unwrap_or_else(|e| panic!("{kind} in {}: {e}", path.display())))
+                    };
+                }
+                match kind {
+                    "Pod" => push!(facts.pods),
+                    "Event" => push!(events),
+                    "Deployment" => push!(facts.deployments),
+                    "ReplicaSet" => push!(facts.replicasets),
+                    "StatefulSet" => push!(facts.statefulsets),
+                    "Job" => push!(facts.jobs),
+                    "CronJob" => push!(facts.cronjobs),
+                    "Service" => push!(facts.services),
+                    "Endpoints" => push!(facts.endpoints),
+                    "PersistentVolumeClaim" => push!(facts.pvcs),
+                    _ => {}
+                }
+            }
+        }
+        facts.events = order_events(events);
+        let on_problem_nodes: Vec<String> = facts
+            .pods
+            .iter()
+            .filter(|p| is_problem_pod(p))
+            .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
+            .collect();
+        facts.nodes = nodes.into_iter().filter(|n| on_problem_nodes.contains(n.metadata.name.as_ref().unwrap())).collect();
+        let logs = Path::new(SCENARIOS).join("logs").join(namespace);
+        for pod in std::fs::read_dir(&logs).into_iter().flatten() {
+            let pod = pod.unwrap().path();
+            for file in std::fs::read_dir(&pod).unwrap() {
+                let file = file.unwrap().path();
+                let name = file.file_name().unwrap().to_str().unwrap().to_string();
+                let previous = name.ends_with(".previous.log");
+                facts.logs.push(ContainerLog {
+                    pod: pod.file_name().unwrap().to_str().unwrap().to_string(),
+                    container: name.trim_end_matches(".log").trim_end_matches(".previous").to_string(),
+                    previous,
+                    text: Ok(std::fs::read_to_string(&file).unwrap()),
+                });
+            }
+        }
+        facts
+    }
+
+    fn summary(findings: &[Finding]) -> Vec<(Reason, &str, &str)> {
+        findings.iter().map(|f| (f.reason, f.object.kind.as_str(), f.object.name.as_str())).collect()
+    }
+
+    fn evidence(finding: &Finding) -> String {
+        finding.evidence.join("\n")
+    }
+
+    #[test]
+    fn crash_loop_is_found_by_container_state_with_the_previous_log() {
+        let findings = analyze(&facts("crashloop"));
+        assert_eq!(summary(&findings), [(Reason::CrashLoopBackOff, "Pod", "payments-api-7b8d9c6f5-qw7zt")]);
+        let text = evidence(&findings[0]);
+        assert!(text.contains("lastState.terminated: reason=Error exitCode=1"), "{text}");
+        assert!(text.contains("log app --previous: 2026-11-20T09:53:21.419Z ERROR payments_api: fatal: could not connect to postgres at payments-db:5432: connection refused"), "{text}");
+        assert!(findings[0].commands.contains(&"kubectl logs -n crashloop payments-api-7b8d9c6f5-qw7zt -c app --previous".to_string()));
+    }
+
+    #[test]
+    fn oom_kill_outranks_the_back_off_it_causes() {
+        let findings = analyze(&facts("oom"));
+        assert_eq!(summary(&findings), [(Reason::OOMKilled, "Pod", "report-worker-6f7c8d9b5-x4m2n")]);
+        let text = evidence(&findings[0]);
+        assert!(text.contains("lastState.terminated: reason=OOMKilled exitCode=137"), "{text}");
+        assert!(text.contains("resources.limits.memory: 256Mi"), "{text}");
+    }
+
+    #[test]
+    fn image_pull_failure_is_the_root_of_the_stuck_rollout() {
+        let findings = analyze(&facts("imagepull"));
+        assert_eq!(
+            summary(&findings),
+            [(Reason::ImagePullBackOff, "Pod", "checkout-6c9d8e7f1-k2v9d"), (Reason::RolloutStuck, "Deployment", "checkout")]
+        );
+        assert_eq!(findings[1].caused_by, Some(findings[0].link()));
+        assert_eq!(findings[0].related, [findings[1].link()]);
+        assert!(evidence(&findings[0]).contains("checkout:2.3.1-rc: not found"));
+        assert!(evidence(&findings[1]).contains("reason=ProgressDeadlineExceeded"));
+    }
+
+    #[test]
+    fn missing_secret_blocks_container_creation() {
+        let findings = analyze(&facts("config"));
+        assert_eq!(summary(&findings), [(Reason::CreateContainerConfigError, "Pod", "orders-8d7c6b5a4-tr5kx")]);
+        assert!(evidence(&findings[0]).contains(r#"message="secret \"orders-db\" not found""#));
+        assert!(findings[0].commands.contains(&"kubectl get secret -n config orders-db".to_string()));
+    }
+
+    #[test]
+    fn missing_configmap_volume_is_a_mount_failure() {
+        let findings = analyze(&facts("mounts"));
+        assert_eq!(summary(&findings), [(Reason::FailedMount, "Pod", "web-5b6c7d8e9-hj3kl")]);
+        assert!(evidence(&findings[0]).contains(r#"configmap "web-config" not found"#));
+    }
+
+    #[test]
+    fn unschedulable_pod_quotes_the_scheduler() {
+        let findings = analyze(&facts("pending"));
+        assert_eq!(summary(&findings), [(Reason::Unschedulable, "Pod", "analytics-0")]);
+        assert!(evidence(&findings[0]).contains("2 Insufficient memory"));
+    }
+
+    #[test]
+    fn failing_readiness_explains_the_empty_service() {
+        let findings = analyze(&facts("readiness"));
+        assert_eq!(
+            summary(&findings),
+            [(Reason::ProbeFailing, "Pod", "search-7c8d9e6f5-abc12"), (Reason::ServiceNoEndpoints, "Service", "search")]
+        );
+        assert_eq!(findings[0].also_affected, ["search-7c8d9e6f5-def34"]);
+        assert!(evidence(&findings[0]).contains("Readiness probe failed: HTTP probe failed with statuscode: 503"));
+        assert_eq!(findings[1].caused_by, Some(findings[0].link()));
+        assert!(evidence(&findings[1]).contains("0 ready addresses, 2 not ready"));
+    }
+
+    #[test]
+    fn service_without_matching_pods_has_no_endpoints() {
+        let findings = analyze(&facts("services"));
+        assert_eq!(summary(&findings), [(Reason::ServiceNoEndpoints, "Service", "legacy-api")]);
+        assert!(findings[0].summary.contains("no pod matches its selector app=legacy-api"));
+    }
+
+    #[test]
+    fn pending_claim_is_the_root_of_the_unschedulable_pod() {
+        let findings = analyze(&facts("storage"));
+        assert_eq!(
+            summary(&findings),
+            [(Reason::PVCPending, "PersistentVolumeClaim", "data-postgres-0"), (Reason::Unschedulable, "Pod", "postgres-0")]
+        );
+        assert!(evidence(&findings[0]).contains(r#"storageclass.storage.k8s.io "fast-ssd" not found"#));
+        assert_eq!(findings[1].caused_by, Some(findings[0].link()));
+    }
+
+    #[test]
+    fn failed_job_quotes_its_pods_logs_and_completed_jobs_stay_quiet() {
+        let findings = analyze(&facts("jobs"));
+        assert_eq!(summary(&findings), [(Reason::JobFailed, "Job", "db-migrate-5-0-1")]);
+        let text = evidence(&findings[0]);
+        assert!(text.contains("reason=BackoffLimitExceeded"), "{text}");
+        assert!(text.contains(r#"relation "users" already exists"#), "{text}");
+    }
+
+    #[test]
+    fn eviction_is_reported_with_the_kubelet_message() {
+        let findings = analyze(&facts("evicted"));
+        assert_eq!(summary(&findings), [(Reason::Evicted, "Pod", "cache-7f9b8c6d5-4xq2w")]);
+        assert!(evidence(&findings[0]).contains("The node was low on resource: memory."));
+    }
+
+    #[test]
+    fn unreachable_node_is_found_from_the_pod_on_it() {
+        let findings = analyze(&facts("nodes"));
+        assert_eq!(summary(&findings), [(Reason::NodeNotReady, "Node", "worker-3")]);
+        assert!(evidence(&findings[0]).contains("Kubelet stopped posting node status."));
+    }
+
+    #[test]
+    fn healthy_namespace_has_no_findings() {
+        let facts = facts("healthy");
+        assert!(facts.pods.len() >= 4, "the fixture is read");
+        assert_eq!(summary(&analyze(&facts)), []);
+    }
+}
