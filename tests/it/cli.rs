@@ -1,0 +1,145 @@
+//! `kubechat diagnose --dump DIR --no-llm --output json`, end to end through the binary and the replay server.
+
+use serde_json::Value;
+
+use crate::common::{SCENARIOS, kubechat};
+
+fn diagnose(namespace: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["diagnose", "--dump", SCENARIOS, "-n", namespace, "--no-llm", "--output", "json"];
+    args.extend_from_slice(extra);
+    let out = kubechat(&args);
+    assert!(out.status.success(), "diagnose -n {namespace} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+fn findings(diagnosis: &Value) -> Vec<(String, String, String)> {
+    diagnosis["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let s = |v: &Value| v.as_str().unwrap().to_string();
+            (s(&f["reason"]), s(&f["object"]["kind"]), s(&f["object"]["name"]))
+        })
+        .collect()
+}
+
+/// Each scenario: the findings expected in order (root cause first), and the decisive line the context must quote.
+const CASES: &[(&str, &[(&str, &str, &str)], &str)] = &[
+    (
+        "crashloop",
+        &[("CrashLoopBackOff", "Pod", "payments-api-7b8d9c6f5-qw7zt")],
+        "fatal: could not connect to postgres at payments-db:5432: connection refused",
+    ),
+    ("oom", &[("OOMKilled", "Pod", "report-worker-6f7c8d9b5-x4m2n")], "reason=OOMKilled exitCode=137"),
+    (
+        "imagepull",
+        &[("ImagePullBackOff", "Pod", "checkout-6c9d8e7f1-k2v9d"), ("RolloutStuck", "Deployment", "checkout")],
+        "registry.example.com/shop/checkout:2.3.1-rc: not found",
+    ),
+    ("config", &[("CreateContainerConfigError", "Pod", "orders-8d7c6b5a4-tr5kx")], r#"secret \"orders-db\" not found"#),
+    ("mounts", &[("FailedMount", "Pod", "web-5b6c7d8e9-hj3kl")], r#"configmap "web-config" not found"#),
+    ("pending", &[("Unschedulable", "Pod", "analytics-0")], "0/3 nodes are available"),
+    (
+        "readiness",
+        &[("ProbeFailing", "Pod", "search-7c8d9e6f5-abc12"), ("ServiceNoEndpoints", "Service", "search")],
+        "Readiness probe failed: HTTP probe failed with statuscode: 503",
+    ),
+    ("services", &[("ServiceNoEndpoints", "Service", "legacy-api")], "endpoints legacy-api: 0 ready addresses"),
+    (
+        "storage",
+        &[("PVCPending", "PersistentVolumeClaim", "data-postgres-0"), ("Unschedulable", "Pod", "postgres-0")],
+        r#"storageclass.storage.k8s.io "fast-ssd" not found"#,
+    ),
+    ("jobs", &[("JobFailed", "Job", "db-migrate-5-0-1")], r#"relation "users" already exists"#),
+    ("evicted", &[("Evicted", "Pod", "cache-7f9b8c6d5-4xq2w")], "The node was low on resource: memory."),
+    ("nodes", &[("NodeNotReady", "Node", "worker-3")], "Kubelet stopped posting node status."),
+];
+
+#[test]
+fn every_scenario_names_the_right_reason_object_and_evidence() {
+    for (namespace, expected, decisive) in CASES {
+        let diagnosis = diagnose(namespace, &[]);
+        assert_eq!(diagnosis["namespace"], *namespace);
+        let expected: Vec<_> = expected.iter().map(|(r, k, n)| (r.to_string(), k.to_string(), n.to_string())).collect();
+        assert_eq!(findings(&diagnosis), expected, "findings in {namespace}");
+        let context = diagnosis["context"].as_str().unwrap();
+        assert!(context.contains(decisive), "the context for {namespace} lacks {decisive:?}:\n{context}");
+        for f in diagnosis["findings"].as_array().unwrap() {
+            for command in f["commands"].as_array().unwrap() {
+                let command = command.as_str().unwrap();
+                assert!(command.starts_with("kubectl "), "{command}");
+                let verb = command.split_whitespace().nth(1).unwrap();
+                assert!(["get", "describe", "logs", "rollout", "top"].contains(&verb), "not read-only: {command}");
+                if verb == "rollout" {
+                    assert!(command.contains("rollout status") || command.contains("rollout history"), "{command}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn healthy_namespace_has_no_findings() {
+    let diagnosis = diagnose("healthy", &[]);
+    assert_eq!(findings(&diagnosis), []);
+    let context = diagnosis["context"].as_str().unwrap();
+    assert!(context.contains("No problems found."), "{context}");
+    assert!(context.contains("pods of replicaset catalog-64f8b7c9d5: 3 running and ready"), "{context}");
+    assert!(!context.contains("super-secret"), "secrets never reach the context");
+}
+
+#[test]
+fn text_output_is_a_readable_report() {
+    let out = kubechat(&["diagnose", "--dump", SCENARIOS, "-n", "imagepull", "--no-llm"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("Namespace imagepull: 2 findings"), "{text}");
+    assert!(text.contains("1. [CRITICAL] ImagePullBackOff  pod/checkout-6c9d8e7f1-k2v9d"), "{text}");
+    assert!(text.contains("caused by ImagePullBackOff on pod/checkout-6c9d8e7f1-k2v9d"), "{text}");
+    assert!(text.contains("$ kubectl describe pod -n imagepull checkout-6c9d8e7f1-k2v9d"), "{text}");
+}
+
+#[test]
+fn forbidden_logs_degrade_to_a_precise_gap() {
+    let diagnosis = diagnose("crashloop", &["--forbid", "pods/log"]);
+    assert_eq!(findings(&diagnosis), [("CrashLoopBackOff".into(), "Pod".into(), "payments-api-7b8d9c6f5-qw7zt".into())]);
+    let gaps = diagnosis["gaps"].as_array().expect("the refusal is reported");
+    let gap = gaps[0].as_str().unwrap();
+    assert!(gap.starts_with("cannot get pods/log in namespace crashloop: the API server refused it (403 Forbidden"), "{gap}");
+    assert!(gap.contains(r#"{apiGroups: [""], resources: ["pods/log"], verbs: ["get"]}"#), "{gap}");
+    assert!(diagnosis["context"].as_str().unwrap().contains("Not read: cannot get pods/log"));
+}
+
+#[test]
+fn forbidden_pods_fail_with_the_rule_to_add() {
+    let out = kubechat(&["diagnose", "--dump", SCENARIOS, "-n", "crashloop", "--no-llm", "--forbid", "pods"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("cannot list pods in namespace crashloop: the API server refused it (403 Forbidden"), "{err}");
+    assert!(err.contains(r#"resources: ["pods"], verbs: ["list"]"#), "{err}");
+}
+
+#[test]
+fn unknown_namespace_names_the_closest() {
+    let out = kubechat(&["diagnose", "--dump", SCENARIOS, "-n", "crashlop", "--no-llm"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("namespace crashlop does not exist; did you mean crashloop"), "{err}");
+}
+
+#[test]
+fn one_object_narrows_the_diagnosis() {
+    let diagnosis = diagnose("imagepull", &["--object", "deployment/checkout"]);
+    assert_eq!(findings(&diagnosis)[0].0, "ImagePullBackOff");
+    let out = kubechat(&["diagnose", "--dump", SCENARIOS, "-n", "imagepull", "--no-llm", "--object", "deployment/chekout"]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("deployment chekout not found in namespace imagepull; did you mean checkout"), "{err}");
+}
+
+#[test]
+fn without_no_llm_the_missing_model_is_explained() {
+    let out = kubechat(&["diagnose", "--dump", SCENARIOS, "-n", "oom"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr).unwrap().contains("--no-llm"));
+}

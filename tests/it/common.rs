@@ -1,0 +1,164 @@
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use kubechat::dump::Dump;
+use kubechat::replay::{self, Server};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+pub const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/scenarios");
+
+pub fn scenarios() -> Arc<Dump> {
+    Arc::new(Dump::load(Path::new(SCENARIOS)).expect("the scenario dump loads"))
+}
+
+pub async fn serve(dump: Arc<Dump>, forbid: &[&str]) -> Server {
+    let options = replay::Options { forbid: forbid.iter().map(|f| f.parse().unwrap()).collect() };
+    replay::start(dump, options, ([127, 0, 0, 1], 0).into()).await.expect("the replay server starts")
+}
+
+pub async fn client(server: &Server) -> kube::Client {
+    kubechat::cluster::client(None, Some(&server.url())).await.unwrap()
+}
+
+/// Runs the kubechat binary.
+pub fn kubechat(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubechat")).args(args).output().expect("kubechat runs")
+}
+
+/// kubectl from PATH, pointed at a kubeconfig, with its own cache directory.
+pub struct Kubectl {
+    kubeconfig: PathBuf,
+    cache: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+}
+
+impl Kubectl {
+    pub fn new(server: &Server) -> Kubectl {
+        let found = Command::new("kubectl").args(["version", "--client"]).output();
+        assert!(
+            found.as_ref().is_ok_and(|o| o.status.success()),
+            "kubectl is needed for these tests and was not found on PATH; install it (Debian: apt-get install kubectl, or the binary from the Kubernetes release) and run again"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, replay::kubeconfig(&server.url(), "default")).unwrap();
+        Kubectl { kubeconfig, cache: tempfile::tempdir().unwrap(), _dir: dir }
+    }
+
+    /// Runs kubectl off the async runtime's threads; the replay server keeps serving meanwhile.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        let mut command = Command::new("kubectl");
+        command.arg("--kubeconfig").arg(&self.kubeconfig).arg("--cache-dir").arg(self.cache.path()).args(args);
+        tokio::task::spawn_blocking(move || command.output().expect("kubectl runs")).await.unwrap()
+    }
+
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// One raw HTTP/1.1 request; returns the status code and body.
+pub async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, dechunk(&body))
+}
+
+fn dechunk(body: &str) -> String {
+    // axum answers small bodies with Content-Length, so a body is chunked only when it streams; keep both readable.
+    if !body.starts_with(|c: char| c.is_ascii_hexdigit()) || !body.contains("\r\n") {
+        return body.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { return body.to_string() };
+        if size == 0 || tail.len() < size {
+            break;
+        }
+        out.push_str(&tail[..size]);
+        rest = tail[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A namespace of `pods` running pods of one Deployment, `events` Normal events about them, and, when `broken` is
+/// set, one crash-looping pod among them with its previous log.
+pub fn generated_namespace(namespace: &str, pods: usize, events: usize, broken: bool) -> Dump {
+    use serde_json::json;
+    let mut objects = Vec::with_capacity(pods + events + 2);
+    objects.push(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": namespace, "uid": "d-1", "creationTimestamp": "2026-11-01T00:00:00Z",
+                     "annotations": {"deployment.kubernetes.io/revision": "1"}},
+        "spec": {"replicas": pods, "selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "registry.example.com/web:1.0.0"}]}}},
+        "status": {"replicas": pods, "updatedReplicas": pods, "readyReplicas": pods - usize::from(broken), "availableReplicas": pods - usize::from(broken),
+                   "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": "ReplicaSet \"web-5d4c3b2a1\" has successfully progressed."}]},
+    }));
+    objects.push(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web-5d4c3b2a1", "namespace": namespace, "uid": "rs-1", "annotations": {"deployment.kubernetes.io/revision": "1"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "d-1", "controller": true}]},
+        "spec": {"replicas": pods, "selector": {"matchLabels": {"app": "web", "pod-template-hash": "5d4c3b2a1"}}},
+        "status": {"replicas": pods, "readyReplicas": pods},
+    }));
+    let mut dump_logs = Vec::new();
+    for i in 0..pods {
+        let name = format!("web-5d4c3b2a1-{i:05}");
+        let crashing = broken && i == pods / 2;
+        let status = if crashing {
+            json!({"name": "app", "image": "registry.example.com/web:1.0.0", "imageID": "", "ready": false, "restartCount": 12, "started": false,
+                   "state": {"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off 5m0s restarting failed container=app pod={name}")}},
+                   "lastState": {"terminated": {"reason": "Error", "exitCode": 2, "startedAt": "2026-11-20T09:50:00Z", "finishedAt": "2026-11-20T09:50:02Z"}}})
+        } else {
+            json!({"name": "app", "image": "registry.example.com/web:1.0.0", "imageID": "registry.example.com/web@sha256:ab12", "ready": true, "restartCount": 0, "started": true,
+                   "state": {"running": {"startedAt": "2026-11-01T00:00:05Z"}}, "lastState": {}})
+        };
+        if crashing {
+            dump_logs.push((name.clone(), "starting web\nerror: invalid configuration: LISTEN_ADDR is empty\n"));
+        }
+        objects.push(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "uid": format!("pod-{i}"), "creationTimestamp": "2026-11-01T00:00:00Z",
+                         "labels": {"app": "web", "pod-template-hash": "5d4c3b2a1"},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d4c3b2a1", "uid": "rs-1", "controller": true, "blockOwnerDeletion": true}]},
+            "spec": {"nodeName": format!("worker-{}", i % 3 + 1), "restartPolicy": "Always",
+                     "containers": [{"name": "app", "image": "registry.example.com/web:1.0.0", "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}}}]},
+            "status": {"phase": "Running", "podIP": format!("10.244.{}.{}", i / 250, i % 250), "hostIP": "10.0.1.21", "qosClass": "Burstable",
+                       "startTime": "2026-11-01T00:00:00Z",
+                       "conditions": [{"type": "Ready", "status": if crashing { "False" } else { "True" }, "lastProbeTime": null, "lastTransitionTime": "2026-11-01T00:00:05Z"}],
+                       "containerStatuses": [status]},
+        }));
+    }
+    for i in 0..events {
+        let pod = format!("web-5d4c3b2a1-{:05}", i % pods.max(1));
+        let (reason, message) = match i % 3 {
+            0 => ("Scheduled", format!("Successfully assigned {namespace}/{pod} to worker-1")),
+            1 => ("Pulled", "Container image \"registry.example.com/web:1.0.0\" already present on machine".to_string()),
+            _ => ("Started", "Started container app".to_string()),
+        };
+        objects.push(json!({
+            "apiVersion": "v1", "kind": "Event", "type": "Normal", "reason": reason, "message": message, "count": 1,
+            "metadata": {"name": format!("{pod}.{i:x}"), "namespace": namespace, "creationTimestamp": "2026-11-01T00:00:01Z"},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": namespace, "uid": format!("pod-{}", i % pods.max(1))},
+            "source": {"component": "kubelet", "host": "worker-1"},
+            "firstTimestamp": "2026-11-01T00:00:01Z", "lastTimestamp": format!("2026-11-01T00:{:02}:{:02}Z", (i / 60) % 60, i % 60),
+        }));
+    }
+    let mut dump = Dump::from_objects(objects);
+    for (pod, text) in dump_logs {
+        let key = kubechat::dump::LogKey { namespace: namespace.to_string(), pod, container: "app".to_string(), previous: true };
+        dump.add_log(key, text);
+    }
+    dump
+}

@@ -1,0 +1,7 @@
+//! Integration tests: one binary, a module per area (link time matters on two cores).
+
+mod cli;
+mod common;
+mod perf;
+mod reader;
+mod replay;

@@ -1,0 +1,78 @@
+//! The cluster reader against the replay server and against servers that misbehave.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kubechat::cluster::{self, Limits, ReadError, Scope};
+
+use crate::common::{client, generated_namespace, scenarios, serve};
+
+fn scope(namespace: &str) -> Scope {
+    Scope { namespace: namespace.to_string(), object: None }
+}
+
+#[tokio::test]
+async fn large_namespaces_are_read_page_by_page() {
+    let server = serve(Arc::new(generated_namespace("big", 650, 1300, true)), &[]).await;
+    let limits = Limits { page_size: 100, ..Limits::default() };
+    let facts = cluster::read(&client(&server).await, &scope("big"), &limits).await.unwrap();
+    assert_eq!(facts.pods.len(), 650);
+    assert_eq!(facts.events.len(), 1300);
+    assert!(facts.gaps.is_empty(), "{:?}", facts.gaps);
+    let log = facts.log("web-5d4c3b2a1-00325", "app", true).expect("the crash-looping pod's previous log is read");
+    assert!(log.text.as_ref().unwrap().contains("LISTEN_ADDR is empty"));
+}
+
+#[tokio::test]
+async fn problem_pods_get_current_and_previous_logs_and_their_nodes() {
+    let server = serve(scenarios(), &[]).await;
+    let facts = cluster::read(&client(&server).await, &scope("readiness"), &Limits::default()).await.unwrap();
+    let current = facts.log("search-7c8d9e6f5-abc12", "app", false).expect("a running, unready container's log is read");
+    assert!(current.text.as_ref().unwrap().contains("failed to open shard 3"));
+    let nodes: Vec<_> = facts.nodes.iter().map(|n| n.metadata.name.clone().unwrap()).collect();
+    assert_eq!(nodes, ["worker-1", "worker-2"]);
+    assert_eq!(facts.services.len(), 1);
+    assert_eq!(facts.endpoints.len(), 1);
+}
+
+#[tokio::test]
+async fn forbidden_events_become_a_gap_and_the_findings_remain() {
+    let server = serve(scenarios(), &["events"]).await;
+    let facts = cluster::read(&client(&server).await, &scope("crashloop"), &Limits::default()).await.unwrap();
+    assert!(facts.events.is_empty());
+    assert_eq!(facts.gaps.len(), 1, "{:?}", facts.gaps);
+    assert!(facts.gaps[0].starts_with("cannot list events in namespace crashloop: the API server refused it (403 Forbidden"), "{}", facts.gaps[0]);
+    assert!(facts.unread.contains("events"));
+    let diagnosis = kubechat::report::diagnose(&facts);
+    assert_eq!(diagnosis.findings[0].reason.as_str(), "CrashLoopBackOff");
+}
+
+#[tokio::test]
+async fn a_hanging_api_server_times_out_naming_the_call() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            open.push(stream); // accept and never answer
+        }
+    });
+    let client = cluster::client(None, Some(&format!("http://{addr}"))).await.unwrap();
+    let limits = Limits { call_timeout: Duration::from_millis(300), ..Limits::default() };
+    let started = std::time::Instant::now();
+    let error = cluster::read(&client, &scope("payments"), &limits).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "every call has a timeout");
+    assert!(matches!(error, ReadError::Timeout { .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(text.starts_with("timed out after 0.3s waiting for the API server to list pods in namespace payments"), "{text}");
+    hold.abort();
+}
+
+#[tokio::test]
+async fn an_unreachable_api_server_is_named() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let client = cluster::client(None, Some(&format!("http://127.0.0.1:{port}"))).await.unwrap();
+    let error = cluster::read(&client, &scope("payments"), &Limits::default()).await.unwrap_err();
+    let text = error.to_string();
+    assert!(text.starts_with("cannot list pods in namespace payments: cannot reach the API server"), "{text}");
+}

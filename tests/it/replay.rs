@@ -1,0 +1,146 @@
+//! The replay server against real kubectl and raw HTTP: paths, shapes, errors and paging as a cluster serves them.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::common::{Kubectl, generated_namespace, http, scenarios, serve};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_reads_pods_events_logs_and_deployments() {
+    let server = serve(scenarios(), &[]).await;
+    let kubectl = Kubectl::new(&server);
+
+    let pods = kubectl.ok(&["get", "pods", "-n", "crashloop"]).await;
+    let row = pods.lines().find(|l| l.starts_with("payments-api-7b8d9c6f5-qw7zt")).unwrap_or_else(|| panic!("{pods}"));
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&columns[1..4], ["0/1", "CrashLoopBackOff", "7"], "{pods}");
+    assert!(pods.starts_with("NAME"), "{pods}");
+
+    let events = kubectl.ok(&["get", "events", "-n", "crashloop"]).await;
+    assert!(events.contains("Back-off restarting failed container app in pod payments-api-7b8d9c6f5-qw7zt"), "{events}");
+    assert!(events.contains("pod/payments-api-7b8d9c6f5-qw7zt"), "{events}");
+
+    let previous = kubectl.ok(&["logs", "-n", "crashloop", "payments-api-7b8d9c6f5-qw7zt", "-p"]).await;
+    assert!(previous.contains("could not connect to postgres at payments-db:5432: connection refused"), "{previous}");
+    let tail = kubectl.ok(&["logs", "-n", "crashloop", "payments-api-7b8d9c6f5-qw7zt", "-p", "--tail", "1"]).await;
+    assert_eq!(tail.trim(), "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace");
+
+    let yaml = kubectl.ok(&["get", "deploy", "checkout", "-n", "imagepull", "-o", "yaml"]).await;
+    let deployment: Value = serde_saphyr::from_str(&yaml).unwrap();
+    assert_eq!(deployment["kind"], "Deployment");
+    assert_eq!(deployment["status"]["conditions"][1]["reason"], "ProgressDeadlineExceeded");
+
+    let all = kubectl.ok(&["get", "pods", "-A"]).await;
+    assert!(all.starts_with("NAMESPACE"), "{all}");
+    assert!(all.contains("storage") && all.contains("postgres-0") && all.contains("Pending"), "{all}");
+
+    let nodes = kubectl.ok(&["get", "nodes"]).await;
+    assert!(nodes.lines().any(|l| l.starts_with("worker-3") && l.contains("NotReady")), "{nodes}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_sees_errors_as_a_cluster_gives_them() {
+    let server = serve(scenarios(), &["pods/log@jobs"]).await;
+    let kubectl = Kubectl::new(&server);
+
+    let waiting = kubectl.run(&["logs", "-n", "imagepull", "checkout-6c9d8e7f1-k2v9d"]).await;
+    assert!(String::from_utf8_lossy(&waiting.stderr).contains("is waiting to start: ImagePullBackOff"), "{waiting:?}");
+
+    let missing = kubectl.run(&["get", "pod", "-n", "crashloop", "nope"]).await;
+    assert!(String::from_utf8_lossy(&missing.stderr).contains(r#"pods "nope" not found"#), "{missing:?}");
+
+    let forbidden = kubectl.run(&["logs", "-n", "jobs", "db-migrate-5-0-1-b7n2c"]).await;
+    let stderr = String::from_utf8_lossy(&forbidden.stderr);
+    assert!(stderr.contains(r#"cannot get resource "pods/log" in API group "" in the namespace "jobs""#), "{stderr}");
+
+    let delete = kubectl.run(&["delete", "pod", "-n", "crashloop", "payments-api-7b8d9c6f5-qw7zt"]).await;
+    assert!(!delete.status.success());
+    assert!(String::from_utf8_lossy(&delete.stderr).contains("read-only"), "{delete:?}");
+
+    let secrets = kubectl.run(&["get", "secrets", "-n", "healthy"]).await;
+    assert!(!secrets.status.success(), "secrets are never served");
+
+    let configmap = kubectl.ok(&["get", "configmap", "-n", "healthy", "catalog-settings", "-o", "yaml"]).await;
+    assert!(configmap.contains("LOG_LEVEL") && !configmap.contains("search.readiness"), "{configmap}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_500_pods_are_paged_for_kubectl_and_the_api() {
+    let server = serve(Arc::new(generated_namespace("big", 650, 0, false)), &[]).await;
+    let kubectl = Kubectl::new(&server);
+    let names = kubectl.ok(&["get", "pods", "-n", "big", "-o", "name"]).await;
+    assert_eq!(names.lines().count(), 650);
+    let chunked = kubectl.ok(&["get", "pods", "-n", "big", "--chunk-size", "100", "-o", "name"]).await;
+    assert_eq!(chunked, names);
+
+    let (code, body) = http(server.addr, "GET", "/api/v1/namespaces/big/pods?limit=500").await;
+    assert_eq!(code, 200);
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["kind"], "PodList");
+    assert_eq!(page["items"].as_array().unwrap().len(), 500);
+    assert_eq!(page["metadata"]["remainingItemCount"], 150);
+    let token = page["metadata"]["continue"].as_str().unwrap();
+    let (_, body) = http(server.addr, "GET", &format!("/api/v1/namespaces/big/pods?limit=500&continue={token}")).await;
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 150);
+    assert!(page["metadata"].get("continue").is_none());
+    assert_eq!(page["items"][149]["metadata"]["name"], "web-5d4c3b2a1-00649");
+}
+
+#[tokio::test]
+async fn statuses_discovery_selectors_and_log_parameters() {
+    let server = serve(scenarios(), &[]).await;
+    let addr = server.addr;
+
+    let (code, body) = http(addr, "POST", "/api/v1/namespaces/crashloop/pods").await;
+    assert_eq!(code, 405);
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status["kind"].as_str(), status["reason"].as_str(), status["code"].as_u64()), (Some("Status"), Some("MethodNotAllowed"), Some(405)));
+    for method in ["PUT", "PATCH", "DELETE"] {
+        assert_eq!(http(addr, method, "/api/v1/namespaces/crashloop/pods/x").await.0, 405, "{method}");
+    }
+
+    let (code, body) = http(addr, "GET", "/apis/apps/v1/namespaces/imagepull/deployments/nope").await;
+    assert_eq!(code, 404);
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["message"], r#"deployments "nope" not found"#);
+    assert_eq!(status["details"]["kind"], "deployments");
+
+    assert_eq!(http(addr, "GET", "/api/v1/secrets").await.0, 404);
+    assert_eq!(http(addr, "GET", "/api/v1/namespaces/crashloop/pods?labelSelector=app%20in%20web").await.0, 400);
+    let (code, body) = http(addr, "GET", "/api/v1/namespaces/crashloop/pods?fieldSelector=spec.image%3Dx").await;
+    assert_eq!(code, 400);
+    assert!(body.contains("field label not supported: spec.image"), "{body}");
+    assert_eq!(http(addr, "GET", "/api/v1/namespaces/crashloop/pods?watch=true").await.0, 405);
+    assert_eq!(http(addr, "GET", "/api/v1/namespaces/crashloop/pods?continue=garbage").await.0, 400);
+
+    let (_, body) = http(addr, "GET", "/api/v1/events?fieldSelector=involvedObject.kind%3DPersistentVolumeClaim,type%3DWarning").await;
+    let events: Value = serde_json::from_str(&body).unwrap();
+    let reasons: Vec<&str> = events["items"].as_array().unwrap().iter().map(|e| e["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["ProvisioningFailed"]);
+    let (_, body) = http(addr, "GET", "/api/v1/namespaces/readiness/pods?labelSelector=app%3Dsearch&fieldSelector=spec.nodeName%3Dworker-2").await;
+    let pods: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(pods["items"].as_array().unwrap().len(), 1);
+    assert_eq!(pods["items"][0]["metadata"]["name"], "search-7c8d9e6f5-abc12");
+
+    let (_, body) = http(addr, "GET", "/api/v1/namespaces").await;
+    let namespaces: Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = namespaces["items"].as_array().unwrap().iter().map(|n| n["metadata"]["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"crashloop") && names.contains(&"healthy"), "namespaces are derived from objects: {names:?}");
+
+    let (_, body) = http(addr, "GET", "/api/v1").await;
+    let resources: Value = serde_json::from_str(&body).unwrap();
+    let served: Vec<&str> = resources["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(served.contains(&"pods/log") && !served.contains(&"secrets"), "{served:?}");
+    let (code, body) = http(addr, "GET", "/apis").await;
+    assert_eq!(code, 200);
+    assert!(body.contains(r#""groupVersion":"batch/v1""#), "{body}");
+
+    let log = "/api/v1/namespaces/crashloop/pods/payments-api-7b8d9c6f5-qw7zt/log?previous=true";
+    let (code, body) = http(addr, "GET", &format!("{log}&tailLines=2&limitBytes=11")).await;
+    assert_eq!((code, body.as_str()), (200, "database co"));
+    let (code, body) = http(addr, "GET", "/api/v1/namespaces/readiness/pods/search-7c8d9e6f5-abc12/log?previous=true").await;
+    assert_eq!(code, 400);
+    assert!(body.contains(r#"previous terminated container \"app\" in pod \"search-7c8d9e6f5-abc12\" not found"#), "{body}");
+}
