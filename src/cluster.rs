@@ -102,12 +102,6 @@ pub struct Facts {
 }
 
 impl Facts {
-    pub fn events_for<'a>(&'a self, kind: &'a str, name: &'a str) -> impl Iterator<Item = &'a Event> + 'a {
-        self.events.iter().filter(move |e| {
-            e.involved_object.kind.as_deref() == Some(kind) && e.involved_object.name.as_deref() == Some(name)
-        })
-    }
-
     pub fn log(&self, pod: &str, container: &str, previous: bool) -> Option<&ContainerLog> {
         self.logs.iter().find(|l| l.pod == pod && l.container == container && l.previous == previous)
     }
@@ -257,7 +251,20 @@ where
 pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Facts, ReadError> {
     let ns = scope.namespace.as_str();
     let all = ListParams::default();
-    let (namespace, pods, events, deployments, replicasets, statefulsets, daemonsets, jobs, cronjobs, services, endpoints, pvcs) = tokio::join!(
+    let (
+        namespace,
+        pods,
+        events,
+        deployments,
+        replicasets,
+        statefulsets,
+        daemonsets,
+        jobs,
+        cronjobs,
+        services,
+        endpoints,
+        pvcs,
+    ) = tokio::join!(
         check_namespace(client, ns, limits),
         read_pods(client, scope, limits),
         list_all(Api::<Event>::namespaced(client.clone(), ns), all.clone(), limits, ns),
@@ -371,16 +378,28 @@ async fn read_pods(client: &Client, scope: &Scope, limits: &Limits) -> Result<Ve
             return Ok(found);
         }
         "deployment" | "deployments" | "deploy" => {
-            selector_of(&Api::<Deployment>::namespaced(client.clone(), ns), ns, name, limits, |d| d.spec.as_ref().map(|s| &s.selector)).await
+            selector_of(&Api::<Deployment>::namespaced(client.clone(), ns), ns, name, limits, |d| {
+                d.spec.as_ref().map(|s| &s.selector)
+            })
+            .await
         }
         "statefulset" | "statefulsets" | "sts" => {
-            selector_of(&Api::<StatefulSet>::namespaced(client.clone(), ns), ns, name, limits, |s| s.spec.as_ref().map(|s| &s.selector)).await
+            selector_of(&Api::<StatefulSet>::namespaced(client.clone(), ns), ns, name, limits, |s| {
+                s.spec.as_ref().map(|s| &s.selector)
+            })
+            .await
         }
         "daemonset" | "daemonsets" | "ds" => {
-            selector_of(&Api::<DaemonSet>::namespaced(client.clone(), ns), ns, name, limits, |d| d.spec.as_ref().map(|s| &s.selector)).await
+            selector_of(&Api::<DaemonSet>::namespaced(client.clone(), ns), ns, name, limits, |d| {
+                d.spec.as_ref().map(|s| &s.selector)
+            })
+            .await
         }
         "job" | "jobs" => {
-            selector_of(&Api::<Job>::namespaced(client.clone(), ns), ns, name, limits, |j| j.spec.as_ref().and_then(|s| s.selector.as_ref())).await
+            selector_of(&Api::<Job>::namespaced(client.clone(), ns), ns, name, limits, |j| {
+                j.spec.as_ref().and_then(|s| s.selector.as_ref())
+            })
+            .await
         }
         "service" | "services" | "svc" => {
             let api = Api::<Service>::namespaced(client.clone(), ns);
@@ -407,7 +426,6 @@ where
     Ok(selector(&object).map(label_selector_string).unwrap_or_default())
 }
 
-
 async fn get_or_closest<K>(api: &Api<K>, name: &str, limits: &Limits, ns: &str) -> Result<K, ReadError>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
@@ -429,9 +447,16 @@ where
 }
 
 async fn not_found(client: &Client, kind: &str, name: &str, ns: &str, limits: &Limits) -> ReadError {
-    let names = list_all(Api::<Pod>::namespaced(client.clone(), ns), ListParams::default(), limits, ns).await.unwrap_or_default();
+    let names = list_all(Api::<Pod>::namespaced(client.clone(), ns), ListParams::default(), limits, ns)
+        .await
+        .unwrap_or_default();
     let names = names.into_iter().filter_map(|p| p.metadata.name);
-    ReadError::ObjectNotFound { kind: kind.to_string(), name: name.to_string(), namespace: ns.to_string(), closest: closest(name, names) }
+    ReadError::ObjectNotFound {
+        kind: kind.to_string(),
+        name: name.to_string(),
+        namespace: ns.to_string(),
+        closest: closest(name, names),
+    }
 }
 
 /// `matchLabels` and `matchExpressions` as a label selector string.
@@ -594,7 +619,8 @@ fn unnamed(error: ReadError) -> ReadError {
     match error {
         ReadError::Forbidden { mut call, message } => {
             call.name = None;
-            let message = message.split_once(" is forbidden: ").map_or(message.clone(), |(_, rest)| format!("forbidden: {rest}"));
+            let message =
+                message.split_once(" is forbidden: ").map_or(message.clone(), |(_, rest)| format!("forbidden: {rest}"));
             ReadError::Forbidden { call, message }
         }
         ReadError::Timeout { mut call, after } => {
@@ -642,7 +668,8 @@ pub async fn client(kubeconfig: Option<&std::path::Path>, url: Option<&str>) -> 
     let config = if let Some(url) = url {
         kube::Config::new(url.parse().with_context(|| format!("invalid API server URL {url}"))?)
     } else if let Some(path) = kubeconfig {
-        let kubeconfig = kube::config::Kubeconfig::read_from(path).with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+        let kubeconfig = kube::config::Kubeconfig::read_from(path)
+            .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
         kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
             .await
             .with_context(|| format!("cannot use kubeconfig {}", path.display()))?
@@ -667,9 +694,13 @@ mod tests {
 
     #[test]
     fn forbidden_errors_name_the_rule_to_add() {
-        let call = Call { verb: "get", resource: "pods/log".into(), group: "", namespace: Some("shop".into()), name: None };
+        let call =
+            Call { verb: "get", resource: "pods/log".into(), group: "", namespace: Some("shop".into()), name: None };
         let text = ReadError::Forbidden { call, message: "nope".into() }.to_string();
-        assert!(text.starts_with("cannot get pods/log in namespace shop: the API server refused it (403 Forbidden: nope)"), "{text}");
+        assert!(
+            text.starts_with("cannot get pods/log in namespace shop: the API server refused it (403 Forbidden: nope)"),
+            "{text}"
+        );
         assert!(text.contains(r#"{apiGroups: [""], resources: ["pods/log"], verbs: ["get"]}"#), "{text}");
     }
 

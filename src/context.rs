@@ -46,7 +46,16 @@ pub fn render(facts: &Facts, findings: &[Finding]) -> String {
         let _ = writeln!(out, "No problems found.");
     }
     for (i, f) in findings.iter().enumerate() {
-        let _ = writeln!(out, "{}. [{}] {} {}/{}: {}", i + 1, f.severity, f.reason, f.object.kind, f.object.name, f.summary);
+        let _ = writeln!(
+            out,
+            "{}. [{}] {} {}/{}: {}",
+            i + 1,
+            f.severity,
+            f.reason,
+            f.object.kind,
+            f.object.name,
+            f.summary
+        );
         if let Some(cause) = &f.caused_by {
             let _ = writeln!(out, "   caused by: {} {}/{}", cause.reason, cause.object.kind, cause.object.name);
         }
@@ -83,7 +92,12 @@ pub fn render(facts: &Facts, findings: &[Finding]) -> String {
             );
         }
         if events.len() > max {
-            let _ = writeln!(out, "[… {} more {} events]", events.len() - max, if max == MAX_WARNING_EVENTS { "Warning" } else { "Normal" });
+            let _ = writeln!(
+                out,
+                "[… {} more {} events]",
+                events.len() - max,
+                if max == MAX_WARNING_EVENTS { "Warning" } else { "Normal" }
+            );
         }
     }
 
@@ -99,7 +113,11 @@ fn write_pod(out: &mut String, facts: &Facts, pod: &Pod) {
     let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Unknown");
     let _ = writeln!(out, "pod {name}: phase {phase}, node {node}");
     if let Some(reason) = status.and_then(|s| s.reason.as_deref()) {
-        let _ = writeln!(out, "  status.reason: {reason}: {}", status.and_then(|s| s.message.as_deref()).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "  status.reason: {reason}: {}",
+            status.and_then(|s| s.message.as_deref()).unwrap_or_default()
+        );
     }
     for c in status.and_then(|s| s.conditions.as_ref()).into_iter().flatten().filter(|c| c.status != "True") {
         let _ = writeln!(
@@ -120,7 +138,11 @@ fn write_pod(out: &mut String, facts: &Facts, pod: &Pod) {
         let state = match c.state.as_ref() {
             Some(s) if s.waiting.is_some() => {
                 let w = s.waiting.as_ref().expect("checked");
-                format!("waiting {} {}", w.reason.as_deref().unwrap_or_default(), w.message.as_deref().unwrap_or_default())
+                format!(
+                    "waiting {} {}",
+                    w.reason.as_deref().unwrap_or_default(),
+                    w.message.as_deref().unwrap_or_default()
+                )
             }
             Some(s) if s.terminated.is_some() => {
                 let t = s.terminated.as_ref().expect("checked");
@@ -242,7 +264,10 @@ fn write_summaries(out: &mut String, facts: &Facts, problem: &[&Pod]) {
             "cronjob {}: schedule {:?}, last scheduled {}",
             c.metadata.name.as_deref().unwrap_or_default(),
             c.spec.as_ref().map(|s| s.schedule.as_str()).unwrap_or_default(),
-            c.status.as_ref().and_then(|s| s.last_schedule_time.as_ref()).map_or("never".to_string(), |t| t.0.to_string())
+            c.status
+                .as_ref()
+                .and_then(|s| s.last_schedule_time.as_ref())
+                .map_or("never".to_string(), |t| t.0.to_string())
         );
     }
     for s in &facts.services {

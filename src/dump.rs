@@ -174,7 +174,8 @@ impl Dump {
     fn load_file(&mut self, path: &Path) -> Result<(), DumpError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| DumpError::Read { path: path.to_path_buf(), source })?;
-        let documents = parse_documents(&text).map_err(|message| DumpError::Parse { path: path.to_path_buf(), message })?;
+        let documents =
+            parse_documents(&text).map_err(|message| DumpError::Parse { path: path.to_path_buf(), message })?;
         self.report.files += 1;
         for document in documents {
             for object in flatten(document) {
@@ -290,11 +291,11 @@ fn flatten(document: Value) -> Vec<Value> {
             items
                 .into_iter()
                 .map(|mut item| {
-                    if let Value::Object(fields) = &mut item {
-                        if !item_kind.is_empty() {
-                            fields.entry("kind").or_insert_with(|| Value::String(item_kind.clone()));
-                            fields.entry("apiVersion").or_insert_with(|| api_version.clone());
-                        }
+                    if let Value::Object(fields) = &mut item
+                        && !item_kind.is_empty()
+                    {
+                        fields.entry("kind").or_insert_with(|| Value::String(item_kind.clone()));
+                        fields.entry("apiVersion").or_insert_with(|| api_version.clone());
                     }
                     item
                 })
@@ -360,7 +361,8 @@ metadata: {name: web, namespace: shop}
                 "kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{\"password\":\"hunter2\"}}"}},
             "data": {"password": "hunter2"}, "binaryData": {"blob": "aHVudGVyMg=="},
         })]);
-        let text = serde_json::to_string(&dump.objects(&resources::CONFIGMAPS).unwrap().values().collect::<Vec<_>>()).unwrap();
+        let text =
+            serde_json::to_string(&dump.objects(&resources::CONFIGMAPS).unwrap().values().collect::<Vec<_>>()).unwrap();
         assert!(!text.contains("hunter2") && !text.contains("aHVudGVyMg=="), "{text}");
         assert!(text.contains("password"), "keys stay: {text}");
     }

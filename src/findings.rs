@@ -128,9 +128,12 @@ impl Finding {
 /// All findings for the facts, root causes first.
 pub fn analyze(facts: &Facts) -> Vec<Finding> {
     let mut findings = Vec::new();
-    findings.extend(group_replicas(facts, facts.pods.iter().flat_map(|pod| pod_findings(facts, pod)).collect()));
+    let events = index_events(facts);
+    let pods =
+        facts.pods.iter().flat_map(|pod| pod_findings(facts, pod, events_of(&events, "Pod", name_of(&pod.metadata))));
+    findings.extend(group_replicas(facts, pods.collect()));
     findings.extend(node_findings(facts));
-    findings.extend(pvc_findings(facts));
+    findings.extend(pvc_findings(facts, &events));
     findings.extend(job_findings(facts));
     findings.extend(rollout_findings(facts, &findings));
     findings.extend(service_findings(facts, &findings));
@@ -167,15 +170,46 @@ fn quote_event(event: &Event) -> String {
     )
 }
 
-fn events_with<'a>(facts: &'a Facts, kind: &'a str, name: &'a str, reasons: &'a [&str]) -> impl Iterator<Item = &'a Event> + 'a {
-    facts.events_for(kind, name).filter(move |e| e.reason.as_deref().is_some_and(|r| reasons.contains(&r)))
+/// Events by the (kind, name) of the object they are about, in the facts' order (Warning first, newest first).
+type EventIndex<'a> = HashMap<(&'a str, &'a str), Vec<&'a Event>>;
+
+fn index_events(facts: &Facts) -> EventIndex<'_> {
+    let mut index: EventIndex<'_> = HashMap::new();
+    for e in &facts.events {
+        let key = (
+            e.involved_object.kind.as_deref().unwrap_or_default(),
+            e.involved_object.name.as_deref().unwrap_or_default(),
+        );
+        index.entry(key).or_default().push(e);
+    }
+    index
+}
+
+fn events_of<'a>(index: &'a EventIndex<'a>, kind: &'a str, name: &'a str) -> &'a [&'a Event] {
+    index.get(&(kind, name)).map_or(&[], Vec::as_slice)
+}
+
+fn events_with<'a>(events: &'a [&'a Event], reasons: &'a [&str]) -> impl Iterator<Item = &'a Event> + 'a {
+    events.iter().copied().filter(move |e| e.reason.as_deref().is_some_and(|r| reasons.contains(&r)))
 }
 
 /// Log lines that explain a failure: errors, panics, exceptions; else the last lines.
 pub fn decisive_lines(text: &str, max: usize) -> Vec<String> {
     const MARKERS: [&str; 14] = [
-        "error", "exception", "panic", "fatal", "traceback", "failed", "refused", "denied", "cannot", "unable",
-        "timeout", "timed out", "killed", "out of memory",
+        "error",
+        "exception",
+        "panic",
+        "fatal",
+        "traceback",
+        "failed",
+        "refused",
+        "denied",
+        "cannot",
+        "unable",
+        "timeout",
+        "timed out",
+        "killed",
+        "out of memory",
     ];
     let lines: Vec<&str> = text.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
     let marked: Vec<&str> = lines
@@ -186,7 +220,11 @@ pub fn decisive_lines(text: &str, max: usize) -> Vec<String> {
             MARKERS.iter().any(|m| lower.contains(m))
         })
         .collect();
-    let chosen = if marked.is_empty() { &lines[lines.len().saturating_sub(3)..] } else { &marked[marked.len().saturating_sub(max)..] };
+    let chosen = if marked.is_empty() {
+        &lines[lines.len().saturating_sub(3)..]
+    } else {
+        &marked[marked.len().saturating_sub(max)..]
+    };
     chosen.iter().map(|l| l.to_string()).collect()
 }
 
@@ -214,13 +252,13 @@ fn pod_commands(ns: &str, pod: &str) -> Vec<String> {
 }
 
 /// Findings about one pod, from its containers' states, its conditions and its events.
-fn pod_findings(facts: &Facts, pod: &Pod) -> Vec<Finding> {
+fn pod_findings(facts: &Facts, pod: &Pod, events: &[&Event]) -> Vec<Finding> {
     let ns = facts.namespace.as_str();
     let name = name_of(&pod.metadata);
     let this = object("Pod", ns, name);
     let status = pod.status.as_ref();
     let phase = status.and_then(|s| s.phase.as_deref());
-    if phase == Some("Succeeded") || !is_problem_pod(pod) && facts.events_for("Pod", name).next().is_none() {
+    if phase == Some("Succeeded") || !is_problem_pod(pod) && events.is_empty() {
         return Vec::new();
     }
     let mut findings = Vec::new();
@@ -228,11 +266,16 @@ fn pod_findings(facts: &Facts, pod: &Pod) -> Vec<Finding> {
     if phase == Some("Failed") && status.and_then(|s| s.reason.as_deref()) == Some("Evicted") {
         let message = status.and_then(|s| s.message.as_deref()).unwrap_or_default();
         let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("its node");
-        let mut f = Finding::new(Reason::Evicted, Severity::Warning, this.clone(), format!("Pod {name} was evicted from {node}: {message}"));
+        let mut f = Finding::new(
+            Reason::Evicted,
+            Severity::Warning,
+            this.clone(),
+            format!("Pod {name} was evicted from {node}: {message}"),
+        );
         f.evidence.push("status.phase: Failed".into());
         f.evidence.push("status.reason: Evicted".into());
         f.evidence.push(format!("status.message: {message}"));
-        f.evidence.extend(events_with(facts, "Pod", name, &["Evicted"]).map(quote_event));
+        f.evidence.extend(events_with(events, &["Evicted"]).map(quote_event));
         f.commands = pod_commands(ns, name);
         f.commands.push(format!("kubectl describe node {node}"));
         f.commands.push(format!("kubectl get pods -n {ns} --field-selector status.phase=Failed"));
@@ -240,21 +283,35 @@ fn pod_findings(facts: &Facts, pod: &Pod) -> Vec<Finding> {
     }
 
     let conditions = status.and_then(|s| s.conditions.as_ref()).into_iter().flatten();
-    if let Some(c) = conditions.clone().find(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")) {
+    if let Some(c) = conditions
+        .clone()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+    {
         let message = c.message.as_deref().unwrap_or_default();
-        let mut f = Finding::new(Reason::Unschedulable, Severity::Critical, this.clone(), format!("Pod {name} cannot be scheduled: {message}"));
+        let mut f = Finding::new(
+            Reason::Unschedulable,
+            Severity::Critical,
+            this.clone(),
+            format!("Pod {name} cannot be scheduled: {message}"),
+        );
         f.evidence.push(format!("condition PodScheduled=False reason=Unschedulable: {message}"));
-        f.evidence.extend(events_with(facts, "Pod", name, &["FailedScheduling"]).take(3).map(quote_event));
+        f.evidence.extend(events_with(events, &["FailedScheduling"]).take(3).map(quote_event));
         f.commands = pod_commands(ns, name);
         f.commands.push("kubectl describe nodes".into());
         findings.push(f);
     }
 
-    let mount_events: Vec<&Event> = events_with(facts, "Pod", name, &["FailedMount", "FailedAttachVolume"]).collect();
-    let creating = statuses(pod).any(|(c, _)| waiting_reason(c) == Some("ContainerCreating") || waiting_reason(c) == Some("PodInitializing"));
+    let mount_events: Vec<&Event> = events_with(events, &["FailedMount", "FailedAttachVolume"]).collect();
+    let creating = statuses(pod)
+        .any(|(c, _)| waiting_reason(c) == Some("ContainerCreating") || waiting_reason(c) == Some("PodInitializing"));
     if !mount_events.is_empty() && (creating || phase == Some("Pending")) {
         let first = mount_events[0].message.as_deref().unwrap_or_default().trim();
-        let mut f = Finding::new(Reason::FailedMount, Severity::Critical, this.clone(), format!("Pod {name} cannot start because a volume cannot be mounted: {first}"));
+        let mut f = Finding::new(
+            Reason::FailedMount,
+            Severity::Critical,
+            this.clone(),
+            format!("Pod {name} cannot start because a volume cannot be mounted: {first}"),
+        );
         f.evidence.extend(mount_events.iter().take(3).map(|e| quote_event(e)));
         f.commands = pod_commands(ns, name);
         findings.push(f);
@@ -278,9 +335,12 @@ fn pod_findings(facts: &Facts, pod: &Pod) -> Vec<Finding> {
                     this.clone(),
                     format!("{kind} {cname} of pod {name} cannot pull its image {}", c.image),
                 );
-                f.evidence.push(format!("{kind} {cname} state: waiting reason={} message={message:?}", reason.unwrap_or_default()));
+                f.evidence.push(format!(
+                    "{kind} {cname} state: waiting reason={} message={message:?}",
+                    reason.unwrap_or_default()
+                ));
                 f.evidence.push(format!("{kind} {cname} image: {}", c.image));
-                f.evidence.extend(events_with(facts, "Pod", name, &["Failed"]).take(3).map(quote_event));
+                f.evidence.extend(events_with(events, &["Failed"]).take(3).map(quote_event));
                 f.commands = pod_commands(ns, name);
                 f.commands.push(format!("kubectl get pod -n {ns} {name} -o jsonpath='{{.spec.imagePullSecrets}}'"));
                 f
@@ -292,8 +352,11 @@ fn pod_findings(facts: &Facts, pod: &Pod) -> Vec<Finding> {
                     this.clone(),
                     format!("{kind} {cname} of pod {name} cannot be created: {message}"),
                 );
-                f.evidence.push(format!("{kind} {cname} state: waiting reason={} message={message:?}", reason.unwrap_or_default()));
-                f.evidence.extend(events_with(facts, "Pod", name, &["Failed"]).take(3).map(quote_event));
+                f.evidence.push(format!(
+                    "{kind} {cname} state: waiting reason={} message={message:?}",
+                    reason.unwrap_or_default()
+                ));
+                f.evidence.extend(events_with(events, &["Failed"]).take(3).map(quote_event));
                 f.commands = pod_commands(ns, name);
                 if let Some(missing) = missing_reference(message) {
                     f.commands.push(format!("kubectl get {} -n {ns} {}", missing.0, missing.1));
@@ -341,7 +404,10 @@ fn pod_findings(facts: &Facts, pod: &Pod) -> Vec<Finding> {
                     Reason::CrashLoopBackOff,
                     Severity::Critical,
                     this.clone(),
-                    format!("{kind} {cname} of pod {name} keeps crashing and is restarted with back-off ({} restarts)", c.restart_count),
+                    format!(
+                        "{kind} {cname} of pod {name} keeps crashing and is restarted with back-off ({} restarts)",
+                        c.restart_count
+                    ),
                 );
                 f.evidence.push(format!("{kind} {cname} state: waiting reason=CrashLoopBackOff message={message:?}"));
                 f.evidence.push(format!("{kind} {cname} restartCount: {}", c.restart_count));
@@ -357,7 +423,7 @@ fn pod_findings(facts: &Facts, pod: &Pod) -> Vec<Finding> {
                     }
                 }
                 log_evidence(facts, name, cname, true, &mut f);
-                f.evidence.extend(events_with(facts, "Pod", name, &["Unhealthy"]).take(2).map(quote_event));
+                f.evidence.extend(events_with(events, &["Unhealthy"]).take(2).map(quote_event));
                 f.commands = vec![
                     format!("kubectl logs -n {ns} {name} -c {cname} --previous"),
                     format!("kubectl describe pod -n {ns} {name}"),
@@ -365,7 +431,7 @@ fn pod_findings(facts: &Facts, pod: &Pod) -> Vec<Finding> {
                 f
             }
             _ if !init && !c.ready && c.state.as_ref().is_some_and(|s| s.running.is_some()) => {
-                let unhealthy: Vec<&Event> = events_with(facts, "Pod", name, &["Unhealthy"])
+                let unhealthy: Vec<&Event> = events_with(events, &["Unhealthy"])
                     .filter(|e| e.message.as_deref().is_some_and(|m| m.contains("probe")))
                     .collect();
                 let has_probe = pod
@@ -376,20 +442,24 @@ fn pod_findings(facts: &Facts, pod: &Pod) -> Vec<Finding> {
                 if unhealthy.is_empty() && !has_probe {
                     continue;
                 }
-                let probe = unhealthy.first().and_then(|e| e.message.as_deref()).unwrap_or("readiness probe not passing");
+                let probe =
+                    unhealthy.first().and_then(|e| e.message.as_deref()).unwrap_or("readiness probe not passing");
                 let mut f = Finding::new(
                     Reason::ProbeFailing,
                     Severity::Warning,
                     this.clone(),
                     format!("{kind} {cname} of pod {name} is running but not ready: {}", probe.trim()),
                 );
-                f.evidence.push(format!("{kind} {cname} ready: false (state running, restartCount {})", c.restart_count));
+                f.evidence
+                    .push(format!("{kind} {cname} ready: false (state running, restartCount {})", c.restart_count));
                 f.evidence.extend(unhealthy.iter().take(3).map(|e| quote_event(e)));
                 log_evidence(facts, name, cname, false, &mut f);
                 f.commands = vec![
                     format!("kubectl describe pod -n {ns} {name}"),
                     format!("kubectl logs -n {ns} {name} -c {cname} --tail=50"),
-                    format!("kubectl get pod -n {ns} {name} -o jsonpath='{{.spec.containers[?(@.name==\"{cname}\")].readinessProbe}}'"),
+                    format!(
+                        "kubectl get pod -n {ns} {name} -o jsonpath='{{.spec.containers[?(@.name==\"{cname}\")].readinessProbe}}'"
+                    ),
                 ];
                 f
             }
@@ -429,7 +499,9 @@ fn group_replicas(facts: &Facts, findings: Vec<Finding>) -> Vec<Finding> {
         .filter_map(|p| controller_of(&p.metadata).map(|owner| (name_of(&p.metadata), owner)))
         .collect();
     let mut grouped: Vec<Finding> = Vec::new();
-    let mut index: HashMap<(Reason, Option<String>, (&str, &str)), usize> = HashMap::new();
+    // (reason, container, owner) → position of the finding that stands for the group.
+    type Group<'a> = (Reason, Option<String>, (&'a str, &'a str));
+    let mut index: HashMap<Group<'_>, usize> = HashMap::new();
     for finding in findings {
         let Some(owner) = owners.get(finding.object.name.as_str()).copied() else {
             grouped.push(finding);
@@ -481,22 +553,35 @@ fn node_findings(facts: &Facts) -> Vec<Finding> {
             ready.reason.as_deref().unwrap_or_default()
         ));
         for c in conditions.filter(|c| c.type_ != "Ready" && c.status == "True") {
-            f.evidence.push(format!("node {name} condition {}=True: {}", c.type_, c.message.as_deref().unwrap_or_default()));
+            f.evidence.push(format!(
+                "node {name} condition {}=True: {}",
+                c.type_,
+                c.message.as_deref().unwrap_or_default()
+            ));
         }
         for taint in node.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten() {
             f.evidence.push(format!("node {name} taint: {}:{}", taint.key, taint.effect));
         }
         for pod in facts.pods.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name)) {
-            let ready = pod.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+            let ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
             f.evidence.push(format!("pod {} runs on {name} (ready: {ready})", name_of(&pod.metadata)));
         }
-        f.commands = vec![format!("kubectl describe node {name}"), format!("kubectl get pods -A --field-selector spec.nodeName={name}")];
+        f.commands = vec![
+            format!("kubectl describe node {name}"),
+            format!("kubectl get pods -A --field-selector spec.nodeName={name}"),
+        ];
         findings.push(f);
     }
     findings
 }
 
-fn pvc_findings(facts: &Facts) -> Vec<Finding> {
+fn pvc_findings(facts: &Facts, index: &EventIndex<'_>) -> Vec<Finding> {
     let ns = facts.namespace.as_str();
     let mut findings = Vec::new();
     for pvc in &facts.pvcs {
@@ -506,7 +591,11 @@ fn pvc_findings(facts: &Facts) -> Vec<Finding> {
             continue;
         }
         let class = pvc.spec.as_ref().and_then(|s| s.storage_class_name.as_deref());
-        let events: Vec<&Event> = events_with(facts, "PersistentVolumeClaim", name, &["ProvisioningFailed", "FailedBinding", "ExternalProvisioning"]).collect();
+        let events: Vec<&Event> = events_with(
+            events_of(index, "PersistentVolumeClaim", name),
+            &["ProvisioningFailed", "FailedBinding", "ExternalProvisioning"],
+        )
+        .collect();
         let why = events.first().and_then(|e| e.message.as_deref()).unwrap_or("no volume has been bound to it");
         let mut f = Finding::new(
             Reason::PVCPending,
@@ -537,19 +626,30 @@ fn job_findings(facts: &Facts) -> Vec<Finding> {
         let Some(failed) = conditions.clone().find(|c| c.type_ == "Failed" && c.status == "True") else { continue };
         let reason = failed.reason.as_deref().unwrap_or("Failed");
         let message = failed.message.as_deref().unwrap_or_default();
-        let mut f = Finding::new(Reason::JobFailed, Severity::Critical, object("Job", ns, name), format!("Job {name} failed ({reason}): {message}"));
+        let mut f = Finding::new(
+            Reason::JobFailed,
+            Severity::Critical,
+            object("Job", ns, name),
+            format!("Job {name} failed ({reason}): {message}"),
+        );
         f.evidence.push(format!("condition Failed=True reason={reason}: {message}"));
         let backoff = job.spec.as_ref().and_then(|s| s.backoff_limit).unwrap_or(6);
-        f.evidence.push(format!("status.failed: {} (backoffLimit {backoff})", status.and_then(|s| s.failed).unwrap_or(0)));
+        f.evidence
+            .push(format!("status.failed: {} (backoffLimit {backoff})", status.and_then(|s| s.failed).unwrap_or(0)));
         if let Some((kind, owner)) = controller_of(&job.metadata) {
             f.evidence.push(format!("created by {} {owner}", kind.to_lowercase()));
         }
-        let mut pods: Vec<&Pod> = facts.pods.iter().filter(|p| controller_of(&p.metadata) == Some(("Job", name))).collect();
+        let mut pods: Vec<&Pod> =
+            facts.pods.iter().filter(|p| controller_of(&p.metadata) == Some(("Job", name))).collect();
         pods.sort_by_key(|p| std::cmp::Reverse(p.metadata.creation_timestamp.as_ref().map(|t| t.0)));
         for pod in pods.iter().take(2) {
             let pod_name = name_of(&pod.metadata);
             for (c, _) in statuses(pod) {
-                let terminated = c.state.as_ref().and_then(|s| s.terminated.as_ref()).or(c.last_state.as_ref().and_then(|s| s.terminated.as_ref()));
+                let terminated = c
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .or(c.last_state.as_ref().and_then(|s| s.terminated.as_ref()));
                 if let Some(t) = terminated.filter(|t| t.exit_code != 0) {
                     f.evidence.push(format!(
                         "pod {pod_name} container {} terminated: reason={} exitCode={}",
@@ -566,7 +666,10 @@ fn job_findings(facts: &Facts) -> Vec<Finding> {
                 }
             }
         }
-        f.commands = vec![format!("kubectl describe job -n {ns} {name}"), format!("kubectl get pods -n {ns} -l job-name={name}")];
+        f.commands = vec![
+            format!("kubectl describe job -n {ns} {name}"),
+            format!("kubectl get pods -n {ns} -l job-name={name}"),
+        ];
         if let Some(pod) = pods.first() {
             f.commands.insert(0, format!("kubectl logs -n {ns} {}", name_of(&pod.metadata)));
         }
@@ -577,13 +680,18 @@ fn job_findings(facts: &Facts) -> Vec<Finding> {
 
 /// The ReplicaSets a Deployment owns, newest revision first.
 fn replicasets_of<'a>(facts: &'a Facts, deployment: &str) -> Vec<&'a k8s_openapi::api::apps::v1::ReplicaSet> {
-    let mut sets: Vec<_> = facts.replicasets.iter().filter(|rs| controller_of(&rs.metadata) == Some(("Deployment", deployment))).collect();
+    let mut sets: Vec<_> =
+        facts.replicasets.iter().filter(|rs| controller_of(&rs.metadata) == Some(("Deployment", deployment))).collect();
     sets.sort_by_key(|rs| std::cmp::Reverse(revision(&rs.metadata)));
     sets
 }
 
 fn revision(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> i64 {
-    meta.annotations.as_ref().and_then(|a| a.get("deployment.kubernetes.io/revision")).and_then(|r| r.parse().ok()).unwrap_or(0)
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
 }
 
 fn rollout_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
@@ -604,17 +712,27 @@ fn rollout_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
             .map(|rs| pods_owned_by(facts, "ReplicaSet", name_of(&rs.metadata)))
             .unwrap_or_default()
             .iter()
-            .flat_map(|pod| pod_findings.iter().filter(move |f| f.object.kind == "Pod" && (f.object.name == *pod || f.also_affected.iter().any(|a| a == pod))))
+            .flat_map(|pod| {
+                pod_findings.iter().filter(move |f| {
+                    f.object.kind == "Pod" && (f.object.name == *pod || f.also_affected.iter().any(|a| a == pod))
+                })
+            })
             .collect();
         // A rollout is under way while old replicas remain; a finished rollout with crashing pods is not stuck.
         let rolling = updated < desired || total > updated;
-        if deadline.is_none() && !(rolling && !failing_new_pods.is_empty()) {
+        let stalled = rolling && !failing_new_pods.is_empty();
+        if deadline.is_none() && !stalled {
             continue;
         }
         let new_rs = newest.map(|rs| name_of(&rs.metadata)).unwrap_or("?");
         let summary = match deadline {
-            Some(c) => format!("Deployment {name} rollout is stuck: {}", c.message.as_deref().unwrap_or("progress deadline exceeded")),
-            None => format!("Deployment {name} rollout is not progressing: pods of the new replicaset {new_rs} are failing"),
+            Some(c) => format!(
+                "Deployment {name} rollout is stuck: {}",
+                c.message.as_deref().unwrap_or("progress deadline exceeded")
+            ),
+            None => {
+                format!("Deployment {name} rollout is not progressing: pods of the new replicaset {new_rs} are failing")
+            }
         };
         let mut f = Finding::new(Reason::RolloutStuck, Severity::Critical, object("Deployment", ns, name), summary);
         if let Some(c) = deadline {
@@ -624,7 +742,9 @@ fn rollout_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
                 c.message.as_deref().unwrap_or_default()
             ));
         }
-        f.evidence.push(format!("replicas: desired {desired}, updated {updated}, available {available}, unavailable {unavailable}"));
+        f.evidence.push(format!(
+            "replicas: desired {desired}, updated {updated}, available {available}, unavailable {unavailable}"
+        ));
         if let Some(rs) = newest {
             f.evidence.push(format!("newest replicaset {new_rs} (revision {})", revision(&rs.metadata)));
         }
@@ -648,7 +768,12 @@ fn selector_text(deployment: &Deployment) -> String {
 }
 
 fn pods_owned_by<'a>(facts: &'a Facts, kind: &str, owner: &str) -> Vec<&'a str> {
-    facts.pods.iter().filter(|p| controller_of(&p.metadata) == Some((kind, owner))).map(|p| name_of(&p.metadata)).collect()
+    facts
+        .pods
+        .iter()
+        .filter(|p| controller_of(&p.metadata) == Some((kind, owner)))
+        .map(|p| name_of(&p.metadata))
+        .collect()
 }
 
 fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
@@ -682,7 +807,10 @@ fn service_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
         let summary = if selected.is_empty() {
             format!("Service {name} has no endpoints: no pod matches its selector {selector_text}")
         } else {
-            format!("Service {name} has no ready endpoints: {} pod(s) match {selector_text} but none is ready", selected.len())
+            format!(
+                "Service {name} has no ready endpoints: {} pod(s) match {selector_text} but none is ready",
+                selected.len()
+            )
         };
         let mut f = Finding::new(Reason::ServiceNoEndpoints, Severity::Critical, object("Service", ns, name), summary);
         f.evidence.push(format!("service {name} spec.selector: {selector_text}"));
@@ -691,11 +819,17 @@ fn service_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
             let pod_name = name_of(&pod.metadata);
             let problems: Vec<String> = pod_findings
                 .iter()
-                .filter(|f| f.object.kind == "Pod" && (f.object.name == pod_name || f.also_affected.iter().any(|a| a == pod_name)))
+                .filter(|f| {
+                    f.object.kind == "Pod"
+                        && (f.object.name == pod_name || f.also_affected.iter().any(|a| a == pod_name))
+                })
                 .map(|f| f.reason.to_string())
                 .collect();
             if f.caused_by.is_none() {
-                f.caused_by = pod_findings.iter().find(|f| f.object.kind == "Pod" && f.object.name == pod_name).map(Finding::link);
+                f.caused_by = pod_findings
+                    .iter()
+                    .find(|f| f.object.kind == "Pod" && f.object.name == pod_name)
+                    .map(Finding::link);
             }
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Unknown");
             let detail = if problems.is_empty() { String::new() } else { format!(" ({})", problems.join(", ")) };
@@ -717,7 +851,10 @@ fn link(facts: &Facts, findings: &mut [Finding]) {
     let pods: HashMap<&str, &Pod> = facts.pods.iter().map(|p| (name_of(&p.metadata), p)).collect();
     let mut causes: Vec<(usize, Link)> = Vec::new();
     for (i, f) in findings.iter().enumerate() {
-        let Some(pod) = pods.get(f.object.name.as_str()).filter(|_| f.object.kind == "Pod" && f.caused_by.is_none()) else { continue };
+        let Some(pod) = pods.get(f.object.name.as_str()).filter(|_| f.object.kind == "Pod" && f.caused_by.is_none())
+        else {
+            continue;
+        };
         let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
         let claims: Vec<&str> = pod
             .spec
@@ -740,7 +877,8 @@ fn link(facts: &Facts, findings: &mut [Finding]) {
     for (i, cause) in causes {
         findings[i].caused_by = Some(cause);
     }
-    let effects: Vec<(Link, Link)> = findings.iter().filter_map(|f| f.caused_by.clone().map(|c| (c, f.link()))).collect();
+    let effects: Vec<(Link, Link)> =
+        findings.iter().filter_map(|f| f.caused_by.clone().map(|c| (c, f.link()))).collect();
     for (cause, effect) in effects {
         if let Some(root) = findings.iter_mut().find(|f| f.link() == cause) {
             root.related.push(effect);
@@ -751,7 +889,12 @@ fn link(facts: &Facts, findings: &mut [Finding]) {
 /// Root causes first (by severity, then reason), then what follows from them.
 fn rank(findings: &mut [Finding]) {
     findings.sort_by(|a, b| {
-        (a.caused_by.is_some(), a.severity, a.reason, &a.object).cmp(&(b.caused_by.is_some(), b.severity, b.reason, &b.object))
+        (a.caused_by.is_some(), a.severity, a.reason, &a.object).cmp(&(
+            b.caused_by.is_some(),
+            b.severity,
+            b.reason,
+            &b.object,
+        ))
     });
 }
 
@@ -809,7 +952,10 @@ mod scenario_tests {
                 }
                 macro_rules! push {
                     ($field:expr) => {
-                        $field.push(serde_json::from_value(item.clone()).unwrap_or_else(|e| panic!("{kind} in {}: {e}", path.display())))
+                        $field.push(
+                            serde_json::from_value(item.clone())
+                                .unwrap_or_else(|e| panic!("{kind} in {}: {e}", path.display())),
+                        )
                     };
                 }
                 match kind {
@@ -834,7 +980,8 @@ mod scenario_tests {
             .filter(|p| is_problem_pod(p))
             .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
             .collect();
-        facts.nodes = nodes.into_iter().filter(|n| on_problem_nodes.contains(n.metadata.name.as_ref().unwrap())).collect();
+        facts.nodes =
+            nodes.into_iter().filter(|n| on_problem_nodes.contains(n.metadata.name.as_ref().unwrap())).collect();
         let logs = Path::new(SCENARIOS).join("logs").join(namespace);
         for pod in std::fs::read_dir(&logs).into_iter().flatten() {
             let pod = pod.unwrap().path();
@@ -868,7 +1015,11 @@ mod scenario_tests {
         let text = evidence(&findings[0]);
         assert!(text.contains("lastState.terminated: reason=Error exitCode=1"), "{text}");
         assert!(text.contains("log app --previous: 2026-11-20T09:53:21.419Z ERROR payments_api: fatal: could not connect to postgres at payments-db:5432: connection refused"), "{text}");
-        assert!(findings[0].commands.contains(&"kubectl logs -n crashloop payments-api-7b8d9c6f5-qw7zt -c app --previous".to_string()));
+        assert!(
+            findings[0]
+                .commands
+                .contains(&"kubectl logs -n crashloop payments-api-7b8d9c6f5-qw7zt -c app --previous".to_string())
+        );
     }
 
     #[test]
@@ -885,7 +1036,10 @@ mod scenario_tests {
         let findings = analyze(&facts("imagepull"));
         assert_eq!(
             summary(&findings),
-            [(Reason::ImagePullBackOff, "Pod", "checkout-6c9d8e7f1-k2v9d"), (Reason::RolloutStuck, "Deployment", "checkout")]
+            [
+                (Reason::ImagePullBackOff, "Pod", "checkout-6c9d8e7f1-k2v9d"),
+                (Reason::RolloutStuck, "Deployment", "checkout")
+            ]
         );
         assert_eq!(findings[1].caused_by, Some(findings[0].link()));
         assert_eq!(findings[0].related, [findings[1].link()]);
@@ -920,7 +1074,10 @@ mod scenario_tests {
         let findings = analyze(&facts("readiness"));
         assert_eq!(
             summary(&findings),
-            [(Reason::ProbeFailing, "Pod", "search-7c8d9e6f5-abc12"), (Reason::ServiceNoEndpoints, "Service", "search")]
+            [
+                (Reason::ProbeFailing, "Pod", "search-7c8d9e6f5-abc12"),
+                (Reason::ServiceNoEndpoints, "Service", "search")
+            ]
         );
         assert_eq!(findings[0].also_affected, ["search-7c8d9e6f5-def34"]);
         assert!(evidence(&findings[0]).contains("Readiness probe failed: HTTP probe failed with statuscode: 503"));
@@ -940,7 +1097,10 @@ mod scenario_tests {
         let findings = analyze(&facts("storage"));
         assert_eq!(
             summary(&findings),
-            [(Reason::PVCPending, "PersistentVolumeClaim", "data-postgres-0"), (Reason::Unschedulable, "Pod", "postgres-0")]
+            [
+                (Reason::PVCPending, "PersistentVolumeClaim", "data-postgres-0"),
+                (Reason::Unschedulable, "Pod", "postgres-0")
+            ]
         );
         assert!(evidence(&findings[0]).contains(r#"storageclass.storage.k8s.io "fast-ssd" not found"#));
         assert_eq!(findings[1].caused_by, Some(findings[0].link()));

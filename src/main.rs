@@ -95,9 +95,7 @@ async fn main() -> std::process::ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
         .init();
     let result = match cli.command {
         Command::Diagnose(args) => diagnose(args).await,
@@ -167,9 +165,10 @@ async fn diagnose(args: DiagnoseArgs) -> anyhow::Result<()> {
         Some(path) => {
             let dump = load_dump(path)?;
             let namespaces: Vec<String> = dump.namespaces().map(str::to_string).collect();
-            let server = replay::start(dump, replay::Options { forbid: args.forbid.clone() }, ([127, 0, 0, 1], 0).into())
-                .await
-                .context("cannot start the in-process replay server")?;
+            let server =
+                replay::start(dump, replay::Options { forbid: args.forbid.clone() }, ([127, 0, 0, 1], 0).into())
+                    .await
+                    .context("cannot start the in-process replay server")?;
             let client = cluster::client(None, Some(&server.url())).await?;
             let namespace = if namespaces.len() == 1 { namespaces[0].clone() } else { "default".to_string() };
             (client, namespace, Some(server))

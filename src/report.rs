@@ -43,10 +43,24 @@ pub fn text(diagnosis: &Diagnosis) -> String {
         let _ = writeln!(out, "  ! not read: {gap}");
     }
     for (i, f) in diagnosis.findings.iter().enumerate() {
-        let _ = writeln!(out, "\n{}. [{}] {}  {}/{}", i + 1, f.severity.to_string().to_uppercase(), f.reason, f.object.kind.to_lowercase(), f.object.name);
+        let _ = writeln!(
+            out,
+            "\n{}. [{}] {}  {}/{}",
+            i + 1,
+            f.severity.to_string().to_uppercase(),
+            f.reason,
+            f.object.kind.to_lowercase(),
+            f.object.name
+        );
         let _ = writeln!(out, "   {}", f.summary);
         if let Some(cause) = &f.caused_by {
-            let _ = writeln!(out, "   caused by {} on {}/{}", cause.reason, cause.object.kind.to_lowercase(), cause.object.name);
+            let _ = writeln!(
+                out,
+                "   caused by {} on {}/{}",
+                cause.reason,
+                cause.object.kind.to_lowercase(),
+                cause.object.name
+            );
         }
         for r in &f.related {
             let _ = writeln!(out, "   leads to {} on {}/{}", r.reason, r.object.kind.to_lowercase(), r.object.name);

@@ -20,11 +20,7 @@ pub struct Resource {
 impl Resource {
     /// `v1` for the core group, `apps/v1` otherwise.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.to_string()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
+        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
     }
 
     pub fn list_kind(&self) -> String {
@@ -52,16 +48,14 @@ const fn grouped(
     Resource { plural, singular, kind, group, version: "v1", namespaced: true, short_names, subresources: &[] }
 }
 
-pub const PODS: Resource = Resource {
-    subresources: &["log"],
-    ..core("pods", "pod", "Pod", true, &["po"])
-};
+pub const PODS: Resource = Resource { subresources: &["log"], ..core("pods", "pod", "Pod", true, &["po"]) };
 pub const EVENTS: Resource = core("events", "event", "Event", true, &["ev"]);
 pub const SERVICES: Resource = core("services", "service", "Service", true, &["svc"]);
 pub const ENDPOINTS: Resource = core("endpoints", "endpoints", "Endpoints", true, &["ep"]);
 pub const NAMESPACES: Resource = core("namespaces", "namespace", "Namespace", false, &["ns"]);
 pub const NODES: Resource = core("nodes", "node", "Node", false, &["no"]);
-pub const PVCS: Resource = core("persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, &["pvc"]);
+pub const PVCS: Resource =
+    core("persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, &["pvc"]);
 pub const CONFIGMAPS: Resource = core("configmaps", "configmap", "ConfigMap", true, &["cm"]);
 pub const DEPLOYMENTS: Resource = grouped("apps", "deployments", "deployment", "Deployment", &["deploy"]);
 pub const REPLICASETS: Resource = grouped("apps", "replicasets", "replicaset", "ReplicaSet", &["rs"]);

@@ -59,10 +59,15 @@ impl FromStr for Forbid {
             None => (path, None),
         };
         let known = resources::ALL.iter().any(|r| r.plural == resource)
-            && subresource.as_deref().is_none_or(|s| resources::ALL.iter().any(|r| r.plural == resource && r.subresources.contains(&s)));
+            && subresource
+                .as_deref()
+                .is_none_or(|s| resources::ALL.iter().any(|r| r.plural == resource && r.subresources.contains(&s)));
         if !known {
             let served: Vec<_> = resources::ALL.iter().map(|r| r.plural).collect();
-            return Err(format!("cannot forbid {text:?}: expected RESOURCE[/SUBRESOURCE][@NAMESPACE] with one of {}", served.join(", ")));
+            return Err(format!(
+                "cannot forbid {text:?}: expected RESOURCE[/SUBRESOURCE][@NAMESPACE] with one of {}",
+                served.join(", ")
+            ));
         }
         Ok(Forbid { resource: resource.to_string(), subresource, namespace })
     }
@@ -275,7 +280,14 @@ impl Request<'_> {
         }
     }
 
-    fn forbidden(&self, verb: &str, resource: &Resource, subresource: Option<&str>, namespace: Option<&str>, name: Option<&str>) -> Option<Response> {
+    fn forbidden(
+        &self,
+        verb: &str,
+        resource: &Resource,
+        subresource: Option<&str>,
+        namespace: Option<&str>,
+        name: Option<&str>,
+    ) -> Option<Response> {
         let rule = self.shared.options.forbid.iter().find(|f| {
             f.resource == resource.plural
                 && f.subresource.as_deref() == subresource
@@ -309,10 +321,11 @@ impl Request<'_> {
             Ok(s) => s,
             Err(message) => return bad_request(&message),
         };
-        let fields = match FieldSelector::parse(self.query.get("fieldSelector").map_or("", String::as_str), resource.plural) {
-            Ok(s) => s,
-            Err(message) => return bad_request(&message),
-        };
+        let fields =
+            match FieldSelector::parse(self.query.get("fieldSelector").map_or("", String::as_str), resource.plural) {
+                Ok(s) => s,
+                Err(message) => return bad_request(&message),
+            };
         let limit = match self.query.get("limit").map(|l| l.parse::<usize>()) {
             None | Some(Ok(0)) => usize::MAX,
             Some(Ok(n)) => n,
@@ -349,7 +362,9 @@ impl Request<'_> {
         let items: Vec<&Value> = page.into_iter().map(|(_, o)| o).collect();
         if let Some(include) = self.wants_table() {
             return match include {
-                Ok(include) => json_response(StatusCode::OK, &table::render(resource, &items, metadata, include, Timestamp::now())),
+                Ok(include) => {
+                    json_response(StatusCode::OK, &table::render(resource, &items, metadata, include, Timestamp::now()))
+                }
                 Err(message) => bad_request(&message),
             };
         }
@@ -361,7 +376,10 @@ impl Request<'_> {
             metadata: Value,
             items: Vec<&'a Value>,
         }
-        json_response(StatusCode::OK, &List { kind: resource.list_kind(), api_version: resource.api_version(), metadata, items })
+        json_response(
+            StatusCode::OK,
+            &List { kind: resource.list_kind(), api_version: resource.api_version(), metadata, items },
+        )
     }
 
     fn get(&self, resource: &Resource, namespace: Option<&str>, name: &str) -> Response {
@@ -373,7 +391,10 @@ impl Request<'_> {
             return match include {
                 Ok(include) => {
                     let metadata = json!({"resourceVersion": RESOURCE_VERSION});
-                    json_response(StatusCode::OK, &table::render(resource, &[object], metadata, include, Timestamp::now()))
+                    json_response(
+                        StatusCode::OK,
+                        &table::render(resource, &[object], metadata, include, Timestamp::now()),
+                    )
                 }
                 Err(message) => bad_request(&message),
             };
@@ -393,15 +414,30 @@ impl Request<'_> {
         }
         let Some(pod) = self.lookup(pods, Some(namespace), name) else { return not_found(pods, name) };
         let names = |field: &str| -> Vec<&str> {
-            pod["spec"][field].as_array().map(Vec::as_slice).unwrap_or_default().iter().filter_map(|c| c["name"].as_str()).collect()
+            pod["spec"][field]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| c["name"].as_str())
+                .collect()
         };
         let (containers, init) = (names("containers"), names("initContainers"));
         let container = match self.query.get("container").filter(|c| !c.is_empty()) {
-            Some(c) if containers.contains(&c.as_str()) || init.contains(&c.as_str()) || names("ephemeralContainers").contains(&c.as_str()) => c.clone(),
+            Some(c)
+                if containers.contains(&c.as_str())
+                    || init.contains(&c.as_str())
+                    || names("ephemeralContainers").contains(&c.as_str()) =>
+            {
+                c.clone()
+            }
             Some(c) => return bad_request(&format!("container {c} is not valid for pod {name}")),
             None if containers.len() == 1 => containers[0].to_string(),
             None => {
-                let mut message = format!("a container name must be specified for pod {name}, choose one of: [{}]", containers.join(" "));
+                let mut message = format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    containers.join(" ")
+                );
                 if !init.is_empty() {
                     message.push_str(&format!(" or one of the init containers: [{}]", init.join(" ")));
                 }
@@ -419,7 +455,8 @@ impl Request<'_> {
             Some(Ok(n)) if n > 0 => Some(n as usize),
             Some(_) => return bad_request("limitBytes must be a positive integer"),
         };
-        let key = LogKey { namespace: namespace.to_string(), pod: name.to_string(), container: container.clone(), previous };
+        let key =
+            LogKey { namespace: namespace.to_string(), pod: name.to_string(), container: container.clone(), previous };
         let text = match self.shared.dump.log(&key) {
             Some(LogSource::Text(text)) => text.as_bytes().to_vec(),
             Some(LogSource::File(path)) => match tokio::fs::read(path).await {
@@ -514,7 +551,12 @@ fn bad_request(message: &str) -> Response {
 
 fn not_found(resource: &Resource, name: &str) -> Response {
     let message = format!("{} {name:?} not found", resource.plural);
-    status(StatusCode::NOT_FOUND, "NotFound", &message, json!({"name": name, "group": resource.group, "kind": resource.plural}))
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &message,
+        json!({"name": name, "group": resource.group, "kind": resource.plural}),
+    )
 }
 
 fn not_found_path() -> Response {
@@ -546,7 +588,10 @@ mod tests {
     #[test]
     fn forbid_rules_parse_and_check_resources() {
         let rule: Forbid = "pods/log@payments".parse().unwrap();
-        assert_eq!(rule, Forbid { resource: "pods".into(), subresource: Some("log".into()), namespace: Some("payments".into()) });
+        assert_eq!(
+            rule,
+            Forbid { resource: "pods".into(), subresource: Some("log".into()), namespace: Some("payments".into()) }
+        );
         assert!("secrets".parse::<Forbid>().is_err());
         assert!("pods/exec".parse::<Forbid>().is_err());
     }

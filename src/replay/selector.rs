@@ -107,7 +107,15 @@ const COMMON_FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
 /// The extra selectable fields per resource plural, as the real API server defines them.
 fn resource_fields(plural: &str) -> &'static [&'static str] {
     match plural {
-        "pods" => &["status.phase", "spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "status.podIP", "status.nominatedNodeName"],
+        "pods" => &[
+            "status.phase",
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
         "events" => &[
             "involvedObject.kind",
             "involvedObject.namespace",

@@ -25,7 +25,13 @@ impl IncludeObject {
 }
 
 /// Renders objects as a Table; `metadata` is the list metadata (resourceVersion, continue).
-pub fn render(resource: &Resource, objects: &[&Value], metadata: Value, include: IncludeObject, now: Timestamp) -> Value {
+pub fn render(
+    resource: &Resource,
+    objects: &[&Value],
+    metadata: Value,
+    include: IncludeObject,
+    now: Timestamp,
+) -> Value {
     let columns = columns(resource.plural);
     let rows: Vec<Value> = objects
         .iter()
@@ -132,14 +138,21 @@ fn cells(plural: &str, o: &Value, now: Timestamp) -> Vec<Value> {
             ]
         }
         "events" => {
-            let last = o["lastTimestamp"].as_str().or(o["eventTime"].as_str()).or(o["metadata"]["creationTimestamp"].as_str());
+            let last =
+                o["lastTimestamp"].as_str().or(o["eventTime"].as_str()).or(o["metadata"]["creationTimestamp"].as_str());
             let involved = &o["involvedObject"];
             let object = format!(
                 "{}/{}",
                 involved["kind"].as_str().unwrap_or_default().to_lowercase(),
                 involved["name"].as_str().unwrap_or_default()
             );
-            vec![json!(age(last, now)), text(&o["type"]), text(&o["reason"]), json!(object), json!(o["message"].as_str().unwrap_or_default())]
+            vec![
+                json!(age(last, now)),
+                text(&o["type"]),
+                text(&o["reason"]),
+                json!(object),
+                json!(o["message"].as_str().unwrap_or_default()),
+            ]
         }
         "deployments" => {
             let status = &o["status"];

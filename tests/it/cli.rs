@@ -25,7 +25,10 @@ fn findings(diagnosis: &Value) -> Vec<(String, String, String)> {
 }
 
 /// Each scenario: the findings expected in order (root cause first), and the decisive line the context must quote.
-const CASES: &[(&str, &[(&str, &str, &str)], &str)] = &[
+/// (reason, kind, name) of one expected finding.
+type Expected = (&'static str, &'static str, &'static str);
+
+const CASES: &[(&str, &[Expected], &str)] = &[
     (
         "crashloop",
         &[("CrashLoopBackOff", "Pod", "payments-api-7b8d9c6f5-qw7zt")],
@@ -103,10 +106,16 @@ fn text_output_is_a_readable_report() {
 #[test]
 fn forbidden_logs_degrade_to_a_precise_gap() {
     let diagnosis = diagnose("crashloop", &["--forbid", "pods/log"]);
-    assert_eq!(findings(&diagnosis), [("CrashLoopBackOff".into(), "Pod".into(), "payments-api-7b8d9c6f5-qw7zt".into())]);
+    assert_eq!(
+        findings(&diagnosis),
+        [("CrashLoopBackOff".into(), "Pod".into(), "payments-api-7b8d9c6f5-qw7zt".into())]
+    );
     let gaps = diagnosis["gaps"].as_array().expect("the refusal is reported");
     let gap = gaps[0].as_str().unwrap();
-    assert!(gap.starts_with("cannot get pods/log in namespace crashloop: the API server refused it (403 Forbidden"), "{gap}");
+    assert!(
+        gap.starts_with("cannot get pods/log in namespace crashloop: the API server refused it (403 Forbidden"),
+        "{gap}"
+    );
     assert!(gap.contains(r#"{apiGroups: [""], resources: ["pods/log"], verbs: ["get"]}"#), "{gap}");
     assert!(diagnosis["context"].as_str().unwrap().contains("Not read: cannot get pods/log"));
 }
@@ -132,7 +141,8 @@ fn unknown_namespace_names_the_closest() {
 fn one_object_narrows_the_diagnosis() {
     let diagnosis = diagnose("imagepull", &["--object", "deployment/checkout"]);
     assert_eq!(findings(&diagnosis)[0].0, "ImagePullBackOff");
-    let out = kubechat(&["diagnose", "--dump", SCENARIOS, "-n", "imagepull", "--no-llm", "--object", "deployment/chekout"]);
+    let out =
+        kubechat(&["diagnose", "--dump", SCENARIOS, "-n", "imagepull", "--no-llm", "--object", "deployment/chekout"]);
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("deployment chekout not found in namespace imagepull; did you mean checkout"), "{err}");
 }

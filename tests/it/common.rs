@@ -144,7 +144,9 @@ pub fn generated_namespace(namespace: &str, pods: usize, events: usize, broken: 
         let pod = format!("web-5d4c3b2a1-{:05}", i % pods.max(1));
         let (reason, message) = match i % 3 {
             0 => ("Scheduled", format!("Successfully assigned {namespace}/{pod} to worker-1")),
-            1 => ("Pulled", "Container image \"registry.example.com/web:1.0.0\" already present on machine".to_string()),
+            1 => {
+                ("Pulled", "Container image \"registry.example.com/web:1.0.0\" already present on machine".to_string())
+            }
             _ => ("Started", "Started container app".to_string()),
         };
         objects.push(json!({
@@ -157,7 +159,12 @@ pub fn generated_namespace(namespace: &str, pods: usize, events: usize, broken: 
     }
     let mut dump = Dump::from_objects(objects);
     for (pod, text) in dump_logs {
-        let key = kubechat::dump::LogKey { namespace: namespace.to_string(), pod, container: "app".to_string(), previous: true };
+        let key = kubechat::dump::LogKey {
+            namespace: namespace.to_string(),
+            pod,
+            container: "app".to_string(),
+            previous: true,
+        };
         dump.add_log(key, text);
     }
     dump

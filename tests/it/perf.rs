@@ -17,8 +17,10 @@ async fn four_thousand_pods_are_diagnosed_quickly() {
     let scope = Scope { namespace: "large".to_string(), object: None };
     let started = Instant::now();
     let facts = cluster::read(&client, &scope, &Limits::default()).await.unwrap();
+    let read = started.elapsed();
     let diagnosis = kubechat::report::diagnose(&facts);
     let elapsed = started.elapsed();
+    eprintln!("read {read:?}, analyzed in {:?}", elapsed - read);
     assert_eq!(facts.pods.len(), 4000);
     assert_eq!(facts.events.len(), 12000);
     let found: Vec<_> = diagnosis.findings.iter().map(|f| (f.reason.as_str(), f.object.name.as_str())).collect();

@@ -27,7 +27,8 @@ async fn large_namespaces_are_read_page_by_page() {
 async fn problem_pods_get_current_and_previous_logs_and_their_nodes() {
     let server = serve(scenarios(), &[]).await;
     let facts = cluster::read(&client(&server).await, &scope("readiness"), &Limits::default()).await.unwrap();
-    let current = facts.log("search-7c8d9e6f5-abc12", "app", false).expect("a running, unready container's log is read");
+    let current =
+        facts.log("search-7c8d9e6f5-abc12", "app", false).expect("a running, unready container's log is read");
     assert!(current.text.as_ref().unwrap().contains("failed to open shard 3"));
     let nodes: Vec<_> = facts.nodes.iter().map(|n| n.metadata.name.clone().unwrap()).collect();
     assert_eq!(nodes, ["worker-1", "worker-2"]);
@@ -41,7 +42,12 @@ async fn forbidden_events_become_a_gap_and_the_findings_remain() {
     let facts = cluster::read(&client(&server).await, &scope("crashloop"), &Limits::default()).await.unwrap();
     assert!(facts.events.is_empty());
     assert_eq!(facts.gaps.len(), 1, "{:?}", facts.gaps);
-    assert!(facts.gaps[0].starts_with("cannot list events in namespace crashloop: the API server refused it (403 Forbidden"), "{}", facts.gaps[0]);
+    assert!(
+        facts.gaps[0]
+            .starts_with("cannot list events in namespace crashloop: the API server refused it (403 Forbidden"),
+        "{}",
+        facts.gaps[0]
+    );
     assert!(facts.unread.contains("events"));
     let diagnosis = kubechat::report::diagnose(&facts);
     assert_eq!(diagnosis.findings[0].reason.as_str(), "CrashLoopBackOff");
@@ -64,7 +70,10 @@ async fn a_hanging_api_server_times_out_naming_the_call() {
     assert!(started.elapsed() < Duration::from_secs(5), "every call has a timeout");
     assert!(matches!(error, ReadError::Timeout { .. }), "{error:?}");
     let text = error.to_string();
-    assert!(text.starts_with("timed out after 0.3s waiting for the API server to list pods in namespace payments"), "{text}");
+    assert!(
+        text.starts_with("timed out after 0.3s waiting for the API server to list pods in namespace payments"),
+        "{text}"
+    );
     hold.abort();
 }
 

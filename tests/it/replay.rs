@@ -18,7 +18,10 @@ async fn kubectl_reads_pods_events_logs_and_deployments() {
     assert!(pods.starts_with("NAME"), "{pods}");
 
     let events = kubectl.ok(&["get", "events", "-n", "crashloop"]).await;
-    assert!(events.contains("Back-off restarting failed container app in pod payments-api-7b8d9c6f5-qw7zt"), "{events}");
+    assert!(
+        events.contains("Back-off restarting failed container app in pod payments-api-7b8d9c6f5-qw7zt"),
+        "{events}"
+    );
     assert!(events.contains("pod/payments-api-7b8d9c6f5-qw7zt"), "{events}");
 
     let previous = kubectl.ok(&["logs", "-n", "crashloop", "payments-api-7b8d9c6f5-qw7zt", "-p"]).await;
@@ -96,7 +99,10 @@ async fn statuses_discovery_selectors_and_log_parameters() {
     let (code, body) = http(addr, "POST", "/api/v1/namespaces/crashloop/pods").await;
     assert_eq!(code, 405);
     let status: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((status["kind"].as_str(), status["reason"].as_str(), status["code"].as_u64()), (Some("Status"), Some("MethodNotAllowed"), Some(405)));
+    assert_eq!(
+        (status["kind"].as_str(), status["reason"].as_str(), status["code"].as_u64()),
+        (Some("Status"), Some("MethodNotAllowed"), Some(405))
+    );
     for method in ["PUT", "PATCH", "DELETE"] {
         assert_eq!(http(addr, method, "/api/v1/namespaces/crashloop/pods/x").await.0, 405, "{method}");
     }
@@ -115,23 +121,36 @@ async fn statuses_discovery_selectors_and_log_parameters() {
     assert_eq!(http(addr, "GET", "/api/v1/namespaces/crashloop/pods?watch=true").await.0, 405);
     assert_eq!(http(addr, "GET", "/api/v1/namespaces/crashloop/pods?continue=garbage").await.0, 400);
 
-    let (_, body) = http(addr, "GET", "/api/v1/events?fieldSelector=involvedObject.kind%3DPersistentVolumeClaim,type%3DWarning").await;
+    let (_, body) =
+        http(addr, "GET", "/api/v1/events?fieldSelector=involvedObject.kind%3DPersistentVolumeClaim,type%3DWarning")
+            .await;
     let events: Value = serde_json::from_str(&body).unwrap();
-    let reasons: Vec<&str> = events["items"].as_array().unwrap().iter().map(|e| e["reason"].as_str().unwrap()).collect();
+    let reasons: Vec<&str> =
+        events["items"].as_array().unwrap().iter().map(|e| e["reason"].as_str().unwrap()).collect();
     assert_eq!(reasons, ["ProvisioningFailed"]);
-    let (_, body) = http(addr, "GET", "/api/v1/namespaces/readiness/pods?labelSelector=app%3Dsearch&fieldSelector=spec.nodeName%3Dworker-2").await;
+    let (_, body) = http(
+        addr,
+        "GET",
+        "/api/v1/namespaces/readiness/pods?labelSelector=app%3Dsearch&fieldSelector=spec.nodeName%3Dworker-2",
+    )
+    .await;
     let pods: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(pods["items"].as_array().unwrap().len(), 1);
     assert_eq!(pods["items"][0]["metadata"]["name"], "search-7c8d9e6f5-abc12");
 
     let (_, body) = http(addr, "GET", "/api/v1/namespaces").await;
     let namespaces: Value = serde_json::from_str(&body).unwrap();
-    let names: Vec<&str> = namespaces["items"].as_array().unwrap().iter().map(|n| n["metadata"]["name"].as_str().unwrap()).collect();
-    assert!(names.contains(&"crashloop") && names.contains(&"healthy"), "namespaces are derived from objects: {names:?}");
+    let names: Vec<&str> =
+        namespaces["items"].as_array().unwrap().iter().map(|n| n["metadata"]["name"].as_str().unwrap()).collect();
+    assert!(
+        names.contains(&"crashloop") && names.contains(&"healthy"),
+        "namespaces are derived from objects: {names:?}"
+    );
 
     let (_, body) = http(addr, "GET", "/api/v1").await;
     let resources: Value = serde_json::from_str(&body).unwrap();
-    let served: Vec<&str> = resources["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let served: Vec<&str> =
+        resources["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert!(served.contains(&"pods/log") && !served.contains(&"secrets"), "{served:?}");
     let (code, body) = http(addr, "GET", "/apis").await;
     assert_eq!(code, 200);
@@ -140,7 +159,11 @@ async fn statuses_discovery_selectors_and_log_parameters() {
     let log = "/api/v1/namespaces/crashloop/pods/payments-api-7b8d9c6f5-qw7zt/log?previous=true";
     let (code, body) = http(addr, "GET", &format!("{log}&tailLines=2&limitBytes=11")).await;
     assert_eq!((code, body.as_str()), (200, "database co"));
-    let (code, body) = http(addr, "GET", "/api/v1/namespaces/readiness/pods/search-7c8d9e6f5-abc12/log?previous=true").await;
+    let (code, body) =
+        http(addr, "GET", "/api/v1/namespaces/readiness/pods/search-7c8d9e6f5-abc12/log?previous=true").await;
     assert_eq!(code, 400);
-    assert!(body.contains(r#"previous terminated container \"app\" in pod \"search-7c8d9e6f5-abc12\" not found"#), "{body}");
+    assert!(
+        body.contains(r#"previous terminated container \"app\" in pod \"search-7c8d9e6f5-abc12\" not found"#),
+        "{body}"
+    );
 }
