@@ -132,7 +132,10 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let url = server.url();
     if let Some(path) = &args.kubeconfig_out {
         let namespace = if namespaces.len() == 1 { namespaces[0] } else { "default" };
-        std::fs::write(path, replay::kubeconfig(&url, namespace))
+        // Written whole and renamed into place, so whoever waits for the file never reads half of it.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, replay::kubeconfig(&url, namespace))
+            .and_then(|()| std::fs::rename(&partial, path))
             .with_context(|| format!("cannot write kubeconfig {}", path.display()))?;
         eprintln!("kubeconfig written to {}: kubectl --kubeconfig {} get pods", path.display(), path.display());
     }

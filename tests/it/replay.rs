@@ -167,3 +167,45 @@ async fn statuses_discovery_selectors_and_log_parameters() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_command_writes_a_kubeconfig_for_kubectl() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("replay.kubeconfig");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut replay = std::process::Command::new(env!("CARGO_BIN_EXE_kubechat"))
+        .args(["replay", "--dump", crate::common::SCENARIOS, "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--kubeconfig-out")
+        .arg(&kubeconfig)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !kubeconfig.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let out = tokio::task::spawn_blocking({
+        let kubeconfig = kubeconfig.clone();
+        let cache = dir.path().join("cache");
+        move || {
+            std::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .arg("--cache-dir")
+                .arg(&cache)
+                .args(["get", "pvc", "-n", "storage"])
+                .output()
+                .expect("kubectl runs")
+        }
+    })
+    .await
+    .unwrap();
+    replay.kill().unwrap();
+    replay.wait().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.lines().any(|l| l.starts_with("data-postgres-0") && l.contains("Pending") && l.contains("fast-ssd")),
+        "{stdout}"
+    );
+}
