@@ -301,6 +301,9 @@ pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Fac
         pvcs: gaps.keep(pvcs),
         ..Facts::default()
     };
+    if scope.object.is_some() {
+        narrow(&mut facts, scope);
+    }
     let (logs, nodes) = tokio::join!(read_logs(client, &facts, limits), read_nodes(client, &facts, limits));
     facts.logs = logs.0;
     facts.gaps = gaps.messages;
@@ -309,6 +312,80 @@ pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Fac
     facts.nodes = nodes.0;
     facts.gaps.extend(nodes.1);
     Ok(facts)
+}
+
+/// Keeps only what concerns the scoped object: its pods (already listed by selector), the workloads that own them,
+/// the services that select them, the claims they use, and the events about any of those.
+pub fn narrow(facts: &mut Facts, scope: &Scope) {
+    use std::collections::HashSet;
+    let Some((kind, name)) = &scope.object else { return };
+    let kind = kind.as_str();
+    let named = |k: &[&str], n: &Option<String>| k.contains(&kind) && n.as_deref() == Some(name.as_str());
+    let owner = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| -> Option<String> {
+        meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)).map(|o| o.name.clone())
+    };
+    let pods: HashSet<String> = facts.pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    let pod_owners: HashSet<String> = facts.pods.iter().filter_map(|p| owner(&p.metadata)).collect();
+    const DEPLOYMENT: &[&str] = &["deployment", "deployments", "deploy"];
+    facts.replicasets.retain(|rs| {
+        pod_owners.contains(rs.metadata.name.as_deref().unwrap_or_default())
+            || (DEPLOYMENT.contains(&kind) && owner(&rs.metadata).as_deref() == Some(name.as_str()))
+    });
+    let rs_owners: HashSet<String> = facts.replicasets.iter().filter_map(|rs| owner(&rs.metadata)).collect();
+    facts.deployments.retain(|d| {
+        named(DEPLOYMENT, &d.metadata.name) || rs_owners.contains(d.metadata.name.as_deref().unwrap_or_default())
+    });
+    let owns_pod = |n: &Option<String>| pod_owners.contains(n.as_deref().unwrap_or_default());
+    facts
+        .statefulsets
+        .retain(|s| named(&["statefulset", "statefulsets", "sts"], &s.metadata.name) || owns_pod(&s.metadata.name));
+    facts
+        .daemonsets
+        .retain(|d| named(&["daemonset", "daemonsets", "ds"], &d.metadata.name) || owns_pod(&d.metadata.name));
+    facts.jobs.retain(|j| named(&["job", "jobs"], &j.metadata.name) || owns_pod(&j.metadata.name));
+    let job_owners: HashSet<String> = facts.jobs.iter().filter_map(|j| owner(&j.metadata)).collect();
+    facts.cronjobs.retain(|c| job_owners.contains(c.metadata.name.as_deref().unwrap_or_default()));
+    let selects_a_pod = |selector: &std::collections::BTreeMap<String, String>| {
+        !selector.is_empty()
+            && facts
+                .pods
+                .iter()
+                .any(|p| selector.iter().all(|(k, v)| p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v)))
+    };
+    facts.services.retain(|s| {
+        named(&["service", "services", "svc"], &s.metadata.name)
+            || s.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(selects_a_pod)
+    });
+    let services: HashSet<String> = facts.services.iter().filter_map(|s| s.metadata.name.clone()).collect();
+    facts.endpoints.retain(|e| services.contains(e.metadata.name.as_deref().unwrap_or_default()));
+    let claims: HashSet<String> = facts
+        .pods
+        .iter()
+        .flat_map(|p| p.spec.iter().flat_map(|s| s.volumes.iter().flatten()))
+        .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()))
+        .collect();
+    facts.pvcs.retain(|c| claims.contains(c.metadata.name.as_deref().unwrap_or_default()));
+    let mut kept: HashSet<(&str, String)> = HashSet::new();
+    kept.extend(pods.into_iter().map(|n| ("Pod", n)));
+    kept.extend(names("ReplicaSet", facts.replicasets.iter().map(|o| &o.metadata)));
+    kept.extend(names("Deployment", facts.deployments.iter().map(|o| &o.metadata)));
+    kept.extend(names("StatefulSet", facts.statefulsets.iter().map(|o| &o.metadata)));
+    kept.extend(names("DaemonSet", facts.daemonsets.iter().map(|o| &o.metadata)));
+    kept.extend(names("Job", facts.jobs.iter().map(|o| &o.metadata)));
+    kept.extend(names("CronJob", facts.cronjobs.iter().map(|o| &o.metadata)));
+    kept.extend(names("Service", facts.services.iter().map(|o| &o.metadata)));
+    kept.extend(names("PersistentVolumeClaim", facts.pvcs.iter().map(|o| &o.metadata)));
+    facts.events.retain(|e| {
+        let kind = e.involved_object.kind.as_deref().unwrap_or_default();
+        kept.contains(&(kind, e.involved_object.name.clone().unwrap_or_default()))
+    });
+}
+
+fn names<'a>(
+    kind: &'static str,
+    metas: impl Iterator<Item = &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta> + 'a,
+) -> impl Iterator<Item = (&'static str, String)> + 'a {
+    metas.filter_map(move |m| m.name.clone().map(|n| (kind, n)))
 }
 
 /// Reads that failed without failing the diagnosis.

@@ -399,7 +399,10 @@ fn pod_findings(facts: &Facts, pod: &Pod, events: &[&Event]) -> Vec<Finding> {
                 ];
                 f
             }
-            Some("CrashLoopBackOff") => {
+            // Back-off, or caught between two crashes: restarted again and again, last exit a failure, not ready.
+            _ if reason == Some("CrashLoopBackOff")
+                || (c.restart_count >= 3 && !c.ready && last.is_some_and(|t| t.exit_code != 0)) =>
+            {
                 let mut f = Finding::new(
                     Reason::CrashLoopBackOff,
                     Severity::Critical,
@@ -409,7 +412,12 @@ fn pod_findings(facts: &Facts, pod: &Pod, events: &[&Event]) -> Vec<Finding> {
                         c.restart_count
                     ),
                 );
-                f.evidence.push(format!("{kind} {cname} state: waiting reason=CrashLoopBackOff message={message:?}"));
+                match reason {
+                    Some(reason) => {
+                        f.evidence.push(format!("{kind} {cname} state: waiting reason={reason} message={message:?}"))
+                    }
+                    None => f.evidence.push(format!("{kind} {cname} state: running again, not ready")),
+                }
                 f.evidence.push(format!("{kind} {cname} restartCount: {}", c.restart_count));
                 if let Some(t) = last {
                     f.evidence.push(format!(
@@ -1020,6 +1028,19 @@ mod scenario_tests {
                 .commands
                 .contains(&"kubectl logs -n crashloop payments-api-7b8d9c6f5-qw7zt -c app --previous".to_string())
         );
+    }
+
+    #[test]
+    fn crash_loop_is_found_between_two_crashes_too() {
+        let mut facts = facts("crashloop");
+        let status = &mut facts.pods[0].status.as_mut().unwrap().container_statuses.as_mut().unwrap()[0];
+        status.state = Some(k8s_openapi::api::core::v1::ContainerState {
+            running: Some(Default::default()),
+            ..Default::default()
+        });
+        let findings = analyze(&facts);
+        assert_eq!(summary(&findings), [(Reason::CrashLoopBackOff, "Pod", "payments-api-7b8d9c6f5-qw7zt")]);
+        assert!(evidence(&findings[0]).contains("state: running again, not ready"));
     }
 
     #[test]

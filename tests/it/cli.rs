@@ -148,6 +148,20 @@ fn one_object_narrows_the_diagnosis() {
 }
 
 #[test]
+fn narrowing_to_a_pod_keeps_its_service_and_leaves_its_siblings_out() {
+    let diagnosis = diagnose("readiness", &["--object", "pod/search-7c8d9e6f5-def34"]);
+    assert_eq!(
+        findings(&diagnosis),
+        [
+            ("ProbeFailing".into(), "Pod".into(), "search-7c8d9e6f5-def34".into()),
+            ("ServiceNoEndpoints".into(), "Service".into(), "search".into())
+        ]
+    );
+    let context = diagnosis["context"].as_str().unwrap();
+    assert!(!context.contains("search-7c8d9e6f5-abc12"), "{context}");
+}
+
+#[test]
 fn without_no_llm_the_missing_model_is_explained() {
     let out = kubechat(&["diagnose", "--dump", SCENARIOS, "-n", "oom"]);
     assert!(!out.status.success());
