@@ -273,7 +273,7 @@ pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Fac
         list_all(Api::<StatefulSet>::namespaced(client.clone(), ns), all.clone(), limits, ns),
         list_all(Api::<DaemonSet>::namespaced(client.clone(), ns), all.clone(), limits, ns),
         list_all(Api::<Job>::namespaced(client.clone(), ns), all.clone(), limits, ns),
-        list_all(Api::<CronJob>::namespaced(client.clone(), ns), all.clone(), limits, ns),
+        read_cronjobs(client, ns, limits),
         list_all(Api::<Service>::namespaced(client.clone(), ns), all.clone(), limits, ns),
         list_all(Api::<Endpoints>::namespaced(client.clone(), ns), all.clone(), limits, ns),
         list_all(Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns), all.clone(), limits, ns),
@@ -402,6 +402,32 @@ impl Gaps {
             self.messages.push(error.to_string());
             Vec::new()
         })
+    }
+}
+
+/// CronJobs from `batch/v1`, or from `batch/v1beta1` on servers older than Kubernetes 1.21, which serve only that.
+async fn read_cronjobs(client: &Client, ns: &str, limits: &Limits) -> Result<Vec<CronJob>, ReadError> {
+    let v1 = list_all(Api::<CronJob>::namespaced(client.clone(), ns), ListParams::default(), limits, ns).await;
+    match v1 {
+        Err(e) if e.is_not_found() => {
+            let resource = kube::discovery::ApiResource {
+                group: "batch".into(),
+                version: "v1beta1".into(),
+                api_version: "batch/v1beta1".into(),
+                kind: "CronJob".into(),
+                plural: "cronjobs".into(),
+            };
+            let api = Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), ns, &resource);
+            let call = Call { group: "batch", ..call::<CronJob>("list", Some(ns), None) };
+            let list = timed(limits, &call, api.list(&ListParams::default())).await?;
+            // The v1beta1 shape is a subset of v1's for every field kubechat reads.
+            list.items
+                .into_iter()
+                .map(|o| serde_json::to_value(o).and_then(serde_json::from_value))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ReadError::Api { call, code: 200, reason: "Undecodable".into(), message: e.to_string() })
+        }
+        other => other,
     }
 }
 

@@ -894,15 +894,10 @@ fn link(facts: &Facts, findings: &mut [Finding]) {
     }
 }
 
-/// Root causes first (by severity, then reason), then what follows from them.
+/// Root causes first: the most severe, then those that explain the most other findings; then what follows from them.
 fn rank(findings: &mut [Finding]) {
-    findings.sort_by(|a, b| {
-        (a.caused_by.is_some(), a.severity, a.reason, &a.object).cmp(&(
-            b.caused_by.is_some(),
-            b.severity,
-            b.reason,
-            &b.object,
-        ))
+    findings.sort_by_cached_key(|f| {
+        (f.caused_by.is_some(), f.severity, std::cmp::Reverse(f.related.len()), f.reason, f.object.clone())
     });
 }
 

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, a module per area (link time matters on two cores).
 
+mod apiserver;
 mod cli;
 mod common;
 mod perf;
