@@ -3,7 +3,7 @@
 //! [`read`] gathers a namespace's state concurrently into [`Facts`], read-only (get and list, never watch, exec or
 //! secrets). Large lists are paged, every call has a timeout, and every API error becomes a [`ReadError`] that says
 //! what was refused and how to fix it. Reads that are not essential (logs, events, nodes, workloads) degrade into
-//! [`Facts::gaps`] instead of failing the whole diagnosis.
+//! [`Facts::gaps`] instead of failing the whole diagnosis. Facts leave the reader redacted ([`crate::redact::facts`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -311,6 +311,8 @@ pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Fac
     facts.gaps.extend(logs.1);
     facts.nodes = nodes.0;
     facts.gaps.extend(nodes.1);
+    // Nothing leaves the reader unredacted.
+    crate::redact::facts(&mut facts);
     Ok(facts)
 }
 

@@ -103,7 +103,8 @@ pub fn render(facts: &Facts, findings: &[Finding]) -> String {
 
     let _ = writeln!(out, "\n## Other objects");
     write_summaries(&mut out, facts, &problem);
-    out
+    // The facts are redacted already; this second pass guards what the sections quote.
+    crate::redact::text(&out).into_owned()
 }
 
 fn write_pod(out: &mut String, facts: &Facts, pod: &Pod) {

@@ -57,6 +57,11 @@ const CASES: &[(&str, &[Expected], &str)] = &[
     ("jobs", &[("JobFailed", "Job", "db-migrate-5-0-1")], r#"relation "users" already exists"#),
     ("evicted", &[("Evicted", "Pod", "cache-7f9b8c6d5-4xq2w")], "The node was low on resource: memory."),
     ("nodes", &[("NodeNotReady", "Node", "worker-3")], "Kubelet stopped posting node status."),
+    (
+        "secrets",
+        &[("CrashLoopBackOff", "Pod", "billing-5f6d7c8b9a-zt4kq")],
+        "postgres://payments:[REDACTED:password]@payments-db:5432/payments",
+    ),
 ];
 
 #[test]
@@ -90,6 +95,21 @@ fn healthy_namespace_has_no_findings() {
     assert!(context.contains("No problems found."), "{context}");
     assert!(context.contains("pods of replicaset catalog-64f8b7c9d5: 3 running and ready"), "{context}");
     assert!(!context.contains("super-secret"), "secrets never reach the context");
+}
+
+#[test]
+fn no_secret_of_the_corpus_leaves_the_reader() {
+    let corpus = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/secrets.tsv")).unwrap();
+    let secrets: Vec<&str> =
+        corpus.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).filter_map(|l| l.split('\t').next()).collect();
+    assert!(secrets.len() >= 20);
+    let diagnosis = diagnose("secrets", &[]);
+    let everything = diagnosis.to_string();
+    let context = diagnosis["context"].as_str().unwrap();
+    for secret in secrets {
+        assert!(!everything.contains(secret) && !context.contains(secret), "{secret:?} leaked");
+    }
+    assert!(context.contains("[REDACTED:"), "the redacted lines are still quoted: {context}");
 }
 
 #[test]
