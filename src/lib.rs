@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod context;
 pub mod dump;
 pub mod findings;
+pub mod prompt;
 pub mod redact;
 pub mod replay;
 pub mod report;
