@@ -1,7 +1,9 @@
 //! The context block: the facts and findings written out as the plain text a model reads.
 //!
 //! Sections go from most to least decisive: findings with their evidence, the problem pods with their log lines,
-//! events, then one-line summaries of everything healthy. Whatever is left out leaves a visible marker.
+//! events, then one-line summaries of everything healthy. When the block must fit a token budget, lines are kept by
+//! that priority (within logs: error lines and the last lines first), the order of the text is kept, and every run of
+//! lines left out leaves a visible marker such as `[… 312 more log lines]`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,17 +11,25 @@ use std::fmt::Write as _;
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::cluster::{Facts, event_time, is_problem_pod};
-use crate::findings::Finding;
+use crate::findings::{Finding, decisive_lines};
 
-/// How many events of each kind the block shows before it says how many more there are.
-const MAX_WARNING_EVENTS: usize = 40;
-const MAX_NORMAL_EVENTS: usize = 20;
+/// The rendered block and what it costs.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub text: String,
+    /// The token estimate of `text` ([`crate::tokens::estimate`]).
+    pub tokens: usize,
+    /// Lines left out to fit the budget.
+    pub cut: usize,
+}
 
-pub fn render(facts: &Facts, findings: &[Finding]) -> String {
-    let mut out = String::new();
+/// Renders the context block within `budget` tokens (`usize::MAX` for no limit).
+pub fn render(facts: &Facts, findings: &[Finding], budget: usize) -> Context {
+    let mut out = Lines::default();
     let ns = &facts.namespace;
     let problem: Vec<&Pod> = facts.pods.iter().filter(|p| is_problem_pod(p)).collect();
     let warnings = facts.events.iter().filter(|e| e.type_.as_deref() == Some("Warning")).count();
+    out.at(Priority::Essential, "lines");
     let _ = writeln!(out, "Namespace: {ns}");
     let _ = writeln!(
         out,
@@ -46,6 +56,7 @@ pub fn render(facts: &Facts, findings: &[Finding]) -> String {
         let _ = writeln!(out, "No problems found.");
     }
     for (i, f) in findings.iter().enumerate() {
+        out.at(Priority::Essential, "lines");
         let _ = writeln!(
             out,
             "{}. [{}] {} {}/{}: {}",
@@ -62,52 +73,165 @@ pub fn render(facts: &Facts, findings: &[Finding]) -> String {
         if !f.also_affected.is_empty() {
             let _ = writeln!(out, "   also affected: {}", f.also_affected.join(", "));
         }
+        out.block();
+        out.at(Priority::Evidence(i), "evidence lines");
         for line in &f.evidence {
             let _ = writeln!(out, "   - {line}");
         }
+        out.block();
     }
 
     if !problem.is_empty() {
+        out.at(Priority::Essential, "lines");
         let _ = writeln!(out, "\n## Problem pods");
-        for pod in &problem {
-            write_pod(&mut out, facts, pod);
+        for (i, pod) in problem.iter().enumerate() {
+            write_pod(&mut out, facts, pod, i);
         }
     }
 
+    out.at(Priority::Essential, "lines");
     let _ = writeln!(out, "\n## Events (Warning first, newest first)");
-    let warning: Vec<_> = facts.events.iter().filter(|e| e.type_.as_deref() == Some("Warning")).collect();
-    let normal: Vec<_> = facts.events.iter().filter(|e| e.type_.as_deref() != Some("Warning")).collect();
-    for (events, max) in [(&warning, MAX_WARNING_EVENTS), (&normal, MAX_NORMAL_EVENTS)] {
-        for e in events.iter().take(max) {
-            let at = event_time(e).map(|t| t.to_string()).unwrap_or_else(|| "?".into());
-            let count = e.count.filter(|c| *c > 1).map(|c| format!(" (x{c})")).unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "{at} {} {} {}/{}{count}: {}",
-                e.type_.as_deref().unwrap_or("Normal"),
-                e.reason.as_deref().unwrap_or_default(),
-                e.involved_object.kind.as_deref().unwrap_or_default().to_lowercase(),
-                e.involved_object.name.as_deref().unwrap_or_default(),
-                e.message.as_deref().unwrap_or_default().trim()
-            );
-        }
-        if events.len() > max {
-            let _ = writeln!(
-                out,
-                "[… {} more {} events]",
-                events.len() - max,
-                if max == MAX_WARNING_EVENTS { "Warning" } else { "Normal" }
-            );
-        }
+    out.block();
+    for (i, e) in facts.events.iter().enumerate() {
+        let warning = e.type_.as_deref() == Some("Warning");
+        out.at(if warning { Priority::Warning(i) } else { Priority::Normal(i) }, "events");
+        let at = event_time(e).map(|t| t.to_string()).unwrap_or_else(|| "?".into());
+        let count = e.count.filter(|c| *c > 1).map(|c| format!(" (x{c})")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{at} {} {} {}/{}{count}: {}",
+            e.type_.as_deref().unwrap_or("Normal"),
+            e.reason.as_deref().unwrap_or_default(),
+            e.involved_object.kind.as_deref().unwrap_or_default().to_lowercase(),
+            e.involved_object.name.as_deref().unwrap_or_default(),
+            e.message.as_deref().unwrap_or_default().trim()
+        );
     }
+    out.block();
 
+    out.at(Priority::Essential, "lines");
     let _ = writeln!(out, "\n## Other objects");
+    out.block();
+    out.at(Priority::Summary, "objects");
     write_summaries(&mut out, facts, &problem);
-    // The facts are redacted already; this second pass guards what the sections quote.
-    crate::redact::text(&out).into_owned()
+    out.fit(budget)
 }
 
-fn write_pod(out: &mut String, facts: &Facts, pod: &Pod) {
+/// How much a line matters, most first. Numbers order lines within a kind: evidence by finding, events by recency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Priority {
+    /// Headings, finding titles, what could not be read.
+    Essential,
+    Evidence(usize),
+    /// A problem pod's state, and its log lines that explain the failure (errors, the last lines).
+    ProblemPod(usize),
+    /// Other log lines, the latest first.
+    Log(usize),
+    Warning(usize),
+    Normal(usize),
+    Summary,
+}
+
+#[derive(Debug)]
+struct Line {
+    text: String,
+    tokens: usize,
+    priority: Priority,
+    group: &'static str,
+    block: usize,
+}
+
+/// The block as prioritised lines; `writeln!` adds lines at the current priority.
+#[derive(Default)]
+struct Lines {
+    lines: Vec<Line>,
+    pending: String,
+    priority: Option<Priority>,
+    group: &'static str,
+    block: usize,
+}
+
+impl Lines {
+    fn at(&mut self, priority: Priority, group: &'static str) {
+        self.priority = Some(priority);
+        self.group = group;
+    }
+
+    /// Starts a new run for markers: lines left out are counted per run.
+    fn block(&mut self) {
+        self.block += 1;
+    }
+
+    fn fit(self, budget: usize) -> Context {
+        let lines = self.lines;
+        let mut order: Vec<usize> = (0..lines.len()).collect();
+        order.sort_by_key(|&i| (lines[i].priority, i));
+        let mut keep = vec![false; lines.len()];
+        let mut total = 0;
+        for &i in &order {
+            if total + lines[i].tokens <= budget {
+                keep[i] = true;
+                total += lines[i].tokens;
+            }
+        }
+        // Markers cost tokens too: give up the least important kept lines until they fit.
+        let mut dropped_for_markers = order.iter().rev().copied();
+        loop {
+            let (text, tokens) = assemble(&lines, &keep);
+            if tokens <= budget || !keep.iter().any(|k| *k) {
+                let cut = keep.iter().filter(|k| !**k).count();
+                return Context { text, tokens, cut };
+            }
+            match dropped_for_markers.find(|&i| keep[i]) {
+                Some(i) => keep[i] = false,
+                None => return Context { tokens, text, cut: lines.len() },
+            }
+        }
+    }
+}
+
+/// The kept lines in their order, each run of left-out lines replaced by one marker.
+fn assemble(lines: &[Line], keep: &[bool]) -> (String, usize) {
+    let mut text = String::new();
+    let mut tokens = 0;
+    let mut i = 0;
+    while i < lines.len() {
+        if keep[i] {
+            text.push_str(&lines[i].text);
+            text.push('\n');
+            tokens += lines[i].tokens;
+            i += 1;
+            continue;
+        }
+        let (block, group) = (lines[i].block, lines[i].group);
+        let start = i;
+        while i < lines.len() && !keep[i] && lines[i].block == block && lines[i].group == group {
+            i += 1;
+        }
+        let marker = format!("[… {} more {group}]\n", i - start);
+        tokens += crate::tokens::estimate(&marker);
+        text.push_str(&marker);
+    }
+    (text, tokens)
+}
+
+impl std::fmt::Write for Lines {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.pending.push_str(s);
+        while let Some(end) = self.pending.find('\n') {
+            let line: String = self.pending.drain(..=end).collect();
+            // Facts arrive redacted; this second pass guards every line the block quotes.
+            let text = crate::redact::text(line.trim_end_matches('\n')).into_owned();
+            let tokens = crate::tokens::estimate(&text) + 1;
+            let priority = self.priority.unwrap_or(Priority::Summary);
+            self.lines.push(Line { text, tokens, priority, group: self.group, block: self.block });
+        }
+        Ok(())
+    }
+}
+
+fn write_pod(out: &mut Lines, facts: &Facts, pod: &Pod, index: usize) {
+    out.at(Priority::ProblemPod(index), "lines");
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let status = pod.status.as_ref();
     let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("<unscheduled>");
@@ -176,9 +300,17 @@ fn write_pod(out: &mut String, facts: &Facts, pod: &Pod) {
             }
             Ok(text) => {
                 let _ = writeln!(out, "  log {} ({which}, last lines):", log.container);
-                for line in text.lines() {
+                out.block();
+                let lines: Vec<&str> = text.lines().collect();
+                let decisive = decisive_lines(text, 5);
+                for (n, line) in lines.iter().enumerate() {
+                    let from_end = lines.len() - n;
+                    let telling = from_end <= 3 || decisive.iter().any(|d| d == line.trim_end());
+                    out.at(if telling { Priority::ProblemPod(index) } else { Priority::Log(from_end) }, "log lines");
                     let _ = writeln!(out, "    | {line}");
                 }
+                out.block();
+                out.at(Priority::ProblemPod(index), "lines");
             }
             Err(message) => {
                 let _ = writeln!(out, "  log {} ({which}) unavailable: {message}", log.container);
@@ -188,7 +320,7 @@ fn write_pod(out: &mut String, facts: &Facts, pod: &Pod) {
 }
 
 /// One line per healthy object; healthy pods are counted per owner so a namespace of thousands stays short.
-fn write_summaries(out: &mut String, facts: &Facts, problem: &[&Pod]) {
+fn write_summaries(out: &mut Lines, facts: &Facts, problem: &[&Pod]) {
     let mut healthy: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for pod in facts.pods.iter().filter(|p| !problem.iter().any(|q| std::ptr::eq(*q, *p))) {
         let owner = pod

@@ -5,11 +5,14 @@
 //! cluster dumps over the real Kubernetes API, for tests and for offline diagnosis.
 
 pub mod cluster;
+pub mod commands;
 pub mod context;
 pub mod dump;
 pub mod findings;
+pub mod llm;
 pub mod prompt;
 pub mod redact;
 pub mod replay;
 pub mod report;
 pub mod resources;
+pub mod tokens;

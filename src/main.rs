@@ -184,7 +184,7 @@ async fn diagnose(args: DiagnoseArgs) -> anyhow::Result<()> {
     };
     let scope = Scope { namespace: args.namespace.unwrap_or(default_namespace), object };
     let facts = cluster::read(&client, &scope, &limits).await?;
-    let diagnosis = report::diagnose(&facts);
+    let diagnosis = report::diagnose(&facts, usize::MAX);
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&diagnosis)?),
         Output::Text => print!("{}", report::text(&diagnosis)),

@@ -18,10 +18,10 @@ pub struct Diagnosis {
     pub gaps: Vec<String>,
 }
 
-/// Findings and context from the facts; pure.
-pub fn diagnose(facts: &Facts) -> Diagnosis {
+/// Findings and the context block, cut to `budget` tokens; pure.
+pub fn diagnose(facts: &Facts, budget: usize) -> Diagnosis {
     let findings = findings::analyze(facts);
-    let context = crate::context::render(facts, &findings);
+    let context = crate::context::render(facts, &findings, budget).text;
     Diagnosis { namespace: facts.namespace.clone(), findings, context, gaps: facts.gaps.clone() }
 }
 

@@ -18,7 +18,7 @@ async fn four_thousand_pods_are_diagnosed_quickly() {
     let started = Instant::now();
     let facts = cluster::read(&client, &scope, &Limits::default()).await.unwrap();
     let read = started.elapsed();
-    let diagnosis = kubechat::report::diagnose(&facts);
+    let diagnosis = kubechat::report::diagnose(&facts, 6000);
     let elapsed = started.elapsed();
     eprintln!("read {read:?}, analyzed in {:?}", elapsed - read);
     assert_eq!(facts.pods.len(), 4000);

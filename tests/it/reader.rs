@@ -49,7 +49,7 @@ async fn forbidden_events_become_a_gap_and_the_findings_remain() {
         facts.gaps[0]
     );
     assert!(facts.unread.contains("events"));
-    let diagnosis = kubechat::report::diagnose(&facts);
+    let diagnosis = kubechat::report::diagnose(&facts, 6000);
     assert_eq!(diagnosis.findings[0].reason.as_str(), "CrashLoopBackOff");
 }
 
