@@ -4,6 +4,7 @@
 //! deterministic findings, and [`context`] writes both out as the text a model reads. The [`replay`] server serves
 //! cluster dumps over the real Kubernetes API, for tests and for offline diagnosis.
 
+pub mod answer;
 pub mod cluster;
 pub mod commands;
 pub mod context;

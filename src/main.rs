@@ -6,8 +6,11 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use kubechat::answer::{self, Intent, Question};
 use kubechat::cluster::{self, Limits, Scope};
 use kubechat::dump::Dump;
+use kubechat::llm::{Api, Llm, LlmConfig};
+use kubechat::prompt::Prompts;
 use kubechat::replay::{self, Forbid};
 use kubechat::report;
 
@@ -21,8 +24,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Diagnose a namespace of a live cluster or of a dump
+    /// Diagnose a namespace of a live cluster or of a dump: findings, and the model's grounded answer
     Diagnose(DiagnoseArgs),
+    /// Ask a question about a namespace; the model answers from what kubechat read
+    Ask(DiagnoseArgs),
     /// Serve a cluster dump over the Kubernetes API, read-only, for kubectl and kubechat
     Replay(ReplayArgs),
 }
@@ -53,6 +58,8 @@ struct DiagnoseArgs {
     /// Report findings only, without asking a model
     #[arg(long)]
     no_llm: bool,
+    #[command(flatten)]
+    llm: LlmArgs,
     /// Seconds to wait for each API call
     #[arg(long, default_value_t = 10)]
     timeout: u64,
@@ -68,6 +75,68 @@ struct DiagnoseArgs {
     forbid: Vec<Forbid>,
     /// The question to answer
     question: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct LlmArgs {
+    /// The model server's base URL
+    #[arg(long, env = "KUBECHAT_LLM_URL", default_value = "http://127.0.0.1:11434")]
+    llm_url: String,
+    /// The model server's API: Ollama's native /api/chat, or an OpenAI-compatible /v1/chat/completions
+    #[arg(long, env = "KUBECHAT_LLM_API", value_enum, default_value = "ollama")]
+    llm_api: Api,
+    /// The model to ask
+    #[arg(long, env = "KUBECHAT_MODEL", default_value = "mistral")]
+    model: String,
+    /// The model's context window in tokens; the prompt, the context and the answer must fit
+    #[arg(long, default_value_t = 8192)]
+    num_ctx: usize,
+    /// Tokens kept for the answer
+    #[arg(long, default_value_t = 1024)]
+    answer_tokens: usize,
+    #[arg(long, default_value_t = 0.2)]
+    temperature: f32,
+    /// Put the system text in the first user message, for chat templates without a system role (Mistral's)
+    #[arg(long)]
+    fold_system: bool,
+    /// Seconds to wait for a connection to the model server
+    #[arg(long, default_value_t = 5)]
+    llm_connect_timeout: u64,
+    /// Seconds to wait for the first token
+    #[arg(long, default_value_t = 120)]
+    llm_first_token_timeout: u64,
+    /// Seconds to wait for the whole answer
+    #[arg(long, default_value_t = 300)]
+    llm_timeout: u64,
+    /// Prompt directory [default: ./prompts when present, else the prompts built into kubechat]
+    #[arg(long, env = "KUBECHAT_PROMPTS", value_name = "DIR")]
+    prompts: Option<PathBuf>,
+}
+
+impl LlmArgs {
+    fn config(&self) -> LlmConfig {
+        LlmConfig {
+            url: self.llm_url.clone(),
+            api: self.llm_api,
+            model: self.model.clone(),
+            num_ctx: self.num_ctx,
+            answer_tokens: self.answer_tokens,
+            temperature: self.temperature,
+            fold_system: self.fold_system,
+            connect_timeout: Duration::from_secs(self.llm_connect_timeout),
+            first_token_timeout: Duration::from_secs(self.llm_first_token_timeout),
+            total_timeout: Duration::from_secs(self.llm_timeout),
+            ..LlmConfig::default()
+        }
+    }
+
+    fn prompts(&self) -> anyhow::Result<Prompts> {
+        match &self.prompts {
+            Some(dir) => Ok(Prompts::load(dir)?),
+            None if Path::new("prompts/diagnose.md").exists() => Ok(Prompts::load(Path::new("prompts"))?),
+            None => Ok(Prompts::builtin()),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -91,14 +160,15 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Replay(_) => "info",
-        Command::Diagnose(_) => "warn",
+        Command::Diagnose(_) | Command::Ask(_) => "warn",
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
         .init();
     let result = match cli.command {
-        Command::Diagnose(args) => diagnose(args).await,
+        Command::Diagnose(args) => diagnose(args, Intent::Diagnose).await,
+        Command::Ask(args) => diagnose(args, Intent::Ask).await,
         Command::Replay(args) => replay(args).await,
     };
     match result {
@@ -146,10 +216,13 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn diagnose(args: DiagnoseArgs) -> anyhow::Result<()> {
-    if !args.no_llm {
-        bail!("answers from a model are not available in this build yet; run with --no-llm for the findings alone");
+async fn diagnose(args: DiagnoseArgs, intent: Intent) -> anyhow::Result<()> {
+    let question_text = args.question.join(" ");
+    if intent == Intent::Ask && question_text.trim().is_empty() {
+        bail!("ask needs a question, e.g. kubechat ask -n shop why is checkout failing");
     }
+    let prompts = args.llm.prompts()?;
+    let config = args.llm.config();
     let object = match &args.object {
         None => None,
         Some(spec) => match spec.split_once('/') {
@@ -184,10 +257,74 @@ async fn diagnose(args: DiagnoseArgs) -> anyhow::Result<()> {
     };
     let scope = Scope { namespace: args.namespace.unwrap_or(default_namespace), object };
     let facts = cluster::read(&client, &scope, &limits).await?;
-    let diagnosis = report::diagnose(&facts, usize::MAX);
+    let mut question = Question::diagnose(&scope.namespace);
+    question.intent = intent;
+    question.object = args.object.clone();
+    if !question_text.trim().is_empty() {
+        question.text = question_text;
+    }
+
+    if args.no_llm {
+        let (diagnosis, commands, prompt) = answer::without_model(&facts, &question, &prompts, &config)?;
+        match args.output {
+            Output::Json => {
+                let mut json = serde_json::to_value(&diagnosis)?;
+                json["commands"] = serde_json::to_value(&commands)?;
+                json["prompt"] = serde_json::to_value(&prompt)?;
+                println!("{}", serde_json::to_string_pretty(&json)?);
+            }
+            Output::Text => print!("{}", report::text(&diagnosis)),
+        }
+        return Ok(());
+    }
+
+    let llm = Llm::new(config)?;
+    let started = std::time::Instant::now();
+    let streaming = matches!(args.output, Output::Text);
+    let on_token = |token: &str| {
+        if streaming {
+            use std::io::Write as _;
+            print!("{token}");
+            let _ = std::io::stdout().flush();
+        }
+    };
+    let on_queued = |position: usize| eprintln!("waiting for the model: number {position} in line");
+    let answer = answer::answer(&facts, &question, &prompts, &llm, on_token, on_queued).await?;
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&diagnosis)?),
-        Output::Text => print!("{}", report::text(&diagnosis)),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&answer)?),
+        Output::Text => {
+            if let Some(reason) = &answer.degraded {
+                eprintln!("note: answering without the model: {reason}");
+                print!("{}", answer.answer);
+            } else if answer.truncated {
+                // The streamed tokens lack the note that the JSON answer carries.
+                let note = answer.answer.rsplit("\n\n").next().unwrap_or_default();
+                print!("\n\n{note}");
+            }
+            println!();
+            if !answer.commands.is_empty() {
+                println!("\nSuggested commands (kubechat runs none of them):");
+                for c in &answer.commands {
+                    let badge = if c.read_only { "read-only" } else { "MUTATING " };
+                    println!("  [{badge}] {}", c.command);
+                    if let Some(note) = &c.note {
+                        println!("              ! {note}");
+                    }
+                }
+            }
+            for gap in &answer.gaps {
+                println!("\nnot read: {gap}");
+            }
+            println!(
+                "\n-- model {} · prompt {}@{}{} · namespace {} · {:.1}s",
+                answer.model,
+                answer.prompt.name,
+                answer.prompt.version,
+                answer.prompt.revision.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
+                answer.namespace,
+                started.elapsed().as_secs_f32()
+            );
+        }
     }
     Ok(())
 }

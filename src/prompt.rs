@@ -152,6 +152,19 @@ impl Prompts {
         Ok(Prompts { prompts, fingerprint })
     }
 
+    /// The prompts shipped in `prompts/`, compiled into the binary: used when no prompt directory is given or found.
+    pub fn builtin() -> Prompts {
+        let revision = std::env::var("KUBECHAT_PROMPTS_REVISION").ok().filter(|r| !r.is_empty());
+        let texts = [("ask", include_str!("../prompts/ask.md")), ("diagnose", include_str!("../prompts/diagnose.md"))];
+        let prompts = texts
+            .iter()
+            .map(|(name, text)| {
+                (name.to_string(), Prompt::parse(name, text, revision.clone()).expect("the shipped prompts are valid"))
+            })
+            .collect();
+        Prompts { prompts, fingerprint: "builtin".into() }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Prompt> {
         self.prompts.get(name)
     }

@@ -5,6 +5,8 @@
 mod ollama;
 mod openai;
 
+pub use openai::Events as SseEvents;
+
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -63,7 +65,7 @@ impl Default for LlmConfig {
     }
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LlmError {
     #[error("cannot connect to the model server at {url}: {message}")]
     Connect { url: String, message: String },

@@ -180,10 +180,3 @@ fn narrowing_to_a_pod_keeps_its_service_and_leaves_its_siblings_out() {
     let context = diagnosis["context"].as_str().unwrap();
     assert!(!context.contains("search-7c8d9e6f5-abc12"), "{context}");
 }
-
-#[test]
-fn without_no_llm_the_missing_model_is_explained() {
-    let out = kubechat(&["diagnose", "--dump", SCENARIOS, "-n", "oom"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8(out.stderr).unwrap().contains("--no-llm"));
-}

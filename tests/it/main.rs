@@ -3,6 +3,7 @@
 mod apiserver;
 mod cli;
 mod common;
+mod llm;
 mod perf;
 mod reader;
 mod replay;

@@ -26,6 +26,9 @@ async fn four_thousand_pods_are_diagnosed_quickly() {
     let found: Vec<_> = diagnosis.findings.iter().map(|f| (f.reason.as_str(), f.object.name.as_str())).collect();
     assert_eq!(found, [("CrashLoopBackOff", "web-5d4c3b2a1-02000")]);
     assert!(diagnosis.context.contains("error: invalid configuration: LISTEN_ADDR is empty"));
+    let tokens = kubechat::tokens::estimate(&diagnosis.context);
+    assert!(tokens <= 6000, "the context takes {tokens} tokens, over its budget of 6000");
+    assert!(diagnosis.context.contains("more events]"), "the events that did not fit leave a marker");
     let bound = if cfg!(debug_assertions) { Duration::from_secs(30) } else { Duration::from_millis(1000) };
     eprintln!("diagnosed 4000 pods and 12000 events in {elapsed:?} (bound {bound:?})");
     assert!(elapsed < bound, "took {elapsed:?}, bound {bound:?}");

@@ -1,0 +1,278 @@
+//! The answer: facts and findings, through a prompt and the model, into what every front-end shows.
+//!
+//! [`prepare`] is pure: it fits the context to the prompt's token budget and fills the prompt. [`answer`] asks the
+//! model and turns whatever happens (an answer, a cut-off answer, a model that is down or slow) into an [`Answer`]
+//! that always carries the findings.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::cluster::Facts;
+use crate::commands::{self, Command};
+use crate::findings::Finding;
+use crate::llm::{Llm, LlmConfig, Usage};
+use crate::prompt::{Prompt, PromptVersion, Prompts, Rendered};
+use crate::report::Diagnosis;
+use crate::tokens;
+
+/// Tokens a chat template adds around each message (role markers, separators), counted generously.
+const TEMPLATE_TOKENS_PER_MESSAGE: usize = 16;
+/// The least context worth sending; a smaller budget is a configuration mistake.
+const MIN_CONTEXT_TOKENS: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Intent {
+    Ask,
+    Diagnose,
+}
+
+impl Intent {
+    pub fn prompt_name(self) -> &'static str {
+        match self {
+            Intent::Ask => "ask",
+            Intent::Diagnose => "diagnose",
+        }
+    }
+}
+
+/// What was asked, about what.
+#[derive(Debug, Clone)]
+pub struct Question {
+    pub intent: Intent,
+    pub text: String,
+    /// `deployment/checkout` when the question is narrowed to one object.
+    pub object: Option<String>,
+}
+
+impl Question {
+    /// The question a bare `diagnose` asks.
+    pub fn diagnose(namespace: &str) -> Question {
+        Question {
+            intent: Intent::Diagnose,
+            text: format!("What is wrong in namespace {namespace}, what is the root cause, and how do I fix it?"),
+            object: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BudgetError {
+    #[error(
+        "the model's context window ({num_ctx} tokens) cannot hold the prompt ({overhead} tokens), the answer ({answer} tokens) and at least {MIN_CONTEXT_TOKENS} tokens of context; raise --num-ctx or lower --answer-tokens"
+    )]
+    TooSmall { num_ctx: usize, overhead: usize, answer: usize },
+    #[error("no prompt named {0} is loaded")]
+    NoPrompt(String),
+}
+
+/// A prompt ready to send.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub diagnosis: Diagnosis,
+    pub rendered: Rendered,
+    pub prompt: PromptVersion,
+    /// The estimated prompt size in tokens, chat template included; never more than the window minus the answer.
+    pub prompt_tokens: usize,
+    pub context_budget: usize,
+}
+
+/// Fits the context to what the window leaves after the prompt and the answer, and fills the prompt; pure.
+pub fn prepare(
+    facts: &Facts,
+    question: &Question,
+    prompt: &Prompt,
+    num_ctx: usize,
+    answer_tokens: usize,
+    now: jiff::Timestamp,
+) -> Result<Prepared, BudgetError> {
+    let findings = crate::findings::analyze(facts);
+    let mut vars = BTreeMap::from([
+        ("question", question.text.clone()),
+        ("namespace", facts.namespace.clone()),
+        ("object", question.object.clone().unwrap_or_default()),
+        ("findings", findings_line(&findings)),
+        ("date", now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        ("context", String::new()),
+    ]);
+    let empty = prompt.render(&vars);
+    let overhead = size(&empty);
+    let budget = num_ctx.saturating_sub(answer_tokens + overhead);
+    if budget < MIN_CONTEXT_TOKENS {
+        return Err(BudgetError::TooSmall { num_ctx, overhead, answer: answer_tokens });
+    }
+    let context = crate::context::render(facts, &findings, budget);
+    vars.insert("context", context.text.clone());
+    let rendered = prompt.render(&vars);
+    let prompt_tokens = size(&rendered);
+    let diagnosis =
+        Diagnosis { namespace: facts.namespace.clone(), findings, context: context.text, gaps: facts.gaps.clone() };
+    Ok(Prepared { diagnosis, rendered, prompt: prompt.version.clone(), prompt_tokens, context_budget: budget })
+}
+
+/// The estimated tokens of a filled prompt, with the chat template's own.
+fn size(rendered: &Rendered) -> usize {
+    tokens::estimate(&rendered.system) + tokens::estimate(&rendered.user) + 2 * TEMPLATE_TOKENS_PER_MESSAGE
+}
+
+fn findings_line(findings: &[Finding]) -> String {
+    if findings.is_empty() {
+        return "none".to_string();
+    }
+    findings
+        .iter()
+        .map(|f| format!("{} on {}/{}", f.reason, f.object.kind.to_lowercase(), f.object.name))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What every front-end shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub namespace: String,
+    pub answer: String,
+    pub model: String,
+    /// The exact context block the model read.
+    pub context: String,
+    pub findings: Vec<Finding>,
+    pub commands: Vec<Command>,
+    pub prompt: PromptVersion,
+    pub usage: Usage,
+    /// The window was full: the server cut the prompt or the answer.
+    pub truncated: bool,
+    /// Why the answer comes without the model, when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<String>,
+}
+
+/// Asks the model about the facts; `on_token` sees the answer as it streams, `on_queued` the place in line.
+pub async fn answer(
+    facts: &Facts,
+    question: &Question,
+    prompts: &Prompts,
+    llm: &Llm,
+    on_token: impl FnMut(&str) + Send,
+    on_queued: impl FnOnce(usize) + Send,
+) -> Result<Answer, BudgetError> {
+    let config: &LlmConfig = &llm.config;
+    let name = question.intent.prompt_name();
+    let prompt = prompts.get(name).ok_or_else(|| BudgetError::NoPrompt(name.to_string()))?;
+    let prepared = prepare(facts, question, prompt, config.num_ctx, config.answer_tokens, jiff::Timestamp::now())?;
+    let messages = llm.messages(&prepared.rendered.system, &prepared.rendered.user);
+    tracing::info!(
+        prompt = %prepared.prompt.version,
+        estimated_prompt_tokens = prepared.prompt_tokens,
+        context_budget = prepared.context_budget,
+        "asking the model"
+    );
+    let mut redacting = Redacting::new(on_token);
+    let result = llm.chat(&messages, |token| redacting.push(token), on_queued).await;
+    redacting.flush();
+    let diagnosis = prepared.diagnosis;
+    let (text, usage, truncated, degraded) = match result {
+        Ok(completion) => {
+            if let Some(actual) = completion.usage.prompt_tokens {
+                tracing::info!(actual, estimated = prepared.prompt_tokens, "prompt size as the server counted it");
+            }
+            let window_full = completion.usage.prompt_tokens.is_some_and(|p| p as usize >= config.num_ctx);
+            let cut_short = completion.finish.as_deref() == Some("length");
+            let mut text = crate::redact::text(&completion.text).into_owned();
+            if window_full {
+                text.push_str("\n\n(The model's context window was full: the server cut part of the context, so this answer may miss evidence.)");
+            } else if cut_short {
+                text.push_str("\n\n(The answer reached its length limit and was cut off.)");
+            }
+            (text, completion.usage, window_full || cut_short, None)
+        }
+        Err(error) => {
+            tracing::warn!("answering without the model: {error}");
+            (fallback(&diagnosis, &error.to_string()), Usage::default(), false, Some(error.to_string()))
+        }
+    };
+    let commands = commands::suggested(&diagnosis.findings, &text, facts);
+    Ok(Answer {
+        namespace: diagnosis.namespace,
+        answer: text,
+        model: config.model.clone(),
+        context: diagnosis.context,
+        findings: diagnosis.findings,
+        commands,
+        prompt: prepared.prompt,
+        usage,
+        truncated,
+        degraded,
+        gaps: diagnosis.gaps,
+    })
+}
+
+/// The findings alone, when the model cannot answer.
+pub fn fallback(diagnosis: &Diagnosis, reason: &str) -> String {
+    let mut out = format!(
+        "The model could not answer ({reason}), so here are kubechat's own findings for namespace {}.\n",
+        diagnosis.namespace
+    );
+    if diagnosis.findings.is_empty() {
+        out.push_str("No problems found.\n");
+    }
+    for (i, f) in diagnosis.findings.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{}. [{}] {} {}/{}: {}",
+            i + 1,
+            f.severity,
+            f.reason,
+            f.object.kind.to_lowercase(),
+            f.object.name,
+            f.summary
+        );
+        if let Some(evidence) = f.evidence.first() {
+            let _ = writeln!(out, "   evidence: {evidence}");
+        }
+    }
+    out
+}
+
+/// Passes streamed tokens on line by line, redacted, so a secret split across tokens is still caught.
+struct Redacting<F: FnMut(&str)> {
+    sink: F,
+    pending: String,
+}
+
+impl<F: FnMut(&str)> Redacting<F> {
+    fn new(sink: F) -> Redacting<F> {
+        Redacting { sink, pending: String::new() }
+    }
+
+    fn push(&mut self, token: &str) {
+        self.pending.push_str(token);
+        if let Some(end) = self.pending.rfind('\n') {
+            let complete: String = self.pending.drain(..=end).collect();
+            (self.sink)(&crate::redact::text(&complete));
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            (self.sink)(&crate::redact::text(&rest));
+        }
+    }
+}
+
+/// The findings and context without a model (`--no-llm`), sized as the model would read them.
+pub fn without_model(
+    facts: &Facts,
+    question: &Question,
+    prompts: &Prompts,
+    config: &LlmConfig,
+) -> Result<(Diagnosis, Vec<Command>, PromptVersion), BudgetError> {
+    let name = question.intent.prompt_name();
+    let prompt = prompts.get(name).ok_or_else(|| BudgetError::NoPrompt(name.to_string()))?;
+    let prepared = prepare(facts, question, prompt, config.num_ctx, config.answer_tokens, jiff::Timestamp::now())?;
+    let commands = commands::suggested(&prepared.diagnosis.findings, "", facts);
+    Ok((prepared.diagnosis, commands, prepared.prompt))
+}
