@@ -219,16 +219,7 @@ pub fn fallback(diagnosis: &Diagnosis, reason: &str) -> String {
         out.push_str("No problems found.\n");
     }
     for (i, f) in diagnosis.findings.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "{}. [{}] {} {}/{}: {}",
-            i + 1,
-            f.severity,
-            f.reason,
-            f.object.kind.to_lowercase(),
-            f.object.name,
-            f.summary
-        );
+        let _ = writeln!(out, "{}. {}", i + 1, f.headline());
         if let Some(evidence) = f.evidence.first() {
             let _ = writeln!(out, "   evidence: {evidence}");
         }

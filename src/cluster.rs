@@ -170,7 +170,7 @@ impl ReadError {
                 reason: status.reason.clone(),
                 message: status.message.clone(),
             },
-            other => ReadError::Unreachable { call: call.clone(), message: error_chain(&other) },
+            other => ReadError::Unreachable { call: call.clone(), message: crate::error_chain(&other) },
         }
     }
 
@@ -188,17 +188,6 @@ impl ReadError {
     fn is_not_found(&self) -> bool {
         matches!(self, ReadError::Api { code: 404, .. })
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 fn call<K: Resource<DynamicType = ()>>(verb: &'static str, namespace: Option<&str>, name: Option<&str>) -> Call {

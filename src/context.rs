@@ -57,16 +57,7 @@ pub fn render(facts: &Facts, findings: &[Finding], budget: usize) -> Context {
     }
     for (i, f) in findings.iter().enumerate() {
         out.at(Priority::Essential, "lines");
-        let _ = writeln!(
-            out,
-            "{}. [{}] {} {}/{}: {}",
-            i + 1,
-            f.severity,
-            f.reason,
-            f.object.kind,
-            f.object.name,
-            f.summary
-        );
+        let _ = writeln!(out, "{}. {}", i + 1, f.headline());
         if let Some(cause) = &f.caused_by {
             let _ = writeln!(out, "   caused by: {} {}/{}", cause.reason, cause.object.kind, cause.object.name);
         }

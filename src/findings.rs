@@ -120,6 +120,18 @@ impl Finding {
         }
     }
 
+    /// `[critical] CrashLoopBackOff pod/web-1: summary`, the one-line form every rendering uses.
+    pub fn headline(&self) -> String {
+        format!(
+            "[{}] {} {}/{}: {}",
+            self.severity,
+            self.reason,
+            self.object.kind.to_lowercase(),
+            self.object.name,
+            self.summary
+        )
+    }
+
     pub fn link(&self) -> Link {
         Link { reason: self.reason, object: self.object.clone() }
     }

@@ -17,3 +17,15 @@ pub mod replay;
 pub mod report;
 pub mod resources;
 pub mod tokens;
+
+/// An error with its causes, `outer: inner: innermost`, for messages that must say what really failed.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -270,7 +270,9 @@ fn lines<'a>(response: reqwest::Response) -> Pin<Box<dyn Stream<Item = Result<St
                 }
                 match bytes.next().await {
                     Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                    Some(Err(e)) => return Some((Err(LlmError::Stream(error_chain(&e))), (bytes, Vec::new(), true))),
+                    Some(Err(e)) => {
+                        return Some((Err(LlmError::Stream(crate::error_chain(&e))), (bytes, Vec::new(), true)));
+                    }
                     None => ended = true,
                 }
             }
@@ -312,21 +314,10 @@ fn chunk_stream<'a>(
 /// Maps a request error to a connection failure or a stream failure.
 fn request_error(url: &str, error: reqwest::Error) -> LlmError {
     if error.is_connect() || error.is_timeout() && !error.is_body() {
-        LlmError::Connect { url: url.to_string(), message: error_chain(&error) }
+        LlmError::Connect { url: url.to_string(), message: crate::error_chain(&error) }
     } else {
-        LlmError::Stream(error_chain(&error))
+        LlmError::Stream(crate::error_chain(&error))
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// An HTTP error status with the server's own message.
