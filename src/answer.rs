@@ -142,8 +142,7 @@ pub struct Answer {
     pub usage: Usage,
     /// The window was full: the server cut the prompt or the answer.
     pub truncated: bool,
-    /// Why the answer comes without the model, when it does.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why the answer comes without the model, when it does; null otherwise.
     pub degraded: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gaps: Vec<String>,
