@@ -16,6 +16,7 @@ pub mod redact;
 pub mod replay;
 pub mod report;
 pub mod resources;
+pub mod server;
 pub mod tokens;
 
 /// An error with its causes, `outer: inner: innermost`, for messages that must say what really failed.

@@ -10,9 +10,10 @@ use kubechat::answer::{self, Intent, Question};
 use kubechat::cluster::{self, Limits, Scope};
 use kubechat::dump::Dump;
 use kubechat::llm::{Api, Llm, LlmConfig};
-use kubechat::prompt::Prompts;
+use kubechat::prompt::{PromptStore, Prompts};
 use kubechat::replay::{self, Forbid};
 use kubechat::report;
+use kubechat::server::AppState;
 
 /// A read-only Kubernetes diagnostic bot: it reads a namespace's live state and says what is wrong, with evidence.
 #[derive(Parser)]
@@ -30,6 +31,8 @@ enum Command {
     Ask(DiagnoseArgs),
     /// Serve a cluster dump over the Kubernetes API, read-only, for kubectl and kubechat
     Replay(ReplayArgs),
+    /// Serve the HTTP API: POST /ask and /diagnose (JSON, or streamed as server-sent events), /healthz, /readyz, /models
+    Serve(ServeArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -75,6 +78,27 @@ struct DiagnoseArgs {
     forbid: Vec<Forbid>,
     /// The question to answer
     question: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, env = "KUBECHAT_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Namespace for requests that name none [default: the kubeconfig's namespace; for a dump with one namespace, that one]
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// Serve a dump (file or directory) instead of a live cluster, through an in-process replay server
+    #[arg(long, value_name = "PATH")]
+    dump: Option<PathBuf>,
+    /// Kubeconfig to use [default: in-cluster config, then $KUBECONFIG, then ~/.kube/config]
+    #[arg(long, value_name = "FILE", conflicts_with = "dump")]
+    kubeconfig: Option<PathBuf>,
+    /// Seconds to wait for each Kubernetes API call
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    #[command(flatten)]
+    llm: LlmArgs,
 }
 
 #[derive(clap::Args)]
@@ -161,6 +185,7 @@ async fn main() -> std::process::ExitCode {
     let default_level = match cli.command {
         Command::Replay(_) => "info",
         Command::Diagnose(_) | Command::Ask(_) => "warn",
+        Command::Serve(_) => "info",
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -169,6 +194,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Diagnose(args) => diagnose(args, Intent::Diagnose).await,
         Command::Ask(args) => diagnose(args, Intent::Ask).await,
+        Command::Serve(args) => serve(args).await,
         Command::Replay(args) => replay(args).await,
     };
     match result {
@@ -214,6 +240,70 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         result = server.wait() => result.context("replay server failed"),
         _ = tokio::signal::ctrl_c() => Ok(()),
     }
+}
+
+/// A client for the cluster, or for a dump through an in-process replay server (kept alive by the returned server),
+/// so offline dumps and live clusters share one code path; with the namespace to use when none is named.
+async fn connect(
+    dump: Option<&Path>,
+    kubeconfig: Option<&Path>,
+    forbid: &[Forbid],
+) -> anyhow::Result<(kube::Client, String, Option<replay::Server>)> {
+    match dump {
+        Some(path) => {
+            let dump = load_dump(path)?;
+            let namespaces: Vec<String> = dump.namespaces().map(str::to_string).collect();
+            let server = replay::start(dump, replay::Options { forbid: forbid.to_vec() }, ([127, 0, 0, 1], 0).into())
+                .await
+                .context("cannot start the in-process replay server")?;
+            let client = cluster::client(None, Some(&server.url())).await?;
+            let namespace = if namespaces.len() == 1 { namespaces[0].clone() } else { "default".to_string() };
+            Ok((client, namespace, Some(server)))
+        }
+        None => {
+            let client = cluster::client(kubeconfig, None).await?;
+            let namespace = client.default_namespace().to_string();
+            Ok((client, namespace, None))
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let prompt_dir = match &args.llm.prompts {
+        Some(dir) => dir.clone(),
+        None => PathBuf::from("prompts"),
+    };
+    let prompts = Arc::new(
+        PromptStore::open(&prompt_dir)
+            .with_context(|| format!("cannot load the prompts from {} (set --prompts DIR)", prompt_dir.display()))?,
+    );
+    let _watch = prompts.watch(Duration::from_secs(5));
+    let llm = Llm::new(args.llm.config())?;
+    let (client, default_namespace, _server) = connect(args.dump.as_deref(), args.kubeconfig.as_deref(), &[]).await?;
+    let limits = Limits { call_timeout: Duration::from_secs(args.timeout), ..Limits::default() };
+    let state = AppState::new(client, prompts, llm, limits, args.namespace.unwrap_or(default_namespace));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    eprintln!("kubechat serving on http://{}", listener.local_addr()?);
+    kubechat::server::serve(listener, state, shutdown_signal()).await.context("the HTTP server failed")
+}
+
+/// Ctrl-C or SIGTERM (what Kubernetes sends on pod shutdown).
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = terminate => {},
+    }
+    eprintln!("shutting down: finishing the requests in flight");
 }
 
 async fn diagnose(args: DiagnoseArgs, intent: Intent) -> anyhow::Result<()> {

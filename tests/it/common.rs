@@ -5,6 +5,10 @@ use std::sync::Arc;
 
 use kubechat::dump::Dump;
 use kubechat::replay::{self, Server};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 pub const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/scenarios");
@@ -168,4 +172,70 @@ pub fn generated_namespace(namespace: &str, pods: usize, events: usize, broken: 
         dump.add_log(key, text);
     }
     dump
+}
+
+/// A model server that answers every request with one canned body, and keeps the requests it got.
+pub struct Recorded {
+    pub url: String,
+    pub requests: Arc<Mutex<Vec<Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn recorded(content_type: &'static str, body: String) -> Recorded {
+    recorded_slowly(content_type, body, Duration::from_millis(5)).await
+}
+
+/// The same, pausing `pause` between lines, so a test can watch a stream arrive.
+pub async fn recorded_slowly(content_type: &'static str, body: String, pause: Duration) -> Recorded {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let kept = requests.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (body, kept) = (body.clone(), kept.clone());
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let request = loop {
+                    let n = stream.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buffer).to_string();
+                    if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if rest.len() >= length {
+                            break rest.to_string();
+                        }
+                    }
+                };
+                kept.lock().unwrap().push(serde_json::from_str(&request).unwrap_or(Value::Null));
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                for line in body.split_inclusive('\n') {
+                    let _ = stream.write_all(format!("{:x}\r\n{line}\r\n", line.len()).as_bytes()).await;
+                    tokio::time::sleep(pause).await;
+                }
+                let _ = stream.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    Recorded { url, requests, task }
 }

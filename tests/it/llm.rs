@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 use kubechat::answer::{self, Question};
 use kubechat::llm::{Api, Chunk, Llm, LlmConfig, LlmError};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::common::{SCENARIOS, client, kubechat, scenarios, serve};
+use crate::common::{SCENARIOS, client, kubechat, recorded, scenarios, serve};
 
 /// The llama.cpp server, stopped when dropped.
 struct LlamaServer {
@@ -189,67 +188,6 @@ async fn prompts_fit_the_window_by_the_real_tokenizer_and_carry_no_secret() {
     for secret in &secrets {
         assert!(!answered.contains(secret), "{secret:?} leaked into the answer");
     }
-}
-
-/// A model server that answers every request with one canned body, and keeps the requests it got.
-struct Recorded {
-    url: String,
-    requests: Arc<Mutex<Vec<Value>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Recorded {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn recorded(content_type: &'static str, body: String) -> Recorded {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let requests: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let kept = requests.clone();
-    let task = tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let (body, kept) = (body.clone(), kept.clone());
-            tokio::spawn(async move {
-                let mut buffer = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let request = loop {
-                    let n = stream.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buffer.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buffer).to_string();
-                    if let Some((head, rest)) = text.split_once("\r\n\r\n") {
-                        let length = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if rest.len() >= length {
-                            break rest.to_string();
-                        }
-                    }
-                };
-                kept.lock().unwrap().push(serde_json::from_str(&request).unwrap_or(Value::Null));
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-                );
-                let _ = stream.write_all(head.as_bytes()).await;
-                for line in body.split_inclusive('\n') {
-                    let _ = stream.write_all(format!("{:x}\r\n{line}\r\n", line.len()).as_bytes()).await;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                let _ = stream.write_all(b"0\r\n\r\n").await;
-            });
-        }
-    });
-    Recorded { url, requests, task }
 }
 
 fn ollama_fixture(name: &str) -> String {

@@ -7,3 +7,4 @@ mod llm;
 mod perf;
 mod reader;
 mod replay;
+mod server;

@@ -1,0 +1,254 @@
+//! `kubechat serve`: the HTTP API. `POST /ask` and `POST /diagnose` answer in JSON, or stream with
+//! `Accept: text/event-stream` (`token` events, then one `answer` event with the whole answer); `/healthz`, `/readyz`
+//! and `/models` are for operators. Errors are JSON with a request id that also appears in the logs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Mutex;
+use tracing::Instrument as _;
+
+use crate::answer::{self, Intent, Question};
+use crate::cluster::{self, Limits, Scope};
+use crate::llm::Llm;
+use crate::prompt::PromptStore;
+
+/// Request bodies above this are refused.
+const BODY_LIMIT: usize = 64 * 1024;
+/// How long a reachability check of the API server stays good for `/readyz`.
+const READY_CACHE: Duration = Duration::from_secs(10);
+
+pub struct AppState {
+    pub client: kube::Client,
+    pub prompts: Arc<PromptStore>,
+    pub llm: Arc<Llm>,
+    pub limits: Limits,
+    pub default_namespace: String,
+    ready: Mutex<Option<(Instant, Result<(), String>)>>,
+    requests: AtomicU64,
+}
+
+impl AppState {
+    pub fn new(
+        client: kube::Client,
+        prompts: Arc<PromptStore>,
+        llm: Arc<Llm>,
+        limits: Limits,
+        default_namespace: String,
+    ) -> Arc<AppState> {
+        Arc::new(AppState {
+            client,
+            prompts,
+            llm,
+            limits,
+            default_namespace,
+            ready: Mutex::new(None),
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    fn request_id(&self) -> String {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{:08x}-{n:06}", std::process::id())
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/ask", post(ask))
+        .route("/diagnose", post(diagnose))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/models", get(models))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// A JSON error every endpoint answers with.
+fn error(code: StatusCode, message: &str, request_id: &str) -> Response {
+    let mut response = (code, Json(json!({"error": message, "request_id": request_id}))).into_response();
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AskBody {
+    #[serde(default)]
+    question: String,
+    namespace: Option<String>,
+    /// `deployment/checkout`, to narrow the question to one object.
+    object: Option<String>,
+}
+
+async fn ask(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    handle(state, headers, body, Intent::Ask).await
+}
+
+async fn diagnose(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    handle(state, headers, body, Intent::Diagnose).await
+}
+
+async fn handle(state: Arc<AppState>, headers: HeaderMap, body: axum::body::Bytes, intent: Intent) -> Response {
+    let request_id = state.request_id();
+    let span = tracing::info_span!("request", platform = "http", %request_id, intent = ?intent);
+    respond(state, headers, body, intent, request_id).instrument(span).await
+}
+
+async fn respond(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+    intent: Intent,
+    request_id: String,
+) -> Response {
+    let body: AskBody = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "invalid request body: {e}; send JSON like {{\"question\": \"why is checkout failing?\", \"namespace\": \"shop\"}}"
+                ),
+                &request_id,
+            );
+        }
+    };
+    if intent == Intent::Ask && body.question.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "the question is empty: send {\"question\": \"…\"}", &request_id);
+    }
+    let namespace = body.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| state.default_namespace.clone());
+    let object = match body.object.as_deref().map(|o| o.split_once('/')) {
+        None => None,
+        Some(Some((kind, name))) if !kind.is_empty() && !name.is_empty() => {
+            Some((kind.to_lowercase(), name.to_string()))
+        }
+        Some(_) => {
+            return error(StatusCode::BAD_REQUEST, "object must be KIND/NAME, e.g. deployment/checkout", &request_id);
+        }
+    };
+    let scope = Scope { namespace: namespace.clone(), object };
+    let facts = match cluster::read(&state.client, &scope, &state.limits).await {
+        Ok(facts) => facts,
+        Err(
+            e @ (cluster::ReadError::NamespaceNotFound { .. }
+            | cluster::ReadError::ObjectNotFound { .. }
+            | cluster::ReadError::UnsupportedKind(_)),
+        ) => {
+            return error(StatusCode::NOT_FOUND, &e.to_string(), &request_id);
+        }
+        Err(e) => {
+            tracing::error!("cannot read the cluster: {e}");
+            return error(StatusCode::BAD_GATEWAY, &e.to_string(), &request_id);
+        }
+    };
+    let mut question = Question::diagnose(&namespace);
+    question.intent = intent;
+    question.object = body.object.clone();
+    if !body.question.trim().is_empty() {
+        question.text = body.question.clone();
+    }
+    let streaming =
+        headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
+    let prompts = state.prompts.current();
+    if !streaming {
+        let result = answer::answer(&facts, &question, &prompts, &state.llm, |_| {}, |_| {}).await;
+        return match result {
+            Ok(answer) => {
+                let mut response = Json(answer).into_response();
+                if let Ok(value) = HeaderValue::from_str(&request_id) {
+                    response.headers_mut().insert("x-request-id", value);
+                }
+                response
+            }
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), &request_id),
+        };
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let llm = state.llm.clone();
+    let task_id = request_id.clone();
+    tokio::spawn(async move {
+        let token_tx = tx.clone();
+        let queue_tx = tx.clone();
+        let result = answer::answer(
+            &facts,
+            &question,
+            &prompts,
+            &llm,
+            move |token| {
+                let _ = token_tx.send(Event::default().event("token").data(token));
+            },
+            move |position| {
+                let _ = queue_tx.send(Event::default().event("queued").data(position.to_string()));
+            },
+        )
+        .await;
+        let event = match result {
+            Ok(answer) => {
+                Event::default().event("answer").json_data(&answer).unwrap_or_else(|_| Event::default().event("error"))
+            }
+            Err(e) => {
+                Event::default().event("error").data(json!({"error": e.to_string(), "request_id": task_id}).to_string())
+            }
+        };
+        let _ = tx.send(event);
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|event| (Ok::<_, std::convert::Infallible>(event), rx))
+    });
+    let mut response = Sse::new(stream).keep_alive(KeepAlive::default()).into_response();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let mut cached = state.ready.lock().await;
+    let fresh = cached.as_ref().is_some_and(|(at, _)| at.elapsed() < READY_CACHE);
+    if !fresh {
+        let check = match tokio::time::timeout(state.limits.call_timeout, state.client.apiserver_version()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("the Kubernetes API server is not reachable: {e}")),
+            Err(_) => Err("the Kubernetes API server did not answer in time".to_string()),
+        };
+        *cached = Some((Instant::now(), check));
+    }
+    let prompts = state.prompts.current();
+    let prompt_versions: Vec<_> =
+        ["ask", "diagnose"].iter().filter_map(|n| prompts.get(n)).map(|p| p.version.clone()).collect();
+    match &cached.as_ref().expect("set above").1 {
+        Ok(()) => Json(json!({"status": "ready", "prompts": prompt_versions})).into_response(),
+        Err(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "reason": reason}))).into_response()
+        }
+    }
+}
+
+async fn models(State(state): State<Arc<AppState>>) -> Response {
+    let request_id = state.request_id();
+    match state.llm.models().await {
+        Ok(models) => Json(json!({"models": models, "configured": state.llm.config.model})).into_response(),
+        Err(e) => error(StatusCode::BAD_GATEWAY, &e.to_string(), &request_id),
+    }
+}
+
+/// Serves until `shutdown` resolves; requests in flight finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
