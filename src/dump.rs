@@ -17,6 +17,10 @@ use crate::resources::{self, Resource};
 /// What replaces every ConfigMap value in a dump.
 pub const REDACTED_VALUE: &str = "<redacted: kubechat never serves configmap values>";
 
+mod demo {
+    include!(concat!(env!("OUT_DIR"), "/demo_files.rs"));
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
     #[error("cannot read dump {}: {source}", path.display())]
@@ -171,11 +175,45 @@ impl Dump {
         Ok(())
     }
 
+    /// The demo cluster compiled into the binary: the scenario dump, one broken namespace per failure kubechat knows
+    /// and a healthy one.
+    pub fn demo() -> Dump {
+        let mut dump = Dump::default();
+        for (path, text) in demo::FILES {
+            let parts: Vec<&str> = path.split('/').collect();
+            match parts.as_slice() {
+                ["logs", namespace, pod, file] => {
+                    let (container, previous) = match file.strip_suffix(".previous.log") {
+                        Some(container) => (container, true),
+                        None => (file.strip_suffix(".log").unwrap_or(file), false),
+                    };
+                    let key = LogKey {
+                        namespace: namespace.to_string(),
+                        pod: pod.to_string(),
+                        container: container.to_string(),
+                        previous,
+                    };
+                    dump.add_log(key, *text);
+                }
+                [file] if file.ends_with(".yaml") => {
+                    dump.load_text(Path::new(path), text).expect("the demo dump parses");
+                }
+                _ => {}
+            }
+        }
+        dump.derive_namespaces();
+        dump
+    }
+
     fn load_file(&mut self, path: &Path) -> Result<(), DumpError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| DumpError::Read { path: path.to_path_buf(), source })?;
+        self.load_text(path, &text)
+    }
+
+    fn load_text(&mut self, path: &Path, text: &str) -> Result<(), DumpError> {
         let documents =
-            parse_documents(&text).map_err(|message| DumpError::Parse { path: path.to_path_buf(), message })?;
+            parse_documents(text).map_err(|message| DumpError::Parse { path: path.to_path_buf(), message })?;
         self.report.files += 1;
         for document in documents {
             for object in flatten(document) {
@@ -365,6 +403,15 @@ metadata: {name: web, namespace: shop}
             serde_json::to_string(&dump.objects(&resources::CONFIGMAPS).unwrap().values().collect::<Vec<_>>()).unwrap();
         assert!(!text.contains("hunter2") && !text.contains("aHVudGVyMg=="), "{text}");
         assert!(text.contains("password"), "keys stay: {text}");
+    }
+
+    #[test]
+    fn the_demo_dump_is_the_scenario_dump() {
+        let demo = Dump::demo();
+        let on_disk = Dump::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/scenarios"))).unwrap();
+        assert_eq!(demo.report.objects, on_disk.report.objects);
+        assert_eq!(demo.report.logs, on_disk.report.logs);
+        assert!(demo.namespaces().any(|n| n == "imagepull"));
     }
 
     #[test]

@@ -31,8 +31,11 @@ enum Command {
     Ask(DiagnoseArgs),
     /// Serve a cluster dump over the Kubernetes API, read-only, for kubectl and kubechat
     Replay(ReplayArgs),
-    /// Serve the HTTP API: POST /ask and /diagnose (JSON, or streamed as server-sent events), /healthz, /readyz, /models
+    /// Serve the HTTP API and web chat: POST /ask and /diagnose (JSON, or streamed as server-sent events), /healthz,
+    /// /readyz, /models, and the chat page at /
     Serve(ServeArgs),
+    /// Start the web chat on a demo cluster compiled into kubechat: no cluster, model or chat platform needed
+    Demo(DemoArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -97,6 +100,15 @@ struct ServeArgs {
     /// Seconds to wait for each Kubernetes API call
     #[arg(long, default_value_t = 10)]
     timeout: u64,
+    #[command(flatten)]
+    llm: LlmArgs,
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
     #[command(flatten)]
     llm: LlmArgs,
 }
@@ -185,7 +197,7 @@ async fn main() -> std::process::ExitCode {
     let default_level = match cli.command {
         Command::Replay(_) => "info",
         Command::Diagnose(_) | Command::Ask(_) => "warn",
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Demo(_) => "info",
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -195,6 +207,7 @@ async fn main() -> std::process::ExitCode {
         Command::Diagnose(args) => diagnose(args, Intent::Diagnose).await,
         Command::Ask(args) => diagnose(args, Intent::Ask).await,
         Command::Serve(args) => serve(args).await,
+        Command::Demo(args) => demo(args).await,
         Command::Replay(args) => replay(args).await,
     };
     match result {
@@ -286,6 +299,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     eprintln!("kubechat serving on http://{}", listener.local_addr()?);
+    kubechat::server::serve(listener, state, shutdown_signal()).await.context("the HTTP server failed")
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let prompts = Arc::new(PromptStore::fixed(args.llm.prompts()?));
+    let llm = Llm::new(args.llm.config())?;
+    let dump = Arc::new(Dump::demo());
+    let replay = replay::start(dump, replay::Options::default(), ([127, 0, 0, 1], 0).into())
+        .await
+        .context("cannot start the demo cluster's replay server")?;
+    let client = cluster::client(None, Some(&replay.url())).await?;
+    let state = AppState::new(client, prompts, llm, Limits::default(), "imagepull".to_string());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    eprintln!(
+        "kubechat demo: a built-in cluster with one broken namespace per failure kubechat knows, and a healthy one"
+    );
+    eprintln!(
+        "model: {} at {} ({:?} API); without one, answers are kubechat's findings alone",
+        args.llm.model, args.llm.llm_url, args.llm.llm_api
+    );
+    eprintln!("open {url}");
     kubechat::server::serve(listener, state, shutdown_signal()).await.context("the HTTP server failed")
 }
 

@@ -172,13 +172,19 @@ impl Prompts {
 
 /// The prompts in use, swapped for new ones when the files change; a broken edit keeps the last good prompts.
 pub struct PromptStore {
-    dir: PathBuf,
+    /// None for prompts that never change (the built-in ones).
+    dir: Option<PathBuf>,
     current: RwLock<Arc<Prompts>>,
 }
 
 impl PromptStore {
     pub fn open(dir: &Path) -> Result<PromptStore, PromptError> {
-        Ok(PromptStore { dir: dir.to_path_buf(), current: RwLock::new(Arc::new(Prompts::load(dir)?)) })
+        Ok(PromptStore { dir: Some(dir.to_path_buf()), current: RwLock::new(Arc::new(Prompts::load(dir)?)) })
+    }
+
+    /// Prompts that are not reloaded, such as [`Prompts::builtin`].
+    pub fn fixed(prompts: Prompts) -> PromptStore {
+        PromptStore { dir: None, current: RwLock::new(Arc::new(prompts)) }
     }
 
     pub fn current(&self) -> Arc<Prompts> {
@@ -188,7 +194,8 @@ impl PromptStore {
     /// Reloads when the files' content changed; says whether it did. Kubernetes updates a mounted ConfigMap by swapping
     /// a `..data` symlink, so the content is compared, not modification times.
     pub fn reload(&self) -> Result<bool, PromptError> {
-        let fresh = Prompts::load(&self.dir)?;
+        let Some(dir) = &self.dir else { return Ok(false) };
+        let fresh = Prompts::load(dir)?;
         if fresh.fingerprint == self.current().fingerprint {
             return Ok(false);
         }
@@ -204,7 +211,7 @@ impl PromptStore {
                 tokio::time::sleep(every).await;
                 let Some(store) = store.upgrade() else { return };
                 match store.reload() {
-                    Ok(true) => tracing::info!(dir = %store.dir.display(), "prompts reloaded"),
+                    Ok(true) => tracing::info!(dir = ?store.dir, "prompts reloaded"),
                     Ok(false) => {}
                     Err(e) => tracing::error!("keeping the previous prompts: {e}"),
                 }

@@ -69,8 +69,40 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/models", get(models))
+        .route("/namespaces", get(namespaces))
+        .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("web/index.html")) }))
+        .route("/app.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("web/app.js")) }))
+        .route("/style.css", get(|| async { page("text/css; charset=utf-8", include_str!("web/style.css")) }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// An embedded asset of the web chat, under a policy that allows nothing from elsewhere (air-gapped clusters).
+fn page(content_type: &'static str, body: &'static str) -> Response {
+    let csp = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, csp),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The namespaces the bot can read, for the web chat's picker.
+async fn namespaces(State(state): State<Arc<AppState>>) -> Response {
+    let request_id = state.request_id();
+    let api = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(state.client.clone());
+    match tokio::time::timeout(state.limits.call_timeout, api.list(&Default::default())).await {
+        Ok(Ok(list)) => {
+            let names: Vec<String> = list.items.into_iter().filter_map(|n| n.metadata.name).collect();
+            Json(json!({"namespaces": names, "default": state.default_namespace})).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::BAD_GATEWAY, &format!("cannot list namespaces: {e}"), &request_id),
+        Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "the Kubernetes API server did not answer in time", &request_id),
+    }
 }
 
 /// A JSON error every endpoint answers with.

@@ -239,3 +239,19 @@ pub async fn recorded_slowly(content_type: &'static str, body: String, pause: Du
     });
     Recorded { url, requests, task }
 }
+
+/// An HTTP client for tests; reqwest is built without a default TLS provider, so install the one kubechat uses.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// A child process killed when the test ends, however it ends.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

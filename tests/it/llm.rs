@@ -138,7 +138,7 @@ async fn prompts_fit_the_window_by_the_real_tokenizer_and_carry_no_secret() {
     let replay = serve(scenarios(), &[]).await;
     let client = client(&replay).await;
     let prompts = kubechat::prompt::Prompts::builtin();
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let corpus = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/secrets.tsv")).unwrap();
     let secrets: Vec<&str> =
         corpus.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).filter_map(|l| l.split('\t').next()).collect();

@@ -56,7 +56,7 @@ async fn app(pause: Duration) -> App {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diagnose_returns_the_seed_fields_and_the_new_ones() {
     let app = app(Duration::from_millis(1)).await;
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let response =
         http.post(format!("{}/diagnose", app.url)).json(&json!({"namespace": "imagepull"})).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -89,7 +89,7 @@ async fn diagnose_returns_the_seed_fields_and_the_new_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_stream_delivers_tokens_before_the_answer_is_complete() {
     let app = app(Duration::from_millis(400)).await;
-    let response = reqwest::Client::new()
+    let response = crate::common::http_client()
         .post(format!("{}/diagnose", app.url))
         .header("accept", "text/event-stream")
         .json(&json!({"namespace": "imagepull"}))
@@ -125,7 +125,7 @@ async fn the_event_stream_delivers_tokens_before_the_answer_is_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_json_with_a_request_id() {
     let app = app(Duration::from_millis(1)).await;
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let bad = http.post(format!("{}/diagnose", app.url)).body("{not json").send().await.unwrap();
     assert_eq!(bad.status(), 400);
     let bad: Value = bad.json().await.unwrap();
@@ -162,7 +162,7 @@ async fn errors_are_json_with_a_request_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_requests_in_flight_finish() {
     let mut app = app(Duration::from_millis(300)).await;
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let request =
         tokio::spawn(http.post(format!("{}/diagnose", app.url)).json(&json!({"namespace": "imagepull"})).send());
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -172,4 +172,201 @@ async fn shutdown_lets_requests_in_flight_finish() {
     let answer: Value = response.json().await.unwrap();
     assert!(answer["degraded"].is_null(), "{}", answer["degraded"]);
     (&mut app.task).await.unwrap().unwrap();
+}
+
+/// chromedriver from Debian's chromium-driver package, driving Debian's headless chromium, stopped when dropped.
+struct Browser {
+    driver: std::process::Child,
+    url: String,
+    session: String,
+    http: reqwest::Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        // chromedriver leaves its browser behind when it is killed; the profile directory names that browser alone.
+        let _ = std::process::Command::new("pkill")
+            .arg("-f")
+            .arg(format!("user-data-dir={}", self._profile.path().display()))
+            .status();
+    }
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let found = std::process::Command::new("chromedriver").arg("--version").output();
+        assert!(
+            found.is_ok_and(|o| o.status.success()) && std::path::Path::new("/usr/bin/chromium").exists(),
+            "the web test needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver (scripts/test installs them)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = std::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let http = crate::common::http_client();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http.get(format!("{url}/status")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,1600",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([format!("--user-data-dir={}", profile.path().display())])
+        .collect::<Vec<_>>();
+        let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}}}});
+        let session: Value =
+            http.post(format!("{url}/session")).json(&capabilities).send().await.unwrap().json().await.unwrap();
+        let session = session["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no browser session: {session}"))
+            .to_string();
+        Browser { driver, url, session, http, _profile: profile }
+    }
+
+    async fn command(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}/{path}", self.url, self.session);
+        let request = self.http.request(method, url);
+        let request = if body.is_null() { request } else { request.json(&body) };
+        let response = request.send().await.unwrap();
+        response.json::<Value>().await.unwrap()["value"].take()
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        self.command(reqwest::Method::POST, "execute/sync", json!({"script": script, "args": []})).await
+    }
+
+    async fn click(&self, css: &str) {
+        let found =
+            self.command(reqwest::Method::POST, "element", json!({"using": "css selector", "value": css})).await;
+        let id = found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}: {found}"));
+        self.command(reqwest::Method::POST, &format!("element/{id}/click"), json!({})).await;
+    }
+
+    /// Waits until `script` returns something truthy.
+    async fn until(&self, what: &str, script: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let value = self.script(script).await;
+            if !value.is_null() && value != false && value != "" {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_chat_streams_a_diagnosis_with_badges_and_the_context_panel() {
+    let app = app(Duration::from_millis(50)).await;
+    let browser = Browser::start().await;
+    browser.command(reqwest::Method::POST, "url", json!({"url": format!("{}/", app.url)})).await;
+    browser
+        .until("the namespace picker", "return document.querySelector('#namespace option[value=imagepull]') !== null")
+        .await;
+    browser.script("document.querySelector('#namespace').value = 'imagepull'; return true").await;
+    browser.click("#submit").await;
+    let footer =
+        browser.until("the answer's footer", "return document.querySelector('.answer footer').textContent").await;
+    let footer = footer.as_str().unwrap();
+    assert!(
+        footer.starts_with("model recorded · prompt diagnose@") && footer.contains("namespace imagepull"),
+        "{footer}"
+    );
+    let body = browser.script("return document.querySelector('.answer .body').textContent").await;
+    assert!(body.as_str().unwrap().contains("The image tag does not exist."), "{body}");
+    let code = browser.script("return document.querySelector('.answer .body code').textContent").await;
+    assert_eq!(
+        code, "kubectl describe pod -n imagepull checkout-6c9d8e7f1-k2v9d",
+        "Markdown code became a code element"
+    );
+    let badges =
+        browser.script("return Array.from(document.querySelectorAll('.answer .badge')).map(b => b.textContent)").await;
+    assert!(badges.as_array().unwrap().iter().any(|b| b == "read-only"), "{badges}");
+    let context = browser.script("return document.querySelector('.answer .context pre').textContent").await;
+    assert!(context.as_str().unwrap().contains("checkout:2.3.1-rc: not found"), "{context}");
+    browser.click(".answer .context summary").await;
+    let open = browser.script("return document.querySelector('.answer .context').open").await;
+    assert_eq!(open, true);
+    let png = browser.command(reqwest::Method::GET, "screenshot", Value::Null).await;
+    use base64::Engine as _;
+    let png = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("web-chat.png"), &png).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a screenshot is kept in {}", artifacts.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_with_no_cluster_and_no_model() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let no_model = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let demo = crate::common::KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubechat"))
+            .args([
+                "demo",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--llm-url",
+                &format!("http://127.0.0.1:{no_model}"),
+            ])
+            .current_dir(std::env::temp_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let http = crate::common::http_client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(format!("{url}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the demo did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = http.get(format!("{url}/")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("<title>kubechat</title>"));
+    let namespaces: Value = http.get(format!("{url}/namespaces")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(namespaces["default"], "imagepull");
+    assert!(namespaces["namespaces"].as_array().unwrap().len() >= 13);
+    let answer: Value = http
+        .post(format!("{url}/diagnose"))
+        .json(&json!({"namespace": "storage"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(answer["degraded"].as_str().unwrap().starts_with("cannot connect to the model server"), "{answer}");
+    assert_eq!(answer["findings"][0]["reason"], "PVCPending");
+    assert!(answer["answer"].as_str().unwrap().contains("PVCPending persistentvolumeclaim/data-postgres-0"));
+    assert_eq!(answer["prompt"]["name"], "diagnose", "the built-in prompts answer outside a checkout");
+    drop(demo);
+    let stderr = std::fs::read_to_string(log.path()).unwrap();
+    assert!(stderr.contains(&format!("open {url}/")), "{stderr}");
 }

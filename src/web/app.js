@@ -1,0 +1,229 @@
+// kubechat's web chat: no framework, no CDN. Everything from the model or the cluster is inserted as text, never as
+// HTML; the small Markdown subset below builds DOM nodes itself.
+"use strict";
+
+const form = document.getElementById("ask");
+const select = document.getElementById("namespace");
+const input = document.getElementById("question");
+const submit = document.getElementById("submit");
+const answers = document.getElementById("answers");
+const template = document.getElementById("answer-template");
+
+function intent() {
+  return form.querySelector("input[name=intent]:checked").value;
+}
+
+form.querySelectorAll("input[name=intent]").forEach((radio) =>
+  radio.addEventListener("change", () => {
+    submit.textContent = intent() === "ask" ? "Ask" : "Diagnose";
+  }),
+);
+
+async function loadNamespaces() {
+  try {
+    const response = await fetch("namespaces");
+    const body = await response.json();
+    for (const name of body.namespaces || []) {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = name;
+      if (name === body.default) option.selected = true;
+      select.appendChild(option);
+    }
+  } catch (error) {
+    const option = document.createElement("option");
+    option.textContent = "(namespaces unavailable)";
+    select.appendChild(option);
+  }
+}
+
+// Markdown, safely: fenced code, inline code, bold, bullet and numbered lists, paragraphs. Text nodes only.
+function renderMarkdown(target, text) {
+  target.replaceChildren();
+  const lines = text.split("\n");
+  let list = null;
+  let paragraph = null;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    if (line.trim().startsWith("```")) {
+      const code = [];
+      i++;
+      while (i < lines.length && !lines[i].trim().startsWith("```")) code.push(lines[i++]);
+      const pre = document.createElement("pre");
+      const element = document.createElement("code");
+      element.textContent = code.join("\n");
+      pre.appendChild(element);
+      target.appendChild(pre);
+      list = paragraph = null;
+      continue;
+    }
+    const item = line.match(/^\s*(?:[-*]|\d+[.)])\s+(.*)$/);
+    if (item) {
+      if (!list) {
+        list = document.createElement(/^\s*\d/.test(line) ? "ol" : "ul");
+        target.appendChild(list);
+      }
+      const li = document.createElement("li");
+      inline(li, item[1]);
+      list.appendChild(li);
+      paragraph = null;
+      continue;
+    }
+    if (!line.trim()) {
+      list = paragraph = null;
+      continue;
+    }
+    list = null;
+    if (!paragraph) {
+      paragraph = document.createElement("p");
+      target.appendChild(paragraph);
+    } else {
+      paragraph.appendChild(document.createTextNode(" "));
+    }
+    inline(paragraph, line);
+  }
+}
+
+function inline(target, text) {
+  const parts = text.split(/(`[^`]+`|\*\*[^*]+\*\*)/);
+  for (const part of parts) {
+    if (part.startsWith("`") && part.endsWith("`") && part.length > 1) {
+      const code = document.createElement("code");
+      code.textContent = part.slice(1, -1);
+      target.appendChild(code);
+    } else if (part.startsWith("**") && part.endsWith("**") && part.length > 3) {
+      const strong = document.createElement("strong");
+      strong.textContent = part.slice(2, -2);
+      target.appendChild(strong);
+    } else if (part) {
+      target.appendChild(document.createTextNode(part));
+    }
+  }
+}
+
+function showCommands(view, commands) {
+  const section = view.querySelector(".commands");
+  const list = section.querySelector("ul");
+  list.replaceChildren();
+  for (const command of commands || []) {
+    const li = document.createElement("li");
+    const badge = document.createElement("span");
+    badge.className = "badge " + (command.read_only ? "read-only" : "mutating");
+    badge.textContent = command.read_only ? "read-only" : "mutating";
+    const code = document.createElement("code");
+    code.textContent = command.command;
+    const copy = document.createElement("button");
+    copy.type = "button";
+    copy.className = "copy";
+    copy.textContent = "Copy";
+    copy.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(command.command);
+        copy.textContent = "Copied";
+      } catch (error) {
+        copy.textContent = "Select and copy";
+      }
+    });
+    li.append(badge, code, copy);
+    if (command.note) {
+      const warning = document.createElement("div");
+      warning.className = "warning";
+      warning.textContent = "⚠ " + command.note;
+      li.appendChild(warning);
+    }
+    list.appendChild(li);
+  }
+  section.hidden = list.children.length === 0;
+}
+
+function finish(view, answer, started) {
+  renderMarkdown(view.querySelector(".body"), answer.answer || "");
+  showCommands(view, answer.commands);
+  view.querySelector(".context pre").textContent = answer.context || "";
+  const notice = view.querySelector(".notice");
+  if (answer.degraded) {
+    notice.hidden = false;
+    notice.textContent =
+      "No model answered (" + answer.degraded + "), so these are kubechat's own findings. " +
+      "To get answers, start Ollama (ollama serve; ollama pull mistral) or point kubechat at a model with --llm-url.";
+  } else if (answer.truncated) {
+    notice.hidden = false;
+    notice.textContent = "The model's window was full: part of the context or the answer was cut.";
+  }
+  const prompt = answer.prompt ? answer.prompt.name + "@" + answer.prompt.version : "?";
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  view.querySelector("footer").textContent =
+    "model " + answer.model + " · prompt " + prompt + " · namespace " + answer.namespace + " · " + seconds + " s";
+}
+
+function fail(view, message) {
+  const notice = view.querySelector(".notice");
+  notice.hidden = false;
+  notice.textContent = message;
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const question = input.value.trim();
+  if (intent() === "ask" && !question) {
+    input.focus();
+    return;
+  }
+  const view = template.content.firstElementChild.cloneNode(true);
+  view.querySelector(".question").textContent =
+    (intent() === "ask" ? "Ask: " : "Diagnose: ") + (question || "what is wrong in " + select.value + "?");
+  answers.prepend(view);
+  submit.disabled = true;
+  const started = performance.now();
+  let text = "";
+  try {
+    const response = await fetch(intent(), {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "text/event-stream" },
+      body: JSON.stringify({ question, namespace: select.value }),
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      fail(view, (body.error || response.statusText) + (body.request_id ? " (request " + body.request_id + ")" : ""));
+      return;
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event:")) name = line.slice(6).trim();
+          else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+        }
+        const payload = data.join("\n");
+        if (name === "token") {
+          text += payload;
+          renderMarkdown(view.querySelector(".body"), text);
+        } else if (name === "queued") {
+          fail(view, "Waiting for the model: number " + payload + " in line");
+        } else if (name === "answer") {
+          view.querySelector(".notice").hidden = true;
+          finish(view, JSON.parse(payload), started);
+        } else if (name === "error") {
+          const body = JSON.parse(payload);
+          fail(view, body.error + " (request " + body.request_id + ")");
+        }
+      }
+    }
+  } catch (error) {
+    fail(view, "kubechat did not answer: " + error);
+  } finally {
+    submit.disabled = false;
+  }
+});
+
+loadNamespaces();
