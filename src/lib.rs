@@ -7,6 +7,7 @@
 pub mod answer;
 pub mod cluster;
 pub mod commands;
+pub mod config;
 pub mod context;
 pub mod dump;
 pub mod findings;

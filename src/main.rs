@@ -85,23 +85,9 @@ struct DiagnoseArgs {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Address to listen on
-    #[arg(long, env = "KUBECHAT_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Namespace for requests that name none [default: the kubeconfig's namespace; for a dump with one namespace, that one]
-    #[arg(short, long)]
-    namespace: Option<String>,
-    /// Serve a dump (file or directory) instead of a live cluster, through an in-process replay server
-    #[arg(long, value_name = "PATH")]
-    dump: Option<PathBuf>,
-    /// Kubeconfig to use [default: in-cluster config, then $KUBECONFIG, then ~/.kube/config]
-    #[arg(long, value_name = "FILE", conflicts_with = "dump")]
-    kubeconfig: Option<PathBuf>,
-    /// Seconds to wait for each Kubernetes API call
-    #[arg(long, default_value_t = 10)]
-    timeout: u64,
-    #[command(flatten)]
-    llm: LlmArgs,
+    /// The configuration file (YAML); KUBECHAT_* variables override it. Every setting: docs/configuration.md
+    #[arg(long, env = "KUBECHAT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -122,7 +108,7 @@ struct LlmArgs {
     #[arg(long, env = "KUBECHAT_LLM_API", value_enum, default_value = "ollama")]
     llm_api: Api,
     /// The model to ask
-    #[arg(long, env = "KUBECHAT_MODEL", default_value = "mistral")]
+    #[arg(long, env = "KUBECHAT_LLM_MODEL", default_value = "mistral")]
     model: String,
     /// The model's context window in tokens; the prompt, the context and the answer must fit
     #[arg(long, default_value_t = 8192)]
@@ -282,22 +268,20 @@ async fn connect(
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let prompt_dir = match &args.llm.prompts {
-        Some(dir) => dir.clone(),
-        None => PathBuf::from("prompts"),
-    };
+    let config = kubechat::config::load(args.config.as_deref(), std::env::vars())?.validate()?;
     let prompts = Arc::new(
-        PromptStore::open(&prompt_dir)
-            .with_context(|| format!("cannot load the prompts from {} (set --prompts DIR)", prompt_dir.display()))?,
+        PromptStore::open(&config.prompts)
+            .with_context(|| format!("cannot load the prompts from {} (setting prompts)", config.prompts.display()))?,
     );
-    let _watch = prompts.watch(Duration::from_secs(5));
-    let llm = Llm::new(args.llm.config())?;
-    let (client, default_namespace, _server) = connect(args.dump.as_deref(), args.kubeconfig.as_deref(), &[]).await?;
-    let limits = Limits { call_timeout: Duration::from_secs(args.timeout), ..Limits::default() };
-    let state = AppState::new(client, prompts, llm, limits, args.namespace.unwrap_or(default_namespace));
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let _watch = prompts.watch(config.prompts_reload);
+    let llm = Llm::new(config.llm.clone())?;
+    let (client, default_namespace, _server) =
+        connect(config.dump.as_deref(), config.kubeconfig.as_deref(), &[]).await?;
+    let namespace = config.namespace.clone().unwrap_or(default_namespace);
+    let state = AppState::new(client, prompts, llm, config.limits.clone(), namespace);
+    let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     eprintln!("kubechat serving on http://{}", listener.local_addr()?);
     kubechat::server::serve(listener, state, shutdown_signal()).await.context("the HTTP server failed")
 }

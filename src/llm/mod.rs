@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 /// Which wire format the model server speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Api {
     Ollama,

@@ -370,3 +370,54 @@ async fn the_demo_runs_with_no_cluster_and_no_model() {
     let stderr = std::fs::read_to_string(log.path()).unwrap();
     assert!(stderr.contains(&format!("open {url}/")), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_takes_a_config_file_and_environment_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kubechat.yaml");
+    let no_model = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:1\nnamespace: oom\ndump: {}\nprompts: {}\nllm:\n  url: http://127.0.0.1:{no_model}\n  model: mistral\n",
+            crate::common::SCENARIOS,
+            concat!(env!("CARGO_MANIFEST_DIR"), "/prompts")
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _serve = crate::common::KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubechat"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("KUBECHAT_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let http = crate::common::http_client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ready: Value = loop {
+        if let Ok(response) = http.get(format!("{url}/readyz")).send().await {
+            break response.json().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "serve did not listen on the address KUBECHAT_LISTEN gave");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ready["status"], "ready");
+    let answer: Value =
+        http.post(format!("{url}/diagnose")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["namespace"], "oom", "the configured namespace is the default");
+    assert_eq!(answer["findings"][0]["reason"], "OOMKilled");
+    assert!(answer["degraded"].is_string());
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubechat"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("KUBECHAT_LLM_NUM_CTX", "512")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("setting llm.num_ctx: 512 leaves too little room"), "{stderr}");
+}

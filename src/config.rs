@@ -1,0 +1,338 @@
+//! `kubechat serve`'s configuration: one YAML file plus `KUBECHAT_*` environment overrides, validated at start-up.
+//!
+//! Two steps: [`load`] reads the file over the defaults and applies the environment (every setting `a.b` can be set by
+//! `KUBECHAT_A_B`), refusing unknown keys; [`RawConfig::validate`] checks what the values mean and names the setting at
+//! fault. Every setting is documented in `docs/configuration.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cluster::Limits;
+use crate::llm::{Api, LlmConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot parse the configuration file {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("setting {setting}: {problem}")]
+    Invalid { setting: String, problem: String },
+}
+
+fn invalid(setting: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { setting: setting.to_string(), problem: problem.into() }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub listen: String,
+    pub namespace: Option<String>,
+    pub kubeconfig: Option<PathBuf>,
+    pub dump: Option<PathBuf>,
+    pub api_timeout_seconds: u64,
+    pub prompts: PathBuf,
+    pub prompts_reload_seconds: u64,
+    pub llm: RawLlm,
+    pub reader: RawReader,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLlm {
+    pub url: String,
+    pub api: Api,
+    pub model: String,
+    pub num_ctx: usize,
+    pub answer_tokens: usize,
+    pub temperature: f32,
+    pub keep_alive: String,
+    pub fold_system: bool,
+    pub concurrency: usize,
+    pub connect_timeout_seconds: u64,
+    pub first_token_timeout_seconds: u64,
+    pub timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReader {
+    pub log_pods: usize,
+    pub tail_lines: i64,
+    pub limit_bytes: i64,
+}
+
+impl Default for RawConfig {
+    fn default() -> RawConfig {
+        RawConfig {
+            listen: "0.0.0.0:8080".into(),
+            namespace: None,
+            kubeconfig: None,
+            dump: None,
+            api_timeout_seconds: 10,
+            prompts: "/etc/kubechat/prompts".into(),
+            prompts_reload_seconds: 5,
+            llm: RawLlm::default(),
+            reader: RawReader::default(),
+        }
+    }
+}
+
+impl Default for RawLlm {
+    fn default() -> RawLlm {
+        let d = LlmConfig::default();
+        RawLlm {
+            url: d.url,
+            api: d.api,
+            model: d.model,
+            num_ctx: d.num_ctx,
+            answer_tokens: d.answer_tokens,
+            temperature: d.temperature,
+            keep_alive: d.keep_alive,
+            fold_system: d.fold_system,
+            concurrency: d.concurrency,
+            connect_timeout_seconds: d.connect_timeout.as_secs(),
+            first_token_timeout_seconds: d.first_token_timeout.as_secs(),
+            timeout_seconds: d.total_timeout.as_secs(),
+        }
+    }
+}
+
+impl Default for RawReader {
+    fn default() -> RawReader {
+        let d = Limits::default();
+        RawReader { log_pods: d.log_pods, tail_lines: d.tail_lines, limit_bytes: d.limit_bytes }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub namespace: Option<String>,
+    pub kubeconfig: Option<PathBuf>,
+    pub dump: Option<PathBuf>,
+    pub prompts: PathBuf,
+    pub prompts_reload: Duration,
+    pub llm: LlmConfig,
+    pub limits: Limits,
+}
+
+/// Reads `file` (when given) over the defaults, then applies the `KUBECHAT_*` variables of `env`.
+pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<RawConfig, ConfigError> {
+    let mut value = serde_json::to_value(RawConfig::default()).expect("the defaults serialize");
+    if let Some(path) = file {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let parse = |message: String| ConfigError::Parse { path: path.to_path_buf(), message };
+        let from_file: Value = serde_saphyr::from_str(&text).map_err(|e| parse(e.to_string()))?;
+        merge(&mut value, from_file, "").map_err(parse)?;
+    }
+    let settings = leaves(&serde_json::to_value(RawConfig::default()).expect("the defaults serialize"), "");
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("KUBECHAT_") else { continue };
+        let Some(setting) = settings.iter().find(|s| env_name(s) == rest) else { continue };
+        let parsed: Value = serde_saphyr::from_str(&raw).unwrap_or(Value::String(raw.clone()));
+        let parsed = if parsed.is_null() && !raw.trim().is_empty() { Value::String(raw) } else { parsed };
+        set(&mut value, setting, parsed);
+    }
+    serde_json::from_value(value).map_err(|e| invalid("(configuration)", e.to_string()))
+}
+
+/// `llm.num_ctx` → `LLM_NUM_CTX`.
+pub fn env_name(setting: &str) -> String {
+    setting.replace('.', "_").to_uppercase()
+}
+
+/// Every setting's dotted name.
+pub fn leaves(value: &Value, prefix: &str) -> Vec<String> {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .flat_map(|(k, v)| {
+                let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                if v.is_object() { leaves(v, &name) } else { vec![name] }
+            })
+            .collect(),
+        _ => vec![prefix.to_string()],
+    }
+}
+
+fn merge(into: &mut Value, from: Value, prefix: &str) -> Result<(), String> {
+    match from {
+        Value::Null => Ok(()),
+        Value::Object(map) => {
+            for (key, v) in map {
+                let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                let Some(slot) = into.get_mut(&key) else {
+                    return Err(format!("unknown setting {name}; see docs/configuration.md"));
+                };
+                if slot.is_object() {
+                    merge(slot, v, &name)?;
+                } else {
+                    *slot = v;
+                }
+            }
+            Ok(())
+        }
+        other => Err(format!("expected a mapping of settings, found {other}")),
+    }
+}
+
+fn set(value: &mut Value, setting: &str, new: Value) {
+    let mut slot = value;
+    for part in setting.split('.') {
+        slot = &mut slot[part];
+    }
+    *slot = new;
+}
+
+impl RawConfig {
+    /// Checks the values, naming the setting at fault.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let listen = self
+            .listen
+            .parse()
+            .map_err(|e| invalid("listen", format!("{:?} is not an address like 0.0.0.0:8080: {e}", self.listen)))?;
+        let url = reqwest::Url::parse(&self.llm.url)
+            .map_err(|e| invalid("llm.url", format!("{:?} is not a URL: {e}", self.llm.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("llm.url", format!("{:?} must start with http:// or https://", self.llm.url)));
+        }
+        if self.llm.model.trim().is_empty() {
+            return Err(invalid("llm.model", "is empty"));
+        }
+        if self.llm.num_ctx < self.llm.answer_tokens + 1024 {
+            return Err(invalid(
+                "llm.num_ctx",
+                format!(
+                    "{} leaves too little room beside llm.answer_tokens ({}): the prompt and the context need at least 1024 tokens",
+                    self.llm.num_ctx, self.llm.answer_tokens
+                ),
+            ));
+        }
+        if !(0.0..=2.0).contains(&self.llm.temperature) {
+            return Err(invalid("llm.temperature", format!("{} is outside 0 to 2", self.llm.temperature)));
+        }
+        for (setting, value) in [
+            ("llm.concurrency", self.llm.concurrency as u64),
+            ("llm.connect_timeout_seconds", self.llm.connect_timeout_seconds),
+            ("llm.first_token_timeout_seconds", self.llm.first_token_timeout_seconds),
+            ("llm.timeout_seconds", self.llm.timeout_seconds),
+            ("api_timeout_seconds", self.api_timeout_seconds),
+            ("prompts_reload_seconds", self.prompts_reload_seconds),
+            ("reader.log_pods", self.reader.log_pods as u64),
+            ("reader.tail_lines", self.reader.tail_lines.max(0) as u64),
+            ("reader.limit_bytes", self.reader.limit_bytes.max(0) as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(setting, "must be more than 0"));
+            }
+        }
+        if self.dump.is_some() && self.kubeconfig.is_some() {
+            return Err(invalid("dump", "set dump or kubeconfig, not both"));
+        }
+        if let Some(ns) = &self.namespace
+            && (ns.is_empty() || !ns.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+        {
+            return Err(invalid("namespace", format!("{ns:?} is not a namespace name")));
+        }
+        let llm = LlmConfig {
+            url: self.llm.url,
+            api: self.llm.api,
+            model: self.llm.model,
+            num_ctx: self.llm.num_ctx,
+            answer_tokens: self.llm.answer_tokens,
+            temperature: self.llm.temperature,
+            keep_alive: self.llm.keep_alive,
+            fold_system: self.llm.fold_system,
+            connect_timeout: Duration::from_secs(self.llm.connect_timeout_seconds),
+            first_token_timeout: Duration::from_secs(self.llm.first_token_timeout_seconds),
+            total_timeout: Duration::from_secs(self.llm.timeout_seconds),
+            concurrency: self.llm.concurrency,
+        };
+        let limits = Limits {
+            call_timeout: Duration::from_secs(self.api_timeout_seconds),
+            log_pods: self.reader.log_pods,
+            tail_lines: self.reader.tail_lines,
+            limit_bytes: self.reader.limit_bytes,
+            ..Limits::default()
+        };
+        Ok(Config {
+            listen,
+            namespace: self.namespace,
+            kubeconfig: self.kubeconfig,
+            dump: self.dump,
+            prompts: self.prompts,
+            prompts_reload: Duration::from_secs(self.prompts_reload_seconds),
+            llm,
+            limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn the_file_then_the_environment_override_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kubechat.yaml");
+        std::fs::write(&file, "listen: 127.0.0.1:9000\nllm:\n  model: mistral:7b-instruct\n  num_ctx: 16384\n")
+            .unwrap();
+        let raw = load(
+            Some(&file),
+            env(&[("KUBECHAT_LLM_NUM_CTX", "4096"), ("KUBECHAT_LLM_API", "openai"), ("HOME", "/root")]),
+        )
+        .unwrap();
+        let config = raw.validate().unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(config.llm.model, "mistral:7b-instruct");
+        assert_eq!(config.llm.num_ctx, 4096, "the environment wins over the file");
+        assert_eq!(config.llm.api, Api::Openai);
+        assert_eq!(config.limits.log_pods, 10, "defaults fill the rest");
+    }
+
+    #[test]
+    fn mistakes_name_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kubechat.yaml");
+        std::fs::write(&file, "llm:\n  modle: x\n").unwrap();
+        let err = load(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("unknown setting llm.modle"), "{err}");
+        for (pairs, expected) in [
+            (&[("KUBECHAT_LISTEN", "everywhere")][..], "setting listen:"),
+            (&[("KUBECHAT_LLM_URL", "ftp://x")][..], "setting llm.url:"),
+            (&[("KUBECHAT_LLM_NUM_CTX", "1024")][..], "setting llm.num_ctx:"),
+            (&[("KUBECHAT_LLM_CONCURRENCY", "0")][..], "setting llm.concurrency: must be more than 0"),
+            (&[("KUBECHAT_NAMESPACE", "Shop")][..], "setting namespace:"),
+        ] {
+            let err = load(None, env(pairs)).unwrap().validate().unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{pairs:?}: {err}");
+        }
+        let err = load(None, env(&[("KUBECHAT_LLM_API", "bard")])).unwrap_err().to_string();
+        assert!(err.contains("bard"), "{err}");
+    }
+
+    #[test]
+    fn every_setting_is_documented() {
+        let docs = include_str!("../docs/configuration.md");
+        for setting in leaves(&serde_json::to_value(RawConfig::default()).unwrap(), "") {
+            assert!(docs.contains(&format!("`{setting}`")), "docs/configuration.md lacks {setting}");
+            assert!(
+                docs.contains(&format!("`KUBECHAT_{}`", env_name(&setting))),
+                "docs/configuration.md lacks the variable of {setting}"
+            );
+        }
+    }
+}
