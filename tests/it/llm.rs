@@ -380,3 +380,15 @@ async fn requests_beyond_the_limit_wait_in_a_visible_line() {
     assert_eq!(positions, [1, 2], "one request runs, two wait: first and second in line");
     assert_eq!(llm.queue_len(), 0);
 }
+
+#[tokio::test]
+async fn the_models_on_offer_are_listed() {
+    let tags = r#"{"models":[{"name":"mistral:latest","model":"mistral:latest","size":4113301824},{"name":"llama3.2:3b","model":"llama3.2:3b","size":2019393189}]}"#;
+    let server = recorded("application/json", tags.to_string()).await;
+    let llm = Llm::new(config(&server.url, Api::Ollama)).unwrap();
+    assert_eq!(llm.models().await.unwrap(), ["mistral:latest", "llama3.2:3b"]);
+    let openai = r#"{"object":"list","data":[{"id":"smollm2","object":"model","owned_by":"me"}]}"#;
+    let server = recorded("application/json", openai.to_string()).await;
+    let llm = Llm::new(config(&server.url, Api::Openai)).unwrap();
+    assert_eq!(llm.models().await.unwrap(), ["smollm2"]);
+}
