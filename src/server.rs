@@ -213,7 +213,7 @@ async fn respond(
     tokio::spawn(async move {
         let token_tx = tx.clone();
         let queue_tx = tx.clone();
-        let result = answer::answer(
+        let answering = answer::answer(
             &facts,
             &question,
             &prompts,
@@ -224,8 +224,15 @@ async fn respond(
             move |position| {
                 let _ = queue_tx.send(Event::default().event("queued").data(position.to_string()));
             },
-        )
-        .await;
+        );
+        // A client that goes away stops its answer, so the model's slot frees up for the next in line.
+        let result = tokio::select! {
+            result = answering => result,
+            () = tx.closed() => {
+                tracing::info!(request_id = %task_id, "the client left; answer abandoned");
+                return;
+            }
+        };
         let event = match result {
             Ok(answer) => {
                 Event::default().event("answer").json_data(&answer).unwrap_or_else(|_| Event::default().event("error"))

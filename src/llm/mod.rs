@@ -183,6 +183,8 @@ impl Llm {
         on_queued: impl FnOnce(usize) + Send,
     ) -> Result<Completion, LlmError> {
         let position = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        // Leaves the line however the wait ends, a caller that gives up (a closed connection) included.
+        let in_line = InLine(&self.waiting);
         let permit = match self.slots.try_acquire() {
             Ok(permit) => permit,
             Err(_) => {
@@ -190,7 +192,7 @@ impl Llm {
                 self.slots.acquire().await.expect("the semaphore is never closed")
             }
         };
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        drop(in_line);
         let config = &self.config;
         let deadline = tokio::time::Instant::now() + config.total_timeout;
         let mut attempt = 0;
@@ -247,6 +249,15 @@ impl Llm {
                 Some(Ok(Chunk::Done { usage, finish })) => return Ok(Completion { text, usage, finish }),
             }
         }
+    }
+}
+
+/// A place in the line for the model, given up when dropped.
+struct InLine<'a>(&'a AtomicUsize);
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -11,7 +11,7 @@ use kubechat::answer::{self, Question};
 use kubechat::llm::{Api, Chunk, Llm, LlmConfig, LlmError};
 use serde_json::Value;
 
-use crate::common::{SCENARIOS, client, kubechat, recorded, scenarios, serve};
+use crate::common::{SCENARIOS, client, kubechat, recorded, recorded_slowly, scenarios, serve};
 
 /// The llama.cpp server, stopped when dropped.
 struct LlamaServer {
@@ -379,6 +379,20 @@ async fn requests_beyond_the_limit_wait_in_a_visible_line() {
     positions.sort();
     assert_eq!(positions, [1, 2], "one request runs, two wait: first and second in line");
     assert_eq!(llm.queue_len(), 0);
+
+    // A caller that gives up while waiting leaves the line.
+    let slow = recorded_slowly("application/x-ndjson", ollama_fixture("stream"), Duration::from_millis(200)).await;
+    let llm = Llm::new(LlmConfig { concurrency: 1, ..config(&slow.url, Api::Ollama) }).unwrap();
+    let busy = {
+        let llm = llm.clone();
+        tokio::spawn(async move { llm.chat(&llm.messages("s", "u"), |_| {}, |_| {}).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let messages = llm.messages("s", "u");
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), llm.chat(&messages, |_| {}, |_| {})).await;
+    assert!(gave_up.is_err(), "the second caller was still waiting");
+    assert_eq!(llm.queue_len(), 0);
+    busy.await.unwrap().unwrap();
 }
 
 #[tokio::test]

@@ -31,12 +31,21 @@ struct App {
 }
 
 async fn app(pause: Duration) -> App {
+    app_with(pause, 2).await
+}
+
+async fn app_with(pause: Duration, concurrency: usize) -> App {
     let model = recorded_slowly("text/event-stream", answer_stream(), pause).await;
     let replay = serve(scenarios(), &[]).await;
     let prompts =
         Arc::new(PromptStore::open(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts"))).unwrap());
-    let config =
-        LlmConfig { url: model.url.clone(), api: Api::Openai, model: "recorded".into(), ..LlmConfig::default() };
+    let config = LlmConfig {
+        url: model.url.clone(),
+        api: Api::Openai,
+        model: "recorded".into(),
+        concurrency,
+        ..LlmConfig::default()
+    };
     let state = AppState::new(
         client(&replay).await,
         prompts,
@@ -420,4 +429,37 @@ async fn serve_takes_a_config_file_and_environment_overrides() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("setting llm.num_ctx: 512 leaves too little room"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_frees_the_model_for_the_next() {
+    // One slot; each answer takes about 2.5 s (400 ms between the recorded stream's lines).
+    let app = app_with(Duration::from_millis(400), 1).await;
+    let http = crate::common::http_client();
+    let response = http
+        .post(format!("{}/diagnose", app.url))
+        .header("accept", "text/event-stream")
+        .json(&json!({"namespace": "imagepull"}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("event: token") {
+        seen.push_str(&String::from_utf8_lossy(&body.next().await.unwrap().unwrap()));
+    }
+    drop(body);
+    let started = Instant::now();
+    let answer: Value = http
+        .post(format!("{}/diagnose", app.url))
+        .json(&json!({"namespace": "imagepull"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(answer["degraded"].is_null());
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_millis(4000), "the abandoned answer kept the slot: {waited:?}");
 }
