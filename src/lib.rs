@@ -18,6 +18,7 @@ pub mod replay;
 pub mod report;
 pub mod resources;
 pub mod server;
+pub mod slack;
 pub mod tokens;
 
 /// An error with its causes, `outer: inner: innermost`, for messages that must say what really failed.

@@ -1,0 +1,134 @@
+//! What a Slack message asks for: `/diagnose [namespace] [question]`, `/ask question`, a mention starting with
+//! `diagnose` or `ask`, or `help`; the namespace from `-n ns`, `ns/pod` or a leading namespace word.
+
+use crate::answer::Intent;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Help,
+    Question { intent: Intent, namespace: Option<String>, object: Option<String>, question: String },
+}
+
+/// Kinds an `x/y` word can name, so `deployment/web` is an object and `payments/web-1` a namespace and a pod.
+const KINDS: &[&str] = &[
+    "pod",
+    "pods",
+    "po",
+    "deployment",
+    "deployments",
+    "deploy",
+    "statefulset",
+    "sts",
+    "daemonset",
+    "ds",
+    "job",
+    "jobs",
+    "cronjob",
+    "cj",
+    "service",
+    "svc",
+];
+
+fn is_name(word: &str) -> bool {
+    !word.is_empty()
+        && word.len() <= 63
+        && word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Routes a slash command (`command` is `/diagnose` or `/ask`, or the configured names) or, with `command` None, a
+/// mention's text with the mention removed.
+pub fn route(command: Option<&str>, text: &str) -> Route {
+    let mut words: Vec<&str> = text.split_whitespace().collect();
+    let intent = match command.map(|c| c.trim_start_matches('/')) {
+        Some(c) if c.ends_with("ask") => Intent::Ask,
+        Some(_) => Intent::Diagnose,
+        None => match words.first().map(|w| w.to_lowercase()) {
+            Some(w) if w == "ask" => {
+                words.remove(0);
+                Intent::Ask
+            }
+            Some(w) if w == "diagnose" => {
+                words.remove(0);
+                Intent::Diagnose
+            }
+            _ => Intent::Ask,
+        },
+    };
+    let asked_for_help = words.len() == 1 && words[0].eq_ignore_ascii_case("help");
+    // A bare mention, or `/ask` with no question, gets the help text too.
+    let nothing_asked = words.is_empty() && intent == Intent::Ask;
+    if asked_for_help || nothing_asked {
+        return Route::Help;
+    }
+    let mut namespace = None;
+    let mut object = None;
+    let mut rest = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let word = words[i];
+        if (word == "-n" || word == "--namespace") && i + 1 < words.len() {
+            namespace = Some(words[i + 1].to_string());
+            i += 2;
+            continue;
+        }
+        if let Some(ns) = word.strip_prefix("--namespace=") {
+            namespace = Some(ns.to_string());
+        } else if let Some((left, right)) = word.split_once('/').filter(|(l, r)| is_name(l) && is_name(r)) {
+            if KINDS.contains(&left) {
+                object = Some(format!("{left}/{right}"));
+            } else {
+                namespace.get_or_insert_with(|| left.to_string());
+                object = Some(format!("pod/{right}"));
+            }
+        } else {
+            rest.push(word);
+        }
+        i += 1;
+    }
+    // `/diagnose payments why…`: a leading namespace-shaped word, when no namespace was given otherwise.
+    if intent == Intent::Diagnose && namespace.is_none() && rest.first().is_some_and(|w| is_name(w)) {
+        namespace = Some(rest.remove(0).to_string());
+    }
+    Route::Question { intent, namespace, object, question: rest.join(" ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn question(intent: Intent, namespace: Option<&str>, object: Option<&str>, question: &str) -> Route {
+        Route::Question {
+            intent,
+            namespace: namespace.map(str::to_string),
+            object: object.map(str::to_string),
+            question: question.into(),
+        }
+    }
+
+    #[test]
+    fn commands_and_mentions_are_routed() {
+        assert_eq!(route(Some("/diagnose"), "payments"), question(Intent::Diagnose, Some("payments"), None, ""));
+        assert_eq!(
+            route(Some("/diagnose"), "payments why is checkout slow?"),
+            question(Intent::Diagnose, Some("payments"), None, "why is checkout slow?")
+        );
+        assert_eq!(
+            route(Some("/ask"), "why is checkout failing? -n shop"),
+            question(Intent::Ask, Some("shop"), None, "why is checkout failing?")
+        );
+        assert_eq!(
+            route(None, "diagnose payments/payments-api-7b8d"),
+            question(Intent::Diagnose, Some("payments"), Some("pod/payments-api-7b8d"), "")
+        );
+        assert_eq!(
+            route(None, "ask what about deployment/web -n shop"),
+            question(Intent::Ask, Some("shop"), Some("deployment/web"), "what about")
+        );
+        assert_eq!(
+            route(None, "why is checkout failing?"),
+            question(Intent::Ask, None, None, "why is checkout failing?")
+        );
+        assert_eq!(route(None, "help"), Route::Help);
+        assert_eq!(route(Some("/ask"), "  "), Route::Help);
+    }
+}
