@@ -107,7 +107,11 @@ async fn namespaces(State(state): State<Arc<AppState>>) -> Response {
 
 /// A JSON error every endpoint answers with.
 fn error(code: StatusCode, message: &str, request_id: &str) -> Response {
-    let mut response = (code, Json(json!({"error": message, "request_id": request_id}))).into_response();
+    with_request_id((code, Json(json!({"error": message, "request_id": request_id}))).into_response(), request_id)
+}
+
+/// Marks a response with the request id its logs carry.
+fn with_request_id(mut response: Response, request_id: &str) -> Response {
     if let Ok(value) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -197,13 +201,7 @@ async fn respond(
     if !streaming {
         let result = answer::answer(&facts, &question, &prompts, &state.llm, |_| {}, |_| {}).await;
         return match result {
-            Ok(answer) => {
-                let mut response = Json(answer).into_response();
-                if let Ok(value) = HeaderValue::from_str(&request_id) {
-                    response.headers_mut().insert("x-request-id", value);
-                }
-                response
-            }
+            Ok(answer) => with_request_id(Json(answer).into_response(), &request_id),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), &request_id),
         };
     }
@@ -246,11 +244,7 @@ async fn respond(
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|event| (Ok::<_, std::convert::Infallible>(event), rx))
     });
-    let mut response = Sse::new(stream).keep_alive(KeepAlive::default()).into_response();
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", value);
-    }
-    response
+    with_request_id(Sse::new(stream).keep_alive(KeepAlive::default()).into_response(), &request_id)
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
