@@ -95,14 +95,6 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting requests and waits for the server task to end.
-    pub async fn stop(mut self) -> std::io::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        (&mut self.task).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
-    }
-
     /// Runs until the server fails; for the `replay` command.
     pub async fn wait(mut self) -> std::io::Result<()> {
         (&mut self.task).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
