@@ -103,12 +103,10 @@ pub fn prepare(
     if budget < MIN_CONTEXT_TOKENS {
         return Err(BudgetError::TooSmall { num_ctx, overhead, answer: answer_tokens });
     }
-    let context = crate::context::render(facts, &findings, budget);
-    vars.insert("context", context.text.clone());
+    let diagnosis = crate::report::assemble(facts, findings, budget);
+    vars.insert("context", diagnosis.context.clone());
     let rendered = prompt.render(&vars);
     let prompt_tokens = size(&rendered);
-    let diagnosis =
-        Diagnosis { namespace: facts.namespace.clone(), findings, context: context.text, gaps: facts.gaps.clone() };
     Ok(Prepared { diagnosis, rendered, prompt: prompt.version.clone(), prompt_tokens, context_budget: budget })
 }
 

@@ -20,7 +20,11 @@ pub struct Diagnosis {
 
 /// Findings and the context block, cut to `budget` tokens; pure.
 pub fn diagnose(facts: &Facts, budget: usize) -> Diagnosis {
-    let findings = findings::analyze(facts);
+    assemble(facts, findings::analyze(facts), budget)
+}
+
+/// The diagnosis of findings already made: the context block within `budget` tokens around them; pure.
+pub fn assemble(facts: &Facts, findings: Vec<Finding>, budget: usize) -> Diagnosis {
     let context = crate::context::render(facts, &findings, budget).text;
     Diagnosis { namespace: facts.namespace.clone(), findings, context, gaps: facts.gaps.clone() }
 }

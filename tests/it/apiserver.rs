@@ -15,6 +15,8 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use crate::common::findings;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const BOT: &str = "system:serviceaccount:kubechat:kubechat";
 
@@ -513,21 +515,6 @@ fn kubechat(args: &[&str]) -> (Value, String) {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "kubechat {args:?} failed: {stderr}");
     (serde_json::from_slice(&out.stdout).expect("JSON output"), stderr)
-}
-
-fn findings(diagnosis: &Value) -> Vec<(String, String, String)> {
-    diagnosis["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["reason"].as_str().unwrap().into(),
-                f["object"]["kind"].as_str().unwrap().into(),
-                f["object"]["name"].as_str().unwrap().into(),
-            )
-        })
-        .collect()
 }
 
 fn apply_manifests(cluster: &Cluster, extra: &[&str]) {

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::common::{SCENARIOS, kubechat};
+use crate::common::{SCENARIOS, findings, kubechat};
 
 fn diagnose(namespace: &str, extra: &[&str]) -> Value {
     let mut args = vec!["diagnose", "--dump", SCENARIOS, "-n", namespace, "--no-llm", "--output", "json"];
@@ -10,18 +10,6 @@ fn diagnose(namespace: &str, extra: &[&str]) -> Value {
     let out = kubechat(&args);
     assert!(out.status.success(), "diagnose -n {namespace} failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
-fn findings(diagnosis: &Value) -> Vec<(String, String, String)> {
-    diagnosis["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let s = |v: &Value| v.as_str().unwrap().to_string();
-            (s(&f["reason"]), s(&f["object"]["kind"]), s(&f["object"]["name"]))
-        })
-        .collect()
 }
 
 /// Each scenario: the findings expected in order (root cause first), and the decisive line the context must quote.

@@ -255,3 +255,10 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// (reason, kind, name) of each finding of a diagnosis or answer, in order.
+pub fn findings(diagnosis: &Value) -> Vec<(String, String, String)> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let list = diagnosis["findings"].as_array().expect("a findings list");
+    list.iter().map(|f| (text(&f["reason"]), text(&f["object"]["kind"]), text(&f["object"]["name"]))).collect()
+}
