@@ -21,6 +21,8 @@ use crate::tokens;
 const TEMPLATE_TOKENS_PER_MESSAGE: usize = 16;
 /// The least context worth sending; a smaller budget is a configuration mistake.
 const MIN_CONTEXT_TOKENS: usize = 256;
+/// The share of the window a conversation's earlier turns may take: one part in this many.
+const HISTORY_SHARE: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -45,6 +47,15 @@ pub struct Question {
     pub text: String,
     /// `deployment/checkout` when the question is narrowed to one object.
     pub object: Option<String>,
+    /// Earlier questions and answers of the same conversation (a chat thread), oldest first.
+    pub history: Vec<Turn>,
+}
+
+/// One earlier exchange of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub question: String,
+    pub answer: String,
 }
 
 impl Question {
@@ -54,6 +65,7 @@ impl Question {
             intent: Intent::Diagnose,
             text: format!("What is wrong in namespace {namespace}, what is the root cause, and how do I fix it?"),
             object: None,
+            history: Vec::new(),
         }
     }
 }
@@ -96,6 +108,7 @@ pub fn prepare(
         ("findings", findings_line(&findings)),
         ("date", now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
         ("context", String::new()),
+        ("history", history_text(&question.history, num_ctx / HISTORY_SHARE)),
     ]);
     let empty = prompt.render(&vars);
     let overhead = size(&empty);
@@ -108,6 +121,34 @@ pub fn prepare(
     let rendered = prompt.render(&vars);
     let prompt_tokens = size(&rendered);
     Ok(Prepared { diagnosis, rendered, prompt: prompt.version.clone(), prompt_tokens, context_budget: budget })
+}
+
+/// The conversation so far, newest turns kept when they do not all fit in `max_tokens`; empty without one.
+fn history_text(turns: &[Turn], max_tokens: usize) -> String {
+    const HEADING: &str = "Earlier in this conversation, oldest first (the cluster may have changed since):";
+    let mut kept = Vec::new();
+    let mut used = tokens::estimate(HEADING);
+    for turn in turns.iter().rev() {
+        let text = format!("Q: {}\nA: {}", turn.question.trim(), turn.answer.trim());
+        let cost = tokens::estimate(&text);
+        if used + cost > max_tokens {
+            break;
+        }
+        used += cost;
+        kept.push(text);
+    }
+    if kept.is_empty() {
+        return String::new();
+    }
+    let dropped = turns.len() - kept.len();
+    let mut out = format!("\n{HEADING}\n");
+    if dropped > 0 {
+        let _ = writeln!(out, "[… {dropped} earlier turns left out …]");
+    }
+    for text in kept.iter().rev() {
+        let _ = writeln!(out, "{text}\n");
+    }
+    out
 }
 
 /// The estimated tokens of a filled prompt, with the chat template's own.
@@ -263,4 +304,27 @@ pub fn without_model(
     let prepared = prepare(facts, question, prompt, config.num_ctx, config.answer_tokens, jiff::Timestamp::now())?;
     let commands = commands::suggested(&prepared.diagnosis.findings, "", facts);
     Ok((prepared.diagnosis, commands, prepared.prompt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(n: usize) -> Turn {
+        Turn { question: format!("question {n}"), answer: format!("answer {n} {}", "word ".repeat(40)) }
+    }
+
+    #[test]
+    fn history_keeps_the_newest_turns_that_fit() {
+        assert_eq!(history_text(&[], 1000), "");
+        let turns: Vec<Turn> = (1..=10).map(turn).collect();
+        let all = history_text(&turns, 100_000);
+        assert!(all.contains("Q: question 1\nA: answer 1") && all.contains("Q: question 10\n"), "{all}");
+        assert!(all.find("question 1\n").unwrap() < all.find("question 10\n").unwrap(), "oldest first");
+        let some = history_text(&turns, 250);
+        assert!(tokens::estimate(&some) <= 260, "{some}");
+        assert!(some.contains("question 10\n") && !some.contains("question 1\n"), "{some}");
+        assert!(some.contains("earlier turns left out"), "{some}");
+        assert_eq!(history_text(&turns, 5), "", "nothing fits");
+    }
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::cluster::Limits;
 use crate::llm::{Api, LlmConfig};
+use crate::slack::SlackConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -40,6 +41,79 @@ pub struct RawConfig {
     pub prompts_reload_seconds: u64,
     pub llm: RawLlm,
     pub reader: RawReader,
+    pub slack: RawSlack,
+}
+
+/// A credential. It is read like any other setting (best from the environment, filled from a Kubernetes Secret) and
+/// never printed: its `Debug` says only whether it is set.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "Secret(unset)" } else { "Secret(set)" })
+    }
+}
+
+/// How kubechat meets Slack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlackMode {
+    /// An outgoing WebSocket: no public ingress needed.
+    Socket,
+    /// Slack calls `/slack/commands`, `/slack/events` and `/slack/interactivity`.
+    Http,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSlack {
+    pub enabled: bool,
+    pub mode: SlackMode,
+    pub bot_token: Secret,
+    pub app_token: Secret,
+    pub signing_secret: Secret,
+    pub api_url: String,
+    pub ask_command: String,
+    pub diagnose_command: String,
+    pub channel_namespaces: Vec<String>,
+    pub update_interval_ms: u64,
+    pub max_pending: usize,
+    pub attach_context: bool,
+}
+
+impl Default for RawSlack {
+    fn default() -> RawSlack {
+        RawSlack {
+            enabled: false,
+            mode: SlackMode::Socket,
+            bot_token: Secret::default(),
+            app_token: Secret::default(),
+            signing_secret: Secret::default(),
+            api_url: "https://slack.com/api".into(),
+            ask_command: "/ask".into(),
+            diagnose_command: "/diagnose".into(),
+            channel_namespaces: Vec::new(),
+            update_interval_ms: 1000,
+            max_pending: 20,
+            attach_context: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +153,7 @@ impl Default for RawConfig {
             prompts_reload_seconds: 5,
             llm: RawLlm::default(),
             reader: RawReader::default(),
+            slack: RawSlack::default(),
         }
     }
 }
@@ -121,6 +196,8 @@ pub struct Config {
     pub prompts_reload: Duration,
     pub llm: LlmConfig,
     pub limits: Limits,
+    /// Set when `slack.enabled`.
+    pub slack: Option<SlackConfig>,
 }
 
 /// Reads `file` (when given) over the defaults, then applies the `KUBECHAT_*` variables of `env`.
@@ -238,7 +315,7 @@ impl RawConfig {
             return Err(invalid("dump", "set dump or kubeconfig, not both"));
         }
         if let Some(ns) = &self.namespace
-            && (ns.is_empty() || !ns.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+            && !is_namespace_name(ns)
         {
             return Err(invalid("namespace", format!("{ns:?} is not a namespace name")));
         }
@@ -263,7 +340,9 @@ impl RawConfig {
             limit_bytes: self.reader.limit_bytes,
             ..Limits::default()
         };
+        let slack = if self.slack.enabled { Some(self.slack.validate()?) } else { None };
         Ok(Config {
+            slack,
             listen,
             namespace: self.namespace,
             kubeconfig: self.kubeconfig,
@@ -272,6 +351,86 @@ impl RawConfig {
             prompts_reload: Duration::from_secs(self.prompts_reload_seconds),
             llm,
             limits,
+        })
+    }
+}
+
+fn is_namespace_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+impl RawSlack {
+    fn validate(self) -> Result<SlackConfig, ConfigError> {
+        if !self.bot_token.expose().starts_with("xoxb-") {
+            return Err(invalid(
+                "slack.bot_token",
+                "must be the bot token (xoxb-…) from the app's OAuth & Permissions page; set KUBECHAT_SLACK_BOT_TOKEN",
+            ));
+        }
+        match self.mode {
+            SlackMode::Socket if !self.app_token.expose().starts_with("xapp-") => {
+                return Err(invalid(
+                    "slack.app_token",
+                    "Socket Mode needs an app-level token (xapp-…) with the connections:write scope; set KUBECHAT_SLACK_APP_TOKEN, or use slack.mode: http",
+                ));
+            }
+            SlackMode::Http if self.signing_secret.is_empty() => {
+                return Err(invalid(
+                    "slack.signing_secret",
+                    "HTTP mode needs the app's signing secret (Basic Information page); set KUBECHAT_SLACK_SIGNING_SECRET",
+                ));
+            }
+            _ => {}
+        }
+        let url = reqwest::Url::parse(&self.api_url)
+            .map_err(|e| invalid("slack.api_url", format!("{:?} is not a URL: {e}", self.api_url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("slack.api_url", format!("{:?} must start with https://", self.api_url)));
+        }
+        for (setting, command) in
+            [("slack.ask_command", &self.ask_command), ("slack.diagnose_command", &self.diagnose_command)]
+        {
+            if !command.starts_with('/') || command.len() < 2 || command.contains(char::is_whitespace) {
+                return Err(invalid(setting, format!("{command:?} must be a slash command like /ask")));
+            }
+        }
+        let mut channel_namespaces = Vec::new();
+        for entry in &self.channel_namespaces {
+            match entry.split_once('=') {
+                Some((channel, namespace)) if !channel.trim().is_empty() && is_namespace_name(namespace.trim()) => {
+                    channel_namespaces.push((channel.trim().to_string(), namespace.trim().to_string()));
+                }
+                _ => {
+                    return Err(invalid(
+                        "slack.channel_namespaces",
+                        format!("{entry:?} must be CHANNEL_ID=namespace, like C0123ABCD=payments"),
+                    ));
+                }
+            }
+        }
+        if self.update_interval_ms < 1000 {
+            return Err(invalid(
+                "slack.update_interval_ms",
+                "must be at least 1000: Slack allows about one chat.update per second",
+            ));
+        }
+        if self.max_pending == 0 {
+            return Err(invalid("slack.max_pending", "must be more than 0"));
+        }
+        Ok(SlackConfig {
+            mode: self.mode,
+            bot_token: self.bot_token,
+            app_token: self.app_token,
+            signing_secret: self.signing_secret,
+            api_url: self.api_url.trim_end_matches('/').to_string(),
+            ask_command: self.ask_command,
+            diagnose_command: self.diagnose_command,
+            channel_namespaces,
+            update_interval: Duration::from_millis(self.update_interval_ms),
+            max_pending: self.max_pending,
+            attach_context: self.attach_context,
         })
     }
 }

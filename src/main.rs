@@ -8,12 +8,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use kubechat::answer::{self, Intent, Question};
 use kubechat::cluster::{self, Limits, Scope};
+use kubechat::config::SlackMode;
 use kubechat::dump::Dump;
 use kubechat::llm::{Api, Llm, LlmConfig};
 use kubechat::prompt::{PromptStore, Prompts};
 use kubechat::replay::{self, Forbid};
 use kubechat::report;
 use kubechat::server::AppState;
+use kubechat::slack::Slack;
 
 /// A read-only Kubernetes diagnostic bot: it reads a namespace's live state and says what is wrong, with evidence.
 #[derive(Parser)]
@@ -279,11 +281,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         connect(config.dump.as_deref(), config.kubeconfig.as_deref(), &[]).await?;
     let namespace = config.namespace.clone().unwrap_or(default_namespace);
     let state = AppState::new(client, prompts, llm, config.limits.clone(), namespace);
+    let mut app = kubechat::server::router(state.clone());
+    let mut _socket = None;
+    if let Some(slack_config) = config.slack.clone() {
+        let mode = slack_config.mode;
+        let slack = Slack::start(slack_config, state)
+            .await
+            .context("cannot connect to Slack (settings slack.bot_token and slack.api_url)")?;
+        match mode {
+            SlackMode::Http => app = app.merge(kubechat::slack::http::routes(slack)),
+            SlackMode::Socket => _socket = Some(KillOnDrop(tokio::spawn(kubechat::slack::socket::run(slack)))),
+        }
+        eprintln!("kubechat answering on Slack ({mode:?} mode)");
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     eprintln!("kubechat serving on http://{}", listener.local_addr()?);
-    kubechat::server::serve(listener, state, shutdown_signal()).await.context("the HTTP server failed")
+    kubechat::server::serve(listener, app, shutdown_signal()).await.context("the HTTP server failed")
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
@@ -307,7 +322,18 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         args.llm.model, args.llm.llm_url, args.llm.llm_api
     );
     eprintln!("open {url}");
-    kubechat::server::serve(listener, state, shutdown_signal()).await.context("the HTTP server failed")
+    kubechat::server::serve(listener, kubechat::server::router(state), shutdown_signal())
+        .await
+        .context("the HTTP server failed")
+}
+
+/// Stops a background task when dropped.
+struct KillOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Ctrl-C or SIGTERM (what Kubernetes sends on pod shutdown).

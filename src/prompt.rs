@@ -14,7 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 /// The placeholders a prompt may use.
-pub const PLACEHOLDERS: &[&str] = &["question", "context", "namespace", "object", "findings", "date"];
+pub const PLACEHOLDERS: &[&str] = &["question", "context", "namespace", "object", "findings", "date", "history"];
 /// The prompts kubechat needs.
 pub const REQUIRED: &[&str] = &["ask", "diagnose"];
 const USER_SEPARATOR: &str = "--- user ---";

@@ -56,7 +56,7 @@ impl AppState {
         })
     }
 
-    fn request_id(&self) -> String {
+    pub fn request_id(&self) -> String {
         let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
         format!("{:08x}-{n:06}", std::process::id())
     }
@@ -277,11 +277,12 @@ async fn models(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// Serves until `shutdown` resolves; requests in flight finish first.
+/// Serves `app` (the [`router`], with the Slack routes when Slack runs in HTTP mode) until `shutdown` resolves;
+/// requests in flight finish first.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: Arc<AppState>,
+    app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -1,7 +1,676 @@
-//! Slack groundwork: what every Slack entry point needs before it reads a request or writes a message. Request
-//! signatures (checked before anything is parsed), routing of slash commands and mentions, and mrkdwn escaping. The
-//! HTTP and Socket Mode front-end that uses them is not built yet.
+//! Slack: slash commands, mentions and follow-ups in threads, answered in the thread with Block Kit.
+//!
+//! Two transports feed one [`Slack`]: [`http`] (Slack calls kubechat; every request's signature is checked before
+//! anything is parsed) and [`socket`] (kubechat holds a WebSocket to Slack; the default, as clusters rarely have public
+//! ingress). Both acknowledge at once and hand the work to a background job, which posts a placeholder, streams the
+//! answer into it with `chat.update` (at most once a second), then replaces it with the final message and attaches
+//! the context the model read as a file. Deliveries are deduplicated by `event_id`, bots are ignored, and a bounded
+//! number of questions wait at once.
 
+pub mod alert;
+pub mod api;
+pub mod blocks;
+pub mod http;
 pub mod mrkdwn;
 pub mod route;
 pub mod signature;
+pub mod socket;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::Instrument as _;
+
+use crate::answer::{self, Intent, Question, Turn};
+use crate::cluster::{self, ReadError, Scope};
+use crate::config::{Secret, SlackMode};
+use crate::server::AppState;
+use api::{Identity, WebApi};
+use blocks::{Footer, Message};
+use route::Route;
+
+/// Event ids remembered for deduplication; Slack retries within minutes, so this covers hours of traffic.
+const SEEN_EVENTS: usize = 10_000;
+/// Threads remembered as answered (for follow-ups) or not (to avoid asking Slack again).
+const THREADS: usize = 5_000;
+/// How long "the bot is not in this thread" stays believed.
+const NOT_OURS_FOR: Duration = Duration::from_secs(600);
+/// Messages of a thread read for its alert and history.
+const THREAD_MESSAGES: usize = 100;
+
+/// Slack settings, validated (see `docs/configuration.md`).
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    pub mode: SlackMode,
+    pub bot_token: Secret,
+    pub app_token: Secret,
+    pub signing_secret: Secret,
+    pub api_url: String,
+    pub ask_command: String,
+    pub diagnose_command: String,
+    /// (channel id, namespace) defaults.
+    pub channel_namespaces: Vec<(String, String)>,
+    pub update_interval: Duration,
+    pub max_pending: usize,
+    pub attach_context: bool,
+}
+
+/// A slash command, from a form (HTTP) or JSON (Socket Mode).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SlashCommand {
+    pub command: String,
+    #[serde(default)]
+    pub text: String,
+    pub user_id: String,
+    pub channel_id: String,
+    #[serde(default)]
+    pub response_url: String,
+}
+
+/// The fields of an Events API event kubechat reads; everything else is ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: String,
+    subtype: Option<String>,
+    user: Option<String>,
+    bot_id: Option<String>,
+    #[serde(default)]
+    text: String,
+    ts: Option<String>,
+    thread_ts: Option<String>,
+    channel: Option<String>,
+}
+
+/// A bounded set of recent keys with the time each was added; the oldest go first.
+struct Recent<V> {
+    entries: HashMap<String, (Instant, V)>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl<V> Recent<V> {
+    fn new(capacity: usize) -> Recent<V> {
+        Recent { entries: HashMap::new(), order: VecDeque::new(), capacity }
+    }
+
+    /// Adds `key`; false when it was already there.
+    fn insert(&mut self, key: String, value: V) -> bool {
+        if self.entries.contains_key(&key) {
+            return false;
+        }
+        if self.order.len() == self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.entries.remove(&oldest);
+        }
+        self.order.push_back(key.clone());
+        self.entries.insert(key, (Instant::now(), value));
+        true
+    }
+
+    fn get(&self, key: &str) -> Option<&(Instant, V)> {
+        self.entries.get(key)
+    }
+}
+
+/// What kubechat remembers of a thread it answered: the scope, so follow-ups stay on it.
+#[derive(Debug, Clone)]
+struct ThreadScope {
+    namespace: String,
+    object: Option<String>,
+}
+
+/// The Slack front-end: settings, the Web API, and what it remembers.
+pub struct Slack {
+    pub config: SlackConfig,
+    pub api: Arc<WebApi>,
+    app: Arc<AppState>,
+    identity: Identity,
+    seen: Mutex<Recent<()>>,
+    answered: Mutex<Recent<ThreadScope>>,
+    not_ours: Mutex<Recent<()>>,
+    pending: AtomicUsize,
+}
+
+/// Where a question came from and where its answer goes.
+#[derive(Debug, Clone)]
+struct Job {
+    request_id: String,
+    user: String,
+    channel: String,
+    intent: Intent,
+    /// Typed by the user.
+    namespace: Option<String>,
+    object: Option<String>,
+    question: String,
+    /// The thread to answer in; none for a slash command, whose answer starts a thread.
+    thread: Option<String>,
+    /// The message that asked, left out of the thread's history.
+    asked_ts: Option<String>,
+    response_url: Option<String>,
+}
+
+/// Where the answer is being written.
+enum Target {
+    /// The placeholder message `ts`, in the thread `thread`.
+    Message { ts: String, thread: String },
+    /// A slash command's `response_url`: the bot is not in the channel.
+    ResponseUrl(String),
+}
+
+/// Frees a place in line when the job ends, however it ends.
+struct Pending<'a>(&'a AtomicUsize);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Slack {
+    /// Checks the bot token with `auth.test` and learns the bot's own ids.
+    pub async fn start(config: SlackConfig, app: Arc<AppState>) -> Result<Arc<Slack>, api::ApiError> {
+        let api = Arc::new(WebApi::new(&config.api_url, config.bot_token.clone()));
+        let identity = api.auth_test().await?;
+        tracing::info!(user = %identity.user_id, bot = %identity.bot_id, team = %identity.team, "connected to Slack");
+        Ok(Arc::new(Slack {
+            config,
+            api,
+            app,
+            identity,
+            seen: Mutex::new(Recent::new(SEEN_EVENTS)),
+            answered: Mutex::new(Recent::new(THREADS)),
+            not_ours: Mutex::new(Recent::new(THREADS)),
+            pending: AtomicUsize::new(0),
+        }))
+    }
+
+    /// The namespace a channel defaults to, then kubechat's own default.
+    fn channel_namespace(&self, channel: &str) -> String {
+        self.config
+            .channel_namespaces
+            .iter()
+            .find(|(c, _)| c == channel)
+            .map(|(_, ns)| ns.clone())
+            .unwrap_or_else(|| self.app.default_namespace.clone())
+    }
+
+    /// Takes a place in line, or says how busy kubechat is.
+    fn admit(&self) -> Result<(), String> {
+        let waiting = self.pending.fetch_add(1, Ordering::Relaxed);
+        if waiting >= self.config.max_pending {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            return Err(format!("kubechat is busy with {waiting} questions already; please ask again in a minute"));
+        }
+        Ok(())
+    }
+
+    /// A slash command: returns the ephemeral acknowledgement at once and answers in the background.
+    pub fn command(self: &Arc<Self>, command: SlashCommand) -> Value {
+        let request_id = self.app.request_id();
+        let name = if command.command == self.config.ask_command {
+            "/ask"
+        } else if command.command == self.config.diagnose_command {
+            "/diagnose"
+        } else {
+            return ephemeral(&format!(
+                "kubechat does not know the command {}; it answers {} and {}",
+                command.command, self.config.ask_command, self.config.diagnose_command
+            ));
+        };
+        let route = route::route(Some(name), &command.text);
+        let Route::Question { intent, namespace, object, question } = route else {
+            let help = blocks::help(&self.config.ask_command, &self.config.diagnose_command);
+            return json!({"response_type": "ephemeral", "text": help.text, "blocks": help.blocks});
+        };
+        if let Err(busy) = self.admit() {
+            return ephemeral(&format!("{busy} (request {request_id})"));
+        }
+        let shown = namespace.clone().unwrap_or_else(|| self.channel_namespace(&command.channel_id));
+        let doing = match intent {
+            Intent::Diagnose => "Diagnosing",
+            Intent::Ask => "Looking into",
+        };
+        let job = Job {
+            request_id,
+            user: command.user_id,
+            channel: command.channel_id,
+            intent,
+            namespace,
+            object,
+            question,
+            thread: None,
+            asked_ts: None,
+            response_url: Some(command.response_url).filter(|u| !u.is_empty()),
+        };
+        self.spawn(job);
+        ephemeral(&format!("{doing} {shown}…"))
+    }
+
+    /// An Events API delivery (the body Slack posts, or a Socket Mode envelope's payload).
+    pub fn event(self: &Arc<Self>, delivery: &Value) {
+        if let Some(id) = delivery["event_id"].as_str()
+            && !self.seen.lock().expect("not poisoned").insert(id.to_string(), ())
+        {
+            tracing::info!(event_id = id, "duplicate delivery ignored");
+            return;
+        }
+        let event: Event = match serde_json::from_value(delivery["event"].clone()) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!("unreadable event ignored: {e}");
+                return;
+            }
+        };
+        let from_a_bot = event.bot_id.is_some()
+            || event.subtype.is_some()
+            || event.user.as_deref().is_none_or(|u| u == self.identity.user_id);
+        if from_a_bot {
+            return;
+        }
+        let (Some(channel), Some(ts)) = (event.channel.clone(), event.ts.clone()) else { return };
+        let mention = format!("<@{}>", self.identity.user_id);
+        match event.kind.as_str() {
+            "app_mention" => {
+                let text = event.text.replace(&mention, " ");
+                let thread = event.thread_ts.clone().unwrap_or_else(|| ts.clone());
+                self.question(channel, thread, ts, event.user.unwrap_or_default(), &text);
+            }
+            // A reply in a thread: a follow-up when kubechat answered in that thread. Mentions come as app_mention.
+            "message" if !event.text.contains(&mention) => {
+                let Some(thread) = event.thread_ts.clone().filter(|t| *t != ts) else { return };
+                let this = self.clone();
+                let user = event.user.unwrap_or_default();
+                tokio::spawn(async move {
+                    if this.is_our_thread(&channel, &thread).await {
+                        this.question(channel, thread, ts, user, &event.text);
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Interactivity payloads (buttons, shortcuts). kubechat's messages have no interactive parts yet, so this only
+    /// logs what arrived; the request was verified and is acknowledged.
+    pub fn interaction(&self, payload: &Value) {
+        tracing::info!(kind = payload["type"].as_str().unwrap_or("?"), "interaction acknowledged; none is handled");
+    }
+
+    /// A mention or follow-up in `thread`.
+    fn question(self: &Arc<Self>, channel: String, thread: String, asked_ts: String, user: String, text: &str) {
+        let request_id = self.app.request_id();
+        let Route::Question { intent, namespace, object, question } = route::route(None, text) else {
+            let help = blocks::help(&self.config.ask_command, &self.config.diagnose_command);
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.api.post_message(&channel, Some(&thread), &help).await {
+                    tracing::warn!("cannot post help: {e}");
+                }
+            });
+            return;
+        };
+        if let Err(busy) = self.admit() {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _ = this.api.post_message(&channel, Some(&thread), &blocks::failure(&busy, &request_id)).await;
+            });
+            return;
+        }
+        let job = Job {
+            request_id,
+            user,
+            channel,
+            intent,
+            namespace,
+            object,
+            question,
+            thread: Some(thread),
+            asked_ts: Some(asked_ts),
+            response_url: None,
+        };
+        self.spawn(job);
+    }
+
+    fn spawn(self: &Arc<Self>, job: Job) {
+        let span = tracing::info_span!("request", platform = "slack", request_id = %job.request_id, intent = ?job.intent, channel = %job.channel, user = %job.user);
+        let this = self.clone();
+        tokio::spawn(
+            async move {
+                let _pending = Pending(&this.pending);
+                this.run(job).await;
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Whether kubechat answered in this thread (remembered, or seen in the thread's messages).
+    async fn is_our_thread(&self, channel: &str, thread: &str) -> bool {
+        let key = format!("{channel}/{thread}");
+        if self.answered.lock().expect("not poisoned").get(&key).is_some() {
+            return true;
+        }
+        if self.not_ours.lock().expect("not poisoned").get(&key).is_some_and(|(at, ())| at.elapsed() < NOT_OURS_FOR) {
+            return false;
+        }
+        let ours = match self.api.replies(channel, thread, THREAD_MESSAGES).await {
+            Ok(messages) => messages.iter().any(|m| self.is_ours(m)),
+            Err(e) => {
+                tracing::warn!("cannot read thread {thread} to see whether kubechat answered in it: {e}");
+                false
+            }
+        };
+        if !ours {
+            let mut not_ours = self.not_ours.lock().expect("not poisoned");
+            not_ours.entries.remove(&key);
+            not_ours.insert(key, ());
+        }
+        ours
+    }
+
+    fn is_ours(&self, message: &Value) -> bool {
+        message["user"].as_str() == Some(self.identity.user_id.as_str())
+            || (!self.identity.bot_id.is_empty() && message["bot_id"].as_str() == Some(self.identity.bot_id.as_str()))
+    }
+
+    /// The alert that opened a thread (when its parent is not kubechat's) and the conversation so far.
+    async fn read_thread(&self, job: &Job, thread: &str) -> (alert::AlertScope, Vec<Turn>) {
+        let messages = match self.api.replies(&job.channel, thread, THREAD_MESSAGES).await {
+            Ok(messages) => messages,
+            Err(e) => {
+                tracing::warn!("cannot read the thread; answering without its alert and history: {e}");
+                return Default::default();
+            }
+        };
+        let mention = format!("<@{}>", self.identity.user_id);
+        let mut alert = alert::AlertScope::default();
+        let mut turns = Vec::new();
+        let mut asked: Option<String> = None;
+        for message in &messages {
+            let ts = message["ts"].as_str();
+            let text = message["text"].as_str().unwrap_or_default();
+            if ts == job.asked_ts.as_deref() {
+                continue;
+            }
+            if ts == Some(thread) && !self.is_ours(message) {
+                alert = alert::scope(message);
+            }
+            if self.is_ours(message) {
+                // Placeholders still streaming are not answers yet.
+                if message["blocks"][0]["type"].as_str() == Some("header") {
+                    let question = asked.take().unwrap_or_else(|| "(a diagnosis)".to_string());
+                    turns.push(Turn { question, answer: text.to_string() });
+                }
+            } else if (message["subtype"].is_null() && message["bot_id"].is_null() && ts != Some(thread))
+                || (ts == Some(thread) && text.contains(&mention))
+            {
+                // A person's message in the thread (or a parent that asked kubechat): the next answer's question.
+                asked = Some(text.replace(&mention, "").trim().to_string());
+            }
+        }
+        (alert, turns)
+    }
+
+    async fn run(&self, job: Job) {
+        let started = Instant::now();
+        let mut history = Vec::new();
+        let mut alert = alert::AlertScope::default();
+        if let Some(thread) = &job.thread {
+            (alert, history) = self.read_thread(&job, thread).await;
+        }
+        let remembered = job
+            .thread
+            .as_ref()
+            .and_then(|t| self.answered.lock().expect("not poisoned").get(&format!("{}/{t}", job.channel)).cloned())
+            .map(|(_, scope)| scope);
+        // The namespace: typed, then the alert's, then the thread's earlier answer, then the channel's default.
+        let (namespace, mut note) = if let Some(ns) = &job.namespace {
+            (ns.clone(), None)
+        } else if let Some(ns) = &alert.namespace {
+            (ns.clone(), Some("namespace from the alert"))
+        } else if let Some(scope) = &remembered {
+            (scope.namespace.clone(), None)
+        } else {
+            (self.channel_namespace(&job.channel), None)
+        };
+        let mut object = job.object.clone();
+        if object.is_none() && job.namespace.as_ref().is_none_or(|ns| Some(ns) == alert.namespace.as_ref()) {
+            if let Some(o) = &alert.object {
+                object = Some(o.clone());
+                note = Some("namespace and object from the alert");
+            } else if let Some(scope) = remembered.as_ref().filter(|s| s.namespace == namespace) {
+                object = scope.object.clone();
+            }
+        }
+        let title = match job.intent {
+            Intent::Diagnose => {
+                format!("Diagnosing {}…", object.as_deref().map_or(namespace.clone(), |o| format!("{namespace} {o}")))
+            }
+            Intent::Ask => format!("Looking into {namespace}…"),
+        };
+        let target =
+            match self.api.post_message(&job.channel, job.thread.as_deref(), &blocks::progress(&title, "")).await {
+                Ok(ts) => Target::Message { thread: job.thread.clone().unwrap_or_else(|| ts.clone()), ts },
+                Err(e) => match (&job.response_url, e.code()) {
+                    (Some(url), Some("not_in_channel" | "channel_not_found")) => {
+                        tracing::info!("kubechat is not in the channel; answering through the response URL");
+                        Target::ResponseUrl(url.clone())
+                    }
+                    _ => {
+                        tracing::error!("cannot post to Slack: {e}");
+                        if let Some(url) = &job.response_url {
+                            let message =
+                                blocks::failure(&format!("I cannot post in this channel ({e})"), &job.request_id);
+                            let _ = self.api.respond(url, &message, false).await;
+                        }
+                        return;
+                    }
+                },
+            };
+        if let Target::Message { thread, .. } = &target {
+            let scope = ThreadScope { namespace: namespace.clone(), object: object.clone() };
+            let mut answered = self.answered.lock().expect("not poisoned");
+            let key = format!("{}/{thread}", job.channel);
+            answered.entries.remove(&key);
+            answered.insert(key, scope);
+        }
+        match self.answer(&job, &target, &namespace, object, note, history, &title).await {
+            Ok(rendered) => self.deliver(&job, &target, rendered, started).await,
+            Err(problem) => {
+                tracing::warn!("answered with a failure: {problem}");
+                self.show(&job, &target, &blocks::failure(&problem, &job.request_id)).await;
+            }
+        }
+    }
+
+    /// Reads the cluster and asks the model, streaming into the placeholder; returns the final answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn answer(
+        &self,
+        job: &Job,
+        target: &Target,
+        namespace: &str,
+        object: Option<String>,
+        note: Option<&'static str>,
+        history: Vec<Turn>,
+        title: &str,
+    ) -> Result<(answer::Answer, Option<String>), String> {
+        let mut object = object;
+        let mut note = note.map(str::to_string);
+        let parse = |o: &str| o.split_once('/').map(|(k, n)| (k.to_string(), n.to_string()));
+        let mut scope = Scope { namespace: namespace.to_string(), object: object.as_deref().and_then(parse) };
+        let facts = match cluster::read(&self.app.client, &scope, &self.app.limits).await {
+            // An alert's pod is often gone by the time someone asks (restarted, rescheduled): read the namespace.
+            Err(ReadError::ObjectNotFound { kind, name, .. }) if job.object.is_none() && object.is_some() => {
+                note = Some(format!("{kind} {name} from the alert no longer exists; diagnosing the namespace"));
+                object = None;
+                scope.object = None;
+                cluster::read(&self.app.client, &scope, &self.app.limits).await.map_err(|e| e.to_string())?
+            }
+            result => result.map_err(|e| e.to_string())?,
+        };
+        let mut question = Question::diagnose(namespace);
+        question.intent = job.intent;
+        question.object = object;
+        question.history = history;
+        if !job.question.trim().is_empty() {
+            question.text = job.question.clone();
+        }
+        let prompts = self.app.prompts.current();
+        let stream = Arc::new(Mutex::new(Stream::default()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let updater = match target {
+            Target::Message { ts, .. } => Some(tokio::spawn(update_loop(
+                self.api.clone(),
+                job.channel.clone(),
+                ts.clone(),
+                title.to_string(),
+                stream.clone(),
+                self.config.update_interval,
+                stopped,
+            ))),
+            Target::ResponseUrl(_) => None,
+        };
+        let (tokens, queued) = (stream.clone(), stream.clone());
+        let result = answer::answer(
+            &facts,
+            &question,
+            &prompts,
+            &self.app.llm,
+            move |token| {
+                let mut s = tokens.lock().expect("not poisoned");
+                s.text.push_str(token);
+                s.dirty = true;
+            },
+            move |position| {
+                let mut s = queued.lock().expect("not poisoned");
+                s.position = Some(position);
+                s.dirty = true;
+            },
+        )
+        .await;
+        let _ = stop.send(());
+        if let Some(updater) = updater {
+            let _ = updater.await;
+        }
+        result.map(|answer| (answer, note)).map_err(|e| e.to_string())
+    }
+
+    /// Replaces the placeholder with the answer, posts what did not fit, and attaches the context.
+    async fn deliver(
+        &self,
+        job: &Job,
+        target: &Target,
+        (answer, note): (answer::Answer, Option<String>),
+        started: Instant,
+    ) {
+        let footer = Footer { took: started.elapsed(), request_id: &job.request_id, scope_note: note.as_deref() };
+        let rendered = blocks::answer(&answer, &footer);
+        match target {
+            Target::Message { ts, thread } => {
+                let mut messages = rendered.messages.iter();
+                if let Some(first) = messages.next()
+                    && let Err(e) = self.api.update(&job.channel, ts, first).await
+                {
+                    tracing::error!("cannot post the answer: {e}");
+                    return;
+                }
+                for message in messages {
+                    if let Err(e) = self.api.post_message(&job.channel, Some(thread), message).await {
+                        tracing::error!("cannot post the rest of the answer: {e}");
+                    }
+                }
+                if let Some(full) = &rendered.file
+                    && let Err(e) = self.api.upload(&job.channel, thread, "answer.md", "The whole answer", full).await
+                {
+                    tracing::warn!("cannot attach the whole answer: {e}");
+                }
+                if self.config.attach_context {
+                    let title = format!(
+                        "What the model read: namespace {}, prompt {}@{} (request {})",
+                        answer.namespace, answer.prompt.name, answer.prompt.version, job.request_id
+                    );
+                    if let Err(e) = self.api.upload(&job.channel, thread, "context.txt", &title, &answer.context).await
+                    {
+                        tracing::warn!("cannot attach the context (does the app have files:write?): {e}");
+                    }
+                }
+            }
+            Target::ResponseUrl(url) => {
+                for message in &rendered.messages {
+                    if let Err(e) = self.api.respond(url, message, true).await {
+                        tracing::error!("cannot answer through the response URL: {e}");
+                        return;
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            took_ms = started.elapsed().as_millis() as u64,
+            degraded = answer.degraded.is_some(),
+            "answered"
+        );
+    }
+
+    /// Shows `message` in place of the placeholder.
+    async fn show(&self, job: &Job, target: &Target, message: &Message) {
+        let result = match target {
+            Target::Message { ts, .. } => self.api.update(&job.channel, ts, message).await,
+            Target::ResponseUrl(url) => self.api.respond(url, message, false).await,
+        };
+        if let Err(e) = result {
+            tracing::error!("cannot tell the user what failed: {e}");
+        }
+    }
+}
+
+/// An answer as it streams.
+#[derive(Default)]
+struct Stream {
+    text: String,
+    position: Option<usize>,
+    dirty: bool,
+}
+
+/// Shows the streaming answer in the placeholder, at most once per `interval`, until `stop` fires; an update in flight
+/// finishes first, so it never lands after the final message.
+async fn update_loop(
+    api: Arc<WebApi>,
+    channel: String,
+    ts: String,
+    title: String,
+    stream: Arc<Mutex<Stream>>,
+    interval: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let message = {
+            let mut s = stream.lock().expect("not poisoned");
+            if !s.dirty {
+                continue;
+            }
+            s.dirty = false;
+            let heading = match (s.text.is_empty(), s.position) {
+                (true, Some(position)) => format!("{title} waiting for the model: number {position} in line"),
+                _ => title.clone(),
+            };
+            blocks::progress(&heading, &s.text)
+        };
+        if let Err(e) = api.update(&channel, &ts, &message).await {
+            tracing::debug!("a progress update failed: {e}");
+        }
+    }
+}
+
+fn ephemeral(text: &str) -> Value {
+    json!({"response_type": "ephemeral", "text": text})
+}

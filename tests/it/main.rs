@@ -3,8 +3,10 @@
 mod apiserver;
 mod cli;
 mod common;
+mod fake_slack;
 mod llm;
 mod perf;
 mod reader;
 mod replay;
 mod server;
+mod slack;

@@ -56,7 +56,7 @@ async fn app_with(pause: Duration, concurrency: usize) -> App {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(kubechat::server::serve(listener, state, async {
+    let task = tokio::spawn(kubechat::server::serve(listener, kubechat::server::router(state), async {
         let _ = rx.await;
     }));
     App { url, _model: model, _replay: replay, shutdown: Some(tx), task }

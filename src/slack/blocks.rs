@@ -1,0 +1,337 @@
+//! Block Kit messages: an answer as sections of escaped mrkdwn, its findings as a short list, its suggested commands
+//! as labelled code blocks and a footer saying which model and prompt produced it; within Slack's limits (3,000
+//! characters a section, 50 blocks a message).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::mrkdwn;
+use crate::answer::Answer;
+
+/// Slack's limit on a section's text.
+pub const SECTION_LIMIT: usize = 3000;
+/// Slack's limit on a message's blocks.
+pub const BLOCK_LIMIT: usize = 50;
+/// Past this many messages an answer goes into a file instead of flooding the thread.
+const MESSAGE_LIMIT: usize = 3;
+/// Findings listed in the message; the context file has them all.
+const FINDINGS_SHOWN: usize = 8;
+/// Commands shown; the first are the most useful.
+const COMMANDS_SHOWN: usize = 6;
+/// The characters of an answer kept in a message's plain `text` (notifications, and the thread history).
+const TEXT_LIMIT: usize = 3500;
+
+/// One message: the plain `text` Slack shows in notifications, and the blocks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub text: String,
+    pub blocks: Vec<Value>,
+}
+
+impl Message {
+    /// A message of one section.
+    pub fn plain(text: &str) -> Message {
+        Message { text: text.to_string(), blocks: sections(&mrkdwn::escape(text)) }
+    }
+}
+
+/// An answer, rendered; `file` holds the whole answer when it is too long for the messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub messages: Vec<Message>,
+    pub file: Option<String>,
+}
+
+/// What the footer says besides the answer's own model and prompt.
+pub struct Footer<'a> {
+    pub took: Duration,
+    pub request_id: &'a str,
+    /// Why the scope was chosen, when it was not typed (`from the alert`).
+    pub scope_note: Option<&'a str>,
+}
+
+fn section(text: String) -> Value {
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+}
+
+fn context(text: String) -> Value {
+    json!({"type": "context", "elements": [{"type": "mrkdwn", "text": text}]})
+}
+
+/// Splits mrkdwn into sections of at most [`SECTION_LIMIT`] characters, at line ends, closing and reopening a code
+/// fence that a cut falls inside.
+pub fn sections(text: &str) -> Vec<Value> {
+    chunks(text, SECTION_LIMIT).into_iter().map(section).collect()
+}
+
+fn chunks(text: &str, limit: usize) -> Vec<String> {
+    const FENCE: &str = "```";
+    // Room for a fence closed at the end and reopened at the start.
+    let room = limit - 2 * (FENCE.len() + 1);
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut in_fence = false;
+    for line in text.lines() {
+        let mut line = line.to_string();
+        loop {
+            let len = current.chars().count();
+            let fits = len + line.chars().count() < room;
+            if fits {
+                current.push_str(&line);
+                current.push('\n');
+                break;
+            }
+            if len > 0 && !(in_fence && len <= FENCE.len() + 1) {
+                let mut done = std::mem::take(&mut current);
+                if in_fence {
+                    done.push_str(FENCE);
+                    current.push_str(FENCE);
+                    current.push('\n');
+                }
+                out.push(done.trim_end().to_string());
+                continue;
+            }
+            // One line longer than a section: cut it.
+            let cut: String = line.chars().take(room - len).collect();
+            line = line.chars().skip(room - len).collect();
+            current.push_str(&cut);
+            let mut done = std::mem::take(&mut current);
+            if in_fence {
+                done.push_str(FENCE);
+                current.push_str(FENCE);
+                current.push('\n');
+            }
+            out.push(done.trim_end().to_string());
+        }
+        if line.trim_start().starts_with(FENCE) {
+            in_fence = !in_fence;
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim_end().to_string());
+    }
+    out
+}
+
+/// Markdown as models write it, turned into Slack's mrkdwn: escaped first, then `**bold**` and `# headings` made
+/// bold, bullets made dots, and code fences stripped of their language tag.
+pub fn markdown(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_fence = false;
+    for line in mrkdwn::escape(text).lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") {
+            in_fence = !in_fence;
+            out.push_str("```\n");
+            continue;
+        }
+        if in_fence {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let line = if let Some(heading) = trimmed.strip_prefix('#') {
+            format!("*{}*", heading.trim_start_matches('#').trim().replace("**", ""))
+        } else if let Some(item) = trimmed.strip_prefix("- ").or_else(|| trimmed.strip_prefix("* ")) {
+            let indent = &line[..line.len() - trimmed.len()];
+            format!("{indent}• {}", item.replace("**", "*"))
+        } else {
+            line.replace("**", "*")
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Cuts `text` to `limit` characters, marking the cut.
+fn cut(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(limit.saturating_sub(1)).collect();
+    format!("{kept}…")
+}
+
+/// The answer as messages (the first replaces the placeholder; the rest follow in the thread).
+pub fn answer(answer: &Answer, footer: &Footer) -> Rendered {
+    let title = match answer.prompt.name.as_str() {
+        "diagnose" => format!("Diagnosis of namespace {}", answer.namespace),
+        _ => format!("Answer about namespace {}", answer.namespace),
+    };
+    let mut blocks = vec![json!({"type": "header", "text": {"type": "plain_text", "text": cut(&title, 150)}})];
+    if let Some(note) = footer.scope_note {
+        blocks.push(context(mrkdwn::escape(note)));
+    }
+    let answer_blocks = sections(&markdown(&answer.answer));
+    let answer_count = answer_blocks.len();
+    blocks.extend(answer_blocks);
+    if !answer.findings.is_empty() {
+        let mut list = String::from("*Findings*\n");
+        for finding in answer.findings.iter().take(FINDINGS_SHOWN) {
+            list.push_str(&format!("• {}\n", mrkdwn::escape(&finding.headline())));
+        }
+        if answer.findings.len() > FINDINGS_SHOWN {
+            list.push_str(&format!("…and {} more in the context file\n", answer.findings.len() - FINDINGS_SHOWN));
+        }
+        blocks.push(json!({"type": "divider"}));
+        blocks.extend(sections(&list));
+    }
+    if !answer.commands.is_empty() {
+        blocks.push(json!({"type": "divider"}));
+        for command in answer.commands.iter().take(COMMANDS_SHOWN) {
+            let label = if command.read_only { "read-only" } else { ":warning: mutating: review before running" };
+            let mut text = format!("*{label}*");
+            if let Some(note) = &command.note {
+                text.push_str(&format!(" · {}", mrkdwn::escape(note)));
+            }
+            text.push_str(&format!("\n```{}```", mrkdwn::escape(&command.command)));
+            blocks.extend(sections(&text));
+        }
+    }
+    let mut footer_text = format!(
+        "model `{}` · prompt `{}@{}`",
+        mrkdwn::escape(&answer.model),
+        answer.prompt.name,
+        answer.prompt.version
+    );
+    if let Some(revision) = &answer.prompt.revision {
+        footer_text.push_str(&format!(" ({})", mrkdwn::escape(revision)));
+    }
+    footer_text.push_str(&format!(
+        " · namespace `{}` · {:.1} s · request `{}`",
+        answer.namespace,
+        footer.took.as_secs_f32(),
+        footer.request_id
+    ));
+    if answer.degraded.is_some() {
+        footer_text.push_str(" · :warning: without the model");
+    }
+    if answer.truncated {
+        footer_text.push_str(" · cut short");
+    }
+    blocks.push(context(footer_text));
+
+    let text = cut(&answer.answer, TEXT_LIMIT);
+    let mut messages: Vec<Message> = blocks
+        .chunks(BLOCK_LIMIT)
+        .enumerate()
+        .map(|(i, chunk)| Message {
+            text: if i == 0 { text.clone() } else { format!("{title} (continued)") },
+            blocks: chunk.to_vec(),
+        })
+        .collect();
+    if messages.len() <= MESSAGE_LIMIT {
+        return Rendered { messages, file: None };
+    }
+    // Too long for the thread: the first section of the answer, a pointer to the file, findings, commands, footer.
+    let mut first = blocks[..2 + usize::from(footer.scope_note.is_some())].to_vec();
+    first.push(section(format!(
+        "_The answer is {} sections long: the whole of it is in the attached file `answer.md`._",
+        answer_count
+    )));
+    first.extend(blocks[1 + usize::from(footer.scope_note.is_some()) + answer_count..].iter().cloned());
+    first.truncate(BLOCK_LIMIT - 1);
+    first.push(blocks.last().cloned().expect("the footer is there"));
+    messages = vec![Message { text, blocks: first }];
+    Rendered { messages, file: Some(answer.answer.clone()) }
+}
+
+/// The message shown while the answer streams: what has arrived so far, its end kept when it is long.
+pub fn progress(title: &str, so_far: &str) -> Message {
+    let shown = markdown(so_far);
+    let count = shown.chars().count();
+    let room = SECTION_LIMIT - 200;
+    let tail: String = if count > room { shown.chars().skip(count - room).collect() } else { shown };
+    let mut blocks = vec![context(format!(":hourglass_flowing_sand: {}", mrkdwn::escape(title)))];
+    if !tail.trim().is_empty() {
+        // An unclosed fence would swallow the rest of the message.
+        let fences = tail.matches("```").count();
+        let tail = if fences % 2 == 1 { format!("{tail}```") } else { tail };
+        blocks.push(section(tail));
+    }
+    Message { text: title.to_string(), blocks }
+}
+
+/// A failure, told to the user with the request id that finds it in the logs.
+pub fn failure(what: &str, request_id: &str) -> Message {
+    let text = format!("Sorry, I could not answer: {what}");
+    Message {
+        text: text.clone(),
+        blocks: vec![
+            section(format!(":x: {}", mrkdwn::escape(&text))),
+            context(format!("request `{request_id}` · kubechat only reads the cluster; nothing was changed")),
+        ],
+    }
+}
+
+/// What kubechat understands.
+pub fn help(ask: &str, diagnose: &str) -> Message {
+    let text = format!(
+        "*kubechat* reads the cluster (read-only) and answers with evidence.\n\
+         • `{diagnose} payments` — what is wrong in namespace payments\n\
+         • `{diagnose} payments why is checkout slow?` — a diagnosis with a question\n\
+         • `{ask} why is checkout failing? -n shop` — a question about a namespace\n\
+         • `{diagnose} -n shop deployment/web` or `shop/web-7d9f` — narrowed to one object\n\
+         • Mention me: `@kubechat diagnose payments`, or `@kubechat diagnose` in an alert's thread to use the alert's \
+         namespace and pod\n\
+         • Reply in a thread I answered to ask a follow-up"
+    );
+    Message { text: "kubechat help".into(), blocks: vec![section(text)] }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits_hold(messages: &[Message]) {
+        for message in messages {
+            assert!(message.blocks.len() <= BLOCK_LIMIT);
+            for block in &message.blocks {
+                if let Some(text) = block["text"]["text"].as_str() {
+                    assert!(text.chars().count() <= SECTION_LIMIT, "a section of {} chars", text.chars().count());
+                    assert_eq!(text.matches("```").count() % 2, 0, "unbalanced fence in {text}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn long_text_splits_at_lines_and_keeps_fences_closed() {
+        let mut text = String::new();
+        for i in 0..400 {
+            text.push_str(&format!("line {i} of the answer\n"));
+            if i == 100 {
+                text.push_str("```\n");
+            }
+            if i == 250 {
+                text.push_str("```\n");
+            }
+        }
+        text.push_str(&"x".repeat(7000));
+        let blocks = sections(&text);
+        assert!(blocks.len() >= 4, "{}", blocks.len());
+        limits_hold(&[Message { text: String::new(), blocks: blocks.clone() }]);
+        let joined: String = blocks.iter().map(|b| b["text"]["text"].as_str().unwrap()).collect::<Vec<_>>().join("\n");
+        assert!(joined.contains("line 0 of") && joined.contains("line 399 of"));
+        assert_eq!(joined.matches('x').count(), 7000, "a long line is cut, not lost");
+    }
+
+    #[test]
+    fn markdown_becomes_safe_mrkdwn() {
+        let md =
+            "## Root cause\n**The image tag** is wrong <@U1> @here\n- check it\n```bash\nkubectl get pods -n a\n```";
+        let out = markdown(md);
+        assert!(out.starts_with("*Root cause*\n*The image tag* is wrong &lt;@U1&gt; @\u{200B}here\n• check it\n"));
+        assert!(out.contains("```\nkubectl get pods -n a\n```"), "{out}");
+    }
+
+    #[test]
+    fn progress_keeps_the_end_and_closes_a_fence() {
+        let so_far = format!("{}\n```\nkubectl get", "word ".repeat(2000));
+        let message = progress("Diagnosing payments…", &so_far);
+        limits_hold(std::slice::from_ref(&message));
+        assert!(message.blocks[1]["text"]["text"].as_str().unwrap().ends_with("kubectl get\n```"));
+    }
+}

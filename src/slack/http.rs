@@ -1,0 +1,104 @@
+//! Slack's HTTP mode: `/slack/commands`, `/slack/events` and `/slack/interactivity`. Every request's signature is
+//! checked against the raw body before anything is parsed (401 otherwise); the answer to Slack is immediate and the
+//! work runs in the background.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use super::{Slack, SlashCommand, signature};
+
+pub fn routes(slack: Arc<Slack>) -> Router {
+    Router::new()
+        .route("/slack/commands", post(commands))
+        .route("/slack/events", post(events))
+        .route("/slack/interactivity", post(interactivity))
+        .with_state(slack)
+}
+
+/// The 401 for a request whose signature does not check out, decided before its body is looked at.
+fn refusal(slack: &Slack, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = jiff::Timestamp::now().as_second();
+    signature::verify(
+        slack.config.signing_secret.expose().as_bytes(),
+        header("x-slack-request-timestamp"),
+        header("x-slack-signature"),
+        body,
+        now,
+    )
+    .err()
+    .map(|e| {
+        tracing::warn!("refused a Slack request: {e}");
+        (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": e.to_string()}))).into_response()
+    })
+}
+
+fn bad_request(message: String) -> Response {
+    tracing::warn!("{message}");
+    (StatusCode::BAD_REQUEST, axum::Json(json!({"error": message}))).into_response()
+}
+
+async fn commands(State(slack): State<Arc<Slack>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = refusal(&slack, &headers, &body) {
+        return refused;
+    }
+    // Slack checks the certificate now and then with a signed `ssl_check=1`; nothing to do but answer.
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    if fields.iter().any(|(k, v)| k == "ssl_check" && v == "1") {
+        return StatusCode::OK.into_response();
+    }
+    match serde_urlencoded::from_bytes::<SlashCommand>(&body) {
+        Ok(command) => axum::Json(slack.command(command)).into_response(),
+        Err(e) => bad_request(format!("unreadable slash command: {e}")),
+    }
+}
+
+async fn events(State(slack): State<Arc<Slack>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = refusal(&slack, &headers, &body) {
+        return refused;
+    }
+    let delivery: Value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(e) => return bad_request(format!("unreadable event: {e}")),
+    };
+    match delivery["type"].as_str() {
+        Some("url_verification") => axum::Json(json!({"challenge": delivery["challenge"]})).into_response(),
+        Some("event_callback") => {
+            if let Some(retry) = headers.get("x-slack-retry-num").and_then(|v| v.to_str().ok()) {
+                let reason = headers.get("x-slack-retry-reason").and_then(|v| v.to_str().ok()).unwrap_or("?");
+                tracing::info!(retry, reason, "Slack redelivered an event");
+            }
+            slack.event(&delivery);
+            StatusCode::OK.into_response()
+        }
+        other => {
+            tracing::info!(kind = ?other, "Slack delivery of a type kubechat does not use");
+            StatusCode::OK.into_response()
+        }
+    }
+}
+
+async fn interactivity(State(slack): State<Arc<Slack>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = refusal(&slack, &headers, &body) {
+        return refused;
+    }
+    let fields: Vec<(String, String)> = match serde_urlencoded::from_bytes(&body) {
+        Ok(fields) => fields,
+        Err(e) => return bad_request(format!("unreadable interaction: {e}")),
+    };
+    let payload = fields.iter().find(|(k, _)| k == "payload").and_then(|(_, v)| serde_json::from_str::<Value>(v).ok());
+    match payload {
+        Some(payload) => {
+            slack.interaction(&payload);
+            StatusCode::OK.into_response()
+        }
+        None => bad_request("an interaction without a JSON payload field".to_string()),
+    }
+}

@@ -1,0 +1,498 @@
+//! Slack end to end: kubechat's Slack front-end (HTTP and Socket Mode) against the fake Slack, the replay server and
+//! a recorded model stream.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kubechat::config::{Secret, SlackMode};
+use kubechat::llm::{Api, Llm, LlmConfig};
+use kubechat::prompt::PromptStore;
+use kubechat::server::AppState;
+use kubechat::slack::{Slack, SlackConfig, signature};
+use serde_json::{Value, json};
+
+use crate::common::{Recorded, client, recorded_slowly, scenarios, serve};
+use crate::fake_slack::{APP_TOKEN, BOT_ID, BOT_TOKEN, BOT_USER, CHANNEL, Call, FakeSlack};
+
+const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+/// Slack's published example request (api.slack.com/authentication/verifying-requests-from-slack).
+const VECTOR_BODY: &str = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+const VECTOR_TIMESTAMP: &str = "1531420618";
+const VECTOR_SIGNATURE: &str = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A model answer that streams over about `5 × pause`.
+fn answer_stream() -> String {
+    let lines = [
+        "The pod is failing; the events and logs in the context show why.\\n",
+        "Look at the events first:\\n",
+        "```\\nkubectl get events -n NAMESPACE --sort-by=.lastTimestamp\\n```\\n",
+        "Then fix the cause named in the findings.\\n",
+    ];
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let role = if i == 0 { r#""role":"assistant","# } else { "" };
+        out.push_str(&format!(
+            "data: {{\"choices\":[{{\"index\":0,\"delta\":{{{role}\"content\":\"{line}\"}}}}]}}\n\n"
+        ));
+    }
+    out.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n");
+    out + "data: [DONE]\n\n"
+}
+
+struct Bot {
+    url: String,
+    slack: FakeSlack,
+    model: Recorded,
+    _replay: kubechat::replay::Server,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(|t| t.abort());
+    }
+}
+
+async fn bot(mode: SlackMode, pause: Duration) -> Bot {
+    bot_with(mode, pause, |_| {}).await
+}
+
+async fn bot_with(mode: SlackMode, pause: Duration, adjust: impl FnOnce(&mut SlackConfig)) -> Bot {
+    let slack = FakeSlack::start().await;
+    let model = recorded_slowly("text/event-stream", answer_stream(), pause).await;
+    let replay = serve(scenarios(), &[]).await;
+    let prompts =
+        Arc::new(PromptStore::open(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts"))).unwrap());
+    let llm = LlmConfig { url: model.url.clone(), api: Api::Openai, model: "recorded".into(), ..LlmConfig::default() };
+    let state =
+        AppState::new(client(&replay).await, prompts, Llm::new(llm).unwrap(), Default::default(), "healthy".into());
+    let mut config = SlackConfig {
+        mode,
+        bot_token: Secret::new(BOT_TOKEN),
+        app_token: Secret::new(APP_TOKEN),
+        signing_secret: Secret::new(SIGNING_SECRET),
+        api_url: slack.api_url(),
+        ask_command: "/ask".into(),
+        diagnose_command: "/diagnose".into(),
+        channel_namespaces: vec![("CPAYMENTS".into(), "crashloop".into())],
+        update_interval: Duration::from_secs(1),
+        max_pending: 20,
+        attach_context: true,
+    };
+    adjust(&mut config);
+    let front = Slack::start(config, state.clone()).await.expect("auth.test passes against the fake");
+    let mut app = kubechat::server::router(state);
+    let mut tasks = Vec::new();
+    match mode {
+        SlackMode::Http => app = app.merge(kubechat::slack::http::routes(front)),
+        SlackMode::Socket => tasks.push(tokio::spawn(kubechat::slack::socket::run(front))),
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tasks.push(tokio::spawn(async move {
+        let _ = kubechat::server::serve(listener, app, std::future::pending()).await;
+    }));
+    Bot { url, slack, model, _replay: replay, tasks }
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().as_second().to_string()
+}
+
+/// POSTs `body` to kubechat as Slack would, signed at `timestamp` (or with `signature` when given).
+async fn signed(
+    bot: &Bot,
+    path: &str,
+    content_type: &str,
+    body: &str,
+    timestamp: &str,
+    signature: Option<&str>,
+) -> reqwest::Response {
+    let sig = signature
+        .map(str::to_string)
+        .unwrap_or_else(|| signature::sign(SIGNING_SECRET.as_bytes(), timestamp, body.as_bytes()));
+    crate::common::http_client()
+        .post(format!("{}{path}", bot.url))
+        .header("content-type", content_type)
+        .header("x-slack-request-timestamp", timestamp)
+        .header("x-slack-signature", sig)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+fn command_body(bot: &Bot, command: &str, text: &str, channel: &str) -> String {
+    serde_urlencoded::to_string([
+        ("token", "unused"),
+        ("team_id", "T1"),
+        ("channel_id", channel),
+        ("channel_name", "ops"),
+        ("user_id", "UONCALL"),
+        ("user_name", "oncall"),
+        ("command", command),
+        ("text", text),
+        ("response_url", &bot.slack.response_url("cmd1")),
+        ("trigger_id", "1.2.3"),
+    ])
+    .unwrap()
+}
+
+fn event(event_id: &str, event: Value) -> Value {
+    json!({"token": "unused", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
+        "event_id": event_id, "event_time": 1, "event": event})
+}
+
+/// All the text of a message's blocks.
+fn text_of(body: &Value) -> String {
+    body["blocks"].as_array().unwrap().iter().map(|b| b.to_string()).collect::<Vec<_>>().join("\n")
+}
+
+/// The final answer: the update of `ts` whose first block is the header.
+fn final_update<'a>(calls: &'a [Call], ts: &str) -> Option<&'a Call> {
+    calls.iter().find(|c| c.method == "chat.update" && c.body["ts"] == ts && c.body["blocks"][0]["type"] == "header")
+}
+
+fn first_post(calls: &[Call]) -> &Call {
+    calls.iter().find(|c| c.method == "chat.postMessage" && c.status == 200).expect("a message was posted")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_verified_before_anything_is_parsed() {
+    let bot = bot(SlackMode::Http, Duration::from_millis(1)).await;
+    // Slack's published vector is right, but five minutes have long passed: stale.
+    let response = signed(
+        &bot,
+        "/slack/commands",
+        "application/x-www-form-urlencoded",
+        VECTOR_BODY,
+        VECTOR_TIMESTAMP,
+        Some(VECTOR_SIGNATURE),
+    )
+    .await;
+    assert_eq!(response.status(), 401);
+    assert!(response.text().await.unwrap().contains("away from now"));
+    assert_eq!(signature::sign(SIGNING_SECRET.as_bytes(), VECTOR_TIMESTAMP, VECTOR_BODY.as_bytes()), VECTOR_SIGNATURE);
+
+    let form = "application/x-www-form-urlencoded";
+    let body = command_body(&bot, "/diagnose", "imagepull", CHANNEL);
+    let fresh = now();
+    let future = (jiff::Timestamp::now().as_second() + 301).to_string();
+    let forged = signature::sign(b"not the signing secret", &fresh, body.as_bytes());
+    let valid = signature::sign(SIGNING_SECRET.as_bytes(), &fresh, body.as_bytes());
+    for (what, path, content_type, sent, timestamp, sig) in [
+        ("forged", "/slack/commands", form, body.clone(), fresh.clone(), Some(forged.as_str())),
+        ("future-dated", "/slack/commands", form, body.clone(), future, None),
+        (
+            "body-tampered",
+            "/slack/commands",
+            form,
+            body.replace("imagepull", "kube-system"),
+            fresh.clone(),
+            Some(valid.as_str()),
+        ),
+        ("unsigned", "/slack/commands", form, body.clone(), fresh.clone(), Some("")),
+        // Not even JSON: a 401, not a 400, because nothing is parsed before the signature is checked.
+        (
+            "forged garbage event",
+            "/slack/events",
+            "application/json",
+            "{not json".to_string(),
+            fresh.clone(),
+            Some(forged.as_str()),
+        ),
+        (
+            "forged interaction",
+            "/slack/interactivity",
+            form,
+            "payload=%7B%7D".to_string(),
+            fresh.clone(),
+            Some(forged.as_str()),
+        ),
+    ] {
+        let response = signed(&bot, path, content_type, &sent, &timestamp, sig).await;
+        assert_eq!(response.status(), 401, "{what}");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(bot.slack.calls("chat.postMessage").is_empty(), "a refused request started no work");
+
+    let challenge = json!({"token": "x", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}).to_string();
+    let response = signed(&bot, "/slack/events", "application/json", &challenge, &now(), None).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["challenge"],
+        "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    );
+    let response = signed(&bot, "/slack/commands", form, "ssl_check=1&token=x", &now(), None).await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slash_command_is_acknowledged_at_once_and_answered_in_a_new_thread() {
+    let bot = bot(SlackMode::Http, Duration::from_millis(600)).await;
+    let body = command_body(&bot, "/diagnose", "imagepull", CHANNEL);
+    let started = Instant::now();
+    let response = signed(&bot, "/slack/commands", "application/x-www-form-urlencoded", &body, &now(), None).await;
+    let acked = started.elapsed();
+    assert_eq!(response.status(), 200);
+    let ack: Value = response.json().await.unwrap();
+    assert!(acked < Duration::from_millis(100), "acknowledged in {acked:?}");
+    assert_eq!(ack["response_type"], "ephemeral");
+    assert_eq!(ack["text"], "Diagnosing imagepull…");
+
+    let calls = bot
+        .slack
+        .until(WAIT, "the answer and the context file", |calls| {
+            calls.iter().any(|c| c.method == "files.completeUploadExternal")
+        })
+        .await;
+    let root = first_post(&calls);
+    assert_eq!(root.body["channel"], CHANNEL);
+    assert!(root.body.get("thread_ts").is_none(), "the answer starts a thread");
+    let root_ts = root.ts.clone().unwrap();
+    let answer = final_update(&calls, &root_ts).expect("the placeholder was replaced by the answer");
+    let text = text_of(&answer.body);
+    assert!(text.contains("Diagnosis of namespace imagepull"), "{text}");
+    assert!(text.contains("The pod is failing"), "the model's answer: {text}");
+    assert!(text.contains("ImagePullBackOff") && text.contains("checkout-6c9d8e7f1-k2v9d"), "findings: {text}");
+    assert!(text.contains("*read-only*") && text.contains("```kubectl "), "commands: {text}");
+    assert!(text.contains("model `recorded`") && text.contains("prompt `diagnose@"), "footer: {text}");
+
+    // Streaming: progress updates came while tokens arrived, never more than one a second.
+    let updates: Vec<&Call> =
+        calls.iter().filter(|c| c.method == "chat.update" && c.body["ts"] == root_ts.as_str()).collect();
+    assert!(updates.len() >= 2, "at least one progress update before the answer: {}", updates.len());
+    let progress: Vec<&&Call> = updates.iter().filter(|c| c.body["blocks"][0]["type"] != "header").collect();
+    for pair in progress.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(gap >= Duration::from_millis(950), "two progress updates {gap:?} apart");
+    }
+
+    // The context the model read, attached in the thread.
+    let complete = calls.iter().find(|c| c.method == "files.completeUploadExternal").unwrap();
+    assert_eq!(complete.body["channel_id"], CHANNEL);
+    assert_eq!(complete.body["thread_ts"], root_ts.as_str());
+    let uploaded = calls.iter().find(|c| c.method == "upload").unwrap();
+    let context = &bot.model.requests.lock().unwrap()[0];
+    let sent = context["messages"].to_string();
+    assert!(
+        sent.contains(uploaded.body["content"].as_str().unwrap().lines().next().unwrap()),
+        "the file is what the model read"
+    );
+    assert!(bot.slack.violations().is_empty(), "{:#?}", bot.slack.violations());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_channel_the_answer_goes_through_the_response_url() {
+    let bot = bot(SlackMode::Http, Duration::from_millis(1)).await;
+    bot.slack.fake.not_in.lock().unwrap().push("CPRIVATE".into());
+    let body = command_body(&bot, "/ask", "what is failing? -n crashloop", "CPRIVATE");
+    let response = signed(&bot, "/slack/commands", "application/x-www-form-urlencoded", &body, &now(), None).await;
+    assert_eq!(response.json::<Value>().await.unwrap()["text"], "Looking into crashloop…");
+    let calls =
+        bot.slack.until(WAIT, "a response_url answer", |calls| calls.iter().any(|c| c.method == "response_url")).await;
+    let answer = calls.iter().find(|c| c.method == "response_url").unwrap();
+    assert_eq!(answer.body["id"], "cmd1");
+    assert_eq!(answer.body["body"]["response_type"], "in_channel");
+    assert!(text_of(&answer.body["body"]).contains("Answer about namespace crashloop"));
+    assert!(bot.slack.violations().is_empty(), "{:#?}", bot.slack.violations());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_in_an_alert_thread_is_scoped_to_the_alert_and_follow_ups_continue_it() {
+    let bot = bot(SlackMode::Http, Duration::from_millis(1)).await;
+    // Alertmanager's message, as its Slack receiver posts it.
+    let alert_ts = bot.slack.post(json!({
+        "type": "message", "subtype": "bot_message", "bot_id": "BALERTMANAGER", "text": "",
+        "attachments": [{
+            "title": "[FIRING:1] KubePodCrashLooping (payments-api-7b8d9c6f5-qw7zt)",
+            "text": "*Alert:* Pod is crash looping. - `critical`\n*Details:*\n  • *alertname:* `KubePodCrashLooping`\n  • *namespace:* `crashloop`\n  • *pod:* `payments-api-7b8d9c6f5-qw7zt`\n  • *job:* `kube-state-metrics`",
+        }]
+    }));
+    let mention = |id: &str, text: &str, ts: &str| {
+        event(
+            id,
+            json!({"type": "app_mention", "user": "UONCALL",
+        "text": text, "ts": ts, "thread_ts": alert_ts, "channel": CHANNEL, "event_ts": ts}),
+        )
+    };
+    let asked = bot.slack.post(
+        json!({"type": "message", "user": "UONCALL", "text": format!("<@{BOT_USER}> diagnose"), "thread_ts": alert_ts}),
+    );
+    let delivery = mention("Ev1", &format!("<@{BOT_USER}> diagnose"), &asked).to_string();
+    let response = signed(&bot, "/slack/events", "application/json", &delivery, &now(), None).await;
+    assert_eq!(response.status(), 200);
+
+    let calls = bot
+        .slack
+        .until(WAIT, "the answer in the alert's thread", |calls| {
+            calls.iter().any(|c| c.method == "chat.update" && c.body["blocks"][0]["type"] == "header")
+        })
+        .await;
+    let placeholder = first_post(&calls);
+    assert_eq!(placeholder.body["thread_ts"], alert_ts.as_str(), "answered in the alert's thread");
+    let answer = calls.iter().find(|c| c.method == "chat.update" && c.body["blocks"][0]["type"] == "header").unwrap();
+    let text = text_of(&answer.body);
+    assert!(text.contains("Diagnosis of namespace crashloop"), "{text}");
+    assert!(text.contains("namespace and object from the alert"), "{text}");
+    let request = bot.model.requests.lock().unwrap()[0]["messages"].to_string();
+    assert!(request.contains("payments-api-7b8d9c6f5-qw7zt"), "the model read the alert's pod");
+    assert!(request.contains("namespace crashloop"), "the prompt names the alert's namespace");
+
+    // A follow-up without a mention, in the same thread: answered with the thread's history.
+    let follow = bot
+        .slack
+        .post(json!({"type": "message", "user": "UONCALL", "text": "what do the logs say?", "thread_ts": alert_ts}));
+    let delivery = event(
+        "Ev2",
+        json!({"type": "message", "channel_type": "channel", "user": "UONCALL",
+        "text": "what do the logs say?", "ts": follow, "thread_ts": alert_ts, "channel": CHANNEL}),
+    )
+    .to_string();
+    signed(&bot, "/slack/events", "application/json", &delivery, &now(), None).await;
+    bot.slack
+        .until(WAIT, "the follow-up's answer", |calls| {
+            calls.iter().filter(|c| c.method == "chat.update" && c.body["blocks"][0]["type"] == "header").count() == 2
+        })
+        .await;
+    let requests = bot.model.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2);
+    let second = requests[1]["messages"].to_string();
+    assert!(second.contains("Earlier in this conversation"), "the history was sent: {second}");
+    assert!(second.contains("Q: diagnose") && second.contains("The pod is failing"), "{second}");
+    assert!(second.contains("what do the logs say?") && second.contains("namespace crashloop"));
+
+    // Bots, the bot itself and edits start nothing.
+    let before = bot.model.requests.lock().unwrap().len();
+    for (id, e) in [
+        (
+            "Ev3",
+            json!({"type": "message", "subtype": "bot_message", "bot_id": "BOTHER", "text": "diagnose", "ts": "1.1", "thread_ts": alert_ts, "channel": CHANNEL}),
+        ),
+        (
+            "Ev4",
+            json!({"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "text": "hello", "ts": "1.2", "thread_ts": alert_ts, "channel": CHANNEL}),
+        ),
+        ("Ev5", json!({"type": "message", "subtype": "message_changed", "text": "", "ts": "1.3", "channel": CHANNEL})),
+    ] {
+        signed(&bot, "/slack/events", "application/json", &event(id, e).to_string(), &now(), None).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bot.model.requests.lock().unwrap().len(), before, "no bot message was answered");
+    assert!(bot.slack.violations().is_empty(), "{:#?}", bot.slack.violations());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_event_is_answered_once() {
+    let bot = bot(SlackMode::Http, Duration::from_millis(1)).await;
+    let ts = bot
+        .slack
+        .post(json!({"type": "message", "user": "UONCALL", "text": format!("<@{BOT_USER}> diagnose imagepull")}));
+    let delivery = event(
+        "EvSame",
+        json!({"type": "app_mention", "user": "UONCALL", "text": format!("<@{BOT_USER}> diagnose imagepull"),
+        "ts": ts, "channel": CHANNEL, "event_ts": ts}),
+    )
+    .to_string();
+    signed(&bot, "/slack/events", "application/json", &delivery, &now(), None).await;
+    // Slack's retry of the same event, as when the first acknowledgement was late.
+    let retry = crate::common::http_client()
+        .post(format!("{}/slack/events", bot.url))
+        .header("content-type", "application/json")
+        .header("x-slack-request-timestamp", now())
+        .header("x-slack-signature", signature::sign(SIGNING_SECRET.as_bytes(), &now(), delivery.as_bytes()))
+        .header("x-slack-retry-num", "1")
+        .header("x-slack-retry-reason", "http_timeout")
+        .body(delivery.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 200, "a retry is acknowledged too, so Slack stops retrying");
+    bot.slack.until(WAIT, "the answer", |calls| calls.iter().any(|c| c.method == "files.completeUploadExternal")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bot.slack.calls("chat.postMessage").len(), 1, "one placeholder, one answer");
+    assert_eq!(bot.model.requests.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_call_waits_out_retry_after() {
+    let bot = bot(SlackMode::Http, Duration::from_millis(1)).await;
+    *bot.slack.fake.rate_limit.lock().unwrap() = 1;
+    let body = command_body(&bot, "/diagnose", "", "CPAYMENTS");
+    let ack: Value = signed(&bot, "/slack/commands", "application/x-www-form-urlencoded", &body, &now(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ack["text"], "Diagnosing crashloop…", "the channel's default namespace");
+    let calls = bot
+        .slack
+        .until(WAIT, "the answer", |calls| {
+            calls.iter().any(|c| c.method == "chat.update" && c.body["blocks"][0]["type"] == "header")
+        })
+        .await;
+    let posts: Vec<&Call> = calls.iter().filter(|c| c.method == "chat.postMessage").collect();
+    assert_eq!(posts[0].status, 429);
+    assert_eq!(posts[1].status, 200);
+    let waited = posts[1].at - posts[0].at;
+    assert!(waited >= Duration::from_millis(990), "retried after {waited:?}, before Retry-After: 1 passed");
+    assert_eq!(posts.len(), 2, "posted once the limit passed, and only once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_mode_acknowledges_envelopes_and_reconnects() {
+    let bot = bot(SlackMode::Socket, Duration::from_millis(1)).await;
+    let mut socket = bot.slack.socket(Duration::from_secs(5)).await;
+    socket.envelope(json!({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A1"}}));
+
+    socket.envelope(json!({"envelope_id": "env-1", "type": "slash_commands", "accepts_response_payload": true,
+        "payload": {"command": "/diagnose", "text": "imagepull", "user_id": "UONCALL", "channel_id": CHANNEL,
+            "response_url": bot.slack.response_url("sm"), "trigger_id": "1.2"}}));
+    let ack = socket.next().await;
+    assert_eq!(ack["envelope_id"], "env-1");
+    assert_eq!(ack["payload"]["text"], "Diagnosing imagepull…");
+    bot.slack
+        .until(WAIT, "the slash command's answer", |calls| {
+            calls.iter().any(|c| c.method == "chat.update" && c.body["blocks"][0]["type"] == "header")
+        })
+        .await;
+
+    let ts = bot
+        .slack
+        .post(json!({"type": "message", "user": "UONCALL", "text": format!("<@{BOT_USER}> diagnose crashloop")}));
+    let delivery = event(
+        "EvSock",
+        json!({"type": "app_mention", "user": "UONCALL", "text": format!("<@{BOT_USER}> diagnose crashloop"),
+        "ts": ts, "channel": CHANNEL, "event_ts": ts}),
+    );
+    let envelope = json!({"envelope_id": "env-2", "type": "events_api", "accepts_response_payload": false, "retry_attempt": 0, "payload": delivery});
+    socket.envelope(envelope.clone());
+    assert_eq!(socket.next().await, json!({"envelope_id": "env-2"}));
+    // The same event again, as Slack redelivers it: acknowledged, not answered twice.
+    let mut again = envelope;
+    again["envelope_id"] = json!("env-3");
+    again["retry_attempt"] = json!(1);
+    socket.envelope(again);
+    assert_eq!(socket.next().await, json!({"envelope_id": "env-3"}));
+    bot.slack
+        .until(WAIT, "the mention's answer", |calls| {
+            calls.iter().filter(|c| c.method == "chat.update" && c.body["blocks"][0]["type"] == "header").count() == 2
+        })
+        .await;
+
+    // Slack refreshes the connection: kubechat opens a new one at once.
+    socket.envelope(json!({"type": "disconnect", "reason": "refresh_requested", "debug_info": {"host": "fake"}}));
+    let started = Instant::now();
+    let socket = bot.slack.socket(Duration::from_secs(5)).await;
+    assert!(started.elapsed() < Duration::from_millis(900), "a refresh reconnects at once");
+    socket.envelope(json!({"type": "hello", "num_connections": 1}));
+    // The connection drops without notice: kubechat reconnects after its backoff.
+    socket.send.send(tokio_tungstenite::tungstenite::Message::Close(None)).unwrap();
+    let started = Instant::now();
+    let _third = bot.slack.socket(Duration::from_secs(10)).await;
+    assert!(started.elapsed() >= Duration::from_millis(900), "a lost connection backs off before reconnecting");
+    assert_eq!(bot.slack.calls("apps.connections.open").len(), 3);
+    assert_eq!(bot.model.requests.lock().unwrap().len(), 2, "the redelivered event was answered once");
+    assert!(bot.slack.violations().is_empty(), "{:#?}", bot.slack.violations());
+}
