@@ -475,10 +475,48 @@ mod tests {
             (&[("KUBECHAT_LLM_NUM_CTX", "1024")][..], "setting llm.num_ctx:"),
             (&[("KUBECHAT_LLM_CONCURRENCY", "0")][..], "setting llm.concurrency: must be more than 0"),
             (&[("KUBECHAT_NAMESPACE", "Shop")][..], "setting namespace:"),
+            (&[("KUBECHAT_SLACK_ENABLED", "true")][..], "setting slack.bot_token:"),
+            (
+                &[("KUBECHAT_SLACK_ENABLED", "true"), ("KUBECHAT_SLACK_BOT_TOKEN", "xoxb-1")][..],
+                "setting slack.app_token:",
+            ),
+            (
+                &[
+                    ("KUBECHAT_SLACK_ENABLED", "true"),
+                    ("KUBECHAT_SLACK_BOT_TOKEN", "xoxb-1"),
+                    ("KUBECHAT_SLACK_MODE", "http"),
+                ][..],
+                "setting slack.signing_secret:",
+            ),
+            (
+                &[
+                    ("KUBECHAT_SLACK_ENABLED", "true"),
+                    ("KUBECHAT_SLACK_BOT_TOKEN", "xoxb-1"),
+                    ("KUBECHAT_SLACK_APP_TOKEN", "xapp-1"),
+                    ("KUBECHAT_SLACK_CHANNEL_NAMESPACES", "[C1=Payments]"),
+                ][..],
+                "setting slack.channel_namespaces:",
+            ),
         ] {
             let err = load(None, env(pairs)).unwrap().validate().unwrap_err().to_string();
             assert!(err.starts_with(expected), "{pairs:?}: {err}");
         }
+        let slack = load(
+            None,
+            env(&[
+                ("KUBECHAT_SLACK_ENABLED", "true"),
+                ("KUBECHAT_SLACK_BOT_TOKEN", "xoxb-very-secret"),
+                ("KUBECHAT_SLACK_APP_TOKEN", "xapp-very-secret"),
+                ("KUBECHAT_SLACK_CHANNEL_NAMESPACES", "[C0123=payments, C0456=shop]"),
+            ]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap()
+        .slack
+        .unwrap();
+        assert_eq!(slack.channel_namespaces[1], ("C0456".to_string(), "shop".to_string()));
+        assert!(!format!("{slack:?}").contains("very-secret"), "secrets never print");
         let err = load(None, env(&[("KUBECHAT_LLM_API", "bard")])).unwrap_err().to_string();
         assert!(err.contains("bard"), "{err}");
     }

@@ -660,7 +660,7 @@ async fn update_loop(
             }
             s.dirty = false;
             let heading = match (s.text.is_empty(), s.position) {
-                (true, Some(position)) => format!("{title} waiting for the model: number {position} in line"),
+                (true, Some(position)) => format!("{title} the model is busy; you are number {position} in line"),
                 _ => title.clone(),
             };
             blocks::progress(&heading, &s.text)
@@ -673,4 +673,42 @@ async fn update_loop(
 
 fn ephemeral(text: &str) -> Value {
     json!({"response_type": "ephemeral", "text": text})
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use crate::config::RawSlack;
+
+    #[test]
+    fn the_app_manifest_matches_what_kubechat_does() {
+        let manifest: Value = serde_saphyr::from_str(include_str!("../../slack/app-manifest.yaml")).unwrap();
+        let defaults = RawSlack::default();
+        let commands: Vec<&str> = manifest["features"]["slash_commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["command"].as_str().unwrap())
+            .collect();
+        assert_eq!(commands, [defaults.diagnose_command.as_str(), defaults.ask_command.as_str()]);
+        let mut scopes: Vec<&str> =
+            manifest["oauth_config"]["scopes"]["bot"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+        scopes.sort();
+        assert_eq!(
+            scopes,
+            ["app_mentions:read", "channels:history", "chat:write", "commands", "files:write", "groups:history"],
+            "the minimal scopes: every one is used, none is missing"
+        );
+        let settings = &manifest["settings"];
+        let events: Vec<&str> = settings["event_subscriptions"]["bot_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        assert_eq!(events, ["app_mention", "message.channels", "message.groups"]);
+        assert_eq!(settings["socket_mode_enabled"], true, "Socket Mode is the default");
+        assert_eq!(settings["interactivity"]["is_enabled"], true);
+    }
 }

@@ -55,18 +55,17 @@ impl Drop for Bot {
 }
 
 async fn bot(mode: SlackMode, pause: Duration) -> Bot {
-    bot_with(mode, pause, |_| {}).await
+    bot_with(mode, pause, |_, _| {}).await
 }
 
-async fn bot_with(mode: SlackMode, pause: Duration, adjust: impl FnOnce(&mut SlackConfig)) -> Bot {
+async fn bot_with(mode: SlackMode, pause: Duration, adjust: impl FnOnce(&mut SlackConfig, &mut LlmConfig)) -> Bot {
     let slack = FakeSlack::start().await;
     let model = recorded_slowly("text/event-stream", answer_stream(), pause).await;
     let replay = serve(scenarios(), &[]).await;
     let prompts =
         Arc::new(PromptStore::open(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts"))).unwrap());
-    let llm = LlmConfig { url: model.url.clone(), api: Api::Openai, model: "recorded".into(), ..LlmConfig::default() };
-    let state =
-        AppState::new(client(&replay).await, prompts, Llm::new(llm).unwrap(), Default::default(), "healthy".into());
+    let mut llm =
+        LlmConfig { url: model.url.clone(), api: Api::Openai, model: "recorded".into(), ..LlmConfig::default() };
     let mut config = SlackConfig {
         mode,
         bot_token: Secret::new(BOT_TOKEN),
@@ -80,7 +79,9 @@ async fn bot_with(mode: SlackMode, pause: Duration, adjust: impl FnOnce(&mut Sla
         max_pending: 20,
         attach_context: true,
     };
-    adjust(&mut config);
+    adjust(&mut config, &mut llm);
+    let state =
+        AppState::new(client(&replay).await, prompts, Llm::new(llm).unwrap(), Default::default(), "healthy".into());
     let front = Slack::start(config, state.clone()).await.expect("auth.test passes against the fake");
     let mut app = kubechat::server::router(state);
     let mut tasks = Vec::new();
@@ -495,4 +496,52 @@ async fn socket_mode_acknowledges_envelopes_and_reconnects() {
     assert_eq!(bot.slack.calls("apps.connections.open").len(), 3);
     assert_eq!(bot.model.requests.lock().unwrap().len(), 2, "the redelivered event was answered once");
     assert!(bot.slack.violations().is_empty(), "{:#?}", bot.slack.violations());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_askers_see_their_place_and_mistakes_get_a_helpful_reply() {
+    let bot = bot_with(SlackMode::Http, Duration::from_millis(400), |slack, llm| {
+        slack.max_pending = 2;
+        llm.concurrency = 1;
+    })
+    .await;
+    let form = "application/x-www-form-urlencoded";
+    let first = command_body(&bot, "/diagnose", "imagepull", CHANNEL);
+    let second = command_body(&bot, "/diagnose", "crashloop", CHANNEL);
+    let third = command_body(&bot, "/diagnose", "oom", CHANNEL);
+    let mut acks = Vec::new();
+    for body in [first, second, third] {
+        acks.push(signed(&bot, "/slack/commands", form, &body, &now(), None).await.json::<Value>().await.unwrap());
+    }
+    assert_eq!(acks[0]["text"], "Diagnosing imagepull…");
+    assert_eq!(acks[1]["text"], "Diagnosing crashloop…");
+    let busy = acks[2]["text"].as_str().unwrap();
+    assert!(busy.starts_with("kubechat is busy with 2 questions already") && busy.contains("request "), "{busy}");
+    // The model answers one at a time here: the second asker sees their place while the first is answered.
+    let calls = bot
+        .slack
+        .until(WAIT, "both answers", |calls| {
+            calls.iter().filter(|c| c.method == "chat.update" && c.body["blocks"][0]["type"] == "header").count() == 2
+        })
+        .await;
+    let waiting = calls.iter().any(|c| c.method == "chat.update" && c.body.to_string().contains("number 1 in line"));
+    assert!(waiting, "the waiting asker was told their place");
+
+    // A namespace that does not exist: the user is told, with the closest name.
+    let body = command_body(&bot, "/diagnose", "imagepul", CHANNEL);
+    signed(&bot, "/slack/commands", form, &body, &now(), None).await;
+    let calls = bot
+        .slack
+        .until(WAIT, "the failure", |calls| {
+            calls.iter().any(|c| c.body.to_string().contains("Sorry, I could not answer"))
+        })
+        .await;
+    let failure = calls.iter().find(|c| c.body.to_string().contains("Sorry, I could not answer")).unwrap();
+    let text = text_of(&failure.body);
+    assert!(text.contains("namespace imagepul does not exist; did you mean imagepull?"), "{text}");
+    assert!(text.contains("request `"), "{text}");
+    // Help, for a bare /ask.
+    let body = command_body(&bot, "/ask", "", CHANNEL);
+    let help: Value = signed(&bot, "/slack/commands", form, &body, &now(), None).await.json().await.unwrap();
+    assert!(help["blocks"][0]["text"]["text"].as_str().unwrap().contains("/diagnose payments"));
 }
