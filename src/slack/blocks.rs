@@ -29,13 +29,6 @@ pub struct Message {
     pub blocks: Vec<Value>,
 }
 
-impl Message {
-    /// A message of one section.
-    pub fn plain(text: &str) -> Message {
-        Message { text: text.to_string(), blocks: sections(&mrkdwn::escape(text)) }
-    }
-}
-
 /// An answer, rendered; `file` holds the whole answer when it is too long for the messages.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
@@ -226,14 +219,15 @@ pub fn answer(answer: &Answer, footer: &Footer) -> Rendered {
         return Rendered { messages, file: None };
     }
     // Too long for the thread: the first section of the answer, a pointer to the file, findings, commands, footer.
-    let mut first = blocks[..2 + usize::from(footer.scope_note.is_some())].to_vec();
+    let before_answer = 1 + usize::from(footer.scope_note.is_some());
+    let footer_block = blocks.last().cloned().expect("the footer is there");
+    let mut first = blocks[..before_answer + 1].to_vec();
     first.push(section(format!(
-        "_The answer is {} sections long: the whole of it is in the attached file `answer.md`._",
-        answer_count
+        "_The answer is {answer_count} sections long: the whole of it is in the attached file `answer.md`._"
     )));
-    first.extend(blocks[1 + usize::from(footer.scope_note.is_some()) + answer_count..].iter().cloned());
+    first.extend(blocks[before_answer + answer_count..blocks.len() - 1].iter().cloned());
     first.truncate(BLOCK_LIMIT - 1);
-    first.push(blocks.last().cloned().expect("the footer is there"));
+    first.push(footer_block);
     messages = vec![Message { text, blocks: first }];
     Rendered { messages, file: Some(answer.answer.clone()) }
 }
@@ -316,6 +310,58 @@ mod tests {
         let joined: String = blocks.iter().map(|b| b["text"]["text"].as_str().unwrap()).collect::<Vec<_>>().join("\n");
         assert!(joined.contains("line 0 of") && joined.contains("line 399 of"));
         assert_eq!(joined.matches('x').count(), 7000, "a long line is cut, not lost");
+    }
+
+    fn an_answer(text: String) -> Answer {
+        Answer {
+            namespace: "payments".into(),
+            answer: text,
+            model: "mistral".into(),
+            context: "context".into(),
+            findings: Vec::new(),
+            commands: vec![crate::commands::Command {
+                command: "kubectl delete pod -n payments api-1".into(),
+                read_only: false,
+                grounded: true,
+                note: None,
+            }],
+            prompt: crate::prompt::PromptVersion {
+                name: "diagnose".into(),
+                version: "0123456789ab".into(),
+                revision: Some("abc1234".into()),
+            },
+            usage: Default::default(),
+            truncated: false,
+            degraded: None,
+            gaps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_answer_fits_slacks_limits_or_goes_into_a_file() {
+        let footer =
+            Footer { took: Duration::from_millis(4200), request_id: "req-1", scope_note: Some("from the alert") };
+        let short = answer(&an_answer("The image tag does not exist.".into()), &footer);
+        assert_eq!(short.file, None);
+        assert_eq!(short.messages.len(), 1);
+        let blocks = &short.messages[0].blocks;
+        assert_eq!(blocks[0]["text"]["text"], "Diagnosis of namespace payments");
+        let all = serde_json::to_string(blocks).unwrap();
+        assert!(all.contains(":warning: mutating: review before running") && all.contains("```kubectl delete pod"));
+        let last = blocks.last().unwrap().to_string();
+        assert!(last.contains("model `mistral` · prompt `diagnose@0123456789ab` (abc1234) · namespace `payments` · 4.2 s · request `req-1`"), "{last}");
+
+        // Two continuation messages are fine; beyond three, the answer is a file.
+        let long = answer(&an_answer("a line of the answer\n".repeat(25_000)), &footer);
+        assert!(long.file.is_some());
+        assert_eq!(long.messages.len(), 1);
+        limits_hold(&long.messages);
+        let blocks = &long.messages[0].blocks;
+        assert_eq!(blocks.iter().filter(|b| b["type"] == "context").count(), 2, "the scope note and one footer");
+        assert!(serde_json::to_string(blocks).unwrap().contains("answer.md"));
+        let middling = answer(&an_answer("a line of the answer\n".repeat(8000)), &footer);
+        assert!(middling.file.is_none() && middling.messages.len() == 2, "{}", middling.messages.len());
+        limits_hold(&middling.messages);
     }
 
     #[test]
