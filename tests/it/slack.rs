@@ -545,3 +545,47 @@ async fn waiting_askers_see_their_place_and_mistakes_get_a_helpful_reply() {
     let help: Value = signed(&bot, "/slack/commands", form, &body, &now(), None).await.json().await.unwrap();
     assert!(help["blocks"][0]["text"]["text"].as_str().unwrap().contains("/diagnose payments"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubechat_serve_connects_to_slack_in_socket_mode_by_default() {
+    let slack = FakeSlack::start().await;
+    let no_model = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let serve = |bot_token: &str| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kubechat"));
+        command
+            .arg("serve")
+            .env("KUBECHAT_LISTEN", "127.0.0.1:0")
+            .env("KUBECHAT_DUMP", crate::common::SCENARIOS)
+            .env("KUBECHAT_PROMPTS", concat!(env!("CARGO_MANIFEST_DIR"), "/prompts"))
+            .env("KUBECHAT_LLM_URL", format!("http://127.0.0.1:{no_model}"))
+            .env("KUBECHAT_SLACK_ENABLED", "true")
+            .env("KUBECHAT_SLACK_BOT_TOKEN", bot_token)
+            .env("KUBECHAT_SLACK_APP_TOKEN", APP_TOKEN)
+            .env("KUBECHAT_SLACK_API_URL", slack.api_url())
+            .stdout(std::process::Stdio::null());
+        command
+    };
+    let refused = serve("xoxb-revoked").output().unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("cannot connect to Slack") && stderr.contains("invalid_auth"), "{stderr}");
+    slack.fake.violations.lock().unwrap().clear();
+
+    let _kubechat = crate::common::KillOnDrop(serve(BOT_TOKEN).stderr(std::process::Stdio::null()).spawn().unwrap());
+    let mut socket = slack.socket(Duration::from_secs(20)).await;
+    socket.envelope(json!({"type": "hello", "num_connections": 1}));
+    socket.envelope(json!({"envelope_id": "e1", "type": "slash_commands", "accepts_response_payload": true,
+        "payload": {"command": "/diagnose", "text": "oom", "user_id": "UONCALL", "channel_id": CHANNEL,
+            "response_url": slack.response_url("x"), "trigger_id": "1"}}));
+    let ack = socket.next().await;
+    assert_eq!(ack["payload"]["text"], "Diagnosing oom…");
+    let calls = slack
+        .until(WAIT, "the answer without a model", |calls| {
+            calls.iter().any(|c| c.method == "chat.update" && c.body["blocks"][0]["type"] == "header")
+        })
+        .await;
+    let answer = calls.iter().find(|c| c.method == "chat.update" && c.body["blocks"][0]["type"] == "header").unwrap();
+    let text = text_of(&answer.body);
+    assert!(text.contains("OOMKilled") && text.contains("without the model"), "{text}");
+    assert!(slack.violations().is_empty(), "{:#?}", slack.violations());
+}
