@@ -5,6 +5,7 @@
 //! cluster dumps over the real Kubernetes API, for tests and for offline diagnosis.
 
 pub mod answer;
+pub mod chat;
 pub mod cluster;
 pub mod commands;
 pub mod config;
@@ -12,6 +13,8 @@ pub mod context;
 pub mod dump;
 pub mod findings;
 pub mod llm;
+#[cfg(feature = "matrix")]
+pub mod matrix;
 pub mod prompt;
 pub mod redact;
 pub mod replay;

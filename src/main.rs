@@ -285,7 +285,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut _socket = None;
     if let Some(slack_config) = config.slack.clone() {
         let mode = slack_config.mode;
-        let slack = Slack::start(slack_config, state)
+        let slack = Slack::start(slack_config, state.clone())
             .await
             .context("cannot connect to Slack (settings slack.bot_token and slack.api_url)")?;
         match mode {
@@ -293,6 +293,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             SlackMode::Socket => _socket = Some(KillOnDrop(tokio::spawn(kubechat::slack::socket::run(slack)))),
         }
         eprintln!("kubechat answering on Slack ({mode:?} mode)");
+    }
+    #[cfg(feature = "matrix")]
+    let mut _matrix = None;
+    #[cfg(feature = "matrix")]
+    if let Some(matrix_config) = config.matrix.clone() {
+        let homeserver = matrix_config.homeserver_url.clone();
+        let matrix = kubechat::matrix::Matrix::start(matrix_config, state.clone())
+            .await
+            .with_context(|| format!("cannot connect to Matrix at {homeserver}"))?;
+        _matrix = Some(KillOnDrop(tokio::spawn(matrix.run())));
+        eprintln!("kubechat answering on Matrix at {homeserver}");
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

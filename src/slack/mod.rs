@@ -12,11 +12,9 @@ pub mod api;
 pub mod blocks;
 pub mod http;
 pub mod mrkdwn;
-pub mod route;
 pub mod signature;
 pub mod socket;
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,7 +29,8 @@ use crate::config::{Secret, SlackMode};
 use crate::server::AppState;
 use api::{Identity, WebApi};
 use blocks::{Footer, Message};
-use route::Route;
+use crate::chat::route::{self, Route};
+use crate::chat::Recent;
 
 /// Event ids remembered for deduplication; Slack retries within minutes, so this covers hours of traffic.
 const SEEN_EVENTS: usize = 10_000;
@@ -84,38 +83,6 @@ struct Event {
     ts: Option<String>,
     thread_ts: Option<String>,
     channel: Option<String>,
-}
-
-/// A bounded set of recent keys with the time each was added; the oldest go first.
-struct Recent<V> {
-    entries: HashMap<String, (Instant, V)>,
-    order: VecDeque<String>,
-    capacity: usize,
-}
-
-impl<V> Recent<V> {
-    fn new(capacity: usize) -> Recent<V> {
-        Recent { entries: HashMap::new(), order: VecDeque::new(), capacity }
-    }
-
-    /// Adds `key`; false when it was already there.
-    fn insert(&mut self, key: String, value: V) -> bool {
-        if self.entries.contains_key(&key) {
-            return false;
-        }
-        if self.order.len() == self.capacity
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.entries.remove(&oldest);
-        }
-        self.order.push_back(key.clone());
-        self.entries.insert(key, (Instant::now(), value));
-        true
-    }
-
-    fn get(&self, key: &str) -> Option<&(Instant, V)> {
-        self.entries.get(key)
-    }
 }
 
 /// What kubechat remembers of a thread it answered: the scope, so follow-ups stay on it.
@@ -366,9 +333,7 @@ impl Slack {
             }
         };
         if !ours {
-            let mut not_ours = self.not_ours.lock().expect("not poisoned");
-            not_ours.entries.remove(&key);
-            not_ours.insert(key, ());
+            self.not_ours.lock().expect("not poisoned").put(key, ());
         }
         ours
     }
@@ -474,10 +439,7 @@ impl Slack {
             };
         if let Target::Message { thread, .. } = &target {
             let scope = ThreadScope { namespace: namespace.clone(), object: object.clone() };
-            let mut answered = self.answered.lock().expect("not poisoned");
-            let key = format!("{}/{thread}", job.channel);
-            answered.entries.remove(&key);
-            answered.insert(key, scope);
+            self.answered.lock().expect("not poisoned").put(format!("{}/{thread}", job.channel), scope);
         }
         match self.answer(&job, &target, &namespace, object, note, history, &title).await {
             Ok(rendered) => self.deliver(&job, &target, rendered, started).await,

@@ -1,4 +1,4 @@
-//! What a Slack message asks for: `/diagnose [namespace] [question]`, `/ask question`, a mention starting with
+//! What a chat message asks for: `/diagnose [namespace] [question]`, `/ask question`, a mention starting with
 //! `diagnose` or `ask`, or `help`; the namespace from `-n ns`, `ns/pod` or a leading namespace word.
 
 use crate::answer::Intent;
