@@ -160,10 +160,16 @@ impl RawMatrix {
             return Err(invalid("matrix.homeserver_url", "must start with https:// (or http:// on loopback)"));
         }
         let Some((local, server)) = self.user_id.strip_prefix('@').and_then(|u| u.split_once(':')) else {
-            return Err(invalid("matrix.user_id", format!("{:?} must be a full Matrix ID like @kubechat:example.org", self.user_id)));
+            return Err(invalid(
+                "matrix.user_id",
+                format!("{:?} must be a full Matrix ID like @kubechat:example.org", self.user_id),
+            ));
         };
         if local.is_empty() || server.is_empty() {
-            return Err(invalid("matrix.user_id", format!("{:?} must be a full Matrix ID like @kubechat:example.org", self.user_id)));
+            return Err(invalid(
+                "matrix.user_id",
+                format!("{:?} must be a full Matrix ID like @kubechat:example.org", self.user_id),
+            ));
         }
         if self.password.is_empty() && self.access_token.is_empty() {
             return Err(invalid(
@@ -177,7 +183,10 @@ impl RawMatrix {
         for room in &self.allowed_rooms {
             let valid = room.starts_with('!') || (room.starts_with('#') && room.contains(':'));
             if !valid {
-                return Err(invalid("matrix.allowed_rooms", format!("{room:?} is not a room id (!…) or alias (#name:server)")));
+                return Err(invalid(
+                    "matrix.allowed_rooms",
+                    format!("{room:?} is not a room id (!…) or alias (#name:server)"),
+                ));
             }
         }
         if self.max_per_room == 0 {
@@ -320,8 +329,12 @@ pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
     for (name, raw) in env {
         let Some(rest) = name.strip_prefix("KUBECHAT_") else { continue };
         let Some(setting) = settings.iter().find(|s| env_name(s) == rest) else { continue };
+        // An empty variable (an optional Secret key that is absent, say) leaves the setting as it was.
+        if raw.trim().is_empty() {
+            continue;
+        }
         let parsed: Value = serde_saphyr::from_str(&raw).unwrap_or(Value::String(raw.clone()));
-        let parsed = if parsed.is_null() && !raw.trim().is_empty() { Value::String(raw) } else { parsed };
+        let parsed = if parsed.is_null() { Value::String(raw) } else { parsed };
         set(&mut value, setting, parsed);
     }
     serde_json::from_value(value).map_err(|e| invalid("(configuration)", e.to_string()))
@@ -632,6 +645,35 @@ mod tests {
         .unwrap();
         assert_eq!(slack.channel_namespaces[1], ("C0456".to_string(), "shop".to_string()));
         assert!(!format!("{slack:?}").contains("very-secret"), "secrets never print");
+        let matrix = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![
+                ("KUBECHAT_MATRIX_ENABLED", "true"),
+                ("KUBECHAT_MATRIX_HOMESERVER_URL", "https://matrix.example.org"),
+                ("KUBECHAT_MATRIX_USER_ID", "@kubechat:example.org"),
+                ("KUBECHAT_MATRIX_PASSWORD", "hunter2-secret"),
+            ];
+            pairs.extend_from_slice(extra);
+            load(None, env(&pairs)).unwrap().validate()
+        };
+        let config = matrix(&[]).unwrap().matrix.unwrap();
+        assert_eq!(config.allowed_servers, ["example.org"], "the bot's own server by default");
+        assert!(!format!("{config:?}").contains("hunter2"), "secrets never print");
+        for (extra, expected) in [
+            (("KUBECHAT_MATRIX_USER_ID", "kubechat"), "setting matrix.user_id:"),
+            (("KUBECHAT_MATRIX_ALLOWED_ROOMS", "[ops]"), "setting matrix.allowed_rooms:"),
+            (("KUBECHAT_MATRIX_HOMESERVER_URL", "matrix.example.org"), "setting matrix.homeserver_url:"),
+        ] {
+            let err = matrix(&[extra]).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{extra:?}: {err}");
+        }
+        let no_password = env(&[
+            ("KUBECHAT_MATRIX_ENABLED", "true"),
+            ("KUBECHAT_MATRIX_HOMESERVER_URL", "https://matrix.example.org"),
+            ("KUBECHAT_MATRIX_USER_ID", "@kubechat:example.org"),
+            ("KUBECHAT_MATRIX_PASSWORD", ""),
+        ]);
+        let err = load(None, no_password).unwrap().validate().unwrap_err().to_string();
+        assert!(err.starts_with("setting matrix.password:"), "an empty variable is no password: {err}");
         let err = load(None, env(&[("KUBECHAT_LLM_API", "bard")])).unwrap_err().to_string();
         assert!(err.contains("bard"), "{err}");
     }

@@ -18,8 +18,8 @@ use anyhow::Context as _;
 use matrix_sdk::authentication::matrix::MatrixSession;
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::event_handler::Ctx;
-use matrix_sdk::ruma::api::error::ErrorKind;
 use matrix_sdk::ruma::api::client::uiaa;
+use matrix_sdk::ruma::api::error::ErrorKind;
 use matrix_sdk::ruma::events::Mentions;
 use matrix_sdk::ruma::events::relation::{Replacement, Thread};
 use matrix_sdk::ruma::events::room::member::StrippedRoomMemberEvent;
@@ -27,7 +27,7 @@ use matrix_sdk::ruma::events::room::message::{
     MessageType, OriginalSyncRoomMessageEvent, Relation, RoomMessageEventContent,
     RoomMessageEventContentWithoutRelation,
 };
-use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, TransactionId, UserId};
+use matrix_sdk::ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, TransactionId, UserId};
 use matrix_sdk::store::RoomLoadSettings;
 use matrix_sdk::{Client, Room, RoomState, SessionMeta, SessionTokens};
 use tracing::Instrument as _;
@@ -67,6 +67,8 @@ pub struct Matrix {
     name: String,
     busy: Mutex<HashMap<OwnedRoomId, usize>>,
     threads: Mutex<Recent<ThreadState>>,
+    /// Messages sent before this are the backlog, never answered (a room joined later shows its recent history too).
+    started: MilliSecondsSinceUnixEpoch,
 }
 
 /// A question to answer.
@@ -140,7 +142,9 @@ impl Matrix {
             .sync_once(SyncSettings::default().timeout(Duration::ZERO))
             .await
             .context("the first sync with the homeserver failed")?;
+        let started = MilliSecondsSinceUnixEpoch::now();
         let matrix = Arc::new(Matrix {
+            started,
             config,
             client,
             app,
@@ -228,7 +232,7 @@ impl Matrix {
     }
 
     async fn handle(self: Arc<Self>, event: OriginalSyncRoomMessageEvent, room: Room) {
-        if room.state() != RoomState::Joined || event.sender == self.own {
+        if room.state() != RoomState::Joined || event.sender == self.own || event.origin_server_ts < self.started {
             return;
         }
         // Only people's text: notices are bots' (kubechat's own included), and edits are not new questions.
@@ -240,7 +244,11 @@ impl Matrix {
         };
         let body = text.body.trim();
         let follow_up = thread_root.as_ref().is_some_and(|root| {
-            self.threads.lock().expect("not poisoned").get(&thread_key(room.room_id().as_str(), root.as_str())).is_some()
+            self.threads
+                .lock()
+                .expect("not poisoned")
+                .get(&thread_key(room.room_id().as_str(), root.as_str()))
+                .is_some()
         });
         let routed = if let Some(command) = body.strip_prefix('!') {
             let (name, rest) = command.split_once(char::is_whitespace).unwrap_or((command, ""));
@@ -301,11 +309,14 @@ impl Matrix {
             .clone()
             .or_else(|| remembered.as_ref().map(|r| r.namespace.clone()))
             .unwrap_or_else(|| self.app.default_namespace.clone());
-        let object = job.object.clone().or_else(|| {
-            remembered.as_ref().filter(|r| r.namespace == namespace).and_then(|r| r.object.clone())
-        });
+        let object = job
+            .object
+            .clone()
+            .or_else(|| remembered.as_ref().filter(|r| r.namespace == namespace).and_then(|r| r.object.clone()));
         let title = match job.intent {
-            Intent::Diagnose => format!("Diagnosing {namespace}{}…", object.as_deref().map(|o| format!(" {o}")).unwrap_or_default()),
+            Intent::Diagnose => {
+                format!("Diagnosing {namespace}{}…", object.as_deref().map(|o| format!(" {o}")).unwrap_or_default())
+            }
             Intent::Ask => format!("Looking into {namespace}…"),
         };
         let placeholder = match self.send(&job.room, in_thread(render::progress(&title), &job.root, &job.asked)).await {
@@ -330,7 +341,9 @@ impl Matrix {
                     question.text = job.question.clone();
                 }
                 let prompts = self.app.prompts.current();
-                answer::answer(&facts, &question, &prompts, &self.app.llm, |_| {}, |_| {}).await.map_err(|e| e.to_string())
+                answer::answer(&facts, &question, &prompts, &self.app.llm, |_| {}, |_| {})
+                    .await
+                    .map_err(|e| e.to_string())
             }
             Err(e) => Err(e.to_string()),
         };
@@ -351,7 +364,11 @@ impl Matrix {
             }
             let state = ThreadState { namespace: answer.namespace.clone(), object, turns };
             self.threads.lock().expect("not poisoned").put(key, state);
-            tracing::info!(took_ms = started.elapsed().as_millis() as u64, degraded = answer.degraded.is_some(), "answered");
+            tracing::info!(
+                took_ms = started.elapsed().as_millis() as u64,
+                degraded = answer.degraded.is_some(),
+                "answered"
+            );
         }
     }
 
@@ -411,7 +428,9 @@ async fn login(client: &Client, config: &MatrixConfig) -> anyhow::Result<()> {
             .initial_device_display_name(&config.device_name)
             .send()
             .await
-            .with_context(|| format!("cannot log in to Matrix as {} (settings matrix.user_id, matrix.password)", config.user_id))?;
+            .with_context(|| {
+                format!("cannot log in to Matrix as {} (settings matrix.user_id, matrix.password)", config.user_id)
+            })?;
         cross_sign(client, config).await;
         return Ok(());
     }

@@ -28,9 +28,43 @@ static SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
     let mut builder = ammonia::Builder::empty();
     builder
         .add_tags([
-            "font", "del", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "p", "a", "ul", "ol", "sup", "sub", "li",
-            "b", "i", "u", "strong", "em", "s", "code", "hr", "br", "div", "table", "thead", "tbody", "tr", "th", "td",
-            "caption", "pre", "span", "details", "summary",
+            "font",
+            "del",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "blockquote",
+            "p",
+            "a",
+            "ul",
+            "ol",
+            "sup",
+            "sub",
+            "li",
+            "b",
+            "i",
+            "u",
+            "strong",
+            "em",
+            "s",
+            "code",
+            "hr",
+            "br",
+            "div",
+            "table",
+            "thead",
+            "tbody",
+            "tr",
+            "th",
+            "td",
+            "caption",
+            "pre",
+            "span",
+            "details",
+            "summary",
         ])
         .add_tag_attributes("font", ["data-mx-bg-color", "data-mx-color", "color"])
         .add_tag_attributes("span", ["data-mx-bg-color", "data-mx-color", "data-mx-spoiler"])
@@ -56,10 +90,11 @@ pub fn escape(text: &str) -> String {
 /// The model's Markdown as HTML: raw HTML in it is escaped, not passed through, then the result is sanitised.
 pub fn markdown(text: &str) -> String {
     use pulldown_cmark::{Event, Options, Parser};
-    let parser = Parser::new_ext(text, Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES).map(|event| match event {
-        Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
-        other => other,
-    });
+    let parser =
+        Parser::new_ext(text, Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES).map(|event| match event {
+            Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
+            other => other,
+        });
     let mut html = String::new();
     pulldown_cmark::html::push_html(&mut html, parser);
     sanitize(&html)
@@ -102,12 +137,16 @@ pub fn help(name: &str) -> Rendered {
         "!diagnose -n shop deployment/web, or shop/web-7d9f — narrowed to one object".to_string(),
         "Reply in a thread kubechat answered to ask a follow-up.".to_string(),
     ];
-    let mut html = String::from("<p><strong>kubechat</strong> reads the cluster (read-only) and answers with evidence.</p><ul>");
+    let mut html =
+        String::from("<p><strong>kubechat</strong> reads the cluster (read-only) and answers with evidence.</p><ul>");
     for line in &lines {
         let _ = write!(html, "<li>{}</li>", escape(line));
     }
     html.push_str("</ul>");
-    Rendered { body: format!("kubechat reads the cluster (read-only) and answers with evidence.\n{}", lines.join("\n")), html }
+    Rendered {
+        body: format!("kubechat reads the cluster (read-only) and answers with evidence.\n{}", lines.join("\n")),
+        html,
+    }
 }
 
 /// The final answer.
@@ -161,10 +200,7 @@ pub fn answer(answer: &Answer, took_seconds: f32, scope_note: Option<&str>) -> R
         answer.context.lines().count(),
         escape(&context)
     );
-    let mut footer = format!(
-        "model {} · prompt {}@{}",
-        answer.model, answer.prompt.name, answer.prompt.version
-    );
+    let mut footer = format!("model {} · prompt {}@{}", answer.model, answer.prompt.name, answer.prompt.version);
     if let Some(revision) = &answer.prompt.revision {
         let _ = write!(footer, " ({revision})");
     }
@@ -193,8 +229,13 @@ mod tests {
         assert!(!html.contains("<script") && !html.contains("<img") && !html.contains("javascript:"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "raw HTML from the model is shown, not run: {html}");
         assert!(html.contains("<pre><code>kubectl get pods\n</code></pre>"), "{html}");
-        let cleaned = sanitize(r#"<details><summary>s</summary><p onclick="x">p</p><iframe src="y"></iframe></details><a href="https://k8s.io">k</a>"#);
-        assert_eq!(cleaned, r#"<details><summary>s</summary><p>p</p></details><a href="https://k8s.io" rel="noopener">k</a>"#);
+        let cleaned = sanitize(
+            r#"<details><summary>s</summary><p onclick="x">p</p><iframe src="y"></iframe></details><a href="https://k8s.io">k</a>"#,
+        );
+        assert_eq!(
+            cleaned,
+            r#"<details><summary>s</summary><p>p</p></details><a href="https://k8s.io" rel="noopener">k</a>"#
+        );
     }
 
     #[test]

@@ -24,13 +24,13 @@ use serde_json::{Value, json};
 use tracing::Instrument as _;
 
 use crate::answer::{self, Intent, Question, Turn};
+use crate::chat::Recent;
+use crate::chat::route::{self, Route};
 use crate::cluster::{self, ReadError, Scope};
 use crate::config::{Secret, SlackMode};
 use crate::server::AppState;
 use api::{Identity, WebApi};
 use blocks::{Footer, Message};
-use crate::chat::route::{self, Route};
-use crate::chat::Recent;
 
 /// Event ids remembered for deduplication; Slack retries within minutes, so this covers hours of traffic.
 const SEEN_EVENTS: usize = 10_000;

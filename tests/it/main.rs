@@ -5,8 +5,12 @@ mod cli;
 mod common;
 mod fake_slack;
 mod llm;
+#[cfg(feature = "matrix")]
+mod matrix;
 mod perf;
 mod reader;
 mod replay;
 mod server;
 mod slack;
+#[cfg(feature = "matrix")]
+mod synapse;

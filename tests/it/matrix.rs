@@ -1,0 +1,391 @@
+//! Matrix end to end against a real Synapse: a user (a matrix-sdk client) mentions kubechat in rooms, plain and
+//! encrypted, and reads the thread replies; the homeserver restarts mid-answer.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kubechat::config::{MatrixConfig, Secret};
+use kubechat::llm::{Api, Llm, LlmConfig};
+use kubechat::matrix::Matrix;
+use kubechat::prompt::PromptStore;
+use kubechat::server::AppState;
+use matrix_sdk::config::SyncSettings;
+use matrix_sdk::ruma::api::client::room::create_room;
+use matrix_sdk::ruma::events::Mentions;
+use matrix_sdk::ruma::events::relation::Thread;
+use matrix_sdk::ruma::events::room::message::{
+    MessageType, OriginalSyncRoomMessageEvent, Relation, RoomMessageEventContent,
+};
+use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
+use matrix_sdk::{Client, Room};
+use serde_json::Value;
+
+use crate::common::{Recorded, client, recorded_slowly, scenarios, serve};
+use crate::synapse::Synapse;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A model answer that streams over about `4 × pause`.
+fn answer_stream() -> String {
+    let lines = [
+        "The pod keeps crashing; its logs in the context show why.\\n",
+        "Read the previous container's logs:\\n",
+        "```\\nkubectl logs -n crashloop payments-api-7b8d9c6f5-qw7zt --previous\\n```\\n",
+    ];
+    let mut out = String::new();
+    for line in lines {
+        out.push_str(&format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{line}\"}}}}]}}\n\n"));
+    }
+    out.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n");
+    out + "data: [DONE]\n\n"
+}
+
+/// A message a user's client saw.
+#[derive(Debug, Clone)]
+struct Seen {
+    event_id: OwnedEventId,
+    sender: OwnedUserId,
+    room: OwnedRoomId,
+    content: RoomMessageEventContent,
+    at: matrix_sdk::ruma::MilliSecondsSinceUnixEpoch,
+}
+
+impl Seen {
+    /// The text of a notice, or of the notice an edit turns it into: (plain, html).
+    fn notice(&self) -> Option<(String, String)> {
+        let msgtype = match &self.content.relates_to {
+            Some(Relation::Replacement(r)) => &r.new_content.msgtype,
+            _ => &self.content.msgtype,
+        };
+        match msgtype {
+            MessageType::Notice(n) => {
+                Some((n.body.clone(), n.formatted.as_ref().map(|f| f.body.clone()).unwrap_or_default()))
+            }
+            _ => None,
+        }
+    }
+
+    fn edits(&self) -> Option<&OwnedEventId> {
+        match &self.content.relates_to {
+            Some(Relation::Replacement(r)) => Some(&r.event_id),
+            _ => None,
+        }
+    }
+
+    fn thread(&self) -> Option<&Thread> {
+        match &self.content.relates_to {
+            Some(Relation::Thread(t)) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// A person on the homeserver, with a real client that syncs in the background.
+struct User {
+    client: Client,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    changed: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl User {
+    async fn new(synapse: &Synapse, name: &str) -> User {
+        let id: OwnedUserId = synapse.register(name, &format!("{name}-password")).try_into().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let client =
+            Client::builder().homeserver_url(&synapse.url).sqlite_store(dir.path(), None).build().await.unwrap();
+        client.matrix_auth().login_username(&id, &format!("{name}-password")).send().await.unwrap();
+        client.sync_once(SyncSettings::default().timeout(Duration::ZERO)).await.unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let (kept, notify) = (seen.clone(), changed.clone());
+        client.add_event_handler(move |event: OriginalSyncRoomMessageEvent, room: Room| {
+            let (kept, notify) = (kept.clone(), notify.clone());
+            async move {
+                kept.lock().unwrap().push(Seen {
+                    event_id: event.event_id,
+                    sender: event.sender,
+                    room: room.room_id().to_owned(),
+                    content: event.content,
+                    at: event.origin_server_ts,
+                });
+                notify.notify_waiters();
+            }
+        });
+        let syncing = client.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if syncing.sync_once(SyncSettings::default().timeout(Duration::from_secs(1))).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        });
+        User { client, seen, changed, task, _dir: dir }
+    }
+
+    async fn room(&self, alias: &str, encrypted: bool, invite: &[&OwnedUserId]) -> Room {
+        let mut request = create_room::v3::Request::new();
+        request.room_alias_name = Some(alias.to_string());
+        request.invite = invite.iter().map(|u| (*u).clone()).collect();
+        let room = self.client.create_room(request).await.unwrap();
+        if encrypted {
+            room.enable_encryption().await.unwrap();
+        }
+        room
+    }
+
+    async fn say(&self, room: &Room, content: RoomMessageEventContent) -> OwnedEventId {
+        room.send(content).await.unwrap().response.event_id
+    }
+
+    /// Waits until the client has seen a message that `matches`.
+    async fn wait_for(&self, what: &str, matches: impl Fn(&Seen) -> bool) -> Seen {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notified = self.changed.notified();
+            if let Some(found) = self.seen.lock().unwrap().iter().find(|s| matches(s)) {
+                return found.clone();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let seen: Vec<String> =
+                    self.seen.lock().unwrap().iter().map(|s| format!("{} {:?}", s.sender, s.notice())).collect();
+                panic!("timed out waiting for {what}; seen:\n{}", seen.join("\n"));
+            }
+        }
+    }
+
+    /// The membership of `user` in `room`, from the homeserver.
+    async fn membership(&self, room: &RoomId, user: &OwnedUserId) -> Option<String> {
+        let token = self.client.access_token().unwrap();
+        let url = format!("{}/_matrix/client/v3/rooms/{room}/state/m.room.member/{user}", self.client.homeserver());
+        let url = url.replace("//_matrix", "/_matrix");
+        let response = crate::common::http_client().get(url).bearer_auth(token).send().await.unwrap();
+        let value: Value = response.json().await.ok()?;
+        value["membership"].as_str().map(str::to_string)
+    }
+
+    async fn wait_for_membership(&self, room: &RoomId, user: &OwnedUserId, membership: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.membership(room, user).await.as_deref() != Some(membership) {
+            assert!(tokio::time::Instant::now() < deadline, "{user} never reached {membership} in {room}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn mention(bot: &OwnedUserId, text: &str) -> RoomMessageEventContent {
+    RoomMessageEventContent::text_plain(text).add_mentions(Mentions::with_user_ids([bot.clone()]))
+}
+
+struct Bot {
+    id: OwnedUserId,
+    model: Recorded,
+    task: tokio::task::JoinHandle<()>,
+    _replay: kubechat::replay::Server,
+    _store: tempfile::TempDir,
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn bot_config(synapse: &Synapse, store: &std::path::Path) -> MatrixConfig {
+    MatrixConfig {
+        homeserver_url: synapse.url.clone(),
+        user_id: "@kubechat:localhost".into(),
+        password: Secret::new("kubechat-password"),
+        access_token: Secret::default(),
+        store_path: store.to_path_buf(),
+        store_passphrase: Secret::new("store-passphrase"),
+        device_name: "kubechat".into(),
+        allowed_rooms: Vec::new(),
+        allowed_servers: vec!["localhost".into()],
+        max_per_room: 3,
+    }
+}
+
+/// Starts kubechat's Matrix front-end as the registered `@kubechat:localhost`.
+async fn start_bot(synapse: &Synapse, pause: Duration, adjust: impl FnOnce(&mut MatrixConfig)) -> Bot {
+    let model = recorded_slowly("text/event-stream", answer_stream(), pause).await;
+    let replay = serve(scenarios(), &[]).await;
+    let prompts =
+        Arc::new(PromptStore::open(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts"))).unwrap());
+    let llm = LlmConfig { url: model.url.clone(), api: Api::Openai, model: "recorded".into(), ..LlmConfig::default() };
+    let state =
+        AppState::new(client(&replay).await, prompts, Llm::new(llm).unwrap(), Default::default(), "healthy".into());
+    let store = tempfile::tempdir().unwrap();
+    let mut config = bot_config(synapse, store.path());
+    adjust(&mut config);
+    let matrix = Matrix::start(config, state).await.expect("kubechat logs in to Synapse");
+    let task = tokio::spawn(matrix.run());
+    Bot { id: "@kubechat:localhost".try_into().unwrap(), model, task, _replay: replay, _store: store }
+}
+
+fn answer_to(seen: &Seen, placeholder: &OwnedEventId) -> bool {
+    seen.edits() == Some(placeholder)
+        && seen
+            .notice()
+            .is_some_and(|(body, _)| body.contains("Diagnosis of namespace") || body.contains("Answer about namespace"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_is_answered_in_a_thread_and_follow_ups_continue_it() {
+    let synapse = Synapse::start().await;
+    let alice = User::new(&synapse, "alice").await;
+    let bot_id: OwnedUserId = synapse.register("kubechat", "kubechat-password").try_into().unwrap();
+    let ops = alice.room("ops", false, &[&bot_id]).await;
+    let random = alice.room("random", false, &[&bot_id]).await;
+    // Sent before kubechat starts: the backlog, which it must not answer.
+    let backlog = alice.say(&ops, mention(&bot_id, "kubechat: diagnose oom")).await;
+
+    let bot = start_bot(&synapse, Duration::from_millis(5), |c| {
+        c.allowed_rooms = vec!["#ops:localhost".into()];
+        c.allowed_servers = vec!["elsewhere.example".into()];
+    })
+    .await;
+    alice.wait_for_membership(ops.room_id(), &bot.id, "join").await;
+    alice.wait_for_membership(random.room_id(), &bot.id, "leave").await;
+
+    let asked = alice.say(&ops, mention(&bot.id, "kubechat: diagnose crashloop")).await;
+    let placeholder = alice
+        .wait_for("the placeholder in a thread", |s| {
+            s.sender == bot.id && s.thread().is_some_and(|t| t.event_id == asked)
+        })
+        .await;
+    let thread = placeholder.thread().unwrap();
+    assert_eq!(thread.in_reply_to.as_ref().map(|r| &r.event_id), Some(&asked), "the reply fallback");
+    assert!(placeholder.notice().unwrap().0.starts_with("Diagnosing crashloop"), "{:?}", placeholder.notice());
+    let mentions = placeholder.content.mentions.as_ref().expect("m.mentions is always set");
+    assert!(mentions.user_ids.is_empty() && !mentions.room, "nobody is pinged");
+    let answer = alice.wait_for("the answer", |s| answer_to(s, &placeholder.event_id)).await;
+    let (body, html) = answer.notice().unwrap();
+    assert!(body.contains("Diagnosis of namespace crashloop") && body.contains("The pod keeps crashing"), "{body}");
+    assert!(body.contains("CrashLoopBackOff") && body.contains("payments-api-7b8d9c6f5-qw7zt"), "findings: {body}");
+    assert!(body.contains("[read-only] kubectl"), "commands: {body}");
+    assert!(body.contains("model recorded · prompt diagnose@") && body.contains("namespace crashloop"), "{body}");
+    assert!(html.contains("<details><summary>The context the model read"), "{html}");
+    assert!(html.contains("<h3>Diagnosis of namespace crashloop</h3>"), "{html}");
+
+    // A follow-up in the thread, with no mention.
+    let mut follow = RoomMessageEventContent::text_plain("what do the logs say?");
+    follow.relates_to = Some(Relation::Thread(Thread::plain(asked.clone(), answer.event_id.clone())));
+    follow.mentions = Some(Mentions::new());
+    alice.say(&ops, follow).await;
+    let second = alice
+        .wait_for("the follow-up's placeholder", |s| {
+            s.sender == bot.id && s.event_id != placeholder.event_id && s.thread().is_some_and(|t| t.event_id == asked)
+        })
+        .await;
+    let second_answer = alice.wait_for("the follow-up's answer", |s| answer_to(s, &second.event_id)).await;
+    assert!(second_answer.notice().unwrap().0.contains("Answer about namespace crashloop"));
+    let requests = bot.model.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "the backlog was not answered");
+    let sent = requests[1]["messages"].to_string();
+    assert!(sent.contains("Earlier in this conversation") && sent.contains("The pod keeps crashing"), "{sent}");
+    assert!(sent.contains("what do the logs say?"));
+
+    // Another bot's notice that names kubechat, and plain chatter, start nothing.
+    alice.say(&ops, RoomMessageEventContent::notice_plain("kubechat: diagnose oom")).await;
+    alice.say(&ops, RoomMessageEventContent::text_plain("lunch?").add_mentions(Mentions::new())).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(bot.model.requests.lock().unwrap().len(), 2);
+    let replied_to_backlog =
+        alice.seen.lock().unwrap().iter().any(|s| s.thread().is_some_and(|t| t.event_id == backlog));
+    assert!(!replied_to_backlog, "the backlog was skipped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_room_is_answered_encrypted() {
+    let synapse = Synapse::start().await;
+    let alice = User::new(&synapse, "alice").await;
+    synapse.register("kubechat", "kubechat-password");
+    let bot = start_bot(&synapse, Duration::from_millis(5), |_| {}).await;
+    let room = alice.room("secure", true, &[&bot.id]).await;
+    alice.wait_for_membership(room.room_id(), &bot.id, "join").await;
+    // The bot's device must be known before alice encrypts for the room.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = alice.say(&room, RoomMessageEventContent::text_plain("!diagnose imagepull")).await;
+    let placeholder = alice
+        .wait_for("the placeholder", |s| s.sender == bot.id && s.thread().is_some_and(|t| t.event_id == asked))
+        .await;
+    let answer = alice.wait_for("the decrypted answer", |s| answer_to(s, &placeholder.event_id)).await;
+    let (body, _) = answer.notice().unwrap();
+    assert!(body.contains("Diagnosis of namespace imagepull") && body.contains("ImagePullBackOff"), "{body}");
+
+    // On the homeserver, everything the bot sent in the room is ciphertext.
+    let token = alice.client.access_token().unwrap();
+    let url = format!("{}/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50", synapse.url, room.room_id());
+    let messages: Value =
+        crate::common::http_client().get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    let from_bot: Vec<&Value> = messages["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["sender"] == bot.id.as_str() && e.get("state_key").is_none())
+        .collect();
+    assert!(!from_bot.is_empty());
+    assert!(from_bot.iter().all(|e| e["type"] == "m.room.encrypted"), "{from_bot:#?}");
+    assert_eq!(answer.room, room.room_id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_recovers_from_a_homeserver_restart_without_losing_the_answer() {
+    let mut synapse = Synapse::start().await;
+    let alice = User::new(&synapse, "alice").await;
+    synapse.register("kubechat", "kubechat-password");
+    // The model takes about three seconds: the homeserver goes down while it writes.
+    let bot = start_bot(&synapse, Duration::from_millis(800), |_| {}).await;
+    let room = alice.room("ops", false, &[&bot.id]).await;
+    alice.wait_for_membership(room.room_id(), &bot.id, "join").await;
+    let asked = alice.say(&room, mention(&bot.id, "kubechat: diagnose crashloop")).await;
+    let placeholder = alice
+        .wait_for("the placeholder", |s| s.sender == bot.id && s.thread().is_some_and(|t| t.event_id == asked))
+        .await;
+    synapse.restart(Duration::from_secs(3)).await;
+    let answer = alice.wait_for("the answer sent after the restart", |s| answer_to(s, &placeholder.event_id)).await;
+    assert!(answer.notice().unwrap().0.contains("CrashLoopBackOff"));
+    let edits = alice.seen.lock().unwrap().iter().filter(|s| s.edits() == Some(&placeholder.event_id)).count();
+    assert_eq!(edits, 1, "retried with one transaction id: sent once");
+
+    // And the bot keeps syncing: a new question after the restart is answered.
+    let again = alice.say(&room, mention(&bot.id, "kubechat: diagnose oom")).await;
+    let second = alice
+        .wait_for("a placeholder after the restart", |s| {
+            s.sender == bot.id && s.thread().is_some_and(|t| t.event_id == again)
+        })
+        .await;
+    let answer = alice.wait_for("an answer after the restart", |s| answer_to(s, &second.event_id)).await;
+    assert!(answer.notice().unwrap().0.contains("OOMKilled"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_bot_waits_and_still_answers() {
+    // One message, then one every two seconds, per user.
+    let synapse = Synapse::start_with("{per_second: 0.5, burst_count: 1}").await;
+    let alice = User::new(&synapse, "alice").await;
+    synapse.register("kubechat", "kubechat-password");
+    let bot = start_bot(&synapse, Duration::from_millis(5), |_| {}).await;
+    let room = alice.room("ops", false, &[&bot.id]).await;
+    alice.wait_for_membership(room.room_id(), &bot.id, "join").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let asked = alice.say(&room, mention(&bot.id, "kubechat: diagnose crashloop")).await;
+    let placeholder = alice
+        .wait_for("the placeholder", |s| s.sender == bot.id && s.thread().is_some_and(|t| t.event_id == asked))
+        .await;
+    let answer = alice.wait_for("the answer, once the limit allows", |s| answer_to(s, &placeholder.event_id)).await;
+    let gap = u64::from(answer.at.0) - u64::from(placeholder.at.0);
+    assert!(
+        gap >= 1500,
+        "the edit was sent {gap} ms after the placeholder: the homeserver's M_LIMIT_EXCEEDED was not waited out"
+    );
+    assert!(answer.notice().unwrap().0.contains("CrashLoopBackOff"));
+}
