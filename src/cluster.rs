@@ -759,6 +759,7 @@ async fn read_nodes(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<Nod
 /// A client for the cluster: the given kubeconfig, else in-cluster config or `~/.kube/config` as kubectl finds them.
 pub async fn client(kubeconfig: Option<&std::path::Path>, url: Option<&str>) -> anyhow::Result<Client> {
     use anyhow::Context as _;
+    crate::install_tls_provider();
     let config = if let Some(url) = url {
         kube::Config::new(url.parse().with_context(|| format!("invalid API server URL {url}"))?)
     } else if let Some(path) = kubeconfig {

@@ -24,6 +24,13 @@ pub mod server;
 pub mod slack;
 pub mod tokens;
 
+/// Makes ring the process's TLS provider. kube, reqwest and matrix-sdk share rustls, and with matrix-sdk two providers
+/// (ring and aws-lc-rs) are built in, so rustls cannot pick one by itself. Every entry point that may build a TLS
+/// client calls this first; later calls do nothing.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// An error with its causes, `outer: inner: innermost`, for messages that must say what really failed.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();

@@ -181,6 +181,7 @@ struct ReplayArgs {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    kubechat::install_tls_provider();
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Replay(_) => "info",

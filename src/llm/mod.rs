@@ -140,7 +140,7 @@ pub struct Llm {
 
 impl Llm {
     pub fn new(config: LlmConfig) -> Result<Arc<Llm>, LlmError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_tls_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .build()

@@ -97,6 +97,7 @@ impl Drop for Busy<'_> {
 impl Matrix {
     /// Opens the store, restores the session (or logs in and saves it), and syncs once to skip the backlog.
     pub async fn start(config: MatrixConfig, app: Arc<AppState>) -> anyhow::Result<Arc<Matrix>> {
+        crate::install_tls_provider();
         std::fs::create_dir_all(&config.store_path).with_context(|| {
             format!("cannot create the Matrix store {} (setting matrix.store_path)", config.store_path.display())
         })?;

@@ -63,7 +63,7 @@ enum Body<'a> {
 impl WebApi {
     /// `base` is `https://slack.com/api` in production.
     pub fn new(base: &str, token: Secret) -> WebApi {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(CALL_TIMEOUT)
             .user_agent(concat!("kubechat/", env!("CARGO_PKG_VERSION")))

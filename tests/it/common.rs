@@ -242,7 +242,7 @@ pub async fn recorded_slowly(content_type: &'static str, body: String, pause: Du
 
 /// An HTTP client for tests; reqwest is built without a default TLS provider, so install the one kubechat uses.
 pub fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    kubechat::install_tls_provider();
     reqwest::Client::new()
 }
 
