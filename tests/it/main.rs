@@ -3,6 +3,7 @@
 mod apiserver;
 mod cli;
 mod common;
+mod delivery;
 mod fake_slack;
 mod llm;
 #[cfg(feature = "matrix")]
