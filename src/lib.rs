@@ -4,7 +4,9 @@
 //! deterministic findings, and [`context`] writes both out as the text a model reads. The [`replay`] server serves
 //! cluster dumps over the real Kubernetes API, for tests and for offline diagnosis.
 
+pub mod access;
 pub mod answer;
+pub mod audit;
 pub mod chat;
 pub mod cluster;
 pub mod commands;
@@ -13,6 +15,7 @@ pub mod context;
 pub mod dump;
 pub mod findings;
 pub mod llm;
+pub mod metrics;
 #[cfg(feature = "matrix")]
 pub mod matrix;
 pub mod prompt;
@@ -21,6 +24,7 @@ pub mod replay;
 pub mod report;
 pub mod resources;
 pub mod server;
+pub mod service;
 pub mod slack;
 pub mod tokens;
 

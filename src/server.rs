@@ -13,14 +13,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use sha2::Digest as _;
 use serde_json::json;
 use tokio::sync::Mutex;
 use tracing::Instrument as _;
 
-use crate::answer::{self, Intent, Question};
+use crate::access::{Access, Asker, Buckets, Platform, Refusal};
+use crate::answer::{Intent, Question};
+use crate::audit::AuditLog;
 use crate::cluster::{self, Limits, Scope};
+use crate::config::Secret;
 use crate::llm::Llm;
+use crate::metrics::Metrics;
 use crate::prompt::PromptStore;
+use crate::service::ServeError;
 
 /// Request bodies above this are refused.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -33,11 +39,81 @@ pub struct AppState {
     pub llm: Arc<Llm>,
     pub limits: Limits,
     pub default_namespace: String,
+    pub policy: Policy,
+    pub metrics: Metrics,
     ready: Mutex<Option<(Instant, Result<(), String>)>>,
     requests: AtomicU64,
 }
 
+/// Who may ask what, how often, who is asking over HTTP, and where requests are recorded.
+pub struct Policy {
+    pub access: Access,
+    /// Token buckets per user, and per channel or room.
+    pub user_rate: Option<Buckets>,
+    pub place_rate: Option<Buckets>,
+    pub audit: AuditLog,
+    pub auth: HttpAuth,
+    /// Origins allowed to call the HTTP API from a browser; none by default.
+    pub cors_origins: Vec<String>,
+}
+
+impl Policy {
+    /// Everyone may read everything, with no limit: the demo, tests, and local use configured so.
+    pub fn open() -> Policy {
+        Policy {
+            access: Access::open(),
+            user_rate: None,
+            place_rate: None,
+            audit: AuditLog::stdout(),
+            auth: HttpAuth::Open,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// How the HTTP API knows who asks.
+#[derive(Debug, Clone)]
+pub enum HttpAuth {
+    /// Anyone, as `anonymous`: only when configured so, for local use.
+    Open,
+    /// `Authorization: Bearer TOKEN`; each token has a name, the identity access rules use.
+    Tokens(Vec<(String, Secret)>),
+    /// A header set by an authenticating proxy in front (oauth2-proxy's `X-Forwarded-User`, say).
+    Header(String),
+}
+
+impl HttpAuth {
+    /// The asker's identity, or why there is none.
+    pub fn identify(&self, headers: &HeaderMap) -> Result<String, &'static str> {
+        match self {
+            HttpAuth::Open => Ok("anonymous".to_string()),
+            HttpAuth::Tokens(tokens) => {
+                let presented = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .ok_or("send Authorization: Bearer TOKEN")?;
+                let digest = |t: &str| sha2::Sha256::digest(t.as_bytes());
+                let presented = digest(presented.trim());
+                tokens
+                    .iter()
+                    .find(|(_, token)| digest(token.expose()) == presented)
+                    .map(|(name, _)| name.clone())
+                    .ok_or("the bearer token is not one kubechat knows")
+            }
+            HttpAuth::Header(name) => headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .ok_or("no identity from the authenticating proxy"),
+        }
+    }
+}
+
 impl AppState {
+    /// Open to everyone (see [`Policy::open`]).
     pub fn new(
         client: kube::Client,
         prompts: Arc<PromptStore>,
@@ -45,12 +121,25 @@ impl AppState {
         limits: Limits,
         default_namespace: String,
     ) -> Arc<AppState> {
+        AppState::with_policy(client, prompts, llm, limits, default_namespace, Policy::open())
+    }
+
+    pub fn with_policy(
+        client: kube::Client,
+        prompts: Arc<PromptStore>,
+        llm: Arc<Llm>,
+        limits: Limits,
+        default_namespace: String,
+        policy: Policy,
+    ) -> Arc<AppState> {
         Arc::new(AppState {
             client,
             prompts,
             llm,
             limits,
             default_namespace,
+            policy,
+            metrics: Metrics::new(),
             ready: Mutex::new(None),
             requests: AtomicU64::new(0),
         })
@@ -91,14 +180,21 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// The namespaces the bot can read, for the web chat's picker.
-async fn namespaces(State(state): State<Arc<AppState>>) -> Response {
+/// The namespaces the asker may read, for the web chat's picker.
+async fn namespaces(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let request_id = state.request_id();
+    let user = match state.policy.auth.identify(&headers) {
+        Ok(user) => user,
+        Err(why) => return error(StatusCode::UNAUTHORIZED, why, &request_id),
+    };
+    let asker = Asker { platform: Platform::Http, place: None, user };
     let api = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(state.client.clone());
     match tokio::time::timeout(state.limits.call_timeout, api.list(&Default::default())).await {
         Ok(Ok(list)) => {
             let names: Vec<String> = list.items.into_iter().filter_map(|n| n.metadata.name).collect();
-            Json(json!({"namespaces": names, "default": state.default_namespace})).into_response()
+            let names = state.policy.access.visible(&asker, &names);
+            let default = Some(state.default_namespace.clone()).filter(|d| names.contains(d));
+            Json(json!({"namespaces": names, "default": default})).into_response()
         }
         Ok(Err(e)) => error(StatusCode::BAD_GATEWAY, &format!("cannot list namespaces: {e}"), &request_id),
         Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "the Kubernetes API server did not answer in time", &request_id),
@@ -149,9 +245,16 @@ async fn respond(
     intent: Intent,
     request_id: String,
 ) -> Response {
+    let user = match state.policy.auth.identify(&headers) {
+        Ok(user) => user,
+        Err(why) => return error(StatusCode::UNAUTHORIZED, why, &request_id),
+    };
+    let asker = Asker { platform: Platform::Http, place: None, user };
+    let mut ticket = state.ticket(&asker, intent, &request_id);
     let body: AskBody = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(e) => {
+            ticket.fail("invalid", "invalid request body".into());
             return error(
                 StatusCode::BAD_REQUEST,
                 &format!(
@@ -162,6 +265,7 @@ async fn respond(
         }
     };
     if intent == Intent::Ask && body.question.trim().is_empty() {
+        ticket.fail("invalid", "empty question".into());
         return error(StatusCode::BAD_REQUEST, "the question is empty: send {\"question\": \"…\"}", &request_id);
     }
     let namespace = body.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| state.default_namespace.clone());
@@ -171,24 +275,23 @@ async fn respond(
             Some((kind.to_lowercase(), name.to_string()))
         }
         Some(_) => {
+            ticket.fail("invalid", "object is not KIND/NAME".into());
             return error(StatusCode::BAD_REQUEST, "object must be KIND/NAME, e.g. deployment/checkout", &request_id);
         }
     };
+    if let Err(refusal) = ticket.admit(&namespace, body.object.as_deref()) {
+        let mut response = match &refusal {
+            Refusal::Namespace { .. } => error(StatusCode::FORBIDDEN, &refusal.to_string(), &request_id),
+            Refusal::RateLimited { .. } => error(StatusCode::TOO_MANY_REQUESTS, &refusal.to_string(), &request_id),
+        };
+        if let Refusal::RateLimited { retry_after } = refusal
+            && let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     let scope = Scope { namespace: namespace.clone(), object };
-    let facts = match cluster::read(&state.client, &scope, &state.limits).await {
-        Ok(facts) => facts,
-        Err(
-            e @ (cluster::ReadError::NamespaceNotFound { .. }
-            | cluster::ReadError::ObjectNotFound { .. }
-            | cluster::ReadError::UnsupportedKind(_)),
-        ) => {
-            return error(StatusCode::NOT_FOUND, &e.to_string(), &request_id);
-        }
-        Err(e) => {
-            tracing::error!("cannot read the cluster: {e}");
-            return error(StatusCode::BAD_GATEWAY, &e.to_string(), &request_id);
-        }
-    };
     let mut question = Question::diagnose(&namespace);
     question.intent = intent;
     question.object = body.object.clone();
@@ -197,25 +300,21 @@ async fn respond(
     }
     let streaming =
         headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
-    let prompts = state.prompts.current();
     if !streaming {
-        let result = answer::answer(&facts, &question, &prompts, &state.llm, |_| {}, |_| {}).await;
-        return match result {
+        return match ticket.answer(&scope, &question, |_| {}, |_| {}).await {
             Ok(answer) => with_request_id(Json(answer).into_response(), &request_id),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), &request_id),
+            Err(e) => serve_error(e, &request_id),
         };
     }
+    // Errors reading the cluster are known before anything streams, so they keep their status codes.
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let llm = state.llm.clone();
     let task_id = request_id.clone();
     tokio::spawn(async move {
         let token_tx = tx.clone();
         let queue_tx = tx.clone();
-        let answering = answer::answer(
-            &facts,
+        let answering = ticket.answer(
+            &scope,
             &question,
-            &prompts,
-            &llm,
             move |token| {
                 let _ = token_tx.send(Event::default().event("token").data(token));
             },
@@ -228,6 +327,7 @@ async fn respond(
             result = answering => result,
             () = tx.closed() => {
                 tracing::info!(request_id = %task_id, "the client left; answer abandoned");
+                ticket.fail("abandoned", "the client left".into());
                 return;
             }
         };
@@ -245,6 +345,22 @@ async fn respond(
         rx.recv().await.map(|event| (Ok::<_, std::convert::Infallible>(event), rx))
     });
     with_request_id(Sse::new(stream).keep_alive(KeepAlive::default()).into_response(), &request_id)
+}
+
+/// A failed answer as an HTTP error: a name that does not exist is the asker's 404, the rest is the cluster's 502.
+fn serve_error(failure: ServeError, request_id: &str) -> Response {
+    match failure {
+        ServeError::Read(
+            e @ (cluster::ReadError::NamespaceNotFound { .. }
+            | cluster::ReadError::ObjectNotFound { .. }
+            | cluster::ReadError::UnsupportedKind(_)),
+        ) => error(StatusCode::NOT_FOUND, &e.to_string(), request_id),
+        ServeError::Read(e) => {
+            tracing::error!("cannot read the cluster: {e}");
+            error(StatusCode::BAD_GATEWAY, &e.to_string(), request_id)
+        }
+        ServeError::Budget(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), request_id),
+    }
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
