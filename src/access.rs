@@ -220,10 +220,16 @@ mod tests {
         let pay = asker(Platform::Slack, Some("C-PAY"), "U-DEV");
         assert_eq!(access.check(&pay, "payments-eu"), Ok(()));
         let refused = access.check(&pay, "kube-system").unwrap_err();
-        assert_eq!(refused.to_string(), "you may not diagnose namespace kube-system from here; ask #platform-help for access");
+        assert_eq!(
+            refused.to_string(),
+            "you may not diagnose namespace kube-system from here; ask #platform-help for access"
+        );
         assert!(access.check(&asker(Platform::Slack, Some("C-OPS"), "U-SRE"), "kube-system").is_ok());
         assert!(access.check(&asker(Platform::Slack, Some("C-OPS"), "U-DEV"), "kube-system").is_err(), "users only");
-        assert!(access.check(&asker(Platform::Slack, Some("C-RANDOM"), "U-SRE"), "payments").is_err(), "deny by default");
+        assert!(
+            access.check(&asker(Platform::Slack, Some("C-RANDOM"), "U-SRE"), "payments").is_err(),
+            "deny by default"
+        );
         assert!(access.check(&asker(Platform::Matrix, Some("#ops:example.org"), "@a:x"), "shop").is_ok());
         assert!(access.check(&asker(Platform::Http, None, "alice"), "anything").is_ok());
         assert!(access.check(&asker(Platform::Http, None, "mallory"), "shop").is_err());

@@ -35,7 +35,6 @@ pub struct Record {
     pub prompt_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completion_tokens: Option<u32>,
-    pub estimated_prompt_tokens: Option<usize>,
     pub latency_ms: Latency,
     pub outcome: &'static str,
     /// Why it did not end in an answer: kubechat's own message (names of namespaces and objects at most).

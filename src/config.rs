@@ -11,8 +11,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::access::{Access, Rate, Rule};
 use crate::cluster::Limits;
 use crate::llm::{Api, LlmConfig};
+use crate::server::HttpAuth;
 use crate::slack::SlackConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,124 @@ pub struct RawConfig {
     pub reader: RawReader,
     pub slack: RawSlack,
     pub matrix: RawMatrix,
+    pub access: RawAccess,
+    pub limits: RawLimits,
+    pub audit: RawAudit,
+    pub metrics: RawMetrics,
+    pub http: RawHttp,
+    pub alertmanager: RawAlertmanager,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAccess {
+    pub contact: String,
+    pub default: Vec<String>,
+    pub slack: Vec<Rule>,
+    pub matrix: Vec<Rule>,
+    pub http: Vec<Rule>,
+}
+
+impl Default for RawAccess {
+    fn default() -> RawAccess {
+        RawAccess {
+            contact: "your kubechat operator".into(),
+            default: Vec::new(),
+            slack: Vec::new(),
+            matrix: Vec::new(),
+            http: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    pub user_per_minute: u32,
+    pub user_burst: u32,
+    pub place_per_minute: u32,
+    pub place_burst: u32,
+}
+
+impl Default for RawLimits {
+    fn default() -> RawLimits {
+        RawLimits { user_per_minute: 6, user_burst: 3, place_per_minute: 20, place_burst: 10 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    /// Empty: standard output.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// Empty: no metrics endpoint.
+    pub listen: String,
+}
+
+impl Default for RawMetrics {
+    fn default() -> RawMetrics {
+        RawMetrics { listen: "0.0.0.0:9090".into() }
+    }
+}
+
+/// How the HTTP API knows who asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    Token,
+    Header,
+    Open,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttp {
+    pub auth: AuthMode,
+    /// `name:token` each; the name is the identity access rules match.
+    pub tokens: Vec<Secret>,
+    pub user_header: String,
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for RawHttp {
+    fn default() -> RawHttp {
+        RawHttp {
+            auth: AuthMode::Token,
+            tokens: Vec::new(),
+            user_header: "X-Forwarded-User".into(),
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAlertmanager {
+    pub token: Secret,
+    pub cooldown_seconds: u64,
+    pub receivers: Vec<Receiver>,
+}
+
+impl Default for RawAlertmanager {
+    fn default() -> RawAlertmanager {
+        RawAlertmanager { token: Secret::default(), cooldown_seconds: 3600, receivers: Vec::new() }
+    }
+}
+
+/// Where the diagnoses of one Alertmanager receiver's alerts go.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receiver {
+    pub name: String,
+    #[serde(default)]
+    pub slack_channel: Option<String>,
+    #[serde(default)]
+    pub matrix_room: Option<String>,
 }
 
 /// A credential. It is read like any other setting (best from the environment, filled from a Kubernetes Secret) and
@@ -267,6 +387,12 @@ impl Default for RawConfig {
             reader: RawReader::default(),
             slack: RawSlack::default(),
             matrix: RawMatrix::default(),
+            access: RawAccess::default(),
+            limits: RawLimits::default(),
+            audit: RawAudit::default(),
+            metrics: RawMetrics::default(),
+            http: RawHttp::default(),
+            alertmanager: RawAlertmanager::default(),
         }
     }
 }
@@ -313,6 +439,26 @@ pub struct Config {
     pub slack: Option<SlackConfig>,
     /// Set when `matrix.enabled`.
     pub matrix: Option<MatrixConfig>,
+    pub access: Access,
+    /// Token buckets per user and per channel or room; none when disabled (0 per minute).
+    pub user_rate: Option<Rate>,
+    pub place_rate: Option<Rate>,
+    /// The audit log file; none for standard output.
+    pub audit: Option<PathBuf>,
+    /// The metrics endpoint's address; none when disabled.
+    pub metrics: Option<SocketAddr>,
+    pub http_auth: HttpAuth,
+    pub cors_origins: Vec<String>,
+    pub alertmanager: AlertmanagerConfig,
+}
+
+/// The Alertmanager webhook, validated.
+#[derive(Debug, Clone)]
+pub struct AlertmanagerConfig {
+    /// The bearer token Alertmanager sends; the webhook is off without one.
+    pub token: Secret,
+    pub cooldown: Duration,
+    pub receivers: Vec<Receiver>,
 }
 
 /// Reads `file` (when given) over the defaults, then applies the `KUBECHAT_*` variables of `env`.
@@ -468,7 +614,86 @@ impl RawConfig {
         } else {
             None
         };
+        let access = Access {
+            slack: self.access.slack,
+            matrix: self.access.matrix,
+            http: self.access.http,
+            default: self.access.default,
+            contact: self.access.contact,
+        };
+        for (setting, rules) in
+            [("access.slack", &access.slack), ("access.matrix", &access.matrix), ("access.http", &access.http)]
+        {
+            if let Some(rule) = rules.iter().find(|r| r.place.is_empty() || r.namespaces.is_empty()) {
+                return Err(invalid(
+                    setting,
+                    format!("{rule:?} needs a channel, room or user and at least one namespace"),
+                ));
+            }
+        }
+        let rate = |per_minute: u32, burst: u32| (per_minute > 0).then_some(Rate { burst: burst.max(1), per_minute });
+        let audit = Some(PathBuf::from(&self.audit.path)).filter(|p| !p.as_os_str().is_empty());
+        let metrics = match self.metrics.listen.trim() {
+            "" => None,
+            address => Some(address.parse().map_err(|e| {
+                invalid("metrics.listen", format!("{address:?} is not an address like 0.0.0.0:9090: {e}"))
+            })?),
+        };
+        let http_auth = match self.http.auth {
+            AuthMode::Open => HttpAuth::Open,
+            AuthMode::Header if self.http.user_header.trim().is_empty() => {
+                return Err(invalid(
+                    "http.user_header",
+                    "is empty; name the header your proxy sets, e.g. X-Forwarded-User",
+                ));
+            }
+            AuthMode::Header => HttpAuth::Header(self.http.user_header.trim().to_lowercase()),
+            AuthMode::Token => {
+                let mut tokens = Vec::new();
+                for entry in &self.http.tokens {
+                    match entry.expose().split_once(':') {
+                        Some((name, token)) if !name.trim().is_empty() && token.trim().len() >= 16 => {
+                            tokens.push((name.trim().to_string(), Secret::new(token.trim())));
+                        }
+                        _ => {
+                            return Err(invalid(
+                                "http.tokens",
+                                "each entry must be NAME:TOKEN with a token of 16 characters or more",
+                            ));
+                        }
+                    }
+                }
+                HttpAuth::Tokens(tokens)
+            }
+        };
+        if let Some(receiver) = self
+            .alertmanager
+            .receivers
+            .iter()
+            .find(|r| r.name.is_empty() || (r.slack_channel.is_none() && r.matrix_room.is_none()))
+        {
+            return Err(invalid(
+                "alertmanager.receivers",
+                format!("{receiver:?} needs a name and a slack_channel or matrix_room"),
+            ));
+        }
+        if self.alertmanager.cooldown_seconds == 0 {
+            return Err(invalid("alertmanager.cooldown_seconds", "must be more than 0"));
+        }
+        let alertmanager = AlertmanagerConfig {
+            token: self.alertmanager.token,
+            cooldown: Duration::from_secs(self.alertmanager.cooldown_seconds),
+            receivers: self.alertmanager.receivers,
+        };
         Ok(Config {
+            access,
+            user_rate: rate(self.limits.user_per_minute, self.limits.user_burst),
+            place_rate: rate(self.limits.place_per_minute, self.limits.place_burst),
+            audit,
+            metrics,
+            http_auth,
+            cors_origins: self.http.cors_origins,
+            alertmanager,
             slack,
             matrix,
             listen,

@@ -5,6 +5,7 @@
 //! cluster dumps over the real Kubernetes API, for tests and for offline diagnosis.
 
 pub mod access;
+pub mod alerts;
 pub mod answer;
 pub mod audit;
 pub mod chat;
@@ -15,9 +16,9 @@ pub mod context;
 pub mod dump;
 pub mod findings;
 pub mod llm;
-pub mod metrics;
 #[cfg(feature = "matrix")]
 pub mod matrix;
+pub mod metrics;
 pub mod prompt;
 pub mod redact;
 pub mod replay;

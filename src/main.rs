@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use kubechat::access::Buckets;
 use kubechat::answer::{self, Intent, Question};
+use kubechat::audit::AuditLog;
 use kubechat::cluster::{self, Limits, Scope};
 use kubechat::config::SlackMode;
 use kubechat::dump::Dump;
@@ -14,7 +16,7 @@ use kubechat::llm::{Api, Llm, LlmConfig};
 use kubechat::prompt::{PromptStore, Prompts};
 use kubechat::replay::{self, Forbid};
 use kubechat::report;
-use kubechat::server::AppState;
+use kubechat::server::{AppState, HttpAuth, Policy};
 use kubechat::slack::Slack;
 
 /// A read-only Kubernetes diagnostic bot: it reads a namespace's live state and says what is wrong, with evidence.
@@ -281,30 +283,77 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (client, default_namespace, _server) =
         connect(config.dump.as_deref(), config.kubeconfig.as_deref(), &[]).await?;
     let namespace = config.namespace.clone().unwrap_or(default_namespace);
-    let state = AppState::new(client, prompts, llm, config.limits.clone(), namespace);
+    let audit = match &config.audit {
+        Some(path) => AuditLog::file(path)
+            .with_context(|| format!("cannot open the audit log {} (setting audit.path)", path.display()))?,
+        None => AuditLog::stdout(),
+    };
+    if matches!(config.http_auth, HttpAuth::Open) {
+        tracing::warn!("http.auth is open: anyone who can reach kubechat's HTTP API may ask, as `anonymous`");
+    }
+    let policy = Policy {
+        access: config.access.clone(),
+        user_rate: config.user_rate.map(Buckets::new),
+        place_rate: config.place_rate.map(Buckets::new),
+        audit,
+        auth: config.http_auth.clone(),
+        cors_origins: config.cors_origins.clone(),
+    };
+    let state = AppState::with_policy(client, prompts, llm, config.limits.clone(), namespace, policy);
     let mut app = kubechat::server::router(state.clone());
+    let mut _metrics = None;
+    if let Some(address) = config.metrics {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address} (setting metrics.listen)"))?;
+        eprintln!("kubechat metrics on http://{}/metrics", listener.local_addr()?);
+        let metrics = kubechat::server::metrics_router(state.clone());
+        _metrics = Some(KillOnDrop(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, metrics).await {
+                tracing::error!("the metrics server failed: {e}");
+            }
+        })));
+    }
     let mut _socket = None;
+    let mut slack = None;
     if let Some(slack_config) = config.slack.clone() {
         let mode = slack_config.mode;
-        let slack = Slack::start(slack_config, state.clone())
+        let started = Slack::start(slack_config, state.clone())
             .await
             .context("cannot connect to Slack (settings slack.bot_token and slack.api_url)")?;
         match mode {
-            SlackMode::Http => app = app.merge(kubechat::slack::http::routes(slack)),
-            SlackMode::Socket => _socket = Some(KillOnDrop(tokio::spawn(kubechat::slack::socket::run(slack)))),
+            SlackMode::Http => app = app.merge(kubechat::slack::http::routes(started.clone())),
+            SlackMode::Socket => {
+                _socket = Some(KillOnDrop(tokio::spawn(kubechat::slack::socket::run(started.clone()))));
+            }
         }
+        slack = Some(started);
         eprintln!("kubechat answering on Slack ({mode:?} mode)");
     }
     #[cfg(feature = "matrix")]
     let mut _matrix = None;
+    #[cfg(feature = "matrix")]
+    let mut matrix_handle = None;
     #[cfg(feature = "matrix")]
     if let Some(matrix_config) = config.matrix.clone() {
         let homeserver = matrix_config.homeserver_url.clone();
         let matrix = kubechat::matrix::Matrix::start(matrix_config, state.clone())
             .await
             .with_context(|| format!("cannot connect to Matrix at {homeserver}"))?;
-        _matrix = Some(KillOnDrop(tokio::spawn(matrix.run())));
+        _matrix = Some(KillOnDrop(tokio::spawn(matrix.clone().run())));
+        matrix_handle = Some(matrix);
         eprintln!("kubechat answering on Matrix at {homeserver}");
+    }
+    if !config.alertmanager.token.is_empty() {
+        let alerts = kubechat::alerts::Alerts::new(
+            config.alertmanager.clone(),
+            state.clone(),
+            slack.clone(),
+            #[cfg(feature = "matrix")]
+            matrix_handle.clone(),
+        );
+        app = app.merge(kubechat::alerts::routes(alerts));
+        eprintln!("kubechat taking Alertmanager's webhook at /alertmanager");
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -322,6 +371,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .context("cannot start the demo cluster's replay server")?;
     let client = cluster::client(None, Some(&replay.url())).await?;
     let state = AppState::new(client, prompts, llm, Limits::default(), "imagepull".to_string());
+    eprintln!(
+        "warning: the demo is open: anyone who can reach {} may ask about every namespace of the demo cluster",
+        args.listen
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

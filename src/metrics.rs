@@ -43,7 +43,11 @@ impl Metrics {
             stages.clone(),
         );
         let tokens = Family::<Labels, Counter>::default();
-        registry.register("llm_tokens", "Tokens the model server reported, by kind (prompt, completion)", tokens.clone());
+        registry.register(
+            "llm_tokens",
+            "Tokens the model server reported, by kind (prompt, completion)",
+            tokens.clone(),
+        );
         let queue = Gauge::default();
         registry.register("llm_queue_depth", "Questions waiting for a model slot", queue.clone());
         let kube_errors = Family::<Labels, Counter>::default();

@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use sha2::Digest as _;
 use serde_json::json;
+use sha2::Digest as _;
 use tokio::sync::Mutex;
 use tracing::Instrument as _;
 
@@ -163,6 +163,55 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/app.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("web/app.js")) }))
         .route("/style.css", get(|| async { page("text/css; charset=utf-8", include_str!("web/style.css")) }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cors))
+        .with_state(state)
+}
+
+/// CORS, closed unless `http.cors_origins` lists the page's origin: then that origin may call the API, with the
+/// Authorization header, and preflights are answered.
+async fn cors(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let origin = request.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_string);
+    let allowed = origin.filter(|o| state.policy.cors_origins.iter().any(|allowed| allowed == o));
+    if request.method() == axum::http::Method::OPTIONS {
+        let Some(origin) = allowed else { return StatusCode::FORBIDDEN.into_response() };
+        return (
+            StatusCode::NO_CONTENT,
+            [
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, origin),
+                (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST".to_string()),
+                (header::ACCESS_CONTROL_ALLOW_HEADERS, "authorization, content-type, accept".to_string()),
+                (header::ACCESS_CONTROL_MAX_AGE, "600".to_string()),
+                (header::VARY, "origin".to_string()),
+            ],
+        )
+            .into_response();
+    }
+    let mut response = next.run(request).await;
+    if let Some(origin) = allowed
+        && let Ok(value) = HeaderValue::from_str(&origin)
+    {
+        response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        response.headers_mut().insert(header::VARY, HeaderValue::from_static("origin"));
+    }
+    response
+}
+
+/// `/metrics` in Prometheus' text format, for its own port.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(state): State<Arc<AppState>>| async move {
+                (
+                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    state.metrics.render(state.llm.queue_len()),
+                )
+            }),
+        )
         .with_state(state)
 }
 
@@ -247,7 +296,11 @@ async fn respond(
 ) -> Response {
     let user = match state.policy.auth.identify(&headers) {
         Ok(user) => user,
-        Err(why) => return error(StatusCode::UNAUTHORIZED, why, &request_id),
+        Err(why) => {
+            let asker = Asker { platform: Platform::Http, place: None, user: "(unauthenticated)".into() };
+            state.ticket(&asker, intent, &request_id).fail("unauthenticated", why.to_string());
+            return error(StatusCode::UNAUTHORIZED, why, &request_id);
+        }
     };
     let asker = Asker { platform: Platform::Http, place: None, user };
     let mut ticket = state.ticket(&asker, intent, &request_id);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::access::{Asker, Refusal};
+use crate::access::{Asker, Platform, Refusal};
 use crate::answer::{self, Answer, BudgetError, Intent, Question};
 use crate::audit::{Latency, Record};
 use crate::cluster::{self, ReadError, Scope};
@@ -62,6 +62,9 @@ impl Ticket {
         let state = &self.state;
         let refusal = if let Err(refusal) = state.policy.access.check(&self.asker, namespace) {
             Some(refusal)
+        } else if self.asker.platform == Platform::Alertmanager {
+            // Alerts are deduplicated by fingerprint instead: a storm must not drop the first diagnosis of each.
+            None
         } else {
             let platform = self.asker.platform.as_str();
             let user = state.policy.user_rate.as_ref().map(|b| b.take(&format!("{platform}/{}", self.asker.user)));
@@ -179,6 +182,10 @@ impl Ticket {
     pub fn fail(&mut self, outcome: &'static str, reason: String) {
         self.record.outcome = outcome;
         self.record.reason = Some(reason);
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.record.request_id
     }
 
     pub fn outcome(&self) -> &'static str {

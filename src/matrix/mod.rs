@@ -18,6 +18,7 @@ use anyhow::Context as _;
 use matrix_sdk::authentication::matrix::MatrixSession;
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::event_handler::Ctx;
+use matrix_sdk::room::MessagesOptions;
 use matrix_sdk::ruma::api::client::uiaa;
 use matrix_sdk::ruma::api::error::ErrorKind;
 use matrix_sdk::ruma::events::Mentions;
@@ -32,12 +33,14 @@ use matrix_sdk::store::RoomLoadSettings;
 use matrix_sdk::{Client, Room, RoomState, SessionMeta, SessionTokens};
 use tracing::Instrument as _;
 
-use crate::answer::{self, Intent, Question, Turn};
+use crate::access::{Asker, Platform};
+use crate::answer::{Intent, Question, Turn};
 use crate::chat::Recent;
 use crate::chat::route::{self, Route};
-use crate::cluster::{self, Scope};
+use crate::cluster::Scope;
 pub use crate::config::MatrixConfig;
 use crate::server::AppState;
+use crate::service::Ticket;
 use render::Rendered;
 
 /// Threads remembered, with their scope and turns.
@@ -74,6 +77,10 @@ pub struct Matrix {
 /// A question to answer.
 struct Job {
     request_id: String,
+    /// Already admitted (an alert's); none for people's questions, admitted once their scope is known.
+    ticket: Option<Ticket>,
+    /// The asker's Matrix id.
+    user: String,
     room: Room,
     root: OwnedEventId,
     asked: OwnedEventId,
@@ -267,7 +274,13 @@ impl Matrix {
         let root = thread_root.unwrap_or_else(|| event.event_id.clone());
         let request_id = self.app.request_id();
         let Route::Question { intent, namespace, object, question } = routed else {
-            let content = in_thread(render::help(&self.name), &root, &event.event_id);
+            let asker = Asker {
+                platform: Platform::Matrix,
+                place: Some(room.room_id().to_string()),
+                user: event.sender.to_string(),
+            };
+            let content =
+                in_thread(render::help(&self.name, &self.app.policy.access.globs(&asker)), &root, &event.event_id);
             if let Err(e) = self.send(&room, content).await {
                 tracing::warn!("cannot send help: {e}");
             }
@@ -291,7 +304,18 @@ impl Matrix {
             let _ = self.send(&room, content).await;
             return;
         }
-        let job = Job { request_id, room, root, asked: event.event_id, intent, namespace, object, question };
+        let job = Job {
+            request_id,
+            ticket: None,
+            user: event.sender.to_string(),
+            room,
+            root,
+            asked: event.event_id,
+            intent,
+            namespace,
+            object,
+            question,
+        };
         let span = tracing::info_span!("request", platform = "matrix", request_id = %job.request_id, room = %job.room.room_id(), user = %event.sender);
         async move {
             let _busy = Busy(&self, job.room.room_id().to_owned());
@@ -301,7 +325,7 @@ impl Matrix {
         .await;
     }
 
-    async fn answer(&self, job: Job) {
+    async fn answer(&self, mut job: Job) {
         let started = Instant::now();
         let key = thread_key(job.room.room_id().as_str(), job.root.as_str());
         let remembered = self.threads.lock().expect("not poisoned").get(&key).map(|(_, state)| state.clone());
@@ -314,6 +338,22 @@ impl Matrix {
             .object
             .clone()
             .or_else(|| remembered.as_ref().filter(|r| r.namespace == namespace).and_then(|r| r.object.clone()));
+        let mut ticket = match job.ticket.take() {
+            Some(ticket) => ticket,
+            None => {
+                let place = Some(job.room.room_id().to_string());
+                let asker = Asker { platform: Platform::Matrix, place, user: job.user.clone() };
+                let mut ticket = self.app.ticket(&asker, job.intent, &job.request_id);
+                if let Err(refusal) = ticket.admit(&namespace, object.as_deref()) {
+                    let failure = render::failure(&refusal.to_string(), &job.request_id);
+                    if let Err(e) = self.send(&job.room, in_thread(failure, &job.root, &job.asked)).await {
+                        tracing::warn!("cannot tell the asker about the refusal: {e}");
+                    }
+                    return;
+                }
+                ticket
+            }
+        };
         let title = match job.intent {
             Intent::Diagnose => {
                 format!("Diagnosing {namespace}{}…", object.as_deref().map(|o| format!(" {o}")).unwrap_or_default())
@@ -324,6 +364,7 @@ impl Matrix {
             Ok(id) => id,
             Err(e) => {
                 tracing::error!("cannot send to the room: {e}");
+                ticket.fail("error", format!("cannot send to the room: {e}"));
                 return;
             }
         };
@@ -332,30 +373,25 @@ impl Matrix {
             object: object.as_deref().and_then(|o| o.split_once('/')).map(|(k, n)| (k.to_string(), n.to_string())),
         };
         let history = remembered.map(|r| r.turns).unwrap_or_default();
-        let result = match cluster::read(&self.app.client, &scope, &self.app.limits).await {
-            Ok(facts) => {
-                let mut question = Question::diagnose(&namespace);
-                question.intent = job.intent;
-                question.object = object.clone();
-                question.history = history.clone();
-                if !job.question.trim().is_empty() {
-                    question.text = job.question.clone();
-                }
-                let prompts = self.app.prompts.current();
-                answer::answer(&facts, &question, &prompts, &self.app.llm, |_| {}, |_| {})
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
-        };
+        let mut question = Question::diagnose(&namespace);
+        question.intent = job.intent;
+        question.object = object.clone();
+        question.history = history.clone();
+        if !job.question.trim().is_empty() {
+            question.text = job.question.clone();
+        }
+        let result = ticket.answer(&scope, &question, |_| {}, |_| {}).await.map_err(|e| e.to_string());
         let rendered = match &result {
             Ok(answer) => render::answer(answer, started.elapsed().as_secs_f32(), None),
             Err(problem) => render::failure(problem, &job.request_id),
         };
+        let posting = Instant::now();
         if let Err(e) = self.send(&job.room, replacement(&placeholder, rendered)).await {
             tracing::error!("cannot send the answer: {e}");
+            ticket.fail("error", format!("cannot send the answer: {e}"));
             return;
         }
+        ticket.posted(posting.elapsed());
         if let Ok(answer) = result {
             let mut turns = history;
             let asked = if job.question.trim().is_empty() { "(a diagnosis)".to_string() } else { job.question.clone() };
@@ -370,6 +406,75 @@ impl Matrix {
                 degraded = answer.degraded.is_some(),
                 "answered"
             );
+        }
+    }
+
+    /// Diagnoses what an Alertmanager alert names, in `room`: in the thread of the alert's own message when it is
+    /// among the room's recent messages (`matches` recognises its body), else under a new notice titled `title`.
+    /// Returns the thread's root.
+    pub async fn diagnose_alert(
+        &self,
+        room_id: &str,
+        ticket: Ticket,
+        namespace: &str,
+        object: Option<String>,
+        title: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> Option<OwnedEventId> {
+        let Some(room) = OwnedRoomId::try_from(room_id).ok().and_then(|id| self.client.get_room(&id)) else {
+            tracing::warn!(room = room_id, "kubechat is not in the room configured for the alert's receiver");
+            return None;
+        };
+        let mut root = None;
+        match room.messages(MessagesOptions::backward()).await {
+            Ok(messages) => {
+                for event in &messages.chunk {
+                    let body = event.raw().get_field::<serde_json::Value>("content").ok().flatten();
+                    let body = body.as_ref().and_then(|c| c["body"].as_str()).unwrap_or_default();
+                    if matches(body) {
+                        root = event.event_id();
+                        break;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot read the room to find the alert's message: {e}"),
+        }
+        let root = match root {
+            Some(root) => root,
+            None => {
+                let mut content = RoomMessageEventContent::notice_plain(title);
+                content.mentions = Some(Mentions::new());
+                match self.send(&room, content).await {
+                    Ok(id) => id,
+                    Err(e) => {
+                        tracing::error!("cannot post to the room: {e}");
+                        return None;
+                    }
+                }
+            }
+        };
+        let job = Job {
+            request_id: ticket.request_id().to_string(),
+            ticket: Some(ticket),
+            user: "alertmanager".into(),
+            room,
+            root: root.clone(),
+            asked: root.clone(),
+            intent: Intent::Diagnose,
+            namespace: Some(namespace.to_string()),
+            object,
+            question: String::new(),
+        };
+        self.answer(job).await;
+        Some(root)
+    }
+
+    /// A short notice in a thread (an alert resolved).
+    pub async fn note(&self, room_id: &str, root: &OwnedEventId, text: &str) {
+        let Some(room) = OwnedRoomId::try_from(room_id).ok().and_then(|id| self.client.get_room(&id)) else { return };
+        let content = in_thread(Rendered { body: text.to_string(), html: render::escape(text) }, root, root);
+        if let Err(e) = self.send(&room, content).await {
+            tracing::warn!("cannot post a note: {e}");
         }
     }
 

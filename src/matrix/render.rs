@@ -129,7 +129,7 @@ pub fn failure(what: &str, request_id: &str) -> Rendered {
     }
 }
 
-pub fn help(name: &str) -> Rendered {
+pub fn help(name: &str, namespaces: &[String]) -> Rendered {
     let lines = [
         format!("!diagnose payments, or mention {name}: what is wrong in namespace payments"),
         "!diagnose payments why is checkout slow? — a diagnosis with a question".to_string(),
@@ -143,8 +143,17 @@ pub fn help(name: &str) -> Rendered {
         let _ = write!(html, "<li>{}</li>", escape(line));
     }
     html.push_str("</ul>");
+    let allowed = if namespaces.is_empty() {
+        "From this room you may not ask about any namespace; ask your kubechat operator for access.".to_string()
+    } else {
+        format!("From this room you may ask about: {}", namespaces.join(", "))
+    };
+    let _ = write!(html, "<p><em>{}</em></p>", escape(&allowed));
     Rendered {
-        body: format!("kubechat reads the cluster (read-only) and answers with evidence.\n{}", lines.join("\n")),
+        body: format!(
+            "kubechat reads the cluster (read-only) and answers with evidence.\n{}\n{allowed}",
+            lines.join("\n")
+        ),
         html,
     }
 }

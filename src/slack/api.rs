@@ -158,6 +158,13 @@ impl WebApi {
         Ok(value["messages"].as_array().cloned().unwrap_or_default())
     }
 
+    /// A channel's newest messages, newest first (at most `limit`).
+    pub async fn history(&self, channel: &str, limit: usize) -> Result<Vec<Value>, ApiError> {
+        let form = [("channel", channel.to_string()), ("limit", limit.to_string())];
+        let value = self.call("conversations.history", &self.token, Body::Form(&form)).await?;
+        Ok(value["messages"].as_array().cloned().unwrap_or_default())
+    }
+
     /// Shares a text file in a thread: `files.getUploadURLExternal`, the upload, `files.completeUploadExternal`.
     pub async fn upload(
         &self,

@@ -261,7 +261,7 @@ pub fn failure(what: &str, request_id: &str) -> Message {
 }
 
 /// What kubechat understands.
-pub fn help(ask: &str, diagnose: &str) -> Message {
+pub fn help(ask: &str, diagnose: &str, namespaces: &[String]) -> Message {
     let text = format!(
         "*kubechat* reads the cluster (read-only) and answers with evidence.\n\
          • `{diagnose} payments` — what is wrong in namespace payments\n\
@@ -272,6 +272,12 @@ pub fn help(ask: &str, diagnose: &str) -> Message {
          namespace and pod\n\
          • Reply in a thread I answered to ask a follow-up"
     );
+    let text = if namespaces.is_empty() {
+        format!("{text}\n_From here you may not ask about any namespace; ask your kubechat operator for access._")
+    } else {
+        let list: Vec<String> = namespaces.iter().map(|n| format!("`{}`", mrkdwn::escape(n))).collect();
+        format!("{text}\n_From here you may ask about: {}_", list.join(", "))
+    };
     Message { text: "kubechat help".into(), blocks: vec![section(text)] }
 }
 

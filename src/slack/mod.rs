@@ -23,12 +23,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::Instrument as _;
 
+use crate::access::{Asker, Platform};
 use crate::answer::{self, Intent, Question, Turn};
 use crate::chat::Recent;
 use crate::chat::route::{self, Route};
-use crate::cluster::{self, ReadError, Scope};
+use crate::cluster::{ReadError, Scope};
 use crate::config::{Secret, SlackMode};
 use crate::server::AppState;
+use crate::service::{ServeError, Ticket};
 use api::{Identity, WebApi};
 use blocks::{Footer, Message};
 
@@ -105,9 +107,11 @@ pub struct Slack {
 }
 
 /// Where a question came from and where its answer goes.
-#[derive(Debug, Clone)]
 struct Job {
     request_id: String,
+    /// Already admitted (a slash command is checked before it is acknowledged); none for mentions, admitted once
+    /// their scope is known.
+    ticket: Option<Ticket>,
     user: String,
     channel: String,
     intent: Intent,
@@ -167,6 +171,11 @@ impl Slack {
             .unwrap_or_else(|| self.app.default_namespace.clone())
     }
 
+    /// The help text, with the namespaces this asker may read.
+    fn help(&self, asker: &Asker) -> Message {
+        blocks::help(&self.config.ask_command, &self.config.diagnose_command, &self.app.policy.access.globs(asker))
+    }
+
     /// Takes a place in line, or says how busy kubechat is.
     fn admit(&self) -> Result<(), String> {
         let waiting = self.pending.fetch_add(1, Ordering::Relaxed);
@@ -190,21 +199,29 @@ impl Slack {
                 command.command, self.config.ask_command, self.config.diagnose_command
             ));
         };
+        let asker =
+            Asker { platform: Platform::Slack, place: Some(command.channel_id.clone()), user: command.user_id.clone() };
         let route = route::route(Some(name), &command.text);
         let Route::Question { intent, namespace, object, question } = route else {
-            let help = blocks::help(&self.config.ask_command, &self.config.diagnose_command);
+            let help = self.help(&asker);
             return json!({"response_type": "ephemeral", "text": help.text, "blocks": help.blocks});
         };
+        let shown = namespace.clone().unwrap_or_else(|| self.channel_namespace(&command.channel_id));
+        let mut ticket = self.app.ticket(&asker, intent, &request_id);
+        if let Err(refusal) = ticket.admit(&shown, object.as_deref()) {
+            return ephemeral(&format!("{refusal} (request {request_id})"));
+        }
         if let Err(busy) = self.admit() {
+            ticket.fail("busy", busy.clone());
             return ephemeral(&format!("{busy} (request {request_id})"));
         }
-        let shown = namespace.clone().unwrap_or_else(|| self.channel_namespace(&command.channel_id));
         let doing = match intent {
             Intent::Diagnose => "Diagnosing",
             Intent::Ask => "Looking into",
         };
         let job = Job {
             request_id,
+            ticket: Some(ticket),
             user: command.user_id,
             channel: command.channel_id,
             intent,
@@ -273,7 +290,8 @@ impl Slack {
     fn question(self: &Arc<Self>, channel: String, thread: String, asked_ts: String, user: String, text: &str) {
         let request_id = self.app.request_id();
         let Route::Question { intent, namespace, object, question } = route::route(None, text) else {
-            let help = blocks::help(&self.config.ask_command, &self.config.diagnose_command);
+            let asker = Asker { platform: Platform::Slack, place: Some(channel.clone()), user: user.clone() };
+            let help = self.help(&asker);
             let this = self.clone();
             tokio::spawn(async move {
                 if let Err(e) = this.api.post_message(&channel, Some(&thread), &help).await {
@@ -291,6 +309,7 @@ impl Slack {
         }
         let job = Job {
             request_id,
+            ticket: None,
             user,
             channel,
             intent,
@@ -314,6 +333,47 @@ impl Slack {
             }
             .instrument(span),
         );
+    }
+
+    /// Diagnoses what an Alertmanager alert names, in the thread of the alert's own message in `channel` when it is
+    /// among the channel's recent messages (`matches` recognises it), else in a new thread. Returns the thread.
+    pub async fn diagnose_alert(
+        &self,
+        channel: &str,
+        ticket: Ticket,
+        namespace: &str,
+        object: Option<String>,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Option<String> {
+        let thread = match self.api.history(channel, 100).await {
+            Ok(messages) => messages.iter().find(|m| matches(m)).and_then(|m| m["ts"].as_str()).map(str::to_string),
+            Err(e) => {
+                tracing::warn!("cannot read {channel} to find the alert's message: {e}");
+                None
+            }
+        };
+        let job = Job {
+            request_id: ticket.request_id().to_string(),
+            ticket: Some(ticket),
+            user: "alertmanager".into(),
+            channel: channel.to_string(),
+            intent: Intent::Diagnose,
+            namespace: Some(namespace.to_string()),
+            object,
+            question: String::new(),
+            thread,
+            asked_ts: None,
+            response_url: None,
+        };
+        self.run(job).await
+    }
+
+    /// A short note in a thread (an alert resolved).
+    pub async fn note(&self, channel: &str, thread: &str, text: &str) {
+        let message = Message { text: text.to_string(), blocks: blocks::sections(&mrkdwn::escape(text)) };
+        if let Err(e) = self.api.post_message(channel, Some(thread), &message).await {
+            tracing::warn!("cannot post a note: {e}");
+        }
     }
 
     /// Whether kubechat answered in this thread (remembered, or seen in the thread's messages).
@@ -381,7 +441,8 @@ impl Slack {
         (alert, turns)
     }
 
-    async fn run(&self, job: Job) {
+    /// Answers `job`; returns the thread the answer went to (none when it went nowhere or through a response URL).
+    async fn run(&self, mut job: Job) -> Option<String> {
         let started = Instant::now();
         let mut history = Vec::new();
         let mut alert = alert::AlertScope::default();
@@ -412,6 +473,22 @@ impl Slack {
                 object = scope.object.clone();
             }
         }
+        let mut ticket = match job.ticket.take() {
+            Some(ticket) => ticket,
+            None => {
+                let asker =
+                    Asker { platform: Platform::Slack, place: Some(job.channel.clone()), user: job.user.clone() };
+                let mut ticket = self.app.ticket(&asker, job.intent, &job.request_id);
+                if let Err(refusal) = ticket.admit(&namespace, object.as_deref()) {
+                    let message = blocks::failure(&refusal.to_string(), &job.request_id);
+                    if let Err(e) = self.api.post_message(&job.channel, job.thread.as_deref(), &message).await {
+                        tracing::warn!("cannot tell the asker about the refusal: {e}");
+                    }
+                    return None;
+                }
+                ticket
+            }
+        };
         let title = match job.intent {
             Intent::Diagnose => {
                 format!("Diagnosing {}…", object.as_deref().map_or(namespace.clone(), |o| format!("{namespace} {o}")))
@@ -428,12 +505,13 @@ impl Slack {
                     }
                     _ => {
                         tracing::error!("cannot post to Slack: {e}");
+                        ticket.fail("error", format!("cannot post to Slack: {e}"));
                         if let Some(url) = &job.response_url {
                             let message =
                                 blocks::failure(&format!("I cannot post in this channel ({e})"), &job.request_id);
                             let _ = self.api.respond(url, &message, false).await;
                         }
-                        return;
+                        return None;
                     }
                 },
             };
@@ -441,19 +519,29 @@ impl Slack {
             let scope = ThreadScope { namespace: namespace.clone(), object: object.clone() };
             self.answered.lock().expect("not poisoned").put(format!("{}/{thread}", job.channel), scope);
         }
-        match self.answer(&job, &target, &namespace, object, note, history, &title).await {
-            Ok(rendered) => self.deliver(&job, &target, rendered, started).await,
+        let thread = match &target {
+            Target::Message { thread, .. } => Some(thread.clone()),
+            Target::ResponseUrl(_) => None,
+        };
+        match self.answer(&mut ticket, &job, &target, &namespace, object, note, history, &title).await {
+            Ok(rendered) => {
+                let posting = Instant::now();
+                self.deliver(&job, &target, rendered, started).await;
+                ticket.posted(posting.elapsed());
+            }
             Err(problem) => {
                 tracing::warn!("answered with a failure: {problem}");
                 self.show(&job, &target, &blocks::failure(&problem, &job.request_id)).await;
             }
         }
+        thread
     }
 
     /// Reads the cluster and asks the model, streaming into the placeholder; returns the final answer.
     #[allow(clippy::too_many_arguments)]
     async fn answer(
         &self,
+        ticket: &mut Ticket,
         job: &Job,
         target: &Target,
         namespace: &str,
@@ -462,20 +550,9 @@ impl Slack {
         history: Vec<Turn>,
         title: &str,
     ) -> Result<(answer::Answer, Option<String>), String> {
-        let mut object = object;
         let mut note = note.map(str::to_string);
         let parse = |o: &str| o.split_once('/').map(|(k, n)| (k.to_string(), n.to_string()));
         let mut scope = Scope { namespace: namespace.to_string(), object: object.as_deref().and_then(parse) };
-        let facts = match cluster::read(&self.app.client, &scope, &self.app.limits).await {
-            // An alert's pod is often gone by the time someone asks (restarted, rescheduled): read the namespace.
-            Err(ReadError::ObjectNotFound { kind, name, .. }) if job.object.is_none() && object.is_some() => {
-                note = Some(format!("{kind} {name} from the alert no longer exists; diagnosing the namespace"));
-                object = None;
-                scope.object = None;
-                cluster::read(&self.app.client, &scope, &self.app.limits).await.map_err(|e| e.to_string())?
-            }
-            result => result.map_err(|e| e.to_string())?,
-        };
         let mut question = Question::diagnose(namespace);
         question.intent = job.intent;
         question.object = object;
@@ -483,7 +560,6 @@ impl Slack {
         if !job.question.trim().is_empty() {
             question.text = job.question.clone();
         }
-        let prompts = self.app.prompts.current();
         let stream = Arc::new(Mutex::new(Stream::default()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let updater = match target {
@@ -498,24 +574,34 @@ impl Slack {
             ))),
             Target::ResponseUrl(_) => None,
         };
-        let (tokens, queued) = (stream.clone(), stream.clone());
-        let result = answer::answer(
-            &facts,
-            &question,
-            &prompts,
-            &self.app.llm,
-            move |token| {
-                let mut s = tokens.lock().expect("not poisoned");
-                s.text.push_str(token);
-                s.dirty = true;
-            },
-            move |position| {
-                let mut s = queued.lock().expect("not poisoned");
-                s.position = Some(position);
-                s.dirty = true;
-            },
-        )
-        .await;
+        let callbacks = || {
+            let (tokens, queued) = (stream.clone(), stream.clone());
+            (
+                move |token: &str| {
+                    let mut s = tokens.lock().expect("not poisoned");
+                    s.text.push_str(token);
+                    s.dirty = true;
+                },
+                move |position: usize| {
+                    let mut s = queued.lock().expect("not poisoned");
+                    s.position = Some(position);
+                    s.dirty = true;
+                },
+            )
+        };
+        let (on_token, on_queued) = callbacks();
+        let mut result = ticket.answer(&scope, &question, on_token, on_queued).await;
+        // An alert's pod is often gone by the time someone asks (restarted, rescheduled): read the namespace.
+        if let Err(ServeError::Read(ReadError::ObjectNotFound { kind, name, .. })) = &result
+            && job.object.is_none()
+            && question.object.is_some()
+        {
+            note = Some(format!("{kind} {name} from the alert no longer exists; diagnosing the namespace"));
+            question.object = None;
+            scope.object = None;
+            let (on_token, on_queued) = callbacks();
+            result = ticket.answer(&scope, &question, on_token, on_queued).await;
+        }
         let _ = stop.send(());
         if let Some(updater) = updater {
             let _ = updater.await;

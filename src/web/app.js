@@ -19,9 +19,29 @@ form.querySelectorAll("input[name=intent]").forEach((radio) =>
   }),
 );
 
+// The HTTP API may want a bearer token (http.auth: token): asked once, kept for this tab only.
+function authHeaders() {
+  const token = sessionStorage.getItem("kubechat-token");
+  return token ? { authorization: "Bearer " + token } : {};
+}
+
+// Fetches with the token; on 401, asks for one and tries again once.
+async function authorizedFetch(url, options = {}) {
+  const send = () => fetch(url, { ...options, headers: { ...(options.headers || {}), ...authHeaders() } });
+  let response = await send();
+  if (response.status === 401) {
+    const token = window.prompt("kubechat needs an access token (ask your kubechat operator):");
+    if (token) {
+      sessionStorage.setItem("kubechat-token", token.trim());
+      response = await send();
+    }
+  }
+  return response;
+}
+
 async function loadNamespaces() {
   try {
-    const response = await fetch("namespaces");
+    const response = await authorizedFetch("namespaces");
     const body = await response.json();
     for (const name of body.namespaces || []) {
       const option = document.createElement("option");
@@ -177,7 +197,7 @@ form.addEventListener("submit", async (event) => {
   const started = performance.now();
   let text = "";
   try {
-    const response = await fetch(intent(), {
+    const response = await authorizedFetch(intent(), {
       method: "POST",
       headers: { "content-type": "application/json", accept: "text/event-stream" },
       body: JSON.stringify({ question, namespace: select.value }),

@@ -366,6 +366,18 @@ async fn api(
                 None => refuse("thread_not_found"),
             }
         }
+        "conversations.history" => {
+            let channel = value["channel"].as_str().unwrap_or_default().to_string();
+            if channel.is_empty() {
+                fake.violation(&method, "channel is required".into());
+            }
+            // The roots of every thread, newest first (the fake keeps one channel's worth).
+            let mut roots: Vec<Value> =
+                fake.threads.lock().unwrap().values().filter_map(|t| t.first().cloned()).collect();
+            roots.sort_by(|a, b| b["ts"].as_str().cmp(&a["ts"].as_str()));
+            fake.record(&method, value, 200);
+            ok(json!({"messages": roots, "has_more": false}))
+        }
         "files.getUploadURLExternal" => {
             let length = value["length"].as_str().and_then(|l| l.parse::<usize>().ok()).unwrap_or(0);
             if value["filename"].as_str().is_none_or(str::is_empty) || length == 0 {

@@ -9,6 +9,7 @@ mod llm;
 #[cfg(feature = "matrix")]
 mod matrix;
 mod perf;
+mod policy;
 mod reader;
 mod replay;
 mod server;

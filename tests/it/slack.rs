@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use kubechat::config::{Secret, SlackMode};
 use kubechat::llm::{Api, Llm, LlmConfig};
 use kubechat::prompt::PromptStore;
-use kubechat::server::AppState;
+use kubechat::server::{AppState, Policy};
 use kubechat::slack::{Slack, SlackConfig, signature};
 use serde_json::{Value, json};
 
@@ -40,10 +40,12 @@ fn answer_stream() -> String {
     out + "data: [DONE]\n\n"
 }
 
-struct Bot {
-    url: String,
-    slack: FakeSlack,
-    model: Recorded,
+pub struct Bot {
+    pub url: String,
+    pub slack: FakeSlack,
+    pub model: Recorded,
+    pub state: Arc<AppState>,
+    pub front: Arc<Slack>,
     _replay: kubechat::replay::Server,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -59,6 +61,16 @@ async fn bot(mode: SlackMode, pause: Duration) -> Bot {
 }
 
 async fn bot_with(mode: SlackMode, pause: Duration, adjust: impl FnOnce(&mut SlackConfig, &mut LlmConfig)) -> Bot {
+    bot_with_policy(mode, pause, adjust, Policy::open()).await
+}
+
+/// A bot under `policy` (access rules, rate limits, audit log).
+pub async fn bot_with_policy(
+    mode: SlackMode,
+    pause: Duration,
+    adjust: impl FnOnce(&mut SlackConfig, &mut LlmConfig),
+    policy: Policy,
+) -> Bot {
     let slack = FakeSlack::start().await;
     let model = recorded_slowly("text/event-stream", answer_stream(), pause).await;
     let replay = serve(scenarios(), &[]).await;
@@ -80,9 +92,17 @@ async fn bot_with(mode: SlackMode, pause: Duration, adjust: impl FnOnce(&mut Sla
         attach_context: true,
     };
     adjust(&mut config, &mut llm);
-    let state =
-        AppState::new(client(&replay).await, prompts, Llm::new(llm).unwrap(), Default::default(), "healthy".into());
+    let state = AppState::with_policy(
+        client(&replay).await,
+        prompts,
+        Llm::new(llm).unwrap(),
+        Default::default(),
+        "healthy".into(),
+        policy,
+    );
     let front = Slack::start(config, state.clone()).await.expect("auth.test passes against the fake");
+    let front_handle = front.clone();
+    let state_handle = state.clone();
     let mut app = kubechat::server::router(state);
     let mut tasks = Vec::new();
     match mode {
@@ -94,15 +114,15 @@ async fn bot_with(mode: SlackMode, pause: Duration, adjust: impl FnOnce(&mut Sla
     tasks.push(tokio::spawn(async move {
         let _ = kubechat::server::serve(listener, app, std::future::pending()).await;
     }));
-    Bot { url, slack, model, _replay: replay, tasks }
+    Bot { url, slack, model, state: state_handle, front: front_handle, _replay: replay, tasks }
 }
 
-fn now() -> String {
+pub fn now() -> String {
     jiff::Timestamp::now().as_second().to_string()
 }
 
 /// POSTs `body` to kubechat as Slack would, signed at `timestamp` (or with `signature` when given).
-async fn signed(
+pub async fn signed(
     bot: &Bot,
     path: &str,
     content_type: &str,
@@ -124,7 +144,7 @@ async fn signed(
         .unwrap()
 }
 
-fn command_body(bot: &Bot, command: &str, text: &str, channel: &str) -> String {
+pub fn command_body(bot: &Bot, command: &str, text: &str, channel: &str) -> String {
     serde_urlencoded::to_string([
         ("token", "unused"),
         ("team_id", "T1"),
@@ -140,13 +160,13 @@ fn command_body(bot: &Bot, command: &str, text: &str, channel: &str) -> String {
     .unwrap()
 }
 
-fn event(event_id: &str, event: Value) -> Value {
+pub fn event(event_id: &str, event: Value) -> Value {
     json!({"token": "unused", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
         "event_id": event_id, "event_time": 1, "event": event})
 }
 
 /// All the text of a message's blocks.
-fn text_of(body: &Value) -> String {
+pub fn text_of(body: &Value) -> String {
     body["blocks"].as_array().unwrap().iter().map(|b| b.to_string()).collect::<Vec<_>>().join("\n")
 }
 
@@ -562,6 +582,8 @@ async fn kubechat_serve_connects_to_slack_in_socket_mode_by_default() {
             .env("KUBECHAT_SLACK_BOT_TOKEN", bot_token)
             .env("KUBECHAT_SLACK_APP_TOKEN", APP_TOKEN)
             .env("KUBECHAT_SLACK_API_URL", slack.api_url())
+            .env("KUBECHAT_ACCESS_SLACK", format!("[{{channel: {CHANNEL}, namespaces: [oom]}}]"))
+            .env("KUBECHAT_METRICS_LISTEN", "")
             .stdout(std::process::Stdio::null());
         command
     };

@@ -1,0 +1,266 @@
+//! Alertmanager → a diagnosis in the alert's thread. `POST /alertmanager` takes Alertmanager's webhook payload (version
+//! 4) with a bearer token. Each firing alert that names a namespace is diagnosed, scoped by its pod or workload labels,
+//! and posted to the Slack channel or Matrix room configured for its receiver: in the thread of the alert's own message
+//! when it is found there, else in a new thread. The same alert with the same findings is diagnosed once per cooldown
+//! (its fingerprint plus the finding reasons, never the model's text); a resolved alert adds a note to its thread.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+
+use crate::access::{Asker, Platform};
+use crate::answer::Intent;
+use crate::cluster::{self, Scope};
+use crate::config::{AlertmanagerConfig, Receiver};
+use crate::server::AppState;
+use crate::slack::Slack;
+
+/// Alertmanager's webhook body (version 4); fields kubechat does not use are ignored.
+#[derive(Debug, Deserialize)]
+pub struct Payload {
+    pub version: String,
+    pub receiver: String,
+    #[serde(default)]
+    pub alerts: Vec<Alert>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Alert {
+    pub status: String,
+    #[serde(default)]
+    pub labels: HashMap<String, String>,
+    #[serde(default)]
+    pub fingerprint: String,
+}
+
+impl Alert {
+    fn label(&self, names: &[&str]) -> Option<String> {
+        names.iter().find_map(|n| self.labels.get(*n)).filter(|v| !v.is_empty()).cloned()
+    }
+
+    fn name(&self) -> String {
+        self.label(&["alertname"]).unwrap_or_else(|| "alert".to_string())
+    }
+
+    /// The namespace and the most specific object the labels name (`job` is the scrape job, not a Job).
+    pub fn scope(&self) -> Option<(String, Option<String>)> {
+        let namespace = self.label(&["namespace", "kubernetes_namespace", "exported_namespace"])?;
+        let object = [
+            ("pod", &["pod", "pod_name", "kubernetes_pod_name"][..]),
+            ("deployment", &["deployment"][..]),
+            ("statefulset", &["statefulset"][..]),
+            ("daemonset", &["daemonset"][..]),
+            ("job", &["job_name"][..]),
+        ]
+        .iter()
+        .find_map(|(kind, names)| self.label(names).map(|name| format!("{kind}/{name}")));
+        Some((namespace, object))
+    }
+
+    /// Whether a chat message is this alert's own: it names the alert and the object or namespace it is about.
+    fn is_named_in(&self, text: &str) -> bool {
+        let Some((namespace, object)) = self.scope() else { return false };
+        let subject = object.as_deref().and_then(|o| o.split_once('/')).map_or(namespace, |(_, name)| name.to_string());
+        text.contains(&self.name()) && text.contains(&subject)
+    }
+}
+
+/// Where a diagnosis went, for the resolved note.
+#[derive(Debug, Clone)]
+enum Thread {
+    Slack {
+        channel: String,
+        ts: String,
+    },
+    #[cfg(feature = "matrix")]
+    Matrix {
+        room: String,
+        root: matrix_sdk::ruma::OwnedEventId,
+    },
+}
+
+/// What was last diagnosed for a fingerprint.
+#[derive(Debug, Clone)]
+struct Diagnosed {
+    reasons: Vec<String>,
+    at: Instant,
+    threads: Vec<Thread>,
+}
+
+pub struct Alerts {
+    config: AlertmanagerConfig,
+    app: Arc<AppState>,
+    slack: Option<Arc<Slack>>,
+    #[cfg(feature = "matrix")]
+    matrix: Option<Arc<crate::matrix::Matrix>>,
+    diagnosed: Mutex<HashMap<String, Diagnosed>>,
+}
+
+impl Alerts {
+    pub fn new(
+        config: AlertmanagerConfig,
+        app: Arc<AppState>,
+        slack: Option<Arc<Slack>>,
+        #[cfg(feature = "matrix")] matrix: Option<Arc<crate::matrix::Matrix>>,
+    ) -> Arc<Alerts> {
+        Arc::new(Alerts {
+            config,
+            app,
+            slack,
+            #[cfg(feature = "matrix")]
+            matrix,
+            diagnosed: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Diagnoses one alert for `receiver`; returns whether a diagnosis was posted.
+    pub async fn handle(&self, receiver: &Receiver, alert: &Alert) -> bool {
+        let Some((namespace, object)) = alert.scope() else {
+            tracing::info!(alert = %alert.name(), "an alert without a namespace label; nothing to diagnose");
+            return false;
+        };
+        let key = alert.fingerprint.clone();
+        if alert.status == "resolved" {
+            let threads = self.diagnosed.lock().expect("not poisoned").remove(&key).map(|d| d.threads);
+            let note = format!(
+                "Resolved: {} ({namespace}{}).",
+                alert.name(),
+                object.as_deref().map(|o| format!(" {o}")).unwrap_or_default()
+            );
+            for thread in threads.unwrap_or_default() {
+                self.note(&thread, &note).await;
+            }
+            return false;
+        }
+        // The reasons come from kubechat's own analysis, which is cheap; the model is asked only when they are new.
+        let parse = |o: &str| o.split_once('/').map(|(k, n)| (k.to_string(), n.to_string()));
+        let scope = Scope { namespace: namespace.clone(), object: object.as_deref().and_then(parse) };
+        let reasons = match cluster::read(&self.app.client, &scope, &self.app.limits).await {
+            Ok(facts) => {
+                let mut reasons: Vec<String> =
+                    crate::findings::analyze(&facts).iter().map(|f| f.reason.to_string()).collect();
+                reasons.sort();
+                reasons.dedup();
+                reasons
+            }
+            Err(e) => vec![format!("unreadable: {e}")],
+        };
+        {
+            let mut diagnosed = self.diagnosed.lock().expect("not poisoned");
+            if let Some(last) = diagnosed.get(&key)
+                && last.reasons == reasons
+                && last.at.elapsed() < self.config.cooldown
+            {
+                tracing::info!(alert = %alert.name(), fingerprint = %key, "already diagnosed within the cooldown");
+                return false;
+            }
+            let threads = diagnosed.get(&key).map(|d| d.threads.clone()).unwrap_or_default();
+            diagnosed.insert(key.clone(), Diagnosed { reasons, at: Instant::now(), threads });
+        }
+        let asker =
+            Asker { platform: Platform::Alertmanager, place: Some(receiver.name.clone()), user: "alertmanager".into() };
+        let mut threads = Vec::new();
+        if let (Some(channel), Some(slack)) = (&receiver.slack_channel, &self.slack) {
+            let mut ticket = self.app.ticket(&asker, Intent::Diagnose, &self.app.request_id());
+            if ticket.admit(&namespace, object.as_deref()).is_ok()
+                && let Some(ts) = slack
+                    .diagnose_alert(channel, ticket, &namespace, object.clone(), |m| alert.is_named_in(&m.to_string()))
+                    .await
+            {
+                threads.push(Thread::Slack { channel: channel.clone(), ts });
+            }
+        }
+        #[cfg(feature = "matrix")]
+        if let (Some(room), Some(matrix)) = (&receiver.matrix_room, &self.matrix) {
+            let mut ticket = self.app.ticket(&asker, Intent::Diagnose, &self.app.request_id());
+            let title = format!("Alert {} is firing in {namespace}: diagnosing", alert.name());
+            if ticket.admit(&namespace, object.as_deref()).is_ok()
+                && let Some(root) = matrix
+                    .diagnose_alert(room, ticket, &namespace, object.clone(), &title, |body| alert.is_named_in(body))
+                    .await
+            {
+                threads.push(Thread::Matrix { room: room.clone(), root });
+            }
+        }
+        let posted = !threads.is_empty();
+        if let Some(entry) = self.diagnosed.lock().expect("not poisoned").get_mut(&key) {
+            entry.threads = threads;
+        }
+        posted
+    }
+
+    async fn note(&self, thread: &Thread, text: &str) {
+        match thread {
+            Thread::Slack { channel, ts } => {
+                if let Some(slack) = &self.slack {
+                    slack.note(channel, ts, text).await;
+                }
+            }
+            #[cfg(feature = "matrix")]
+            Thread::Matrix { room, root } => {
+                if let Some(matrix) = &self.matrix {
+                    matrix.note(room, root, text).await;
+                }
+            }
+        }
+    }
+}
+
+pub fn routes(alerts: Arc<Alerts>) -> Router {
+    Router::new().route("/alertmanager", post(webhook)).with_state(alerts)
+}
+
+async fn webhook(State(alerts): State<Arc<Alerts>>, headers: HeaderMap, body: Bytes) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| Sha256::digest(t.trim().as_bytes()));
+    let expected = Sha256::digest(alerts.config.token.expose().as_bytes());
+    if alerts.config.token.is_empty() || presented != Some(expected) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "send Authorization: Bearer with alertmanager.token"})),
+        )
+            .into_response();
+    }
+    let payload: Payload = match serde_json::from_slice(&body) {
+        Ok(payload) => payload,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": format!("not an Alertmanager webhook payload: {e}")})),
+            )
+                .into_response();
+        }
+    };
+    if payload.version != "4" {
+        let error = format!("webhook payload version {} is not supported; kubechat reads version 4", payload.version);
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": error}))).into_response();
+    }
+    let Some(receiver) = alerts.config.receivers.iter().find(|r| r.name == payload.receiver).cloned() else {
+        tracing::warn!(receiver = %payload.receiver, "an Alertmanager receiver with no channel or room configured");
+        let error =
+            format!("no channel or room is configured for receiver {} (alertmanager.receivers)", payload.receiver);
+        return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"error": error}))).into_response();
+    };
+    let count = payload.alerts.len();
+    // Alertmanager waits for the answer and retries on failure: acknowledge now, diagnose in the background.
+    for alert in payload.alerts {
+        let (alerts, receiver) = (alerts.clone(), receiver.clone());
+        tokio::spawn(async move {
+            alerts.handle(&receiver, &alert).await;
+        });
+    }
+    (StatusCode::OK, axum::Json(json!({"accepted": count}))).into_response()
+}
