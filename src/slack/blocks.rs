@@ -62,6 +62,16 @@ fn chunks(text: &str, limit: usize) -> Vec<String> {
     const FENCE: &str = "```";
     // Room for a fence closed at the end and reopened at the start.
     let room = limit - 2 * (FENCE.len() + 1);
+    // Ends the current chunk; one cut inside a code fence closes it and opens it again in the next chunk.
+    let flush = |current: &mut String, out: &mut Vec<String>, in_fence: bool| {
+        let mut done = std::mem::take(current);
+        if in_fence {
+            done.push_str(FENCE);
+            current.push_str(FENCE);
+            current.push('\n');
+        }
+        out.push(done.trim_end().to_string());
+    };
     let mut out = Vec::new();
     let mut current = String::new();
     let mut in_fence = false;
@@ -76,26 +86,14 @@ fn chunks(text: &str, limit: usize) -> Vec<String> {
                 break;
             }
             if len > 0 && !(in_fence && len <= FENCE.len() + 1) {
-                let mut done = std::mem::take(&mut current);
-                if in_fence {
-                    done.push_str(FENCE);
-                    current.push_str(FENCE);
-                    current.push('\n');
-                }
-                out.push(done.trim_end().to_string());
+                flush(&mut current, &mut out, in_fence);
                 continue;
             }
             // One line longer than a section: cut it.
             let cut: String = line.chars().take(room - len).collect();
             line = line.chars().skip(room - len).collect();
             current.push_str(&cut);
-            let mut done = std::mem::take(&mut current);
-            if in_fence {
-                done.push_str(FENCE);
-                current.push_str(FENCE);
-                current.push('\n');
-            }
-            out.push(done.trim_end().to_string());
+            flush(&mut current, &mut out, in_fence);
         }
         if line.trim_start().starts_with(FENCE) {
             in_fence = !in_fence;

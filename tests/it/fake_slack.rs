@@ -45,6 +45,8 @@ pub struct Fake {
     pub threads: Mutex<HashMap<String, Vec<Value>>>,
     /// How many of the next `chat.postMessage` calls get `429 Retry-After: 1`.
     pub rate_limit: Mutex<usize>,
+    /// How many of the next `chat.postMessage` calls get `500 Internal Server Error`.
+    pub fail: Mutex<usize>,
     /// Channels kubechat is not a member of: `chat.postMessage` there fails with `not_in_channel`.
     pub not_in: Mutex<Vec<String>>,
     /// Declared length and received bytes of each upload.
@@ -298,6 +300,14 @@ async fn api(
                     *limited -= 1;
                     fake.record(&method, value, 429);
                     return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "").into_response();
+                }
+            }
+            {
+                let mut failing = fake.fail.lock().unwrap();
+                if *failing > 0 {
+                    *failing -= 1;
+                    fake.record(&method, value, 500);
+                    return (StatusCode::INTERNAL_SERVER_ERROR, "upstream trouble").into_response();
                 }
             }
             if !json_body {

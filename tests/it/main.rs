@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod delivery;
 mod fake_slack;
+mod faults;
 mod llm;
 #[cfg(feature = "matrix")]
 mod matrix;

@@ -1,0 +1,276 @@
+//! Faults: each ends with no panic, no lost request and a clear message. A Kubernetes API that answers 429 or 500, a
+//! model server killed mid-answer, a Slack Web API that fails, and 200 questions at once.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use kubechat::llm::{Api, Llm, LlmConfig};
+use kubechat::prompt::PromptStore;
+use kubechat::server::AppState;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::common::{recorded_slowly, scenarios, serve};
+
+/// A fault to inject: requests whose path contains `path` get `status` (with `Retry-After: 1`), `times` times.
+#[derive(Clone)]
+struct Fault {
+    path: &'static str,
+    status: u16,
+    times: usize,
+}
+
+/// A Kubernetes API in front of the replay server that injects faults.
+struct FaultyApi {
+    url: String,
+    hits: Arc<Mutex<Vec<(String, u16)>>>,
+    _replay: kubechat::replay::Server,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+async fn faulty_api(faults: Vec<Fault>) -> FaultyApi {
+    let replay = serve(scenarios(), &[]).await;
+    let upstream = replay.url();
+    let faults = Arc::new(Mutex::new(faults));
+    let hits: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
+    let state = (upstream, faults, hits.clone(), crate::common::http_client());
+    let app = axum::Router::new().fallback(forward).with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    FaultyApi { url, hits, _replay: replay, _task: task }
+}
+
+type Upstream = (String, Arc<Mutex<Vec<Fault>>>, Arc<Mutex<Vec<(String, u16)>>>, reqwest::Client);
+
+async fn forward(State((upstream, faults, hits, http)): State<Upstream>, request: Request) -> Response {
+    let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let injected = {
+        let mut faults = faults.lock().unwrap();
+        faults.iter_mut().find(|f| f.times > 0 && path.contains(f.path)).map(|f| {
+            f.times -= 1;
+            f.status
+        })
+    };
+    if let Some(status) = injected {
+        hits.lock().unwrap().push((path, status));
+        let body =
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "injected", "code": status});
+        return (
+            axum::http::StatusCode::from_u16(status).unwrap(),
+            [("retry-after", "1"), ("content-type", "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    let response = http.get(format!("{upstream}{path}")).send().await.unwrap();
+    let status = response.status().as_u16();
+    hits.lock().unwrap().push((path, status));
+    let content_type = response.headers().get("content-type").cloned();
+    let body: Bytes = response.bytes().await.unwrap();
+    let mut out = (axum::http::StatusCode::from_u16(status).unwrap(), body).into_response();
+    if let Some(content_type) = content_type {
+        out.headers_mut().insert("content-type", content_type);
+    }
+    out
+}
+
+fn prompts() -> Arc<PromptStore> {
+    Arc::new(PromptStore::open(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts"))).unwrap())
+}
+
+/// kubechat's HTTP API over `client`, asking the model at `model`.
+async fn app(client: kube::Client, model: &str, concurrency: usize) -> (String, tokio::task::JoinHandle<()>) {
+    let llm = LlmConfig {
+        url: model.to_string(),
+        api: Api::Openai,
+        model: "recorded".into(),
+        concurrency,
+        ..LlmConfig::default()
+    };
+    let state = AppState::new(client, prompts(), Llm::new(llm).unwrap(), Default::default(), "oom".into());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = kubechat::server::serve(listener, kubechat::server::router(state), std::future::pending()).await;
+    });
+    (url, task)
+}
+
+fn stream(lines: usize) -> String {
+    let mut out = String::new();
+    for i in 0..lines {
+        out.push_str(&format!(
+            "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"line {i} of the answer\\n\"}}}}]}}\n\n"
+        ));
+    }
+    out.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kube_api_answering_429_is_waited_out_and_500_is_named() {
+    let model = recorded_slowly("text/event-stream", stream(2), Duration::from_millis(1)).await;
+    // 429 twice on the pod list: kube's client waits and retries, and the diagnosis completes.
+    let api = faulty_api(vec![Fault { path: "/api/v1/namespaces/oom/pods?", status: 429, times: 2 }]).await;
+    let client = kubechat::cluster::client(None, Some(&api.url)).await.unwrap();
+    let (url, _task) = app(client, &model.url, 2).await;
+    let http = crate::common::http_client();
+    let response = http.post(format!("{url}/diagnose")).json(&json!({"namespace": "oom"})).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["findings"][0]["reason"], "OOMKilled");
+    let statuses: Vec<u16> =
+        api.hits.lock().unwrap().iter().filter(|(p, _)| p.contains("/oom/pods?")).map(|(_, s)| *s).collect();
+    assert_eq!(&statuses[..3], [429, 429, 200], "retried after the 429s");
+
+    // A 500 that persists: a clear message naming the call and the status, with a request id.
+    let api = faulty_api(vec![Fault { path: "/api/v1/namespaces/oom/pods?", status: 500, times: 100 }]).await;
+    let client = kubechat::cluster::client(None, Some(&api.url)).await.unwrap();
+    let (url, _task) = app(client, &model.url, 2).await;
+    let response = http.post(format!("{url}/diagnose")).json(&json!({"namespace": "oom"})).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    let body: Value = response.json().await.unwrap();
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("list pods") && error.contains("500"), "{error}");
+    assert!(body["request_id"].is_string());
+}
+
+/// A model server that sends `tokens` lines of an answer, then drops the connection.
+async fn dying_model(tokens: usize) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 65536];
+                let _ = socket.read(&mut buffer).await;
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+                let _ = socket.write_all(head.as_bytes()).await;
+                for i in 0..tokens {
+                    let line = format!(
+                        "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"partial {i}\\n\"}}}}]}}\n\n"
+                    );
+                    let _ = socket.write_all(format!("{:x}\r\n{line}\r\n", line.len()).as_bytes()).await;
+                }
+                // Killed mid-stream: no last chunk, no [DONE].
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_killed_mid_answer_still_gives_the_findings() {
+    let (model, _task) = dying_model(3).await;
+    let replay = serve(scenarios(), &[]).await;
+    let client = crate::common::client(&replay).await;
+    let (url, _app) = app(client, &model, 2).await;
+    let http = crate::common::http_client();
+    let answer: Value = http
+        .post(format!("{url}/diagnose"))
+        .json(&json!({"namespace": "oom"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let degraded = answer["degraded"].as_str().expect("the answer says why it has no model text");
+    assert!(degraded.contains("mid-answer") || degraded.contains("stream"), "{degraded}");
+    assert_eq!(answer["findings"][0]["reason"], "OOMKilled");
+    assert!(answer["answer"].as_str().unwrap().contains("OOMKilled"), "the findings stand in for the answer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_questions_at_once_all_end_in_an_answer_or_a_clear_reply() {
+    let model = recorded_slowly("text/event-stream", stream(2), Duration::from_millis(2)).await;
+    let replay = serve(scenarios(), &[]).await;
+    let client = crate::common::client(&replay).await;
+    let (url, _task) = app(client, &model.url, 2).await;
+    let http = crate::common::http_client();
+    let namespaces = ["oom", "crashloop", "imagepull", "healthy", "no-such-namespace"];
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (http, url) = (http.clone(), url.clone());
+        let namespace = namespaces[i % namespaces.len()];
+        tasks.push(tokio::spawn(async move {
+            let response = tokio::time::timeout(
+                Duration::from_secs(120),
+                http.post(format!("{url}/diagnose")).json(&json!({"namespace": namespace})).send(),
+            )
+            .await
+            .expect("no request hangs")
+            .expect("no request is dropped");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.expect("every reply is JSON");
+            (namespace, status, body)
+        }));
+    }
+    let mut answered = 0;
+    for task in tasks {
+        let (namespace, status, body) = task.await.expect("no panic");
+        match status {
+            200 => {
+                assert!(body["answer"].is_string() && body["findings"].is_array(), "{body}");
+                answered += 1;
+            }
+            404 => {
+                assert_eq!(namespace, "no-such-namespace");
+                assert!(body["error"].as_str().unwrap().contains("does not exist") && body["request_id"].is_string());
+            }
+            other => panic!("{namespace}: {other} {body}"),
+        }
+    }
+    assert_eq!(answered, 160, "every question on a real namespace was answered");
+    assert_eq!(model.requests.lock().unwrap().len(), 160, "and each asked the model once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_slack_web_api_is_told_to_the_asker_with_a_request_id() {
+    use crate::slack::{bot_with_policy, command_body, now, signed};
+    let bot = bot_with_policy(
+        kubechat::config::SlackMode::Http,
+        Duration::from_millis(1),
+        |_, _| {},
+        kubechat::server::Policy::open(),
+    )
+    .await;
+    *bot.slack.fake.fail.lock().unwrap() = 1;
+    let body = command_body(&bot, "/diagnose", "oom", crate::fake_slack::CHANNEL);
+    let ack: Value = signed(&bot, "/slack/commands", "application/x-www-form-urlencoded", &body, &now(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ack["text"], "Diagnosing oom…");
+    let calls = bot
+        .slack
+        .until(Duration::from_secs(10), "the failure through the response URL", |calls| {
+            calls.iter().any(|c| c.method == "response_url")
+        })
+        .await;
+    let told = calls.iter().find(|c| c.method == "response_url").unwrap();
+    let text = told.body["body"]["text"].as_str().unwrap();
+    assert!(text.contains("I cannot post in this channel") && text.contains("HTTP 500"), "{text}");
+    assert_eq!(told.body["body"]["response_type"], "ephemeral");
+    assert!(told.body.to_string().contains("request `"), "with the request id");
+    // The next question goes through.
+    let ack: Value = signed(&bot, "/slack/commands", "application/x-www-form-urlencoded", &body, &now(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ack["text"], "Diagnosing oom…");
+    bot.slack
+        .until(Duration::from_secs(20), "the second answer", |calls| {
+            calls.iter().any(|c| c.method == "chat.update" && c.body["blocks"][0]["type"] == "header")
+        })
+        .await;
+}
