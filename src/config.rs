@@ -634,7 +634,7 @@ impl RawConfig {
         let rate = |per_minute: u32, burst: u32| (per_minute > 0).then_some(Rate { burst: burst.max(1), per_minute });
         let audit = Some(PathBuf::from(&self.audit.path)).filter(|p| !p.as_os_str().is_empty());
         let metrics = match self.metrics.listen.trim() {
-            "" => None,
+            "" | "off" => None,
             address => Some(address.parse().map_err(|e| {
                 invalid("metrics.listen", format!("{address:?} is not an address like 0.0.0.0:9090: {e}"))
             })?),

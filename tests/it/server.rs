@@ -388,7 +388,7 @@ async fn serve_takes_a_config_file_and_environment_overrides() {
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:1\nnamespace: oom\ndump: {}\nprompts: {}\nllm:\n  url: http://127.0.0.1:{no_model}\n  model: mistral\nhttp:\n  auth: open\naccess:\n  default: [\"*\"]\nmetrics:\n  listen: \"\"\n",
+            "listen: 127.0.0.1:1\nnamespace: oom\ndump: {}\nprompts: {}\nllm:\n  url: http://127.0.0.1:{no_model}\n  model: mistral\nhttp:\n  auth: open\naccess:\n  default: [\"*\"]\nmetrics:\n  listen: \"off\"\n",
             crate::common::SCENARIOS,
             concat!(env!("CARGO_MANIFEST_DIR"), "/prompts")
         ),

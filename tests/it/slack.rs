@@ -583,7 +583,7 @@ async fn kubechat_serve_connects_to_slack_in_socket_mode_by_default() {
             .env("KUBECHAT_SLACK_APP_TOKEN", APP_TOKEN)
             .env("KUBECHAT_SLACK_API_URL", slack.api_url())
             .env("KUBECHAT_ACCESS_SLACK", format!("[{{channel: {CHANNEL}, namespaces: [oom]}}]"))
-            .env("KUBECHAT_METRICS_LISTEN", "")
+            .env("KUBECHAT_METRICS_LISTEN", "off")
             .stdout(std::process::Stdio::null());
         command
     };
