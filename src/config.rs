@@ -471,7 +471,8 @@ pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
         let from_file: Value = serde_saphyr::from_str(&text).map_err(|e| parse(e.to_string()))?;
         merge(&mut value, from_file, "").map_err(parse)?;
     }
-    let settings = leaves(&serde_json::to_value(RawConfig::default()).expect("the defaults serialize"), "");
+    let defaults = serde_json::to_value(RawConfig::default()).expect("the defaults serialize");
+    let settings = leaves(&defaults, "");
     for (name, raw) in env {
         let Some(rest) = name.strip_prefix("KUBECHAT_") else { continue };
         let Some(setting) = settings.iter().find(|s| env_name(s) == rest) else { continue };
@@ -479,8 +480,16 @@ pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
         if raw.trim().is_empty() {
             continue;
         }
-        let parsed: Value = serde_saphyr::from_str(&raw).unwrap_or(Value::String(raw.clone()));
-        let parsed = if parsed.is_null() { Value::String(raw) } else { parsed };
+        // A text setting takes the variable as it is (YAML would read `off` or `no` as false, `1.0` as a number).
+        let text = setting.split('.').fold(&defaults, |v, part| &v[part]).is_string();
+        let parsed: Value = if text {
+            Value::String(raw)
+        } else {
+            match serde_saphyr::from_str(&raw) {
+                Ok(Value::Null) | Err(_) => Value::String(raw),
+                Ok(parsed) => parsed,
+            }
+        };
         set(&mut value, setting, parsed);
     }
     serde_json::from_value(value).map_err(|e| invalid("(configuration)", e.to_string()))
@@ -891,6 +900,9 @@ mod tests {
             let err = matrix(&[extra]).unwrap_err().to_string();
             assert!(err.starts_with(expected), "{extra:?}: {err}");
         }
+        let off = load(None, env(&[("KUBECHAT_METRICS_LISTEN", "off"), ("KUBECHAT_ACCESS_CONTACT", "no")])).unwrap();
+        assert_eq!((off.metrics.listen.as_str(), off.access.contact.as_str()), ("off", "no"), "text stays text");
+        assert!(off.validate().unwrap().metrics.is_none());
         let no_password = env(&[
             ("KUBECHAT_MATRIX_ENABLED", "true"),
             ("KUBECHAT_MATRIX_HOMESERVER_URL", "https://matrix.example.org"),

@@ -246,6 +246,11 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// POSTs `body` as JSON to `url` and reads the JSON reply, whatever its status.
+pub async fn post_json(url: &str, body: &Value) -> Value {
+    http_client().post(url).json(body).send().await.unwrap().json().await.unwrap()
+}
+
 /// A child process killed when the test ends, however it ends.
 pub struct KillOnDrop(pub std::process::Child);
 

@@ -172,16 +172,7 @@ async fn a_model_killed_mid_answer_still_gives_the_findings() {
     let replay = serve(scenarios(), &[]).await;
     let client = crate::common::client(&replay).await;
     let (url, _app) = app(client, &model, 2).await;
-    let http = crate::common::http_client();
-    let answer: Value = http
-        .post(format!("{url}/diagnose"))
-        .json(&json!({"namespace": "oom"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = crate::common::post_json(&format!("{url}/diagnose"), &json!({"namespace": "oom"})).await;
     let degraded = answer["degraded"].as_str().expect("the answer says why it has no model text");
     assert!(degraded.contains("mid-answer") || degraded.contains("stream"), "{degraded}");
     assert_eq!(answer["findings"][0]["reason"], "OOMKilled");
@@ -234,7 +225,11 @@ async fn two_hundred_questions_at_once_all_end_in_an_answer_or_a_clear_reply() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_slack_web_api_is_told_to_the_asker_with_a_request_id() {
-    use crate::slack::{bot_with_policy, command_body, now, signed};
+    use crate::slack::{Bot, bot_with_policy, command_body, now, signed};
+    async fn acknowledge(bot: &Bot, body: &str) -> Value {
+        let form = "application/x-www-form-urlencoded";
+        signed(bot, "/slack/commands", form, body, &now(), None).await.json().await.unwrap()
+    }
     let bot = bot_with_policy(
         kubechat::config::SlackMode::Http,
         Duration::from_millis(1),
@@ -244,12 +239,7 @@ async fn a_failing_slack_web_api_is_told_to_the_asker_with_a_request_id() {
     .await;
     *bot.slack.fake.fail.lock().unwrap() = 1;
     let body = command_body(&bot, "/diagnose", "oom", crate::fake_slack::CHANNEL);
-    let ack: Value = signed(&bot, "/slack/commands", "application/x-www-form-urlencoded", &body, &now(), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ack["text"], "Diagnosing oom…");
+    assert_eq!(acknowledge(&bot, &body).await["text"], "Diagnosing oom…");
     let calls = bot
         .slack
         .until(Duration::from_secs(10), "the failure through the response URL", |calls| {
@@ -262,12 +252,7 @@ async fn a_failing_slack_web_api_is_told_to_the_asker_with_a_request_id() {
     assert_eq!(told.body["body"]["response_type"], "ephemeral");
     assert!(told.body.to_string().contains("request `"), "with the request id");
     // The next question goes through.
-    let ack: Value = signed(&bot, "/slack/commands", "application/x-www-form-urlencoded", &body, &now(), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ack["text"], "Diagnosing oom…");
+    assert_eq!(acknowledge(&bot, &body).await["text"], "Diagnosing oom…");
     bot.slack
         .until(Duration::from_secs(20), "the second answer", |calls| {
             calls.iter().any(|c| c.method == "chat.update" && c.body["blocks"][0]["type"] == "header")
