@@ -300,6 +300,12 @@ impl Matrix {
                 "{} questions from this room are already being answered; ask again in a minute",
                 self.config.max_per_room
             );
+            let asker = Asker {
+                platform: Platform::Matrix,
+                place: Some(room.room_id().to_string()),
+                user: event.sender.to_string(),
+            };
+            self.app.ticket(&asker, intent, &request_id).fail("busy", problem.clone());
             let content = in_thread(render::failure(&problem, &request_id), &root, &event.event_id);
             let _ = self.send(&room, content).await;
             return;

@@ -301,6 +301,8 @@ impl Slack {
             return;
         };
         if let Err(busy) = self.admit() {
+            let asker = Asker { platform: Platform::Slack, place: Some(channel.clone()), user: user.clone() };
+            self.app.ticket(&asker, intent, &request_id).fail("busy", busy.clone());
             let this = self.clone();
             tokio::spawn(async move {
                 let _ = this.api.post_message(&channel, Some(&thread), &blocks::failure(&busy, &request_id)).await;
