@@ -11,18 +11,17 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
 
 use crate::access::{Asker, Platform};
 use crate::answer::Intent;
 use crate::cluster::{self, Scope};
 use crate::config::{AlertmanagerConfig, Receiver};
-use crate::server::AppState;
+use crate::server::{AppState, HttpAuth};
 use crate::slack::Slack;
 
 /// Alertmanager's webhook body (version 4); fields kubechat does not use are ignored.
@@ -52,19 +51,10 @@ impl Alert {
         self.label(&["alertname"]).unwrap_or_else(|| "alert".to_string())
     }
 
-    /// The namespace and the most specific object the labels name (`job` is the scrape job, not a Job).
+    /// The namespace and the most specific object the labels name, read as in a chat message's alert.
     pub fn scope(&self) -> Option<(String, Option<String>)> {
-        let namespace = self.label(&["namespace", "kubernetes_namespace", "exported_namespace"])?;
-        let object = [
-            ("pod", &["pod", "pod_name", "kubernetes_pod_name"][..]),
-            ("deployment", &["deployment"][..]),
-            ("statefulset", &["statefulset"][..]),
-            ("daemonset", &["daemonset"][..]),
-            ("job", &["job_name"][..]),
-        ]
-        .iter()
-        .find_map(|(kind, names)| self.label(names).map(|name| format!("{kind}/{name}")));
-        Some((namespace, object))
+        let scope = crate::slack::alert::from_labels(|name| self.label(&[name]));
+        Some((scope.namespace?, scope.object))
     }
 
     /// Whether a chat message is this alert's own: it names the alert and the object or namespace it is about.
@@ -221,13 +211,8 @@ pub fn routes(alerts: Arc<Alerts>) -> Router {
 }
 
 async fn webhook(State(alerts): State<Arc<Alerts>>, headers: HeaderMap, body: Bytes) -> Response {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| Sha256::digest(t.trim().as_bytes()));
-    let expected = Sha256::digest(alerts.config.token.expose().as_bytes());
-    if alerts.config.token.is_empty() || presented != Some(expected) {
+    let auth = HttpAuth::Tokens(vec![("alertmanager".into(), alerts.config.token.clone())]);
+    if alerts.config.token.is_empty() || auth.identify(&headers).is_err() {
         return (
             StatusCode::UNAUTHORIZED,
             axum::Json(json!({"error": "send Authorization: Bearer with alertmanager.token"})),

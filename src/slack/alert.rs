@@ -83,9 +83,14 @@ pub fn scope(message: &Value) -> AlertScope {
             labels.push((capture[1].to_string(), capture[2].to_string()));
         }
     }
-    let first = |name: &str| labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let namespace = NAMESPACE_LABELS.iter().find_map(|l| first(l));
-    let object = OBJECT_LABELS.iter().find_map(|(label, kind)| first(label).map(|name| format!("{kind}/{name}")));
+    from_labels(|name| labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+}
+
+/// The scope that labels name, `label` giving a label's value: also for Alertmanager's webhook, whose alerts carry
+/// their labels as a map.
+pub fn from_labels(label: impl Fn(&str) -> Option<String>) -> AlertScope {
+    let namespace = NAMESPACE_LABELS.iter().find_map(|l| label(l));
+    let object = OBJECT_LABELS.iter().find_map(|(name, kind)| label(name).map(|value| format!("{kind}/{value}")));
     AlertScope { namespace, object }
 }
 

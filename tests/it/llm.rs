@@ -138,7 +138,6 @@ async fn prompts_fit_the_window_by_the_real_tokenizer_and_carry_no_secret() {
     let replay = serve(scenarios(), &[]).await;
     let client = client(&replay).await;
     let prompts = kubechat::prompt::Prompts::builtin();
-    let http = crate::common::http_client();
     let corpus = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/secrets.tsv")).unwrap();
     let secrets: Vec<&str> =
         corpus.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).filter_map(|l| l.split('\t').next()).collect();
@@ -164,15 +163,9 @@ async fn prompts_fit_the_window_by_the_real_tokenizer_and_carry_no_secret() {
         for secret in &secrets {
             assert!(!sent.contains(secret), "{secret:?} would be sent to the model");
         }
-        let tokenized: Value = http
-            .post(format!("{}/extras/tokenize", server.url))
-            .json(&serde_json::json!({"input": sent}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let tokenized: Value =
+            crate::common::post_json(&format!("{}/extras/tokenize", server.url), &serde_json::json!({"input": sent}))
+                .await;
         let actual = tokenized["tokens"].as_array().expect("token list").len();
         assert!(
             actual <= prepared.prompt_tokens,

@@ -82,15 +82,11 @@ async fn diagnose_returns_the_seed_fields_and_the_new_ones() {
     assert!(answer["degraded"].is_null());
     assert!(answer["context"].as_str().unwrap().contains("checkout:2.3.1-rc: not found"));
 
-    let asked: Value = http
-        .post(format!("{}/ask", app.url))
-        .json(&json!({"question": "why is orders not starting?", "namespace": "config"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let asked: Value = crate::common::post_json(
+        &format!("{}/ask", app.url),
+        &json!({"question": "why is orders not starting?", "namespace": "config"}),
+    )
+    .await;
     assert_eq!(asked["prompt"]["name"], "ask");
     assert_eq!(asked["findings"][0]["reason"], "CreateContainerConfigError");
 }
@@ -141,15 +137,8 @@ async fn errors_are_json_with_a_request_id() {
     assert!(bad["error"].as_str().unwrap().starts_with("invalid request body"));
     assert!(!bad["request_id"].as_str().unwrap().is_empty());
 
-    let missing: Value = http
-        .post(format!("{}/diagnose", app.url))
-        .json(&json!({"namespace": "imagepul"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let missing: Value =
+        crate::common::post_json(&format!("{}/diagnose", app.url), &json!({"namespace": "imagepul"})).await;
     assert_eq!(missing["error"], "namespace imagepul does not exist; did you mean imagepull?");
 
     let empty = http.post(format!("{}/ask", app.url)).json(&json!({"question": " "})).send().await.unwrap();
@@ -243,8 +232,7 @@ impl Browser {
         .collect::<Vec<_>>();
         let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome",
             "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}}}});
-        let session: Value =
-            http.post(format!("{url}/session")).json(&capabilities).send().await.unwrap().json().await.unwrap();
+        let session: Value = crate::common::post_json(&format!("{url}/session"), &capabilities).await;
         let session = session["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no browser session: {session}"))
@@ -362,15 +350,7 @@ async fn the_demo_runs_with_no_cluster_and_no_model() {
     let namespaces: Value = http.get(format!("{url}/namespaces")).send().await.unwrap().json().await.unwrap();
     assert_eq!(namespaces["default"], "imagepull");
     assert!(namespaces["namespaces"].as_array().unwrap().len() >= 13);
-    let answer: Value = http
-        .post(format!("{url}/diagnose"))
-        .json(&json!({"namespace": "storage"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = crate::common::post_json(&format!("{url}/diagnose"), &json!({"namespace": "storage"})).await;
     assert!(answer["degraded"].as_str().unwrap().starts_with("cannot connect to the model server"), "{answer}");
     assert_eq!(answer["findings"][0]["reason"], "PVCPending");
     assert!(answer["answer"].as_str().unwrap().contains("PVCPending persistentvolumeclaim/data-postgres-0"));
@@ -415,8 +395,7 @@ async fn serve_takes_a_config_file_and_environment_overrides() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(ready["status"], "ready");
-    let answer: Value =
-        http.post(format!("{url}/diagnose")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    let answer: Value = crate::common::post_json(&format!("{url}/diagnose"), &json!({})).await;
     assert_eq!(answer["namespace"], "oom", "the configured namespace is the default");
     assert_eq!(answer["findings"][0]["reason"], "OOMKilled");
     assert!(answer["degraded"].is_string());
@@ -450,15 +429,8 @@ async fn a_client_that_leaves_frees_the_model_for_the_next() {
     }
     drop(body);
     let started = Instant::now();
-    let answer: Value = http
-        .post(format!("{}/diagnose", app.url))
-        .json(&json!({"namespace": "imagepull"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: Value =
+        crate::common::post_json(&format!("{}/diagnose", app.url), &json!({"namespace": "imagepull"})).await;
     assert!(answer["degraded"].is_null());
     let waited = started.elapsed();
     assert!(waited < Duration::from_millis(4000), "the abandoned answer kept the slot: {waited:?}");
