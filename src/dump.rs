@@ -27,9 +27,17 @@ pub enum DumpError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("cannot parse dump file {}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
-    #[error("dump {} holds no Kubernetes objects; expected the output of `kubectl get … -o yaml` or a directory of such files", path.display())]
-    Empty { path: PathBuf },
+    #[error("dump {} holds no Kubernetes objects that kubechat serves{found}; expected the output of `kubectl get … -o yaml` or a directory of such files", path.display())]
+    Empty { path: PathBuf, found: String },
+    #[error("dump file {} is {} MiB, over the {} MiB kubechat loads from one file; split it, e.g. one `kubectl get` per namespace or kind", path.display(), size >> 20, MAX_FILE_BYTES >> 20)]
+    TooLarge { path: PathBuf, size: u64 },
 }
+
+/// How objects without a `kind` are counted in [`LoadReport::skipped`].
+const NO_KIND: &str = "(no kind)";
+
+/// The largest dump file loaded: objects take several times their text's size in memory once parsed.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
 /// Where a container log is kept.
 #[derive(Debug, Clone)]
@@ -56,6 +64,27 @@ pub struct LoadReport {
     pub skipped: BTreeMap<String, usize>,
     pub secrets_dropped: usize,
     pub replaced: usize,
+    /// Objects of served kinds left out because they do not have their type's shape (a field of the wrong type), as
+    /// `Pod shop/web-1: spec.containers: invalid type: …`. An API server would never have stored them.
+    pub invalid: Vec<String>,
+}
+
+impl LoadReport {
+    /// What was left out, for an error about a dump with nothing served: empty when nothing was.
+    fn left_out(&self) -> String {
+        let mut parts: Vec<String> = self
+            .skipped
+            .iter()
+            .map(|(kind, n)| if kind == NO_KIND { format!("{n} without a kind") } else { format!("{n} {kind}") })
+            .collect();
+        if self.secrets_dropped > 0 {
+            parts.push(format!("{} v1/Secret (never served)", self.secrets_dropped));
+        }
+        if let Some(first) = self.invalid.first() {
+            parts.push(format!("{} of the wrong shape, first {first}", self.invalid.len()));
+        }
+        if parts.is_empty() { String::new() } else { format!(" (it held {})", parts.join(", ")) }
+    }
 }
 
 /// A loaded dump: objects by resource, keyed by (namespace, name); cluster-scoped objects have an empty namespace.
@@ -78,7 +107,7 @@ impl Dump {
             dump.load_file(path)?;
         }
         if dump.report.objects == 0 {
-            return Err(DumpError::Empty { path: path.to_path_buf() });
+            return Err(DumpError::Empty { path: path.to_path_buf(), found: dump.report.left_out() });
         }
         dump.derive_namespaces();
         Ok(dump)
@@ -206,8 +235,12 @@ impl Dump {
     }
 
     fn load_file(&mut self, path: &Path) -> Result<(), DumpError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| DumpError::Read { path: path.to_path_buf(), source })?;
+        let read_err = |source| DumpError::Read { path: path.to_path_buf(), source };
+        let size = std::fs::metadata(path).map_err(read_err)?.len();
+        if size > MAX_FILE_BYTES {
+            return Err(DumpError::TooLarge { path: path.to_path_buf(), size });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
         self.load_text(path, &text)
     }
 
@@ -233,7 +266,7 @@ impl Dump {
         }
         let name = object["metadata"]["name"].as_str().map(str::to_string);
         let (Some(resource), Some(name)) = (resources::by_kind(&api_version, &kind), name) else {
-            let label = if kind.is_empty() { "(no kind)".to_string() } else { format!("{api_version}/{kind}") };
+            let label = if kind.is_empty() { NO_KIND.to_string() } else { format!("{api_version}/{kind}") };
             *self.report.skipped.entry(label).or_default() += 1;
             return;
         };
@@ -245,6 +278,11 @@ impl Dump {
             String::new()
         };
         object["apiVersion"] = Value::String(resource.api_version());
+        if let Err(problem) = resources::check_shape(resource, &object) {
+            let at = if namespace.is_empty() { name } else { format!("{namespace}/{name}") };
+            self.report.invalid.push(format!("{} {at}: {problem}", resource.kind));
+            return;
+        }
         if resource == &resources::CONFIGMAPS {
             blank_values(&mut object);
         }
@@ -412,6 +450,7 @@ metadata: {name: web, namespace: shop}
         assert_eq!(demo.report.objects, on_disk.report.objects);
         assert_eq!(demo.report.logs, on_disk.report.logs);
         assert!(demo.namespaces().any(|n| n == "imagepull"));
+        assert_eq!(on_disk.report.invalid, Vec::<String>::new(), "every object of the corpus has its type's shape");
     }
 
     #[test]

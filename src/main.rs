@@ -220,6 +220,12 @@ fn load_dump(path: &Path) -> anyhow::Result<Arc<Dump>> {
     for (kind, count) in &r.skipped {
         tracing::warn!("skipped {count} object(s) of kind {kind}: not served by the replay server");
     }
+    for problem in r.invalid.iter().take(20) {
+        tracing::warn!("skipped {problem} (an API server would not have stored it)");
+    }
+    if r.invalid.len() > 20 {
+        tracing::warn!("skipped {} more objects of the wrong shape", r.invalid.len() - 20);
+    }
     Ok(Arc::new(dump))
 }
 

@@ -98,6 +98,38 @@ pub fn by_path(group: &str, version: &str, plural: &str) -> Option<&'static Reso
     ALL.into_iter().find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
+/// Whether `object` has the shape of its resource's type, as an API server would have enforced before storing it:
+/// `Err` names the first field that does not fit (`spec.containers: invalid type: string "web", expected a sequence`).
+pub fn check_shape(resource: &Resource, object: &serde_json::Value) -> Result<(), String> {
+    use k8s_openapi::api::apps::v1 as apps;
+    use k8s_openapi::api::batch::v1 as batch;
+    use k8s_openapi::api::core::v1 as core;
+
+    fn shaped<K: serde::de::DeserializeOwned>(object: &serde_json::Value) -> Result<(), String> {
+        serde_path_to_error::deserialize::<_, K>(object).map(drop).map_err(|e| match e.path().to_string() {
+            path if path == "." => e.inner().to_string(),
+            path => format!("{path}: {}", e.inner()),
+        })
+    }
+    match resource.plural {
+        "pods" => shaped::<core::Pod>(object),
+        "events" => shaped::<core::Event>(object),
+        "services" => shaped::<core::Service>(object),
+        "endpoints" => shaped::<core::Endpoints>(object),
+        "namespaces" => shaped::<core::Namespace>(object),
+        "nodes" => shaped::<core::Node>(object),
+        "persistentvolumeclaims" => shaped::<core::PersistentVolumeClaim>(object),
+        "configmaps" => shaped::<core::ConfigMap>(object),
+        "deployments" => shaped::<apps::Deployment>(object),
+        "replicasets" => shaped::<apps::ReplicaSet>(object),
+        "statefulsets" => shaped::<apps::StatefulSet>(object),
+        "daemonsets" => shaped::<apps::DaemonSet>(object),
+        "jobs" => shaped::<batch::Job>(object),
+        "cronjobs" => shaped::<batch::CronJob>(object),
+        other => Err(format!("no type is known for resource {other}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +142,21 @@ mod tests {
         assert_eq!(by_kind("batch/v1beta1", "CronJob"), Some(&CRONJOBS));
         assert_eq!(by_kind("events.k8s.io/v1", "Event"), None);
         assert_eq!(by_kind("v1", "Secret"), None);
+    }
+
+    #[test]
+    fn shapes_are_checked_against_the_resource_type() {
+        let pod =
+            |spec| serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, "spec": spec});
+        assert_eq!(check_shape(&PODS, &pod(serde_json::json!({"containers": [{"name": "app"}]}))), Ok(()));
+        let err = check_shape(&PODS, &pod(serde_json::json!({"containers": "app"}))).unwrap_err();
+        assert!(err.starts_with("spec.containers: invalid type: string \"app\""), "{err}");
+        let err = check_shape(
+            &PODS,
+            &pod(serde_json::json!({"containers": [{"name": "app", "ports": [{"containerPort": "80"}]}]})),
+        )
+        .unwrap_err();
+        assert!(err.starts_with("spec.containers[0].ports[0].containerPort:"), "{err}");
     }
 
     #[test]

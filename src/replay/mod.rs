@@ -8,8 +8,10 @@ mod selector;
 pub mod table;
 
 use std::collections::HashMap;
+use std::io::SeekFrom;
 use std::net::SocketAddr;
 use std::ops::Bound;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -23,6 +25,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -30,6 +33,7 @@ use crate::dump::{Dump, LogKey, LogSource};
 use crate::resources::{self, Resource};
 pub use selector::{FieldSelector, LabelSelector};
 use table::IncludeObject;
+use tokio_util::io::ReaderStream;
 
 /// The Kubernetes version the replay server reports.
 const VERSION: (&str, &str) = ("1", "33");
@@ -451,8 +455,8 @@ impl Request<'_> {
             LogKey { namespace: namespace.to_string(), pod: name.to_string(), container: container.clone(), previous };
         let text = match self.shared.dump.log(&key) {
             Some(LogSource::Text(text)) => text.as_bytes().to_vec(),
-            Some(LogSource::File(path)) => match tokio::fs::read(path).await {
-                Ok(bytes) => bytes,
+            Some(LogSource::File(path)) => match file_log(path, tail_lines, limit_bytes).await {
+                Ok(body) => return ([(header::CONTENT_TYPE, "text/plain")], body).into_response(),
                 Err(e) => {
                     let message = format!("cannot read the log of container {container:?} in pod {name:?}: {e}");
                     return status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &message, json!({}));
@@ -492,6 +496,63 @@ fn container_status<'a>(pod: &'a Value, container: &str) -> Option<&'a Value> {
         .iter()
         .flat_map(|f| pod["status"][f].as_array().map(Vec::as_slice).unwrap_or_default())
         .find(|s| s["name"] == container)
+}
+
+/// A log file's selected part, streamed: a log of any size costs one buffer, since only its tail is searched for
+/// `tailLines` and only what is sent is read. The same selection as [`select_log`].
+async fn file_log(path: &Path, tail_lines: Option<usize>, limit_bytes: Option<usize>) -> std::io::Result<Body> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let len = file.metadata().await?.len();
+    let start = match tail_lines {
+        Some(n) => tail_start(&mut file, len, n).await?,
+        None => 0,
+    };
+    file.seek(SeekFrom::Start(start)).await?;
+    let length = limit_bytes.map_or(len - start, |l| (l as u64).min(len - start));
+    Ok(Body::from_stream(ReaderStream::new(file.take(length))))
+}
+
+/// How far back from a log's end its tail is looked for. The kubelet rotates container logs at 10 MiB, so a real
+/// tail is always within it; a larger log file's tail starts at the first whole line of its last 64 MiB.
+const MAX_TAIL_SCAN: u64 = 64 << 20;
+
+/// Where the last `n` lines of a file start, reading backwards a block at a time, at most [`MAX_TAIL_SCAN`] bytes.
+async fn tail_start(file: &mut tokio::fs::File, len: u64, n: usize) -> std::io::Result<u64> {
+    const BLOCK: u64 = 64 * 1024;
+    if n == 0 {
+        return Ok(len);
+    }
+    let mut end = len;
+    let mut last = [0u8];
+    if len > 0 {
+        file.seek(SeekFrom::Start(len - 1)).await?;
+        file.read_exact(&mut last).await?;
+        // The final newline ends the last line; it does not start another.
+        if last[0] == b'\n' {
+            end -= 1;
+        }
+    }
+    let floor = len.saturating_sub(MAX_TAIL_SCAN);
+    let mut block = vec![0u8; BLOCK as usize];
+    let mut seen = 0;
+    let mut earliest = None;
+    while end > floor {
+        let from = end.saturating_sub(BLOCK).max(floor);
+        let chunk = &mut block[..(end - from) as usize];
+        file.seek(SeekFrom::Start(from)).await?;
+        file.read_exact(chunk).await?;
+        for (i, byte) in chunk.iter().enumerate().rev() {
+            if *byte == b'\n' {
+                seen += 1;
+                if seen == n {
+                    return Ok(from + i as u64 + 1);
+                }
+                earliest = Some(from + i as u64 + 1);
+            }
+        }
+        end = from;
+    }
+    Ok(if floor == 0 { 0 } else { earliest.unwrap_or(floor) })
 }
 
 /// Applies `tailLines`, then `limitBytes`, as the kubelet does.
@@ -568,6 +629,27 @@ mod tests {
         assert_eq!(select_log(log, Some(2), Some(5)), b"two\nt");
         assert_eq!(select_log(b"no newline", Some(1), None), b"no newline");
         assert_eq!(select_log(b"a\nb", Some(1), None), b"b");
+    }
+
+    #[tokio::test]
+    async fn log_files_are_selected_like_logs_in_memory() {
+        let long: String = (0..20_000).map(|i| format!("line {i} {}\n", "x".repeat(i % 13))).collect();
+        let texts = ["", "\n", "one\ntwo\nthree\n", "a\nb", "\n\n\n", long.as_str(), long.trim_end()];
+        let dir = tempfile::tempdir().unwrap();
+        for (i, text) in texts.iter().enumerate() {
+            let path = dir.path().join(format!("{i}.log"));
+            std::fs::write(&path, text).unwrap();
+            for tail in
+                [None, Some(0), Some(1), Some(2), Some(3), Some(4_000), Some(19_999), Some(20_000), Some(50_000)]
+            {
+                for limit in [None, Some(1), Some(5), Some(70_000)] {
+                    let body = file_log(&path, tail, limit).await.unwrap();
+                    let served = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                    let expected = select_log(text.as_bytes(), tail, limit);
+                    assert!(served == expected, "text {i}, tail {tail:?}, limit {limit:?}");
+                }
+            }
+        }
     }
 
     #[test]
