@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::access::{Asker, Platform};
 use crate::answer::Intent;
-use crate::cluster::{self, Scope};
+use crate::cluster::Scope;
 use crate::config::{AlertmanagerConfig, Receiver};
 use crate::server::{AppState, HttpAuth};
 use crate::slack::Slack;
@@ -135,7 +135,7 @@ impl Alerts {
         // The reasons come from kubechat's own analysis, which is cheap; the model is asked only when they are new.
         let parse = |o: &str| o.split_once('/').map(|(k, n)| (k.to_string(), n.to_string()));
         let scope = Scope { namespace: namespace.clone(), object: object.as_deref().and_then(parse) };
-        let reasons = match cluster::read(&self.app.client, &scope, &self.app.limits).await {
+        let reasons = match self.app.read(&scope).await {
             Ok(facts) => {
                 let mut reasons: Vec<String> =
                     crate::findings::analyze(&facts).iter().map(|f| f.reason.to_string()).collect();

@@ -52,6 +52,9 @@ pub struct Limits {
     pub limit_bytes: i64,
     /// Log requests in flight at once.
     pub concurrency: usize,
+    /// Namespace reads at once, all questions together; more wait in line. It keeps a burst of questions from
+    /// flooding the API server, and kubechat's own threads free for the acknowledgements Slack waits for.
+    pub reads: usize,
 }
 
 impl Default for Limits {
@@ -63,6 +66,7 @@ impl Default for Limits {
             tail_lines: 200,
             limit_bytes: 64 * 1024,
             concurrency: 8,
+            reads: 4,
         }
     }
 }

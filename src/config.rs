@@ -371,6 +371,7 @@ pub struct RawReader {
     pub log_pods: usize,
     pub tail_lines: i64,
     pub limit_bytes: i64,
+    pub concurrency: usize,
 }
 
 impl Default for RawConfig {
@@ -420,7 +421,7 @@ impl Default for RawLlm {
 impl Default for RawReader {
     fn default() -> RawReader {
         let d = Limits::default();
-        RawReader { log_pods: d.log_pods, tail_lines: d.tail_lines, limit_bytes: d.limit_bytes }
+        RawReader { log_pods: d.log_pods, tail_lines: d.tail_lines, limit_bytes: d.limit_bytes, concurrency: d.reads }
     }
 }
 
@@ -580,6 +581,7 @@ impl RawConfig {
             ("reader.log_pods", self.reader.log_pods as u64),
             ("reader.tail_lines", self.reader.tail_lines.max(0) as u64),
             ("reader.limit_bytes", self.reader.limit_bytes.max(0) as u64),
+            ("reader.concurrency", self.reader.concurrency as u64),
         ] {
             if value == 0 {
                 return Err(invalid(setting, "must be more than 0"));
@@ -612,6 +614,7 @@ impl RawConfig {
             log_pods: self.reader.log_pods,
             tail_lines: self.reader.tail_lines,
             limit_bytes: self.reader.limit_bytes,
+            reads: self.reader.concurrency,
             ..Limits::default()
         };
         let slack = if self.slack.enabled { Some(self.slack.validate()?) } else { None };

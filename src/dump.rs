@@ -106,11 +106,24 @@ impl Dump {
         } else {
             dump.load_file(path)?;
         }
-        if dump.report.objects == 0 {
-            return Err(DumpError::Empty { path: path.to_path_buf(), found: dump.report.left_out() });
+        dump.finish(path)
+    }
+
+    /// Loads a dump from the text of one file.
+    pub fn from_text(text: &str) -> Result<Dump, DumpError> {
+        let path = Path::new("(text)");
+        let mut dump = Dump::default();
+        dump.load_text(path, text)?;
+        dump.finish(path)
+    }
+
+    /// A dump with nothing served is an error that says what it held; otherwise its namespaces are completed.
+    fn finish(mut self, path: &Path) -> Result<Dump, DumpError> {
+        if self.report.objects == 0 {
+            return Err(DumpError::Empty { path: path.to_path_buf(), found: self.report.left_out() });
         }
-        dump.derive_namespaces();
-        Ok(dump)
+        self.derive_namespaces();
+        Ok(self)
     }
 
     /// Builds a dump from objects already in memory; used by tests and generated dumps.

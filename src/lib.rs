@@ -8,6 +8,7 @@ pub mod access;
 pub mod alerts;
 pub mod answer;
 pub mod audit;
+pub mod bench;
 pub mod chat;
 pub mod cluster;
 pub mod commands;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod context;
 pub mod dump;
 pub mod findings;
+pub mod fuzzing;
 pub mod llm;
 #[cfg(feature = "matrix")]
 pub mod matrix;

@@ -43,6 +43,8 @@ pub struct AppState {
     pub metrics: Metrics,
     ready: Mutex<Option<(Instant, Result<(), String>)>>,
     requests: AtomicU64,
+    /// Places for namespace reads (`limits.reads`).
+    reads: tokio::sync::Semaphore,
 }
 
 /// Who may ask what, how often, who is asking over HTTP, and where requests are recorded.
@@ -132,6 +134,7 @@ impl AppState {
         default_namespace: String,
         policy: Policy,
     ) -> Arc<AppState> {
+        let reads = tokio::sync::Semaphore::new(limits.reads.max(1));
         Arc::new(AppState {
             client,
             prompts,
@@ -142,7 +145,14 @@ impl AppState {
             metrics: Metrics::new(),
             ready: Mutex::new(None),
             requests: AtomicU64::new(0),
+            reads,
         })
+    }
+
+    /// Reads a namespace for a question, waiting for a place among `limits.reads`.
+    pub async fn read(&self, scope: &Scope) -> Result<cluster::Facts, cluster::ReadError> {
+        let _place = self.reads.acquire().await.expect("the semaphore is never closed");
+        cluster::read(&self.client, scope, &self.limits).await
     }
 
     pub fn request_id(&self) -> String {

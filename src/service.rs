@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::access::{Asker, Platform, Refusal};
 use crate::answer::{self, Answer, BudgetError, Intent, Question};
 use crate::audit::{Latency, Record};
-use crate::cluster::{self, ReadError, Scope};
+use crate::cluster::{ReadError, Scope};
 use crate::server::AppState;
 
 /// Why a question found no answer.
@@ -103,7 +103,7 @@ impl Ticket {
         self.record.namespace = Some(scope.namespace.clone());
         self.record.object = question.object.clone();
         let reading = Instant::now();
-        let facts = cluster::read(&state.client, scope, &state.limits).await;
+        let facts = state.read(scope).await;
         let retrieve = reading.elapsed();
         self.record.latency_ms.retrieve = Some(millis(retrieve));
         metrics.stage("retrieve", retrieve.as_secs_f64());

@@ -1,5 +1,6 @@
 //! What the chat front-ends (Slack, Matrix) share: how a message is routed to an intent, and bounded memories.
 
+pub mod matrix_text;
 pub mod route;
 
 use std::collections::{HashMap, VecDeque};

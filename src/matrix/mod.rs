@@ -36,7 +36,8 @@ use tracing::Instrument as _;
 use crate::access::{Asker, Platform};
 use crate::answer::{Intent, Question, Turn};
 use crate::chat::Recent;
-use crate::chat::route::{self, Route};
+use crate::chat::matrix_text;
+use crate::chat::route::Route;
 use crate::cluster::Scope;
 pub use crate::config::MatrixConfig;
 use crate::server::AppState;
@@ -219,26 +220,6 @@ impl Matrix {
         }
     }
 
-    /// Whether this message is addressed to the bot: its `m.mentions`, or, from clients that send none, the bot's id
-    /// or display name in the body.
-    fn mentioned(&self, event: &OriginalSyncRoomMessageEvent, body: &str) -> bool {
-        match &event.content.mentions {
-            Some(mentions) => mentions.user_ids.contains(&self.own),
-            None => body.contains(self.own.as_str()) || body.to_lowercase().contains(&self.name.to_lowercase()),
-        }
-    }
-
-    /// The body without reply fallbacks and without the mention itself.
-    fn question_text(&self, body: &str) -> String {
-        let body: String = body.lines().skip_while(|l| l.starts_with("> ")).collect::<Vec<_>>().join("\n");
-        let mut text = body.replace(self.own.as_str(), " ");
-        let lower = text.to_lowercase();
-        if let Some(at) = lower.find(&self.name.to_lowercase()) {
-            text.replace_range(at..at + self.name.len(), " ");
-        }
-        text.trim().trim_start_matches([':', ',']).trim().to_string()
-    }
-
     async fn handle(self: Arc<Self>, event: OriginalSyncRoomMessageEvent, room: Room) {
         if room.state() != RoomState::Joined || event.sender == self.own || event.origin_server_ts < self.started {
             return;
@@ -258,19 +239,9 @@ impl Matrix {
                 .get(&thread_key(room.room_id().as_str(), root.as_str()))
                 .is_some()
         });
-        let routed = if let Some(command) = body.strip_prefix('!') {
-            let (name, rest) = command.split_once(char::is_whitespace).unwrap_or((command, ""));
-            match name.to_lowercase().as_str() {
-                "ask" => route::route(Some("/ask"), rest),
-                "diagnose" => route::route(Some("/diagnose"), rest),
-                "help" => Route::Help,
-                _ => return,
-            }
-        } else if self.mentioned(&event, body) || follow_up {
-            route::route(None, &self.question_text(body))
-        } else {
-            return;
-        };
+        let mentions = event.content.mentions.as_ref().map(|m| m.user_ids.contains(&self.own));
+        let bot = matrix_text::Bot { user_id: self.own.as_str(), name: &self.name };
+        let Some(routed) = matrix_text::read(&bot, body, mentions, follow_up) else { return };
         let root = thread_root.unwrap_or_else(|| event.event_id.clone());
         let request_id = self.app.request_id();
         let Route::Question { intent, namespace, object, question } = routed else {

@@ -87,6 +87,40 @@ struct Event {
     channel: Option<String>,
 }
 
+/// A message from a person that kubechat may answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// An `app_mention`, its text without the mention; `thread` is the message's own `ts` outside a thread.
+    Mention { channel: String, thread: String, ts: String, user: String, text: String },
+    /// A reply in a thread without a mention: a follow-up, if kubechat answered in that thread.
+    Reply { channel: String, thread: String, ts: String, user: String, text: String },
+}
+
+/// Reads an Events API delivery: `None` for what kubechat does not answer (bots, itself, edits and other subtypes,
+/// messages outside threads, other event types), an error for an event that does not parse.
+pub fn read_event(delivery: &Value, bot_user: &str) -> Result<Option<Incoming>, serde_json::Error> {
+    let event = Event::deserialize(&delivery["event"])?;
+    let from_a_bot =
+        event.bot_id.is_some() || event.subtype.is_some() || event.user.as_deref().is_none_or(|u| u == bot_user);
+    let (Some(channel), Some(ts), Some(user)) = (event.channel, event.ts, event.user) else { return Ok(None) };
+    if from_a_bot {
+        return Ok(None);
+    }
+    let mention = format!("<@{bot_user}>");
+    Ok(match event.kind.as_str() {
+        "app_mention" => {
+            let thread = event.thread_ts.unwrap_or_else(|| ts.clone());
+            Some(Incoming::Mention { channel, thread, ts, user, text: event.text.replace(&mention, " ") })
+        }
+        // Mentions come as app_mention too; the message event of a mention is not a second question.
+        "message" if !event.text.contains(&mention) => match event.thread_ts {
+            Some(thread) if thread != ts => Some(Incoming::Reply { channel, thread, ts, user, text: event.text }),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
 /// What kubechat remembers of a thread it answered: the scope, so follow-ups stay on it.
 #[derive(Debug, Clone)]
 struct ThreadScope {
@@ -244,39 +278,25 @@ impl Slack {
             tracing::info!(event_id = id, "duplicate delivery ignored");
             return;
         }
-        let event: Event = match serde_json::from_value(delivery["event"].clone()) {
-            Ok(event) => event,
+        let incoming = match read_event(delivery, &self.identity.user_id) {
+            Ok(Some(incoming)) => incoming,
+            Ok(None) => return,
             Err(e) => {
                 tracing::warn!("unreadable event ignored: {e}");
                 return;
             }
         };
-        let from_a_bot = event.bot_id.is_some()
-            || event.subtype.is_some()
-            || event.user.as_deref().is_none_or(|u| u == self.identity.user_id);
-        if from_a_bot {
-            return;
-        }
-        let (Some(channel), Some(ts)) = (event.channel.clone(), event.ts.clone()) else { return };
-        let mention = format!("<@{}>", self.identity.user_id);
-        match event.kind.as_str() {
-            "app_mention" => {
-                let text = event.text.replace(&mention, " ");
-                let thread = event.thread_ts.clone().unwrap_or_else(|| ts.clone());
-                self.question(channel, thread, ts, event.user.unwrap_or_default(), &text);
-            }
-            // A reply in a thread: a follow-up when kubechat answered in that thread. Mentions come as app_mention.
-            "message" if !event.text.contains(&mention) => {
-                let Some(thread) = event.thread_ts.clone().filter(|t| *t != ts) else { return };
+        match incoming {
+            Incoming::Mention { channel, thread, ts, user, text } => self.question(channel, thread, ts, user, &text),
+            // A reply in a thread: a follow-up when kubechat answered in that thread.
+            Incoming::Reply { channel, thread, ts, user, text } => {
                 let this = self.clone();
-                let user = event.user.unwrap_or_default();
                 tokio::spawn(async move {
                     if this.is_our_thread(&channel, &thread).await {
-                        this.question(channel, thread, ts, user, &event.text);
+                        this.question(channel, thread, ts, user, &text);
                     }
                 });
             }
-            _ => {}
         }
     }
 

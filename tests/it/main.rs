@@ -7,6 +7,7 @@ mod delivery;
 mod dumps;
 mod fake_slack;
 mod faults;
+mod fuzz_inputs;
 mod llm;
 #[cfg(feature = "matrix")]
 mod matrix;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kubechat::cluster::{self, Limits, ReadError, Scope};
 
-use crate::common::{client, generated_namespace, scenarios, serve};
+use crate::common::{client, scenarios, serve};
 
 fn scope(namespace: &str) -> Scope {
     Scope { namespace: namespace.to_string(), object: None }
@@ -13,7 +13,7 @@ fn scope(namespace: &str) -> Scope {
 
 #[tokio::test]
 async fn large_namespaces_are_read_page_by_page() {
-    let server = serve(Arc::new(generated_namespace("big", 650, 1300, true)), &[]).await;
+    let server = serve(Arc::new(kubechat::bench::synthetic::namespace("big", 650, 1300, true)), &[]).await;
     let limits = Limits { page_size: 100, ..Limits::default() };
     let facts = cluster::read(&client(&server).await, &scope("big"), &limits).await.unwrap();
     assert_eq!(facts.pods.len(), 650);
