@@ -5,8 +5,11 @@
 use crate::chat::{matrix_text, route};
 use crate::slack::{self, SlashCommand, signature};
 
+/// A fuzz target: arbitrary bytes in, a panic on a bug.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name: what `scripts/fuzz` runs and `fuzz/seeds/<name>/` holds inputs for.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("slack_request", slack_request),
     ("slack_event", slack_event),
     ("matrix_message", matrix_message),

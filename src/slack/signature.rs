@@ -5,7 +5,7 @@ use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
 
 /// How far a request's timestamp may be from now, in seconds.
-pub const WINDOW_SECONDS: i64 = 300;
+pub const WINDOW_SECONDS: u64 = 300;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -14,7 +14,7 @@ pub enum SignatureError {
     #[error("the request's signature headers are malformed")]
     Malformed,
     #[error("the request's timestamp is {0} s away from now, more than Slack allows")]
-    OutsideWindow(i64),
+    OutsideWindow(u64),
     #[error("the request's signature does not match the signing secret")]
     Mismatch,
 }
@@ -29,7 +29,8 @@ pub fn verify(
 ) -> Result<(), SignatureError> {
     let (Some(timestamp), Some(signature)) = (timestamp, signature) else { return Err(SignatureError::Missing) };
     let sent: i64 = timestamp.trim().parse().map_err(|_| SignatureError::Malformed)?;
-    let skew = (now - sent).abs();
+    // Any i64 may arrive: the distance is taken without overflowing.
+    let skew = now.abs_diff(sent);
     if skew > WINDOW_SECONDS {
         return Err(SignatureError::OutsideWindow(skew));
     }
