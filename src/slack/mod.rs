@@ -100,10 +100,8 @@ pub enum Incoming {
 /// messages outside threads, other event types), an error for an event that does not parse.
 pub fn read_event(delivery: &Value, bot_user: &str) -> Result<Option<Incoming>, serde_json::Error> {
     let event = Event::deserialize(&delivery["event"])?;
-    let from_a_bot =
-        event.bot_id.is_some() || event.subtype.is_some() || event.user.as_deref().is_none_or(|u| u == bot_user);
     let (Some(channel), Some(ts), Some(user)) = (event.channel, event.ts, event.user) else { return Ok(None) };
-    if from_a_bot {
+    if event.bot_id.is_some() || event.subtype.is_some() || user == bot_user {
         return Ok(None);
     }
     let mention = format!("<@{bot_user}>");
