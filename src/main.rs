@@ -507,25 +507,8 @@ async fn diagnose(args: DiagnoseArgs, intent: Intent) -> anyhow::Result<()> {
         tail_lines: args.tail_lines,
         ..Limits::default()
     };
-    // A dump is served by an in-process replay server, so offline dumps and live clusters share one code path.
-    let (client, default_namespace, _server) = match &args.dump {
-        Some(path) => {
-            let dump = load_dump(path)?;
-            let namespaces: Vec<String> = dump.namespaces().map(str::to_string).collect();
-            let server =
-                replay::start(dump, replay::Options { forbid: args.forbid.clone() }, ([127, 0, 0, 1], 0).into())
-                    .await
-                    .context("cannot start the in-process replay server")?;
-            let client = cluster::client(None, Some(&server.url())).await?;
-            let namespace = if namespaces.len() == 1 { namespaces[0].clone() } else { "default".to_string() };
-            (client, namespace, Some(server))
-        }
-        None => {
-            let client = cluster::client(args.kubeconfig.as_deref(), None).await?;
-            let namespace = client.default_namespace().to_string();
-            (client, namespace, None)
-        }
-    };
+    let (client, default_namespace, _server) =
+        connect(args.dump.as_deref(), args.kubeconfig.as_deref(), &args.forbid).await?;
     let scope = Scope { namespace: args.namespace.unwrap_or(default_namespace), object };
     let facts = cluster::read(&client, &scope, &limits).await?;
     let mut question = Question::diagnose(&scope.namespace);

@@ -288,18 +288,17 @@ impl Drop for Background {
     }
 }
 
+/// A replay server for `dump` on a thread of its own, as an API server is another process in a cluster.
+async fn replay_thread(dump: Arc<Dump>) -> anyhow::Result<Background> {
+    Background::start("bench-replay", 1, move || async move { vec![replay::router(dump, replay::Options::default())] })
+        .await
+}
+
 /// kubechat's HTTP API (with the Slack HTTP routes) over the demo cluster, on two threads of its own, as in a pod
 /// with two cores.
 async fn kubechat_server(stubs: &Stubs, dump: Arc<Dump>, max_pending: usize) -> anyhow::Result<Served> {
     let (slack_url, model_url) = (stubs.slack_url.clone(), stubs.model_url.clone());
-    // The API server is another process in a cluster: here a thread of its own.
-    let cluster =
-        Background::start(
-            "bench-replay",
-            1,
-            move || async move { vec![replay::router(dump, replay::Options::default())] },
-        )
-        .await?;
+    let cluster = replay_thread(dump).await?;
     let cluster_url = cluster.urls[0].clone();
     let (result, outcome) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
     let server = Background::start("bench-kubechat", 2, move || async move {
@@ -581,13 +580,7 @@ impl Scale {
 async fn scale(options: &Options, pods: usize) -> anyhow::Result<Scale> {
     let namespace = "large";
     let dump = Arc::new(synthetic::namespace(namespace, pods, pods * 3, true));
-    let server =
-        Background::start(
-            "bench-replay",
-            1,
-            move || async move { vec![replay::router(dump, replay::Options::default())] },
-        )
-        .await?;
+    let server = replay_thread(dump).await?;
     let url = server.urls[0].clone();
     let dir = tempfile_dir()?;
     let kubeconfig = dir.join("kubeconfig");
@@ -777,13 +770,7 @@ async fn startup(options: &Options, stubs: &Stubs, demo: Arc<Dump>) -> anyhow::R
     if !options.prompts.join("diagnose.md").exists() {
         bail!("no prompts at {}: run the benchmark from the repository, or pass --prompts", options.prompts.display());
     }
-    let cluster =
-        Background::start(
-            "bench-replay",
-            1,
-            move || async move { vec![replay::router(demo, replay::Options::default())] },
-        )
-        .await?;
+    let cluster = replay_thread(demo).await?;
     let dir = tempfile_dir()?;
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, replay::kubeconfig(&cluster.urls[0], NAMESPACE))?;

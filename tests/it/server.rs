@@ -209,11 +209,7 @@ impl Browser {
             .unwrap();
         let url = format!("http://127.0.0.1:{port}");
         let http = crate::common::http_client();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http.get(format!("{url}/status")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        answering(&http, &format!("{url}/status"), "chromedriver did not start").await;
         let profile = tempfile::tempdir().unwrap();
         let args = [
             "--headless",
@@ -340,11 +336,7 @@ async fn the_demo_runs_with_no_cluster_and_no_model() {
     );
     let url = format!("http://127.0.0.1:{port}");
     let http = crate::common::http_client();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.get(format!("{url}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "the demo did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    answering(&http, &format!("{url}/healthz"), "the demo did not start").await;
     let page = http.get(format!("{url}/")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("<title>kubechat</title>"));
     let namespaces: Value = http.get(format!("{url}/namespaces")).send().await.unwrap().json().await.unwrap();
@@ -386,14 +378,12 @@ async fn serve_takes_a_config_file_and_environment_overrides() {
     );
     let url = format!("http://127.0.0.1:{port}");
     let http = crate::common::http_client();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let ready: Value = loop {
-        if let Ok(response) = http.get(format!("{url}/readyz")).send().await {
-            break response.json().await.unwrap();
-        }
-        assert!(Instant::now() < deadline, "serve did not listen on the address KUBECHAT_LISTEN gave");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let ready: Value =
+        answering(&http, &format!("{url}/readyz"), "serve did not listen on the address KUBECHAT_LISTEN gave")
+            .await
+            .json()
+            .await
+            .unwrap();
     assert_eq!(ready["status"], "ready");
     let answer: Value = crate::common::post_json(&format!("{url}/diagnose"), &json!({})).await;
     assert_eq!(answer["namespace"], "oom", "the configured namespace is the default");
@@ -434,4 +424,16 @@ async fn a_client_that_leaves_frees_the_model_for_the_next() {
     assert!(answer["degraded"].is_null());
     let waited = started.elapsed();
     assert!(waited < Duration::from_millis(4000), "the abandoned answer kept the slot: {waited:?}");
+}
+
+/// The first response of a server just started, polled for up to 20 s; `failure` says what did not start.
+async fn answering(http: &reqwest::Client, url: &str, failure: &str) -> reqwest::Response {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(response) = http.get(url).send().await {
+            return response;
+        }
+        assert!(Instant::now() < deadline, "{failure}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
