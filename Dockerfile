@@ -8,6 +8,8 @@ WORKDIR /src
 # The manifest and lock file first, so a source change does not refetch the dependencies.
 COPY Cargo.toml Cargo.lock build.rs rustfmt.toml ./
 COPY src ./src
+# The workspace's other member (the benchmarks) must be there for cargo to read the workspace; it is not built.
+COPY bench ./bench
 COPY prompts ./prompts
 COPY testdata/scenarios ./testdata/scenarios
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \

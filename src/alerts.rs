@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -14,15 +14,72 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::access::{Asker, Platform};
 use crate::answer::Intent;
-use crate::cluster::Scope;
-use crate::config::{AlertmanagerConfig, Receiver};
-use crate::server::{AppState, HttpAuth};
+use crate::config::{ConfigError, invalid};
+use crate::request::Scope;
+use crate::secret::Secret;
+use crate::server::HttpAuth;
+use crate::service::AppState;
 use crate::slack::Slack;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAlertmanager {
+    pub token: Secret,
+    pub cooldown_seconds: u64,
+    pub receivers: Vec<Receiver>,
+}
+
+impl Default for RawAlertmanager {
+    fn default() -> RawAlertmanager {
+        RawAlertmanager { token: Secret::default(), cooldown_seconds: 3600, receivers: Vec::new() }
+    }
+}
+
+impl RawAlertmanager {
+    pub fn validate(self) -> Result<AlertmanagerConfig, ConfigError> {
+        if let Some(receiver) =
+            self.receivers.iter().find(|r| r.name.is_empty() || (r.slack_channel.is_none() && r.matrix_room.is_none()))
+        {
+            return Err(invalid(
+                "alertmanager.receivers",
+                format!("{receiver:?} needs a name and a slack_channel or matrix_room"),
+            ));
+        }
+        if self.cooldown_seconds == 0 {
+            return Err(invalid("alertmanager.cooldown_seconds", "must be more than 0"));
+        }
+        Ok(AlertmanagerConfig {
+            token: self.token,
+            cooldown: Duration::from_secs(self.cooldown_seconds),
+            receivers: self.receivers,
+        })
+    }
+}
+
+/// Where the diagnoses of one Alertmanager receiver's alerts go.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receiver {
+    pub name: String,
+    #[serde(default)]
+    pub slack_channel: Option<String>,
+    #[serde(default)]
+    pub matrix_room: Option<String>,
+}
+
+/// The Alertmanager webhook, validated.
+#[derive(Debug, Clone)]
+pub struct AlertmanagerConfig {
+    /// The bearer token Alertmanager sends; the webhook is off without one.
+    pub token: Secret,
+    pub cooldown: Duration,
+    pub receivers: Vec<Receiver>,
+}
 
 /// Alertmanager's webhook body (version 4); fields kubechat does not use are ignored.
 #[derive(Debug, Deserialize)]

@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::cluster::Facts;
 use crate::commands::{self, Command};
+use crate::facts::Facts;
 use crate::findings::Finding;
 use crate::llm::{Llm, LlmConfig, Usage};
 use crate::prompt::{Prompt, PromptVersion, Prompts, Rendered};

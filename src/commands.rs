@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::cluster::Facts;
+use crate::facts::Facts;
 use crate::findings::Finding;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -12,10 +12,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::access::{Access, Rate, Rule};
+use crate::alerts::{AlertmanagerConfig, RawAlertmanager};
 use crate::cluster::Limits;
 use crate::llm::{Api, LlmConfig};
+use crate::matrix::{MatrixConfig, RawMatrix};
+use crate::secret::Secret;
 use crate::server::HttpAuth;
-use crate::slack::SlackConfig;
+use crate::slack::config::{RawSlack, SlackConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -27,7 +30,7 @@ pub enum ConfigError {
     Invalid { setting: String, problem: String },
 }
 
-fn invalid(setting: &str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(setting: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { setting: setting.to_string(), problem: problem.into() }
 }
 
@@ -142,214 +145,6 @@ impl Default for RawHttp {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawAlertmanager {
-    pub token: Secret,
-    pub cooldown_seconds: u64,
-    pub receivers: Vec<Receiver>,
-}
-
-impl Default for RawAlertmanager {
-    fn default() -> RawAlertmanager {
-        RawAlertmanager { token: Secret::default(), cooldown_seconds: 3600, receivers: Vec::new() }
-    }
-}
-
-/// Where the diagnoses of one Alertmanager receiver's alerts go.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Receiver {
-    pub name: String,
-    #[serde(default)]
-    pub slack_channel: Option<String>,
-    #[serde(default)]
-    pub matrix_room: Option<String>,
-}
-
-/// A credential. It is read like any other setting (best from the environment, filled from a Kubernetes Secret) and
-/// never printed: its `Debug` says only whether it is set.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() { "Secret(unset)" } else { "Secret(set)" })
-    }
-}
-
-/// How kubechat meets Slack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SlackMode {
-    /// An outgoing WebSocket: no public ingress needed.
-    Socket,
-    /// Slack calls `/slack/commands`, `/slack/events` and `/slack/interactivity`.
-    Http,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawSlack {
-    pub enabled: bool,
-    pub mode: SlackMode,
-    pub bot_token: Secret,
-    pub app_token: Secret,
-    pub signing_secret: Secret,
-    pub api_url: String,
-    pub ask_command: String,
-    pub diagnose_command: String,
-    pub channel_namespaces: Vec<String>,
-    pub update_interval_ms: u64,
-    pub max_pending: usize,
-    pub attach_context: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawMatrix {
-    pub enabled: bool,
-    pub homeserver_url: String,
-    pub user_id: String,
-    pub password: Secret,
-    pub access_token: Secret,
-    pub store_path: PathBuf,
-    pub store_passphrase: Secret,
-    pub device_name: String,
-    pub allowed_rooms: Vec<String>,
-    pub allowed_servers: Vec<String>,
-    pub max_per_room: usize,
-}
-
-impl Default for RawMatrix {
-    fn default() -> RawMatrix {
-        RawMatrix {
-            enabled: false,
-            homeserver_url: String::new(),
-            user_id: String::new(),
-            password: Secret::default(),
-            access_token: Secret::default(),
-            store_path: "/var/lib/kubechat/matrix".into(),
-            store_passphrase: Secret::default(),
-            device_name: "kubechat".into(),
-            allowed_rooms: Vec::new(),
-            allowed_servers: Vec::new(),
-            max_per_room: 3,
-        }
-    }
-}
-
-/// Matrix settings, validated (see `docs/configuration.md`).
-#[derive(Debug, Clone)]
-pub struct MatrixConfig {
-    pub homeserver_url: String,
-    /// `@kubechat:example.org`.
-    pub user_id: String,
-    pub password: Secret,
-    pub access_token: Secret,
-    /// The sqlite state and crypto store, and the saved session: a persistent volume.
-    pub store_path: PathBuf,
-    pub store_passphrase: Secret,
-    pub device_name: String,
-    /// Room ids (`!…`) or aliases (`#…`) whose invites are accepted.
-    pub allowed_rooms: Vec<String>,
-    /// Homeservers whose users' invites are accepted; the bot's own when none are set.
-    pub allowed_servers: Vec<String>,
-    /// Questions answered or waiting per room.
-    pub max_per_room: usize,
-}
-
-impl RawMatrix {
-    fn validate(self) -> Result<MatrixConfig, ConfigError> {
-        let url = reqwest::Url::parse(&self.homeserver_url)
-            .map_err(|e| invalid("matrix.homeserver_url", format!("{:?} is not a URL: {e}", self.homeserver_url)))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("matrix.homeserver_url", "must start with https:// (or http:// on loopback)"));
-        }
-        let Some((local, server)) = self.user_id.strip_prefix('@').and_then(|u| u.split_once(':')) else {
-            return Err(invalid(
-                "matrix.user_id",
-                format!("{:?} must be a full Matrix ID like @kubechat:example.org", self.user_id),
-            ));
-        };
-        if local.is_empty() || server.is_empty() {
-            return Err(invalid(
-                "matrix.user_id",
-                format!("{:?} must be a full Matrix ID like @kubechat:example.org", self.user_id),
-            ));
-        }
-        if self.password.is_empty() && self.access_token.is_empty() {
-            return Err(invalid(
-                "matrix.password",
-                "set the bot's password (KUBECHAT_MATRIX_PASSWORD) or an access token (KUBECHAT_MATRIX_ACCESS_TOKEN), from a Kubernetes Secret",
-            ));
-        }
-        if self.store_path.as_os_str().is_empty() {
-            return Err(invalid("matrix.store_path", "is empty: the device and its keys must survive restarts"));
-        }
-        for room in &self.allowed_rooms {
-            let valid = room.starts_with('!') || (room.starts_with('#') && room.contains(':'));
-            if !valid {
-                return Err(invalid(
-                    "matrix.allowed_rooms",
-                    format!("{room:?} is not a room id (!…) or alias (#name:server)"),
-                ));
-            }
-        }
-        if self.max_per_room == 0 {
-            return Err(invalid("matrix.max_per_room", "must be more than 0"));
-        }
-        let allowed_servers =
-            if self.allowed_servers.is_empty() { vec![server.to_string()] } else { self.allowed_servers.clone() };
-        Ok(MatrixConfig {
-            homeserver_url: self.homeserver_url,
-            user_id: self.user_id,
-            password: self.password,
-            access_token: self.access_token,
-            store_path: self.store_path,
-            store_passphrase: self.store_passphrase,
-            device_name: self.device_name,
-            allowed_rooms: self.allowed_rooms,
-            allowed_servers,
-            max_per_room: self.max_per_room,
-        })
-    }
-}
-
-impl Default for RawSlack {
-    fn default() -> RawSlack {
-        RawSlack {
-            enabled: false,
-            mode: SlackMode::Socket,
-            bot_token: Secret::default(),
-            app_token: Secret::default(),
-            signing_secret: Secret::default(),
-            api_url: "https://slack.com/api".into(),
-            ask_command: "/ask".into(),
-            diagnose_command: "/diagnose".into(),
-            channel_namespaces: Vec::new(),
-            update_interval_ms: 1000,
-            max_pending: 20,
-            attach_context: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct RawLlm {
     pub url: String,
     pub api: Api,
@@ -451,15 +246,6 @@ pub struct Config {
     pub http_auth: HttpAuth,
     pub cors_origins: Vec<String>,
     pub alertmanager: AlertmanagerConfig,
-}
-
-/// The Alertmanager webhook, validated.
-#[derive(Debug, Clone)]
-pub struct AlertmanagerConfig {
-    /// The bearer token Alertmanager sends; the webhook is off without one.
-    pub token: Secret,
-    pub cooldown: Duration,
-    pub receivers: Vec<Receiver>,
 }
 
 /// Reads `file` (when given) over the defaults, then applies the `KUBECHAT_*` variables of `env`.
@@ -678,25 +464,7 @@ impl RawConfig {
                 HttpAuth::Tokens(tokens)
             }
         };
-        if let Some(receiver) = self
-            .alertmanager
-            .receivers
-            .iter()
-            .find(|r| r.name.is_empty() || (r.slack_channel.is_none() && r.matrix_room.is_none()))
-        {
-            return Err(invalid(
-                "alertmanager.receivers",
-                format!("{receiver:?} needs a name and a slack_channel or matrix_room"),
-            ));
-        }
-        if self.alertmanager.cooldown_seconds == 0 {
-            return Err(invalid("alertmanager.cooldown_seconds", "must be more than 0"));
-        }
-        let alertmanager = AlertmanagerConfig {
-            token: self.alertmanager.token,
-            cooldown: Duration::from_secs(self.alertmanager.cooldown_seconds),
-            receivers: self.alertmanager.receivers,
-        };
+        let alertmanager = self.alertmanager.validate()?;
         Ok(Config {
             access,
             user_rate: rate(self.limits.user_per_minute, self.limits.user_burst),
@@ -720,84 +488,10 @@ impl RawConfig {
     }
 }
 
-fn is_namespace_name(name: &str) -> bool {
+pub(crate) fn is_namespace_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-}
-
-impl RawSlack {
-    fn validate(self) -> Result<SlackConfig, ConfigError> {
-        if !self.bot_token.expose().starts_with("xoxb-") {
-            return Err(invalid(
-                "slack.bot_token",
-                "must be the bot token (xoxb-…) from the app's OAuth & Permissions page; set KUBECHAT_SLACK_BOT_TOKEN",
-            ));
-        }
-        match self.mode {
-            SlackMode::Socket if !self.app_token.expose().starts_with("xapp-") => {
-                return Err(invalid(
-                    "slack.app_token",
-                    "Socket Mode needs an app-level token (xapp-…) with the connections:write scope; set KUBECHAT_SLACK_APP_TOKEN, or use slack.mode: http",
-                ));
-            }
-            SlackMode::Http if self.signing_secret.is_empty() => {
-                return Err(invalid(
-                    "slack.signing_secret",
-                    "HTTP mode needs the app's signing secret (Basic Information page); set KUBECHAT_SLACK_SIGNING_SECRET",
-                ));
-            }
-            _ => {}
-        }
-        let url = reqwest::Url::parse(&self.api_url)
-            .map_err(|e| invalid("slack.api_url", format!("{:?} is not a URL: {e}", self.api_url)))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("slack.api_url", format!("{:?} must start with https://", self.api_url)));
-        }
-        for (setting, command) in
-            [("slack.ask_command", &self.ask_command), ("slack.diagnose_command", &self.diagnose_command)]
-        {
-            if !command.starts_with('/') || command.len() < 2 || command.contains(char::is_whitespace) {
-                return Err(invalid(setting, format!("{command:?} must be a slash command like /ask")));
-            }
-        }
-        let mut channel_namespaces = Vec::new();
-        for entry in &self.channel_namespaces {
-            match entry.split_once('=') {
-                Some((channel, namespace)) if !channel.trim().is_empty() && is_namespace_name(namespace.trim()) => {
-                    channel_namespaces.push((channel.trim().to_string(), namespace.trim().to_string()));
-                }
-                _ => {
-                    return Err(invalid(
-                        "slack.channel_namespaces",
-                        format!("{entry:?} must be CHANNEL_ID=namespace, like C0123ABCD=payments"),
-                    ));
-                }
-            }
-        }
-        if self.update_interval_ms < 1000 {
-            return Err(invalid(
-                "slack.update_interval_ms",
-                "must be at least 1000: Slack allows about one chat.update per second",
-            ));
-        }
-        if self.max_pending == 0 {
-            return Err(invalid("slack.max_pending", "must be more than 0"));
-        }
-        Ok(SlackConfig {
-            mode: self.mode,
-            bot_token: self.bot_token,
-            app_token: self.app_token,
-            signing_secret: self.signing_secret,
-            api_url: self.api_url.trim_end_matches('/').to_string(),
-            ask_command: self.ask_command,
-            diagnose_command: self.diagnose_command,
-            channel_namespaces,
-            update_interval: Duration::from_millis(self.update_interval_ms),
-            max_pending: self.max_pending,
-            attach_context: self.attach_context,
-        })
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::cluster::{Facts, event_time, is_problem_pod};
+use crate::facts::{Facts, event_time, is_problem_pod};
 use crate::findings::{Finding, decisive_lines};
 
 /// The rendered block and what it costs.

@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use serde::Serialize;
 
-use crate::cluster::{Facts, ObjectRef, event_time, is_problem_pod};
+use crate::facts::{Facts, ObjectRef, event_time, is_problem_pod};
 
 /// Stable reason codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -784,7 +784,7 @@ fn rollout_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
 }
 
 fn selector_text(deployment: &Deployment) -> String {
-    deployment.spec.as_ref().map(|s| crate::cluster::label_selector_string(&s.selector)).unwrap_or_default()
+    deployment.spec.as_ref().map(|s| crate::facts::label_selector_string(&s.selector)).unwrap_or_default()
 }
 
 fn pods_owned_by<'a>(facts: &'a Facts, kind: &str, owner: &str) -> Vec<&'a str> {
@@ -941,7 +941,7 @@ mod scenario_tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::cluster::{ContainerLog, order_events};
+    use crate::facts::{ContainerLog, order_events};
 
     const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/scenarios");
 

@@ -89,7 +89,7 @@ pub fn matrix_message(data: &[u8]) {
 /// A model's answer: the `kubectl` commands in it are extracted, parsed and checked against a namespace.
 pub fn kubectl_command(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let facts = crate::cluster::Facts { namespace: "shop".to_string(), ..Default::default() };
+    let facts = crate::facts::Facts { namespace: "shop".to_string(), ..Default::default() };
     for line in crate::commands::extract(&text).iter().map(String::as_str).chain(text.lines()) {
         let _ = crate::commands::split(line);
         let _ = crate::commands::parse(line);

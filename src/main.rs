@@ -9,15 +9,17 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kubechat::access::Buckets;
 use kubechat::answer::{self, Intent, Question};
 use kubechat::audit::AuditLog;
-use kubechat::cluster::{self, Limits, Scope};
-use kubechat::config::SlackMode;
+use kubechat::cluster::{self, Limits};
 use kubechat::dump::Dump;
 use kubechat::llm::{Api, Llm, LlmConfig};
 use kubechat::prompt::{PromptStore, Prompts};
 use kubechat::replay::{self, Forbid};
 use kubechat::report;
-use kubechat::server::{AppState, HttpAuth, Policy};
+use kubechat::request::Scope;
+use kubechat::server::HttpAuth;
+use kubechat::service::{AppState, Policy};
 use kubechat::slack::Slack;
+use kubechat::slack::SlackMode;
 
 /// A read-only Kubernetes diagnostic bot: it reads a namespace's live state and says what is wrong, with evidence.
 #[derive(Parser)]
@@ -40,9 +42,6 @@ enum Command {
     Serve(ServeArgs),
     /// Start the web chat on a demo cluster compiled into kubechat: no cluster, model or chat platform needed
     Demo(DemoArgs),
-    /// Measure ack latency, reading against namespace size (beside kubectl), prompt sizes, overhead, start-up and
-    /// memory, and write the report (docs/benchmarks.md); build with --release first
-    Bench(BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -184,39 +183,6 @@ struct ReplayArgs {
     forbid: Vec<Forbid>,
 }
 
-#[derive(clap::Args)]
-struct BenchArgs {
-    /// Where to write the report
-    #[arg(long, default_value = "docs/benchmarks.md")]
-    out: PathBuf,
-    /// Namespace sizes to read, in pods (each with three times as many events)
-    #[arg(long, value_delimiter = ',', default_value = "100,1000,4000,10000")]
-    sizes: Vec<usize>,
-    /// Concurrent Slack clients
-    #[arg(long, default_value_t = 200)]
-    clients: usize,
-    /// Slash commands per client, one after the other
-    #[arg(long, default_value_t = 5)]
-    commands: usize,
-    /// Runs of each timed command (the median is reported)
-    #[arg(long, default_value_t = 3)]
-    repeats: usize,
-    /// End-to-end HTTP requests
-    #[arg(long, default_value_t = 50)]
-    requests: usize,
-    /// The prompt directory `kubechat serve` is started with
-    #[arg(long, default_value = "prompts")]
-    prompts: PathBuf,
-    /// The kubectl to compare with
-    #[arg(long, default_value = "kubectl")]
-    kubectl: String,
-    /// Internal: read NAMESPACE from the API at this URL, find what is wrong, print the timing and peak memory as JSON
-    #[arg(long, value_name = "URL", hide = true)]
-    probe_read: Option<String>,
-    #[arg(long, hide = true, default_value = "large")]
-    namespace: String,
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     kubechat::install_tls_provider();
@@ -225,7 +191,6 @@ async fn main() -> std::process::ExitCode {
         Command::Replay(_) => "info",
         Command::Diagnose(_) | Command::Ask(_) => "warn",
         Command::Serve(_) | Command::Demo(_) => "info",
-        Command::Bench(_) => "error",
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -237,7 +202,6 @@ async fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve(args).await,
         Command::Demo(args) => demo(args).await,
         Command::Replay(args) => replay(args).await,
-        Command::Bench(args) => bench(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -434,31 +398,6 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     kubechat::server::serve(listener, kubechat::server::router(state), shutdown_signal())
         .await
         .context("the HTTP server failed")
-}
-
-async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(url) = &args.probe_read {
-        let probe = kubechat::bench::probe_read(url, &args.namespace).await?;
-        println!("{}", serde_json::to_string(&probe)?);
-        return Ok(());
-    }
-    if cfg!(debug_assertions) {
-        eprintln!("warning: this is a debug build; its numbers say little. Run scripts/bench (a release build).");
-    }
-    let options = kubechat::bench::Options {
-        sizes: args.sizes,
-        clients: args.clients,
-        commands_per_client: args.commands,
-        repeats: args.repeats.max(1),
-        requests: args.requests,
-        prompts: args.prompts,
-        kubectl: args.kubectl,
-    };
-    let report = kubechat::bench::run(&options).await?;
-    std::fs::write(&args.out, &report).with_context(|| format!("cannot write {}", args.out.display()))?;
-    print!("{report}");
-    eprintln!("bench: written to {}", args.out.display());
-    Ok(())
 }
 
 /// Stops a background task when dropped.

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use regex::{Regex, RegexSet};
 
-use crate::cluster::Facts;
+use crate::facts::Facts;
 
 /// One rule: what it finds, and what it puts in place of the match (`${keep}` keeps the name before a secret value).
 struct Rule {

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::cluster::Facts;
+use crate::facts::Facts;
 use crate::findings::{self, Finding};
 
 /// The result of `kubechat diagnose --no-llm`: findings, and the context a model would read.

@@ -3,7 +3,6 @@
 //! and `/models` are for operators. Errors are JSON with a request id that also appears in the logs.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -15,63 +14,19 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::Digest as _;
-use tokio::sync::Mutex;
 use tracing::Instrument as _;
 
-use crate::access::{Access, Asker, Buckets, Platform, Refusal};
+use crate::access::{Asker, Platform, Refusal};
 use crate::answer::{Intent, Question};
-use crate::audit::AuditLog;
-use crate::cluster::{self, Limits, Scope};
-use crate::config::Secret;
-use crate::llm::Llm;
-use crate::metrics::Metrics;
-use crate::prompt::PromptStore;
-use crate::service::ServeError;
+use crate::cluster;
+use crate::request::Scope;
+use crate::secret::Secret;
+use crate::service::{AppState, ServeError};
 
 /// Request bodies above this are refused.
 const BODY_LIMIT: usize = 64 * 1024;
 /// How long a reachability check of the API server stays good for `/readyz`.
 const READY_CACHE: Duration = Duration::from_secs(10);
-
-pub struct AppState {
-    pub client: kube::Client,
-    pub prompts: Arc<PromptStore>,
-    pub llm: Arc<Llm>,
-    pub limits: Limits,
-    pub default_namespace: String,
-    pub policy: Policy,
-    pub metrics: Metrics,
-    ready: Mutex<Option<(Instant, Result<(), String>)>>,
-    requests: AtomicU64,
-    /// Places for namespace reads (`limits.reads`).
-    reads: tokio::sync::Semaphore,
-}
-
-/// Who may ask what, how often, who is asking over HTTP, and where requests are recorded.
-pub struct Policy {
-    pub access: Access,
-    /// Token buckets per user, and per channel or room.
-    pub user_rate: Option<Buckets>,
-    pub place_rate: Option<Buckets>,
-    pub audit: AuditLog,
-    pub auth: HttpAuth,
-    /// Origins allowed to call the HTTP API from a browser; none by default.
-    pub cors_origins: Vec<String>,
-}
-
-impl Policy {
-    /// Everyone may read everything, with no limit: the demo, tests, and local use configured so.
-    pub fn open() -> Policy {
-        Policy {
-            access: Access::open(),
-            user_rate: None,
-            place_rate: None,
-            audit: AuditLog::stdout(),
-            auth: HttpAuth::Open,
-            cors_origins: Vec::new(),
-        }
-    }
-}
 
 /// How the HTTP API knows who asks.
 #[derive(Debug, Clone)]
@@ -111,53 +66,6 @@ impl HttpAuth {
                 .map(str::to_string)
                 .ok_or("no identity from the authenticating proxy"),
         }
-    }
-}
-
-impl AppState {
-    /// Open to everyone (see [`Policy::open`]).
-    pub fn new(
-        client: kube::Client,
-        prompts: Arc<PromptStore>,
-        llm: Arc<Llm>,
-        limits: Limits,
-        default_namespace: String,
-    ) -> Arc<AppState> {
-        AppState::with_policy(client, prompts, llm, limits, default_namespace, Policy::open())
-    }
-
-    pub fn with_policy(
-        client: kube::Client,
-        prompts: Arc<PromptStore>,
-        llm: Arc<Llm>,
-        limits: Limits,
-        default_namespace: String,
-        policy: Policy,
-    ) -> Arc<AppState> {
-        let reads = tokio::sync::Semaphore::new(limits.reads.max(1));
-        Arc::new(AppState {
-            client,
-            prompts,
-            llm,
-            limits,
-            default_namespace,
-            policy,
-            metrics: Metrics::new(),
-            ready: Mutex::new(None),
-            requests: AtomicU64::new(0),
-            reads,
-        })
-    }
-
-    /// Reads a namespace for a question, waiting for a place among `limits.reads`.
-    pub async fn read(&self, scope: &Scope) -> Result<cluster::Facts, cluster::ReadError> {
-        let _place = self.reads.acquire().await.expect("the semaphore is never closed");
-        cluster::read(&self.client, scope, &self.limits).await
-    }
-
-    pub fn request_id(&self) -> String {
-        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        format!("{:08x}-{n:06}", std::process::id())
     }
 }
 

@@ -3,13 +3,108 @@
 //! audit line and the metrics of the request, however it ended.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::access::{Asker, Platform, Refusal};
+use tokio::sync::Mutex;
+
+use crate::access::{Access, Asker, Buckets, Platform, Refusal};
 use crate::answer::{self, Answer, BudgetError, Intent, Question};
-use crate::audit::{Latency, Record};
-use crate::cluster::{ReadError, Scope};
-use crate::server::AppState;
+use crate::audit::{AuditLog, Latency, Record};
+use crate::cluster::{self, Limits, ReadError};
+use crate::facts;
+use crate::llm::Llm;
+use crate::metrics::Metrics;
+use crate::prompt::PromptStore;
+use crate::request::Scope;
+use crate::server::HttpAuth;
+
+pub struct AppState {
+    pub client: kube::Client,
+    pub prompts: Arc<PromptStore>,
+    pub llm: Arc<Llm>,
+    pub limits: Limits,
+    pub default_namespace: String,
+    pub policy: Policy,
+    pub metrics: Metrics,
+    pub(crate) ready: Mutex<Option<(Instant, Result<(), String>)>>,
+    requests: AtomicU64,
+    /// Places for namespace reads (`limits.reads`).
+    reads: tokio::sync::Semaphore,
+}
+
+/// Who may ask what, how often, who is asking over HTTP, and where requests are recorded.
+pub struct Policy {
+    pub access: Access,
+    /// Token buckets per user, and per channel or room.
+    pub user_rate: Option<Buckets>,
+    pub place_rate: Option<Buckets>,
+    pub audit: AuditLog,
+    pub auth: HttpAuth,
+    /// Origins allowed to call the HTTP API from a browser; none by default.
+    pub cors_origins: Vec<String>,
+}
+
+impl Policy {
+    /// Everyone may read everything, with no limit: the demo, tests, and local use configured so.
+    pub fn open() -> Policy {
+        Policy {
+            access: Access::open(),
+            user_rate: None,
+            place_rate: None,
+            audit: AuditLog::stdout(),
+            auth: HttpAuth::Open,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+impl AppState {
+    /// Open to everyone (see [`Policy::open`]).
+    pub fn new(
+        client: kube::Client,
+        prompts: Arc<PromptStore>,
+        llm: Arc<Llm>,
+        limits: Limits,
+        default_namespace: String,
+    ) -> Arc<AppState> {
+        AppState::with_policy(client, prompts, llm, limits, default_namespace, Policy::open())
+    }
+
+    pub fn with_policy(
+        client: kube::Client,
+        prompts: Arc<PromptStore>,
+        llm: Arc<Llm>,
+        limits: Limits,
+        default_namespace: String,
+        policy: Policy,
+    ) -> Arc<AppState> {
+        let reads = tokio::sync::Semaphore::new(limits.reads.max(1));
+        Arc::new(AppState {
+            client,
+            prompts,
+            llm,
+            limits,
+            default_namespace,
+            policy,
+            metrics: Metrics::new(),
+            ready: Mutex::new(None),
+            requests: AtomicU64::new(0),
+            reads,
+        })
+    }
+
+    /// Reads a namespace for a question, waiting for a place among `limits.reads`.
+    pub async fn read(&self, scope: &Scope) -> Result<facts::Facts, cluster::ReadError> {
+        let _place = self.reads.acquire().await.expect("the semaphore is never closed");
+        cluster::read(&self.client, scope, &self.limits).await
+    }
+
+    pub fn request_id(&self) -> String {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{:08x}-{n:06}", std::process::id())
+    }
+}
 
 /// Why a question found no answer.
 #[derive(Debug, thiserror::Error)]

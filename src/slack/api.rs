@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::blocks::Message;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// How many times a call rate-limited by Slack is tried before giving up.
 const ATTEMPTS: u32 = 4;

@@ -10,6 +10,7 @@
 pub mod alert;
 pub mod api;
 pub mod blocks;
+pub mod config;
 pub mod http;
 pub mod mrkdwn;
 pub mod signature;
@@ -27,12 +28,12 @@ use crate::access::{Asker, Platform};
 use crate::answer::{self, Intent, Question, Turn};
 use crate::chat::Recent;
 use crate::chat::route::{self, Route};
-use crate::cluster::{ReadError, Scope};
-use crate::config::{Secret, SlackMode};
-use crate::server::AppState;
-use crate::service::{ServeError, Ticket};
+use crate::cluster::ReadError;
+use crate::request::Scope;
+use crate::service::{AppState, ServeError, Ticket};
 use api::{Identity, WebApi};
 use blocks::{Footer, Message};
+pub use config::{SlackConfig, SlackMode};
 
 /// Event ids remembered for deduplication; Slack retries within minutes, so this covers hours of traffic.
 const SEEN_EVENTS: usize = 10_000;
@@ -42,23 +43,6 @@ const THREADS: usize = 5_000;
 const NOT_OURS_FOR: Duration = Duration::from_secs(600);
 /// Messages of a thread read for its alert and history.
 const THREAD_MESSAGES: usize = 100;
-
-/// Slack settings, validated (see `docs/configuration.md`).
-#[derive(Debug, Clone)]
-pub struct SlackConfig {
-    pub mode: SlackMode,
-    pub bot_token: Secret,
-    pub app_token: Secret,
-    pub signing_secret: Secret,
-    pub api_url: String,
-    pub ask_command: String,
-    pub diagnose_command: String,
-    /// (channel id, namespace) defaults.
-    pub channel_namespaces: Vec<(String, String)>,
-    pub update_interval: Duration,
-    pub max_pending: usize,
-    pub attach_context: bool,
-}
 
 /// A slash command, from a form (HTTP) or JSON (Socket Mode).
 #[derive(Debug, Clone, Deserialize)]
@@ -747,7 +731,7 @@ fn ephemeral(text: &str) -> Value {
 mod tests {
     use serde_json::Value;
 
-    use crate::config::RawSlack;
+    use super::config::RawSlack;
 
     #[test]
     fn the_app_manifest_matches_what_kubechat_does() {

@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use kubechat::llm::{Api, Llm, LlmConfig};
 use kubechat::prompt::PromptStore;
-use kubechat::server::AppState;
+use kubechat::service::AppState;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -231,10 +231,10 @@ async fn a_failing_slack_web_api_is_told_to_the_asker_with_a_request_id() {
         signed(bot, "/slack/commands", form, body, &now(), None).await.json().await.unwrap()
     }
     let bot = bot_with_policy(
-        kubechat::config::SlackMode::Http,
+        kubechat::slack::SlackMode::Http,
         Duration::from_millis(1),
         |_, _| {},
-        kubechat::server::Policy::open(),
+        kubechat::service::Policy::open(),
     )
     .await;
     *bot.slack.fake.fail.lock().unwrap() = 1;

@@ -17,5 +17,9 @@ mod reader;
 mod replay;
 mod server;
 mod slack;
+// The generated namespaces the benchmarks read too: one source file, shared with the benchmark crate.
 #[cfg(feature = "matrix")]
 mod synapse;
+#[path = "../../bench/src/synthetic.rs"]
+#[allow(dead_code)]
+mod synthetic;

@@ -4,11 +4,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kubechat::config::{MatrixConfig, Secret};
 use kubechat::llm::{Api, Llm, LlmConfig};
 use kubechat::matrix::Matrix;
+use kubechat::matrix::MatrixConfig;
 use kubechat::prompt::PromptStore;
-use kubechat::server::AppState;
+use kubechat::secret::Secret;
+use kubechat::service::AppState;
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::api::client::room::create_room;
 use matrix_sdk::ruma::events::Mentions;

@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kubechat::cluster::{self, Limits, Scope};
+use kubechat::cluster::{self, Limits};
+use kubechat::request::Scope;
 
 use crate::common::{client, serve};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_thousand_pods_are_diagnosed_quickly() {
-    let server = serve(Arc::new(kubechat::bench::synthetic::namespace("large", 4000, 12000, true)), &[]).await;
+    let server = serve(Arc::new(crate::synthetic::namespace("large", 4000, 12000, true)), &[]).await;
     let client = client(&server).await;
     let scope = Scope { namespace: "large".to_string(), object: None };
     let started = Instant::now();

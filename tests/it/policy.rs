@@ -5,9 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kubechat::access::{Access, Buckets, Rate, Rule};
+use kubechat::alerts::{AlertmanagerConfig, Receiver};
 use kubechat::audit::AuditLog;
-use kubechat::config::{AlertmanagerConfig, Receiver, Secret, SlackMode};
-use kubechat::server::{HttpAuth, Policy};
+use kubechat::secret::Secret;
+use kubechat::server::HttpAuth;
+use kubechat::service::Policy;
+use kubechat::slack::SlackMode;
 use serde_json::{Value, json};
 
 use crate::fake_slack::{BOT_USER, CHANNEL};

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kubechat::cluster::{self, Limits, ReadError, Scope};
+use kubechat::cluster::{self, Limits, ReadError};
+use kubechat::request::Scope;
 
 use crate::common::{client, scenarios, serve};
 
@@ -13,7 +14,7 @@ fn scope(namespace: &str) -> Scope {
 
 #[tokio::test]
 async fn large_namespaces_are_read_page_by_page() {
-    let server = serve(Arc::new(kubechat::bench::synthetic::namespace("big", 650, 1300, true)), &[]).await;
+    let server = serve(Arc::new(crate::synthetic::namespace("big", 650, 1300, true)), &[]).await;
     let limits = Limits { page_size: 100, ..Limits::default() };
     let facts = cluster::read(&client(&server).await, &scope("big"), &limits).await.unwrap();
     assert_eq!(facts.pods.len(), 650);

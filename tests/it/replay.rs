@@ -70,7 +70,7 @@ async fn kubectl_sees_errors_as_a_cluster_gives_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_than_500_pods_are_paged_for_kubectl_and_the_api() {
-    let server = serve(Arc::new(kubechat::bench::synthetic::namespace("big", 650, 0, false)), &[]).await;
+    let server = serve(Arc::new(crate::synthetic::namespace("big", 650, 0, false)), &[]).await;
     let kubectl = Kubectl::new(&server);
     let names = kubectl.ok(&["get", "pods", "-n", "big", "-o", "name"]).await;
     assert_eq!(names.lines().count(), 650);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use kubechat::llm::{Api, Llm, LlmConfig};
 use kubechat::prompt::PromptStore;
-use kubechat::server::AppState;
+use kubechat::service::AppState;
 use serde_json::{Value, json};
 
 use crate::common::{Recorded, client, recorded_slowly, scenarios, serve};

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kubechat::config::{Secret, SlackMode};
 use kubechat::llm::{Api, Llm, LlmConfig};
 use kubechat::prompt::PromptStore;
-use kubechat::server::{AppState, Policy};
+use kubechat::secret::Secret;
+use kubechat::service::{AppState, Policy};
+use kubechat::slack::SlackMode;
 use kubechat::slack::{Slack, SlackConfig, signature};
 use serde_json::{Value, json};
 

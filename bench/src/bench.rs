@@ -1,4 +1,4 @@
-//! `kubechat bench`: how fast and light kubechat is, measured side by side in one run, written to
+//! The benchmarks: how fast and light kubechat is, measured side by side in one run, written to
 //! `docs/benchmarks.md`.
 //!
 //! Every number comes from the real code paths: signed slash commands through the Slack HTTP front-end, the reader and
@@ -6,8 +6,6 @@
 //! same server, for the ratio), the prompts as they are sent, the HTTP API end to end, and `kubechat serve` started
 //! as a process. Only the two far ends are stand-ins: Slack's Web API is a local sink that answers `ok`, and the model
 //! is a local OpenAI-compatible server that answers at once and times itself, so its time can be subtracted.
-
-pub mod synthetic;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -22,16 +20,19 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::answer::{self, Question};
-use crate::audit::AuditLog;
-use crate::cluster::{self, Limits, Scope};
-use crate::config::{Secret, SlackMode};
-use crate::dump::Dump;
-use crate::llm::{Api, Llm, LlmConfig};
-use crate::prompt::{PromptStore, Prompts};
-use crate::replay;
-use crate::server::{AppState, Policy};
-use crate::slack::{Slack, SlackConfig};
+use crate::synthetic;
+use kubechat::answer::{self, Question};
+use kubechat::audit::AuditLog;
+use kubechat::cluster::{self, Limits};
+use kubechat::dump::Dump;
+use kubechat::llm::{Api, Llm, LlmConfig};
+use kubechat::prompt::{PromptStore, Prompts};
+use kubechat::replay;
+use kubechat::request::Scope;
+use kubechat::secret::Secret;
+use kubechat::service::{AppState, Policy};
+use kubechat::slack::SlackMode;
+use kubechat::slack::{Slack, SlackConfig};
 
 /// The issue's goals, shown beside each measurement.
 const ACK_P99_GOAL: Duration = Duration::from_millis(20);
@@ -324,7 +325,7 @@ async fn kubechat_server(stubs: &Stubs, dump: Arc<Dump>, max_pending: usize) -> 
                 attach_context: true,
             };
             let slack = Slack::start(config, state.clone()).await?;
-            anyhow::Ok(crate::server::router(state).merge(crate::slack::http::routes(slack)))
+            anyhow::Ok(kubechat::server::router(state).merge(kubechat::slack::http::routes(slack)))
         }
         .await;
         match built {
@@ -478,7 +479,7 @@ fn slash_command(host: &str, client: usize, n: usize, response_url: &str) -> Vec
     ])
     .expect("form fields encode");
     let timestamp = jiff::Timestamp::now().as_second().to_string();
-    let signature = crate::slack::signature::sign(SIGNING_SECRET.as_bytes(), &timestamp, body.as_bytes());
+    let signature = kubechat::slack::signature::sign(SIGNING_SECRET.as_bytes(), &timestamp, body.as_bytes());
     format!(
         "POST /slack/commands HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/x-www-form-urlencoded\r\n\
          x-slack-request-timestamp: {timestamp}\r\nx-slack-signature: {signature}\r\ncontent-length: {}\r\n\r\n{body}",
@@ -515,7 +516,7 @@ async fn exchange(connection: &mut tokio::net::TcpStream, request: &[u8]) -> Opt
 // ---------------------------------------------------------------------------------------------------------------
 // 2. Retrieval and findings against namespace size, beside kubectl
 
-/// What `kubechat bench --probe-read` prints: one reading of a namespace, timed inside the process.
+/// What `kubechat-bench --probe-read` prints: one reading of a namespace, timed inside the process.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Probe {
     pub read_ms: f64,
@@ -534,7 +535,7 @@ pub async fn probe_read(url: &str, namespace: &str) -> anyhow::Result<Probe> {
     let started = Instant::now();
     let facts = cluster::read(&client, &scope, &Limits::default()).await?;
     let read = started.elapsed();
-    let diagnosis = crate::report::diagnose(&facts, 6000);
+    let diagnosis = kubechat::report::diagnose(&facts, 6000);
     let findings = started.elapsed() - read;
     Ok(Probe {
         read_ms: read.as_secs_f64() * 1000.0,
@@ -585,7 +586,7 @@ async fn scale(options: &Options, pods: usize) -> anyhow::Result<Scale> {
     let dir = tempfile_dir()?;
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, replay::kubeconfig(&url, namespace))?;
-    let exe = std::env::current_exe().context("cannot find kubechat's own executable")?;
+    let exe = std::env::current_exe().context("cannot find the benchmark's own executable")?;
     let kubectl = |args: &[&str]| {
         let mut command = Command::new(&options.kubectl);
         command.arg("--kubeconfig").arg(&kubeconfig).arg("--cache-dir").arg(dir.join("cache")).args(args);
@@ -606,7 +607,7 @@ async fn scale(options: &Options, pods: usize) -> anyhow::Result<Scale> {
     let (mut peak, mut kubectl_peak, mut findings) = (0f64, 0f64, Vec::new());
     for _ in 0..options.repeats {
         let mut probe = Command::new(&exe);
-        probe.args(["bench", "--probe-read", &url, "--namespace", namespace]);
+        probe.args(["--probe-read", &url, "--namespace", namespace]);
         let run = timed(probe).await?;
         let reading: Probe = serde_json::from_slice(&run.stdout)
             .with_context(|| format!("the probe printed no reading: {}", String::from_utf8_lossy(&run.stderr)))?;
@@ -723,7 +724,7 @@ async fn prompt_tokens(demo: Arc<Dump>) -> anyhow::Result<Vec<Tokens>> {
         rows.push(Tokens {
             namespace,
             prompt: prepared.prompt_tokens,
-            context: crate::tokens::estimate(&prepared.diagnosis.context),
+            context: kubechat::tokens::estimate(&prepared.diagnosis.context),
             context_budget: prepared.context_budget,
         });
     }
@@ -774,7 +775,7 @@ async fn startup(options: &Options, stubs: &Stubs, demo: Arc<Dump>) -> anyhow::R
     let dir = tempfile_dir()?;
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, replay::kubeconfig(&cluster.urls[0], NAMESPACE))?;
-    let exe = std::env::current_exe().context("cannot find kubechat's own executable")?;
+    let exe = kubechat_exe()?;
     let http = reqwest::Client::new();
     let (mut ready, mut idle, mut after) = (Vec::new(), 0f64, 0f64);
     for _ in 0..options.repeats {
@@ -905,7 +906,7 @@ fn markdown(
     let _ = writeln!(
         md,
         "A namespace of N running pods and 3N events, one pod crash-looping. kubechat: its reader and findings in a \
-         fresh process (`kubechat bench --probe-read`). kubectl: `get pods,events -o json` and the crash-looping \
+         fresh process (`kubechat-bench --probe-read`). kubectl: `get pods,events -o json` and the crash-looping \
          pod's previous log (`logs --previous --tail 200 --limit-bytes 65536`), the same information. Both against \
          the same replay server; medians of {} runs.\n",
         options.repeats
@@ -1022,4 +1023,17 @@ fn markdown(
          - Machines here are noisy: compare the numbers of one run with each other, not across runs."
     );
     md
+}
+
+/// The `kubechat` binary built beside this one (`scripts/bench` builds both into the same target directory).
+fn kubechat_exe() -> anyhow::Result<PathBuf> {
+    let own = std::env::current_exe().context("cannot find the benchmark's own executable")?;
+    let exe = own.with_file_name("kubechat");
+    if !exe.exists() {
+        bail!(
+            "no kubechat binary at {}: build it first (scripts/bench does: cargo build --release --bin kubechat)",
+            exe.display()
+        );
+    }
+    Ok(exe)
 }

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::dump::{Dump, LogKey};
+use kubechat::dump::{Dump, LogKey};
 
 /// The crash-looping pod of a broken namespace of `pods` pods.
 pub fn broken_pod(pods: usize) -> String {

@@ -1,0 +1,282 @@
+//! A namespace's state as kubechat read it, and the pure helpers over it: event ordering, the choice of problem pods,
+//! narrowing to one object, near-miss names. Data only: the analyzers, the context and redaction import this, not the
+//! client that filled it ([`crate::cluster`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Endpoints, Event, Node, PersistentVolumeClaim, Pod, Service};
+use serde::{Deserialize, Serialize};
+
+use crate::request::Scope;
+
+/// An object a finding, an event or a question is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind.to_lowercase(), self.name)
+    }
+}
+
+/// One container log as read; `text` is the error message when it could not be read.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerLog {
+    pub pod: String,
+    pub container: String,
+    pub previous: bool,
+    pub text: Result<String, String>,
+}
+
+/// A namespace's state as read from the API server.
+#[derive(Debug, Default, Clone)]
+pub struct Facts {
+    pub namespace: String,
+    pub pods: Vec<Pod>,
+    /// Warning first, then newest first; repeats of the same event folded into one.
+    pub events: Vec<Event>,
+    pub deployments: Vec<Deployment>,
+    pub replicasets: Vec<ReplicaSet>,
+    pub statefulsets: Vec<StatefulSet>,
+    pub daemonsets: Vec<DaemonSet>,
+    pub jobs: Vec<Job>,
+    pub cronjobs: Vec<CronJob>,
+    pub services: Vec<Service>,
+    pub endpoints: Vec<Endpoints>,
+    pub pvcs: Vec<PersistentVolumeClaim>,
+    /// The nodes that problem pods run on.
+    pub nodes: Vec<Node>,
+    pub logs: Vec<ContainerLog>,
+    /// What could not be read, each a precise message; the diagnosis goes on without it.
+    pub gaps: Vec<String>,
+    /// The resources (plurals) whose list failed, so analyzers do not mistake "not read" for "none".
+    pub unread: BTreeSet<String>,
+}
+
+impl Facts {
+    pub fn log(&self, pod: &str, container: &str, previous: bool) -> Option<&ContainerLog> {
+        self.logs.iter().find(|l| l.pod == pod && l.container == container && l.previous == previous)
+    }
+}
+
+/// Keeps only what concerns the scoped object: its pods (already listed by selector), the workloads that own them,
+/// the services that select them, the claims they use, and the events about any of those.
+pub fn narrow(facts: &mut Facts, scope: &Scope) {
+    use std::collections::HashSet;
+    let Some((kind, name)) = &scope.object else { return };
+    let kind = kind.as_str();
+    let named = |k: &[&str], n: &Option<String>| k.contains(&kind) && n.as_deref() == Some(name.as_str());
+    let owner = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| -> Option<String> {
+        meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)).map(|o| o.name.clone())
+    };
+    let pods: HashSet<String> = facts.pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    let pod_owners: HashSet<String> = facts.pods.iter().filter_map(|p| owner(&p.metadata)).collect();
+    const DEPLOYMENT: &[&str] = &["deployment", "deployments", "deploy"];
+    facts.replicasets.retain(|rs| {
+        pod_owners.contains(rs.metadata.name.as_deref().unwrap_or_default())
+            || (DEPLOYMENT.contains(&kind) && owner(&rs.metadata).as_deref() == Some(name.as_str()))
+    });
+    let rs_owners: HashSet<String> = facts.replicasets.iter().filter_map(|rs| owner(&rs.metadata)).collect();
+    facts.deployments.retain(|d| {
+        named(DEPLOYMENT, &d.metadata.name) || rs_owners.contains(d.metadata.name.as_deref().unwrap_or_default())
+    });
+    let owns_pod = |n: &Option<String>| pod_owners.contains(n.as_deref().unwrap_or_default());
+    facts
+        .statefulsets
+        .retain(|s| named(&["statefulset", "statefulsets", "sts"], &s.metadata.name) || owns_pod(&s.metadata.name));
+    facts
+        .daemonsets
+        .retain(|d| named(&["daemonset", "daemonsets", "ds"], &d.metadata.name) || owns_pod(&d.metadata.name));
+    facts.jobs.retain(|j| named(&["job", "jobs"], &j.metadata.name) || owns_pod(&j.metadata.name));
+    let job_owners: HashSet<String> = facts.jobs.iter().filter_map(|j| owner(&j.metadata)).collect();
+    facts.cronjobs.retain(|c| job_owners.contains(c.metadata.name.as_deref().unwrap_or_default()));
+    let selects_a_pod = |selector: &std::collections::BTreeMap<String, String>| {
+        !selector.is_empty()
+            && facts
+                .pods
+                .iter()
+                .any(|p| selector.iter().all(|(k, v)| p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v)))
+    };
+    facts.services.retain(|s| {
+        named(&["service", "services", "svc"], &s.metadata.name)
+            || s.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(selects_a_pod)
+    });
+    let services: HashSet<String> = facts.services.iter().filter_map(|s| s.metadata.name.clone()).collect();
+    facts.endpoints.retain(|e| services.contains(e.metadata.name.as_deref().unwrap_or_default()));
+    let claims: HashSet<String> = facts
+        .pods
+        .iter()
+        .flat_map(|p| p.spec.iter().flat_map(|s| s.volumes.iter().flatten()))
+        .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()))
+        .collect();
+    facts.pvcs.retain(|c| claims.contains(c.metadata.name.as_deref().unwrap_or_default()));
+    let mut kept: HashSet<(&str, String)> = HashSet::new();
+    kept.extend(pods.into_iter().map(|n| ("Pod", n)));
+    kept.extend(names("ReplicaSet", facts.replicasets.iter().map(|o| &o.metadata)));
+    kept.extend(names("Deployment", facts.deployments.iter().map(|o| &o.metadata)));
+    kept.extend(names("StatefulSet", facts.statefulsets.iter().map(|o| &o.metadata)));
+    kept.extend(names("DaemonSet", facts.daemonsets.iter().map(|o| &o.metadata)));
+    kept.extend(names("Job", facts.jobs.iter().map(|o| &o.metadata)));
+    kept.extend(names("CronJob", facts.cronjobs.iter().map(|o| &o.metadata)));
+    kept.extend(names("Service", facts.services.iter().map(|o| &o.metadata)));
+    kept.extend(names("PersistentVolumeClaim", facts.pvcs.iter().map(|o| &o.metadata)));
+    facts.events.retain(|e| {
+        let kind = e.involved_object.kind.as_deref().unwrap_or_default();
+        kept.contains(&(kind, e.involved_object.name.clone().unwrap_or_default()))
+    });
+}
+
+fn names<'a>(
+    kind: &'static str,
+    metas: impl Iterator<Item = &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta> + 'a,
+) -> impl Iterator<Item = (&'static str, String)> + 'a {
+    metas.filter_map(move |m| m.name.clone().map(|n| (kind, n)))
+}
+
+/// Up to three names closest to `wanted`, best first.
+pub fn closest(wanted: &str, names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut scored: Vec<(f64, String)> = names
+        .into_iter()
+        .map(|name| {
+            let mut score = strsim::jaro_winkler(wanted, &name);
+            if name.contains(wanted) || wanted.contains(name.as_str()) {
+                score += 0.2;
+            }
+            (score, name)
+        })
+        .filter(|(score, _)| *score >= 0.7)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    scored.into_iter().take(3).map(|(_, name)| name).collect()
+}
+
+/// `matchLabels` and `matchExpressions` as a label selector string.
+pub fn label_selector_string(selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> String {
+    let mut terms: Vec<String> = selector.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        terms.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            _ => format!("!{}", e.key),
+        });
+    }
+    terms.join(",")
+}
+
+/// Warning before Normal, newest first, repeats (same object, reason and message) folded into one with the counts
+/// added up.
+pub fn order_events(events: Vec<Event>) -> Vec<Event> {
+    let mut folded: HashMap<(String, String, String, String), Event> = HashMap::new();
+    for event in events {
+        let key = (
+            event.involved_object.kind.clone().unwrap_or_default(),
+            event.involved_object.name.clone().unwrap_or_default(),
+            event.reason.clone().unwrap_or_default(),
+            event.message.clone().unwrap_or_default(),
+        );
+        match folded.get_mut(&key) {
+            None => {
+                folded.insert(key, event);
+            }
+            Some(kept) => {
+                let count = kept.count.unwrap_or(1) + event.count.unwrap_or(1);
+                if event_time(&event) > event_time(kept) {
+                    *kept = event;
+                }
+                kept.count = Some(count);
+            }
+        }
+    }
+    let mut events: Vec<Event> = folded.into_values().collect();
+    events.sort_by(|a, b| {
+        let warning = |e: &Event| e.type_.as_deref() != Some("Warning");
+        warning(a)
+            .cmp(&warning(b))
+            .then_with(|| event_time(b).cmp(&event_time(a)))
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
+    events
+}
+
+/// When an event last happened: `lastTimestamp`, else `eventTime`, else when it was created.
+pub fn event_time(event: &Event) -> Option<jiff::Timestamp> {
+    event
+        .last_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| event.series.as_ref().and_then(|s| s.last_observed_time.as_ref()).map(|t| t.0))
+        .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        .or_else(|| event.first_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// Whether a pod needs a closer look, judged by its containers' states rather than its phase: a crash-looping pod
+/// is usually `Running`.
+pub fn is_problem_pod(pod: &Pod) -> bool {
+    let Some(status) = &pod.status else { return false };
+    match status.phase.as_deref() {
+        Some("Succeeded") => return false,
+        Some("Failed") | Some("Pending") | Some("Unknown") => return true,
+        _ => {}
+    }
+    if pod.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    let containers = status.container_statuses.iter().flatten().chain(status.init_container_statuses.iter().flatten());
+    containers.into_iter().any(|c| {
+        let state = c.state.as_ref();
+        let waiting = state.and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref());
+        let last = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+        waiting.is_some_and(|r| r != "PodInitializing" && r != "ContainerCreating")
+            || last.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"))
+            || (!c.ready && state.and_then(|s| s.running.as_ref()).is_some())
+            || state.and_then(|s| s.terminated.as_ref()).is_some_and(|t| t.exit_code != 0)
+    })
+}
+
+/// How urgently a problem pod's logs matter: restarting containers first.
+pub fn log_priority(pod: &Pod) -> i32 {
+    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+    statuses.into_iter().flatten().map(|c| c.restart_count).sum::<i32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_names_rank_near_misses_first() {
+        let names = ["payments", "payment-gateway", "kube-system", "default"].map(String::from);
+        assert_eq!(closest("payment", names.clone()).first().map(String::as_str), Some("payments"));
+        assert!(closest("zzzz", names).is_empty());
+    }
+
+    #[test]
+    fn events_fold_repeats_and_put_warnings_first() {
+        let event = |name: &str, kind: &str, reason: &str, at: &str, count: i32| -> Event {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name}, "type": kind, "reason": reason, "message": "m", "count": count,
+                "involvedObject": {"kind": "Pod", "name": "p"}, "lastTimestamp": at,
+            }))
+            .unwrap()
+        };
+        let events = order_events(vec![
+            event("a", "Normal", "Pulled", "2026-01-01T00:00:05Z", 1),
+            event("b", "Warning", "BackOff", "2026-01-01T00:00:01Z", 3),
+            event("c", "Warning", "BackOff", "2026-01-01T00:00:09Z", 2),
+            event("d", "Warning", "Unhealthy", "2026-01-01T00:00:03Z", 1),
+        ]);
+        let names: Vec<_> = events.iter().map(|e| e.metadata.name.clone().unwrap()).collect();
+        assert_eq!(names, ["c", "d", "a"]);
+        assert_eq!(events[0].count, Some(5));
+    }
+}

@@ -1,0 +1,585 @@
+//! The Matrix bot. It logs in once and keeps its session, device and keys in a sqlite store on a volume, so it stays the same
+//! device across restarts (E2EE needs that). At start-up one sync runs before any handler is added, so the backlog is
+//! skipped. Invites are accepted for allowed rooms and servers and declined otherwise. A question gets a "Diagnosing
+//! payments…" notice at once in the thread, edited (`m.replace`) into the answer when it is ready; a reply in that thread
+//! is a follow-up with the thread's earlier turns. Sending waits out a homeserver that is restarting (the same
+//! transaction id on every try, so nothing is sent twice), and syncing resumes with backoff.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use matrix_sdk::authentication::matrix::MatrixSession;
+use matrix_sdk::config::SyncSettings;
+use matrix_sdk::event_handler::Ctx;
+use matrix_sdk::room::MessagesOptions;
+use matrix_sdk::ruma::api::client::uiaa;
+use matrix_sdk::ruma::api::error::ErrorKind;
+use matrix_sdk::ruma::events::Mentions;
+use matrix_sdk::ruma::events::relation::{Replacement, Thread};
+use matrix_sdk::ruma::events::room::member::StrippedRoomMemberEvent;
+use matrix_sdk::ruma::events::room::message::{
+    MessageType, OriginalSyncRoomMessageEvent, Relation, RoomMessageEventContent,
+    RoomMessageEventContentWithoutRelation,
+};
+use matrix_sdk::ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, TransactionId, UserId};
+use matrix_sdk::store::RoomLoadSettings;
+use matrix_sdk::{Client, Room, RoomState, SessionMeta, SessionTokens};
+use tracing::Instrument as _;
+
+use super::config::MatrixConfig;
+use super::render::{self, Rendered};
+use crate::access::{Asker, Platform};
+use crate::answer::{Intent, Question, Turn};
+use crate::chat::Recent;
+use crate::chat::matrix_text;
+use crate::chat::route::Route;
+use crate::request::Scope;
+use crate::service::{AppState, Ticket};
+
+/// Threads remembered, with their scope and turns.
+const THREADS: usize = 2_000;
+/// Turns kept per thread; the prompt takes the newest that fit.
+const TURNS: usize = 10;
+/// How long an answer waits for the homeserver to come back before it is given up.
+const SEND_PATIENCE: Duration = Duration::from_secs(600);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The long-poll timeout of each sync.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What kubechat remembers of a thread it answered.
+#[derive(Debug, Clone)]
+struct ThreadState {
+    namespace: String,
+    object: Option<String>,
+    turns: Vec<Turn>,
+}
+
+pub struct Matrix {
+    config: MatrixConfig,
+    pub client: Client,
+    app: Arc<AppState>,
+    own: OwnedUserId,
+    /// The bot's display name, for mentions by name from clients that send no `m.mentions`.
+    name: String,
+    busy: Mutex<HashMap<OwnedRoomId, usize>>,
+    threads: Mutex<Recent<ThreadState>>,
+    /// Messages sent before this are the backlog, never answered (a room joined later shows its recent history too).
+    started: MilliSecondsSinceUnixEpoch,
+}
+
+/// A question to answer.
+struct Job {
+    request_id: String,
+    /// Already admitted (an alert's); none for people's questions, admitted once their scope is known.
+    ticket: Option<Ticket>,
+    /// The asker's Matrix id.
+    user: String,
+    room: Room,
+    root: OwnedEventId,
+    asked: OwnedEventId,
+    intent: Intent,
+    namespace: Option<String>,
+    object: Option<String>,
+    question: String,
+}
+
+/// Frees the room's place when a job ends, however it ends.
+struct Busy<'a>(&'a Matrix, OwnedRoomId);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if let Some(count) = self.0.busy.lock().expect("not poisoned").get_mut(&self.1) {
+            *count = count.saturating_sub(1);
+        }
+    }
+}
+
+impl Matrix {
+    /// Opens the store, restores the session (or logs in and saves it), and syncs once to skip the backlog.
+    pub async fn start(config: MatrixConfig, app: Arc<AppState>) -> anyhow::Result<Arc<Matrix>> {
+        crate::install_tls_provider();
+        std::fs::create_dir_all(&config.store_path).with_context(|| {
+            format!("cannot create the Matrix store {} (setting matrix.store_path)", config.store_path.display())
+        })?;
+        let passphrase = Some(config.store_passphrase.expose()).filter(|p| !p.is_empty());
+        let client = Client::builder()
+            .homeserver_url(&config.homeserver_url)
+            .sqlite_store(&config.store_path, passphrase)
+            .build()
+            .await
+            .context("cannot open the Matrix client and its store")?;
+        let session_file = config.store_path.join("session.json");
+        if session_file.exists() {
+            let saved = std::fs::read_to_string(&session_file)
+                .with_context(|| format!("cannot read {}", session_file.display()))?;
+            let session: MatrixSession = serde_json::from_str(&saved)
+                .with_context(|| format!("{} is not a saved Matrix session", session_file.display()))?;
+            if session.meta.user_id.as_str() != config.user_id {
+                anyhow::bail!(
+                    "the store {} belongs to {}, not {} (setting matrix.user_id); use another matrix.store_path",
+                    config.store_path.display(),
+                    session.meta.user_id,
+                    config.user_id
+                );
+            }
+            client
+                .matrix_auth()
+                .restore_session(session, RoomLoadSettings::default())
+                .await
+                .context("cannot restore the saved Matrix session")?;
+        } else {
+            login(&client, &config).await?;
+            let session = client.matrix_auth().session().context("the login gave no session")?;
+            save_session(&session_file, &session)?;
+        }
+        let own = client.user_id().context("no user after login")?.to_owned();
+        let name = match client.account().get_display_name().await {
+            Ok(Some(name)) => name,
+            _ => own.localpart().to_string(),
+        };
+        tracing::info!(user = %own, device = ?client.device_id(), "logged in to Matrix");
+        // Skip the backlog: this sync runs before any handler is added.
+        client
+            .sync_once(SyncSettings::default().timeout(Duration::ZERO))
+            .await
+            .context("the first sync with the homeserver failed")?;
+        let started = MilliSecondsSinceUnixEpoch::now();
+        let matrix = Arc::new(Matrix {
+            started,
+            config,
+            client,
+            app,
+            own,
+            name,
+            busy: Mutex::new(HashMap::new()),
+            threads: Mutex::new(Recent::new(THREADS)),
+        });
+        Ok(matrix)
+    }
+
+    /// Handles events until the task is dropped: invites pending since before the start first, then syncing forever,
+    /// with backoff while the homeserver is away.
+    pub async fn run(self: Arc<Self>) {
+        self.client.add_event_handler_context(self.clone());
+        self.client.add_event_handler(on_invite);
+        self.client.add_event_handler(on_message);
+        for room in self.client.invited_rooms() {
+            match room.invite_details().await {
+                Ok(invite) => self.consider_invite(room, &invite.inviter_id).await,
+                Err(e) => tracing::warn!(room = %room.room_id(), "cannot read a pending invite: {e}"),
+            }
+        }
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match self.client.sync_once(SyncSettings::default().timeout(SYNC_TIMEOUT)).await {
+                Ok(_) => backoff = Duration::from_secs(1),
+                Err(e) => {
+                    tracing::warn!("Matrix sync failed ({e}); retrying in {}s", backoff.as_secs());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    async fn consider_invite(&self, room: Room, inviter: &UserId) {
+        let alias = room.canonical_alias();
+        let allowed_room = self
+            .config
+            .allowed_rooms
+            .iter()
+            .any(|r| r == room.room_id().as_str() || alias.as_ref().is_some_and(|a| a.as_str() == r));
+        let allowed_server = self.config.allowed_servers.iter().any(|s| s == inviter.server_name().as_str());
+        if !(allowed_room || allowed_server) {
+            tracing::info!(room = %room.room_id(), %inviter, "declining an invite from outside the allowed rooms and servers");
+            if let Err(e) = room.leave().await {
+                tracing::warn!("cannot decline the invite: {e}");
+            }
+            return;
+        }
+        // A join right after an invite can race the homeserver; try a few times.
+        for attempt in 1..=5u32 {
+            match room.join().await {
+                Ok(()) => {
+                    tracing::info!(room = %room.room_id(), %inviter, "joined on invite");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(attempt, "cannot join {}: {e}", room.room_id());
+                    tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                }
+            }
+        }
+    }
+
+    async fn handle(self: Arc<Self>, event: OriginalSyncRoomMessageEvent, room: Room) {
+        if room.state() != RoomState::Joined || event.sender == self.own || event.origin_server_ts < self.started {
+            return;
+        }
+        // Only people's text: notices are bots' (kubechat's own included), and edits are not new questions.
+        let MessageType::Text(text) = &event.content.msgtype else { return };
+        let thread_root = match &event.content.relates_to {
+            Some(Relation::Replacement(_)) => return,
+            Some(Relation::Thread(thread)) => Some(thread.event_id.clone()),
+            _ => None,
+        };
+        let body = text.body.trim();
+        let follow_up = thread_root.as_ref().is_some_and(|root| {
+            self.threads
+                .lock()
+                .expect("not poisoned")
+                .get(&thread_key(room.room_id().as_str(), root.as_str()))
+                .is_some()
+        });
+        let mentions = event.content.mentions.as_ref().map(|m| m.user_ids.contains(&self.own));
+        let bot = matrix_text::Bot { user_id: self.own.as_str(), name: &self.name };
+        let Some(routed) = matrix_text::read(&bot, body, mentions, follow_up) else { return };
+        let root = thread_root.unwrap_or_else(|| event.event_id.clone());
+        let request_id = self.app.request_id();
+        let Route::Question { intent, namespace, object, question } = routed else {
+            let asker = Asker {
+                platform: Platform::Matrix,
+                place: Some(room.room_id().to_string()),
+                user: event.sender.to_string(),
+            };
+            let content =
+                in_thread(render::help(&self.name, &self.app.policy.access.globs(&asker)), &root, &event.event_id);
+            if let Err(e) = self.send(&room, content).await {
+                tracing::warn!("cannot send help: {e}");
+            }
+            return;
+        };
+        let admitted = {
+            let mut busy = self.busy.lock().expect("not poisoned");
+            let count = busy.entry(room.room_id().to_owned()).or_default();
+            let admitted = *count < self.config.max_per_room;
+            if admitted {
+                *count += 1;
+            }
+            admitted
+        };
+        if !admitted {
+            let problem = format!(
+                "{} questions from this room are already being answered; ask again in a minute",
+                self.config.max_per_room
+            );
+            let asker = Asker {
+                platform: Platform::Matrix,
+                place: Some(room.room_id().to_string()),
+                user: event.sender.to_string(),
+            };
+            self.app.ticket(&asker, intent, &request_id).fail("busy", problem.clone());
+            let content = in_thread(render::failure(&problem, &request_id), &root, &event.event_id);
+            let _ = self.send(&room, content).await;
+            return;
+        }
+        let job = Job {
+            request_id,
+            ticket: None,
+            user: event.sender.to_string(),
+            room,
+            root,
+            asked: event.event_id,
+            intent,
+            namespace,
+            object,
+            question,
+        };
+        let span = tracing::info_span!("request", platform = "matrix", request_id = %job.request_id, room = %job.room.room_id(), user = %event.sender);
+        async move {
+            let _busy = Busy(&self, job.room.room_id().to_owned());
+            self.answer(job).await;
+        }
+        .instrument(span)
+        .await;
+    }
+
+    async fn answer(&self, mut job: Job) {
+        let started = Instant::now();
+        let key = thread_key(job.room.room_id().as_str(), job.root.as_str());
+        let remembered = self.threads.lock().expect("not poisoned").get(&key).map(|(_, state)| state.clone());
+        let namespace = job
+            .namespace
+            .clone()
+            .or_else(|| remembered.as_ref().map(|r| r.namespace.clone()))
+            .unwrap_or_else(|| self.app.default_namespace.clone());
+        let object = job
+            .object
+            .clone()
+            .or_else(|| remembered.as_ref().filter(|r| r.namespace == namespace).and_then(|r| r.object.clone()));
+        let mut ticket = match job.ticket.take() {
+            Some(ticket) => ticket,
+            None => {
+                let place = Some(job.room.room_id().to_string());
+                let asker = Asker { platform: Platform::Matrix, place, user: job.user.clone() };
+                let mut ticket = self.app.ticket(&asker, job.intent, &job.request_id);
+                if let Err(refusal) = ticket.admit(&namespace, object.as_deref()) {
+                    let failure = render::failure(&refusal.to_string(), &job.request_id);
+                    if let Err(e) = self.send(&job.room, in_thread(failure, &job.root, &job.asked)).await {
+                        tracing::warn!("cannot tell the asker about the refusal: {e}");
+                    }
+                    return;
+                }
+                ticket
+            }
+        };
+        let title = match job.intent {
+            Intent::Diagnose => {
+                format!("Diagnosing {namespace}{}…", object.as_deref().map(|o| format!(" {o}")).unwrap_or_default())
+            }
+            Intent::Ask => format!("Looking into {namespace}…"),
+        };
+        let placeholder = match self.send(&job.room, in_thread(render::progress(&title), &job.root, &job.asked)).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!("cannot send to the room: {e}");
+                ticket.fail("error", format!("cannot send to the room: {e}"));
+                return;
+            }
+        };
+        let scope = Scope {
+            namespace: namespace.clone(),
+            object: object.as_deref().and_then(|o| o.split_once('/')).map(|(k, n)| (k.to_string(), n.to_string())),
+        };
+        let history = remembered.map(|r| r.turns).unwrap_or_default();
+        let mut question = Question::diagnose(&namespace);
+        question.intent = job.intent;
+        question.object = object.clone();
+        question.history = history.clone();
+        if !job.question.trim().is_empty() {
+            question.text = job.question.clone();
+        }
+        let result = ticket.answer(&scope, &question, |_| {}, |_| {}).await.map_err(|e| e.to_string());
+        let rendered = match &result {
+            Ok(answer) => render::answer(answer, started.elapsed().as_secs_f32(), None),
+            Err(problem) => render::failure(problem, &job.request_id),
+        };
+        let posting = Instant::now();
+        if let Err(e) = self.send(&job.room, replacement(&placeholder, rendered)).await {
+            tracing::error!("cannot send the answer: {e}");
+            ticket.fail("error", format!("cannot send the answer: {e}"));
+            return;
+        }
+        ticket.posted(posting.elapsed());
+        if let Ok(answer) = result {
+            let mut turns = history;
+            let asked = if job.question.trim().is_empty() { "(a diagnosis)".to_string() } else { job.question.clone() };
+            turns.push(Turn { question: asked, answer: answer.answer.clone() });
+            if turns.len() > TURNS {
+                turns.drain(..turns.len() - TURNS);
+            }
+            let state = ThreadState { namespace: answer.namespace.clone(), object, turns };
+            self.threads.lock().expect("not poisoned").put(key, state);
+            tracing::info!(
+                took_ms = started.elapsed().as_millis() as u64,
+                degraded = answer.degraded.is_some(),
+                "answered"
+            );
+        }
+    }
+
+    /// Diagnoses what an Alertmanager alert names, in `room`: in the thread of the alert's own message when it is
+    /// among the room's recent messages (`matches` recognises its body), else under a new notice titled `title`.
+    /// Returns the thread's root.
+    pub async fn diagnose_alert(
+        &self,
+        room_id: &str,
+        ticket: Ticket,
+        namespace: &str,
+        object: Option<String>,
+        title: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> Option<OwnedEventId> {
+        let Some(room) = OwnedRoomId::try_from(room_id).ok().and_then(|id| self.client.get_room(&id)) else {
+            tracing::warn!(room = room_id, "kubechat is not in the room configured for the alert's receiver");
+            return None;
+        };
+        let mut root = None;
+        match room.messages(MessagesOptions::backward()).await {
+            Ok(messages) => {
+                for event in &messages.chunk {
+                    let body = event.raw().get_field::<serde_json::Value>("content").ok().flatten();
+                    let body = body.as_ref().and_then(|c| c["body"].as_str()).unwrap_or_default();
+                    if matches(body) {
+                        root = event.event_id();
+                        break;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot read the room to find the alert's message: {e}"),
+        }
+        let root = match root {
+            Some(root) => root,
+            None => {
+                let mut content = RoomMessageEventContent::notice_plain(title);
+                content.mentions = Some(Mentions::new());
+                match self.send(&room, content).await {
+                    Ok(id) => id,
+                    Err(e) => {
+                        tracing::error!("cannot post to the room: {e}");
+                        return None;
+                    }
+                }
+            }
+        };
+        let job = Job {
+            request_id: ticket.request_id().to_string(),
+            ticket: Some(ticket),
+            user: "alertmanager".into(),
+            room,
+            root: root.clone(),
+            asked: root.clone(),
+            intent: Intent::Diagnose,
+            namespace: Some(namespace.to_string()),
+            object,
+            question: String::new(),
+        };
+        self.answer(job).await;
+        Some(root)
+    }
+
+    /// A short notice in a thread (an alert resolved).
+    pub async fn note(&self, room_id: &str, root: &OwnedEventId, text: &str) {
+        let Some(room) = OwnedRoomId::try_from(room_id).ok().and_then(|id| self.client.get_room(&id)) else { return };
+        let content = in_thread(Rendered { body: text.to_string(), html: render::escape(text) }, root, root);
+        if let Err(e) = self.send(&room, content).await {
+            tracing::warn!("cannot post a note: {e}");
+        }
+    }
+
+    /// Sends `content`, waiting out a homeserver that is away (restarting, rate-limiting) for up to
+    /// [`SEND_PATIENCE`]. Every try carries the same transaction id, so the homeserver stores the event once.
+    async fn send(&self, room: &Room, content: RoomMessageEventContent) -> Result<OwnedEventId, matrix_sdk::Error> {
+        let txn = TransactionId::new();
+        let deadline = Instant::now() + SEND_PATIENCE;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match room.send(content.clone()).with_transaction_id(txn.clone()).await {
+                Ok(sent) => return Ok(sent.response.event_id),
+                Err(e) => {
+                    let permanent = matches!(
+                        e.client_api_error_kind(),
+                        Some(ErrorKind::Forbidden | ErrorKind::UnknownToken(_) | ErrorKind::TooLarge)
+                    );
+                    if permanent || Instant::now() + backoff > deadline {
+                        return Err(e);
+                    }
+                    tracing::warn!("cannot send yet ({e}); retrying in {}s", backoff.as_secs());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+fn thread_key(room: &str, root: &str) -> String {
+    format!("{room}/{root}")
+}
+
+/// A notice in the thread `root`, with the reply fallback to `latest` for clients without threads, mentioning nobody.
+fn in_thread(rendered: Rendered, root: &OwnedEventId, latest: &OwnedEventId) -> RoomMessageEventContent {
+    let mut content = RoomMessageEventContent::notice_html(rendered.body, rendered.html);
+    content.relates_to = Some(Relation::Thread(Thread::plain(root.clone(), latest.clone())));
+    content.mentions = Some(Mentions::new());
+    content
+}
+
+/// An edit of `original` into `rendered`; the fallback for clients without edits is the plain text.
+fn replacement(original: &OwnedEventId, rendered: Rendered) -> RoomMessageEventContent {
+    let mut content = RoomMessageEventContent::notice_plain(format!("* {}", rendered.body));
+    let new_content =
+        RoomMessageEventContentWithoutRelation::notice_html(rendered.body, rendered.html).add_mentions(Mentions::new());
+    content.relates_to = Some(Relation::Replacement(Replacement::new(original.clone(), new_content)));
+    content.mentions = Some(Mentions::new());
+    content
+}
+
+async fn login(client: &Client, config: &MatrixConfig) -> anyhow::Result<()> {
+    if !config.password.is_empty() {
+        client
+            .matrix_auth()
+            .login_username(&config.user_id, config.password.expose())
+            .initial_device_display_name(&config.device_name)
+            .send()
+            .await
+            .with_context(|| {
+                format!("cannot log in to Matrix as {} (settings matrix.user_id, matrix.password)", config.user_id)
+            })?;
+        cross_sign(client, config).await;
+        return Ok(());
+    }
+    let user_id: OwnedUserId = config.user_id.as_str().try_into().context("matrix.user_id is not a Matrix ID")?;
+    let probe = Client::builder().homeserver_url(&config.homeserver_url).build().await?;
+    probe
+        .matrix_auth()
+        .restore_session(
+            MatrixSession {
+                meta: SessionMeta { user_id: user_id.clone(), device_id: "PROBE".into() },
+                tokens: SessionTokens { access_token: config.access_token.expose().to_string(), refresh_token: None },
+            },
+            RoomLoadSettings::default(),
+        )
+        .await?;
+    let whoami = probe.whoami().await.context("the access token was refused (setting matrix.access_token)")?;
+    let device_id = whoami.device_id.context("the access token has no device; log in with a password once")?;
+    client
+        .matrix_auth()
+        .restore_session(
+            MatrixSession {
+                meta: SessionMeta { user_id, device_id },
+                tokens: SessionTokens { access_token: config.access_token.expose().to_string(), refresh_token: None },
+            },
+            RoomLoadSettings::default(),
+        )
+        .await
+        .context("cannot use the access token")?;
+    Ok(())
+}
+
+/// Creates the bot's cross-signing identity and signs its device with it, once, so clients that hide unverified
+/// devices see the bot's messages after someone verifies the bot's user. Best effort: a homeserver that wants more
+/// than the password leaves it to an operator (docs/matrix.md).
+async fn cross_sign(client: &Client, config: &MatrixConfig) {
+    let encryption = client.encryption();
+    let Err(e) = encryption.bootstrap_cross_signing_if_needed(None).await else {
+        tracing::info!("cross-signing ready");
+        return;
+    };
+    let Some(response) = e.as_uiaa_response() else {
+        tracing::warn!("cannot set up cross-signing: {e}");
+        return;
+    };
+    let identifier = uiaa::UserIdentifier::Matrix(uiaa::MatrixUserIdentifier::new(config.user_id.clone()));
+    let mut password = uiaa::Password::new(identifier, config.password.expose().to_string());
+    password.session = response.session.clone();
+    match encryption.bootstrap_cross_signing(Some(uiaa::AuthData::Password(password))).await {
+        Ok(()) => tracing::info!("cross-signing set up; the bot's device is signed by its identity"),
+        Err(e) => tracing::warn!("cannot set up cross-signing: {e}"),
+    }
+}
+
+fn save_session(path: &Path, session: &MatrixSession) -> anyhow::Result<()> {
+    let text = serde_json::to_string(session).context("the session serializes")?;
+    std::fs::write(path, text).with_context(|| format!("cannot save the Matrix session to {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+async fn on_invite(event: StrippedRoomMemberEvent, room: Room, Ctx(matrix): Ctx<Arc<Matrix>>) {
+    if event.state_key != matrix.own || room.state() != RoomState::Invited {
+        return;
+    }
+    tokio::spawn(async move { matrix.consider_invite(room, &event.sender).await });
+}
+
+async fn on_message(event: OriginalSyncRoomMessageEvent, room: Room, Ctx(matrix): Ctx<Arc<Matrix>>) {
+    tokio::spawn(matrix.handle(event, room));
+}
