@@ -18,6 +18,8 @@ pub enum Platform {
     Http,
     /// Alertmanager's webhook: trusted by its receiver's configuration.
     Alertmanager,
+    /// The command line, as whoever runs it: their own kubeconfig decides what they read.
+    Cli,
 }
 
 impl Platform {
@@ -27,6 +29,7 @@ impl Platform {
             Platform::Matrix => "matrix",
             Platform::Http => "http",
             Platform::Alertmanager => "alertmanager",
+            Platform::Cli => "cli",
         }
     }
 }
@@ -111,7 +114,7 @@ impl Access {
             Platform::Slack => &self.slack,
             Platform::Matrix => &self.matrix,
             Platform::Http => &self.http,
-            Platform::Alertmanager => return vec!["*".into()],
+            Platform::Alertmanager | Platform::Cli => return vec!["*".into()],
         };
         let place = asker.place.as_deref().unwrap_or(&asker.user);
         let matching: Vec<&Rule> = rules

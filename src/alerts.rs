@@ -18,9 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::access::{Asker, Platform};
-use crate::answer::Intent;
+use crate::audit::Outcome;
 use crate::config::{ConfigError, invalid};
 use crate::request::Scope;
+use crate::request::{Intent, Invalid};
 use crate::secret::Secret;
 use crate::server::HttpAuth;
 use crate::service::AppState;
@@ -108,17 +109,17 @@ impl Alert {
         self.label(&["alertname"]).unwrap_or_else(|| "alert".to_string())
     }
 
-    /// The namespace and the most specific object the labels name, read as in a chat message's alert.
-    pub fn scope(&self) -> Option<(String, Option<String>)> {
+    /// The namespace and the most specific object the labels name, read as in a chat message's alert: none without
+    /// a namespace label, an error when a label's value is not a valid name.
+    pub fn scope(&self) -> Option<Result<Scope, Invalid>> {
         let scope = crate::slack::alert::from_labels(|name| self.label(&[name]));
-        Some((scope.namespace?, scope.object))
+        Some(Scope::parse(&scope.namespace?, scope.object.as_deref()))
     }
 
     /// Whether a chat message is this alert's own: it names the alert and the object or namespace it is about.
-    fn is_named_in(&self, text: &str) -> bool {
-        let Some((namespace, object)) = self.scope() else { return false };
-        let subject = object.as_deref().and_then(|o| o.split_once('/')).map_or(namespace, |(_, name)| name.to_string());
-        text.contains(&self.name()) && text.contains(&subject)
+    fn is_named_in(&self, scope: &Scope, text: &str) -> bool {
+        let subject = scope.object().map_or(scope.namespace(), |o| o.name());
+        text.contains(&self.name()) && text.contains(subject)
     }
 }
 
@@ -172,17 +173,25 @@ impl Alerts {
 
     /// Diagnoses one alert for `receiver`; returns whether a diagnosis was posted.
     pub async fn handle(&self, receiver: &Receiver, alert: &Alert) -> bool {
-        let Some((namespace, object)) = alert.scope() else {
-            tracing::info!(alert = %alert.name(), "an alert without a namespace label; nothing to diagnose");
-            return false;
+        let scope = match alert.scope() {
+            Some(Ok(scope)) => scope,
+            Some(Err(invalid)) => {
+                self.refuse(receiver, alert, &invalid);
+                return false;
+            }
+            None => {
+                tracing::info!(alert = %alert.name(), "an alert without a namespace label; nothing to diagnose");
+                return false;
+            }
         };
+        let namespace = scope.namespace();
         let key = alert.fingerprint.clone();
         if alert.status == "resolved" {
             let threads = self.diagnosed.lock().expect("not poisoned").remove(&key).map(|d| d.threads);
             let note = format!(
                 "Resolved: {} ({namespace}{}).",
                 alert.name(),
-                object.as_deref().map(|o| format!(" {o}")).unwrap_or_default()
+                scope.object().map(|o| format!(" {o}")).unwrap_or_default()
             );
             for thread in threads.unwrap_or_default() {
                 self.note(&thread, &note).await;
@@ -190,8 +199,6 @@ impl Alerts {
             return false;
         }
         // The reasons come from kubechat's own analysis, which is cheap; the model is asked only when they are new.
-        let parse = |o: &str| o.split_once('/').map(|(k, n)| (k.to_string(), n.to_string()));
-        let scope = Scope { namespace: namespace.clone(), object: object.as_deref().and_then(parse) };
         let reasons = match self.app.read(&scope).await {
             Ok(facts) => {
                 let mut reasons: Vec<String> =
@@ -219,9 +226,9 @@ impl Alerts {
         let mut threads = Vec::new();
         if let (Some(channel), Some(slack)) = (&receiver.slack_channel, &self.slack) {
             let mut ticket = self.app.ticket(&asker, Intent::Diagnose, &self.app.request_id());
-            if ticket.admit(&namespace, object.as_deref()).is_ok()
+            if ticket.admit(&scope).is_ok()
                 && let Some(ts) = slack
-                    .diagnose_alert(channel, ticket, &namespace, object.clone(), |m| alert.is_named_in(&m.to_string()))
+                    .diagnose_alert(channel, ticket, scope.clone(), |m| alert.is_named_in(&scope, &m.to_string()))
                     .await
             {
                 threads.push(Thread::Slack { channel: channel.clone(), ts });
@@ -231,9 +238,9 @@ impl Alerts {
         if let (Some(room), Some(matrix)) = (&receiver.matrix_room, &self.matrix) {
             let mut ticket = self.app.ticket(&asker, Intent::Diagnose, &self.app.request_id());
             let title = format!("Alert {} is firing in {namespace}: diagnosing", alert.name());
-            if ticket.admit(&namespace, object.as_deref()).is_ok()
+            if ticket.admit(&scope).is_ok()
                 && let Some(root) = matrix
-                    .diagnose_alert(room, ticket, &namespace, object.clone(), &title, |body| alert.is_named_in(body))
+                    .diagnose_alert(room, ticket, scope.clone(), &title, |body| alert.is_named_in(&scope, body))
                     .await
             {
                 threads.push(Thread::Matrix { room: room.clone(), root });
@@ -244,6 +251,14 @@ impl Alerts {
             entry.threads = threads;
         }
         posted
+    }
+
+    /// An alert whose labels are not valid names: nothing is read or posted; the refusal is logged and audited.
+    fn refuse(&self, receiver: &Receiver, alert: &Alert, invalid: &Invalid) {
+        tracing::warn!(alert = %alert.name(), receiver = %receiver.name, "an alert's labels are refused: {invalid}");
+        let asker =
+            Asker { platform: Platform::Alertmanager, place: Some(receiver.name.clone()), user: "alertmanager".into() };
+        self.app.ticket(&asker, Intent::Diagnose, &self.app.request_id()).fail(Outcome::Invalid, invalid.to_string());
     }
 
     async fn note(&self, thread: &Thread, text: &str) {
@@ -296,13 +311,24 @@ async fn webhook(State(alerts): State<Arc<Alerts>>, headers: HeaderMap, body: By
             format!("no channel or room is configured for receiver {} (alertmanager.receivers)", payload.receiver);
         return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"error": error}))).into_response();
     };
-    let count = payload.alerts.len();
-    // Alertmanager waits for the answer and retries on failure: acknowledge now, diagnose in the background.
+    // Labels that are not valid names are refused now, each named in the reply, and nothing of them is read.
+    let mut refused = Vec::new();
+    let mut accepted = 0;
     for alert in payload.alerts {
+        if let Some(Err(invalid)) = alert.scope() {
+            alerts.refuse(&receiver, &alert, &invalid);
+            refused
+                .push(json!({"alert": alert.name(), "fingerprint": alert.fingerprint, "error": invalid.to_string()}));
+            continue;
+        }
+        accepted += 1;
+        // Alertmanager waits for the answer and retries on failure: acknowledge now, diagnose in the background.
         let (alerts, receiver) = (alerts.clone(), receiver.clone());
         tokio::spawn(async move {
             alerts.handle(&receiver, &alert).await;
         });
     }
-    (StatusCode::OK, axum::Json(json!({"accepted": count}))).into_response()
+    // A refusal is final: a 4xx, which Alertmanager does not retry, when every alert was refused.
+    let status = if accepted == 0 && !refused.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    (status, axum::Json(json!({"accepted": accepted, "refused": refused}))).into_response()
 }

@@ -12,9 +12,10 @@ use serde::Serialize;
 use crate::commands::{self, Command};
 use crate::facts::Facts;
 use crate::findings::Finding;
-use crate::llm::{Llm, LlmConfig, Usage};
+use crate::llm::{Llm, LlmConfig, LlmError, Usage};
 use crate::prompt::{Prompt, PromptVersion, Prompts, Rendered};
 use crate::report::Diagnosis;
+use crate::request::{Request, Turn};
 use crate::tokens;
 
 /// Tokens a chat template adds around each message (role markers, separators), counted generously.
@@ -23,52 +24,6 @@ const TEMPLATE_TOKENS_PER_MESSAGE: usize = 16;
 const MIN_CONTEXT_TOKENS: usize = 256;
 /// The share of the window a conversation's earlier turns may take: one part in this many.
 const HISTORY_SHARE: usize = 8;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Intent {
-    Ask,
-    Diagnose,
-}
-
-impl Intent {
-    pub fn prompt_name(self) -> &'static str {
-        match self {
-            Intent::Ask => "ask",
-            Intent::Diagnose => "diagnose",
-        }
-    }
-}
-
-/// What was asked, about what.
-#[derive(Debug, Clone)]
-pub struct Question {
-    pub intent: Intent,
-    pub text: String,
-    /// `deployment/checkout` when the question is narrowed to one object.
-    pub object: Option<String>,
-    /// Earlier questions and answers of the same conversation (a chat thread), oldest first.
-    pub history: Vec<Turn>,
-}
-
-/// One earlier exchange of a conversation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Turn {
-    pub question: String,
-    pub answer: String,
-}
-
-impl Question {
-    /// The question a bare `diagnose` asks.
-    pub fn diagnose(namespace: &str) -> Question {
-        Question {
-            intent: Intent::Diagnose,
-            text: format!("What is wrong in namespace {namespace}, what is the root cause, and how do I fix it?"),
-            object: None,
-            history: Vec::new(),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BudgetError {
@@ -94,7 +49,7 @@ pub struct Prepared {
 /// Fits the context to what the window leaves after the prompt and the answer, and fills the prompt; pure.
 pub fn prepare(
     facts: &Facts,
-    question: &Question,
+    request: &Request,
     prompt: &Prompt,
     num_ctx: usize,
     answer_tokens: usize,
@@ -102,13 +57,13 @@ pub fn prepare(
 ) -> Result<Prepared, BudgetError> {
     let findings = crate::findings::analyze(facts);
     let mut vars = BTreeMap::from([
-        ("question", question.text.clone()),
+        ("question", request.question.clone()),
         ("namespace", facts.namespace.clone()),
-        ("object", question.object.clone().unwrap_or_default()),
+        ("object", request.scope.object().map(ToString::to_string).unwrap_or_default()),
         ("findings", findings_line(&findings)),
         ("date", now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
         ("context", String::new()),
-        ("history", history_text(&question.history, num_ctx / HISTORY_SHARE)),
+        ("history", history_text(&request.history, num_ctx / HISTORY_SHARE)),
     ]);
     let empty = prompt.render(&vars);
     let overhead = size(&empty);
@@ -181,25 +136,33 @@ pub struct Answer {
     pub usage: Usage,
     /// The window was full: the server cut the prompt or the answer.
     pub truncated: bool,
-    /// Why the answer comes without the model, when it does; null otherwise.
-    pub degraded: Option<String>,
+    /// Why the answer comes without the model, when it does (its message in JSON); null otherwise.
+    #[serde(serialize_with = "message")]
+    pub degraded: Option<LlmError>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gaps: Vec<String>,
+}
+
+fn message<S: serde::Serializer>(error: &Option<LlmError>, serializer: S) -> Result<S::Ok, S::Error> {
+    match error {
+        Some(error) => serializer.serialize_str(&error.to_string()),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// Asks the model about the facts; `on_token` sees the answer as it streams, `on_queued` the place in line.
 pub async fn answer(
     facts: &Facts,
-    question: &Question,
+    request: &Request,
     prompts: &Prompts,
     llm: &Llm,
     on_token: impl FnMut(&str) + Send,
     on_queued: impl FnOnce(usize) + Send,
 ) -> Result<Answer, BudgetError> {
     let config: &LlmConfig = &llm.config;
-    let name = question.intent.prompt_name();
+    let name = request.intent.prompt_name();
     let prompt = prompts.get(name).ok_or_else(|| BudgetError::NoPrompt(name.to_string()))?;
-    let prepared = prepare(facts, question, prompt, config.num_ctx, config.answer_tokens, jiff::Timestamp::now())?;
+    let prepared = prepare(facts, request, prompt, config.num_ctx, config.answer_tokens, jiff::Timestamp::now())?;
     let messages = llm.messages(&prepared.rendered.system, &prepared.rendered.user);
     tracing::info!(
         prompt = %prepared.prompt.version,
@@ -228,7 +191,7 @@ pub async fn answer(
         }
         Err(error) => {
             tracing::warn!("answering without the model: {error}");
-            (fallback(&diagnosis, &error.to_string()), Usage::default(), false, Some(error.to_string()))
+            (fallback(&diagnosis, &error.to_string()), Usage::default(), false, Some(error))
         }
     };
     let commands = commands::suggested(&diagnosis.findings, &text, facts);
@@ -265,6 +228,36 @@ pub fn fallback(diagnosis: &Diagnosis, reason: &str) -> String {
     out
 }
 
+/// What a terminal shows after the streamed answer: the suggested commands with their labels, what could not be
+/// read, and a footer naming the model, the prompt version, the namespace and the time taken.
+pub fn terminal_footer(answer: &Answer, took: std::time::Duration) -> String {
+    let mut out = String::new();
+    if !answer.commands.is_empty() {
+        out.push_str("\nSuggested commands (kubechat runs none of them):\n");
+        for c in &answer.commands {
+            let badge = if c.read_only { "read-only" } else { "MUTATING " };
+            let _ = writeln!(out, "  [{badge}] {}", c.command);
+            if let Some(note) = &c.note {
+                let _ = writeln!(out, "              ! {note}");
+            }
+        }
+    }
+    for gap in &answer.gaps {
+        let _ = writeln!(out, "\nnot read: {gap}");
+    }
+    let _ = writeln!(
+        out,
+        "\n-- model {} · prompt {}@{}{} · namespace {} · {:.1}s",
+        answer.model,
+        answer.prompt.name,
+        answer.prompt.version,
+        answer.prompt.revision.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
+        answer.namespace,
+        took.as_secs_f32()
+    );
+    out
+}
+
 /// Passes streamed tokens on line by line, redacted, so a secret split across tokens is still caught.
 struct Redacting<F: FnMut(&str)> {
     sink: F,
@@ -295,13 +288,13 @@ impl<F: FnMut(&str)> Redacting<F> {
 /// The findings and context without a model (`--no-llm`), sized as the model would read them.
 pub fn without_model(
     facts: &Facts,
-    question: &Question,
+    request: &Request,
     prompts: &Prompts,
     config: &LlmConfig,
 ) -> Result<(Diagnosis, Vec<Command>, PromptVersion), BudgetError> {
-    let name = question.intent.prompt_name();
+    let name = request.intent.prompt_name();
     let prompt = prompts.get(name).ok_or_else(|| BudgetError::NoPrompt(name.to_string()))?;
-    let prepared = prepare(facts, question, prompt, config.num_ctx, config.answer_tokens, jiff::Timestamp::now())?;
+    let prepared = prepare(facts, request, prompt, config.num_ctx, config.answer_tokens, jiff::Timestamp::now())?;
     let commands = commands::suggested(&prepared.diagnosis.findings, "", facts);
     Ok((prepared.diagnosis, commands, prepared.prompt))
 }

@@ -36,10 +36,50 @@ pub struct Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completion_tokens: Option<u32>,
     pub latency_ms: Latency,
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     /// Why it did not end in an answer: kubechat's own message (names of namespaces and objects at most).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The model answered.
+    Answered,
+    /// The findings were posted without the model (down, busy, slow).
+    Degraded,
+    /// The asker may not read the namespace.
+    Refused,
+    RateLimited,
+    /// Too many questions were waiting already.
+    Busy,
+    /// The request named something that is not a namespace or object name, or was not a request at all.
+    Invalid,
+    /// No identity came with an HTTP request.
+    Unauthenticated,
+    /// The cluster could not be read, or the answer could not be posted.
+    Error,
+    /// The asker left before the answer (an HTTP client that hung up).
+    #[default]
+    Abandoned,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Degraded => "degraded",
+            Outcome::Refused => "refused",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Busy => "busy",
+            Outcome::Invalid => "invalid",
+            Outcome::Unauthenticated => "unauthenticated",
+            Outcome::Error => "error",
+            Outcome::Abandoned => "abandoned",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]

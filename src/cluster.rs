@@ -5,8 +5,10 @@
 //! what was refused and how to fix it. Reads that are not essential (logs, events, nodes, workloads) degrade into
 //! [`Facts::gaps`](crate::facts::Facts::gaps) instead of failing the whole diagnosis. Facts leave the reader redacted ([`crate::redact::facts`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -17,9 +19,11 @@ use kube::api::{Api, ListParams, LogParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
+use crate::dump::{Dump, DumpError};
 use crate::facts::{
-    ContainerLog, Facts, closest, is_problem_pod, label_selector_string, log_priority, narrow, order_events,
+    Cause, ContainerLog, Facts, Gap, closest, is_problem_pod, label_selector_string, log_priority, narrow, order_events,
 };
+use crate::replay::{self, Forbid};
 use crate::request::Scope;
 
 /// How much to read and how long to wait.
@@ -121,6 +125,19 @@ impl ReadError {
         }
     }
 
+    /// The error as a gap in the facts: the diagnosis goes on without what it could not read.
+    pub fn gap(&self) -> Gap {
+        let cause = match self {
+            ReadError::Forbidden { .. } => Cause::Forbidden,
+            ReadError::Timeout { .. } => Cause::Timeout,
+            ReadError::Unreachable { .. } => Cause::Unreachable,
+            ReadError::Api { code, .. } => Cause::Status(*code),
+            ReadError::NamespaceNotFound { .. } | ReadError::ObjectNotFound { .. } => Cause::Status(404),
+            ReadError::UnsupportedKind(_) => Cause::Status(400),
+        };
+        Gap { cause, message: self.to_string() }
+    }
+
     /// The resource of the call that failed.
     pub fn resource(&self) -> Option<&str> {
         match self {
@@ -163,6 +180,29 @@ async fn timed<T>(
     }
 }
 
+/// `segment` percent-encoded for a URL path: everything but RFC 3986's unreserved characters. Names are validated
+/// where requests are built ([`crate::request`]), so this changes nothing today; it keeps a name from ever becoming
+/// more path, or a query, if a check is missed.
+pub fn segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The API of a namespaced resource in `namespace`, the namespace encoded as a path segment.
+fn namespaced<K>(client: &Client, namespace: &str) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    Api::namespaced(client.clone(), &segment(namespace))
+}
+
 /// Lists every object, page by page.
 async fn list_all<K>(api: Api<K>, params: ListParams, limits: &Limits, namespace: &str) -> Result<Vec<K>, ReadError>
 where
@@ -185,7 +225,7 @@ where
 
 /// Reads everything kubechat needs about `scope`, concurrently.
 pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Facts, ReadError> {
-    let ns = scope.namespace.as_str();
+    let ns = scope.namespace();
     let all = ListParams::default();
     let (
         namespace,
@@ -203,22 +243,22 @@ pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Fac
     ) = tokio::join!(
         check_namespace(client, ns, limits),
         read_pods(client, scope, limits),
-        list_all(Api::<Event>::namespaced(client.clone(), ns), all.clone(), limits, ns),
-        list_all(Api::<Deployment>::namespaced(client.clone(), ns), all.clone(), limits, ns),
-        list_all(Api::<ReplicaSet>::namespaced(client.clone(), ns), all.clone(), limits, ns),
-        list_all(Api::<StatefulSet>::namespaced(client.clone(), ns), all.clone(), limits, ns),
-        list_all(Api::<DaemonSet>::namespaced(client.clone(), ns), all.clone(), limits, ns),
-        list_all(Api::<Job>::namespaced(client.clone(), ns), all.clone(), limits, ns),
+        list_all(namespaced::<Event>(client, ns), all.clone(), limits, ns),
+        list_all(namespaced::<Deployment>(client, ns), all.clone(), limits, ns),
+        list_all(namespaced::<ReplicaSet>(client, ns), all.clone(), limits, ns),
+        list_all(namespaced::<StatefulSet>(client, ns), all.clone(), limits, ns),
+        list_all(namespaced::<DaemonSet>(client, ns), all.clone(), limits, ns),
+        list_all(namespaced::<Job>(client, ns), all.clone(), limits, ns),
         read_cronjobs(client, ns, limits),
-        list_all(Api::<Service>::namespaced(client.clone(), ns), all.clone(), limits, ns),
-        list_all(Api::<Endpoints>::namespaced(client.clone(), ns), all.clone(), limits, ns),
-        list_all(Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns), all.clone(), limits, ns),
+        list_all(namespaced::<Service>(client, ns), all.clone(), limits, ns),
+        list_all(namespaced::<Endpoints>(client, ns), all.clone(), limits, ns),
+        list_all(namespaced::<PersistentVolumeClaim>(client, ns), all.clone(), limits, ns),
     );
     let mut gaps = Gaps::default();
     if let Err(gap) = namespace {
         match gap {
             ReadError::NamespaceNotFound { .. } => return Err(gap),
-            other => gaps.messages.push(other.to_string()),
+            other => gaps.messages.push(other.gap()),
         }
     }
     let pods = pods?;
@@ -237,7 +277,7 @@ pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Fac
         pvcs: gaps.keep(pvcs),
         ..Facts::default()
     };
-    if scope.object.is_some() {
+    if scope.object().is_some() {
         narrow(&mut facts, scope);
     }
     let (logs, nodes) = tokio::join!(read_logs(client, &facts, limits), read_nodes(client, &facts, limits));
@@ -255,7 +295,7 @@ pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Fac
 /// Reads that failed without failing the diagnosis.
 #[derive(Default)]
 struct Gaps {
-    messages: Vec<String>,
+    messages: Vec<Gap>,
     unread: BTreeSet<String>,
 }
 
@@ -263,7 +303,7 @@ impl Gaps {
     fn keep<T>(&mut self, result: Result<Vec<T>, ReadError>) -> Vec<T> {
         result.unwrap_or_else(|error| {
             self.unread.extend(error.resource().map(str::to_string));
-            self.messages.push(error.to_string());
+            self.messages.push(error.gap());
             Vec::new()
         })
     }
@@ -271,7 +311,7 @@ impl Gaps {
 
 /// CronJobs from `batch/v1`, or from `batch/v1beta1` on servers older than Kubernetes 1.21, which serve only that.
 async fn read_cronjobs(client: &Client, ns: &str, limits: &Limits) -> Result<Vec<CronJob>, ReadError> {
-    let v1 = list_all(Api::<CronJob>::namespaced(client.clone(), ns), ListParams::default(), limits, ns).await;
+    let v1 = list_all(namespaced::<CronJob>(client, ns), ListParams::default(), limits, ns).await;
     match v1 {
         Err(e) if e.is_not_found() => {
             let resource = kube::discovery::ApiResource {
@@ -281,7 +321,7 @@ async fn read_cronjobs(client: &Client, ns: &str, limits: &Limits) -> Result<Vec
                 kind: "CronJob".into(),
                 plural: "cronjobs".into(),
             };
-            let api = Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), ns, &resource);
+            let api = Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), &segment(ns), &resource);
             let call = Call { group: "batch", ..call::<CronJob>("list", Some(ns), None) };
             let list = timed(limits, &call, api.list(&ListParams::default())).await?;
             // The v1beta1 shape is a subset of v1's for every field kubechat reads.
@@ -300,7 +340,7 @@ async fn read_cronjobs(client: &Client, ns: &str, limits: &Limits) -> Result<Vec
 async fn check_namespace(client: &Client, namespace: &str, limits: &Limits) -> Result<(), ReadError> {
     let api = Api::<Namespace>::all(client.clone());
     let get = call::<Namespace>("get", None, Some(namespace));
-    match timed(limits, &get, api.get(namespace)).await {
+    match timed(limits, &get, api.get(&segment(namespace))).await {
         Ok(_) => Ok(()),
         Err(e) if e.is_not_found() => {
             let names = list_all(api.clone(), ListParams::default(), limits, "").await.unwrap_or_default();
@@ -313,13 +353,14 @@ async fn check_namespace(client: &Client, namespace: &str, limits: &Limits) -> R
 
 /// The namespace's pods, or only those of the scoped object.
 async fn read_pods(client: &Client, scope: &Scope, limits: &Limits) -> Result<Vec<Pod>, ReadError> {
-    let ns = scope.namespace.as_str();
-    let pods = Api::<Pod>::namespaced(client.clone(), ns);
-    let Some((kind, name)) = &scope.object else {
+    let ns = scope.namespace();
+    let pods = namespaced::<Pod>(client, ns);
+    let Some(target) = scope.object() else {
         return list_all(pods.clone(), ListParams::default(), limits, ns).await;
     };
-    let selector = match kind.as_str() {
-        "pod" | "pods" | "po" => {
+    let name = target.name();
+    let selector = match target.resource().plural {
+        "pods" => {
             let params = ListParams::default().fields(&format!("metadata.name={name}"));
             let found = list_all(pods.clone(), params, limits, ns).await?;
             if found.is_empty() {
@@ -327,39 +368,73 @@ async fn read_pods(client: &Client, scope: &Scope, limits: &Limits) -> Result<Ve
             }
             return Ok(found);
         }
-        "deployment" | "deployments" | "deploy" => {
-            selector_of(&Api::<Deployment>::namespaced(client.clone(), ns), ns, name, limits, |d| {
+        "deployments" => {
+            selector_of(&namespaced::<Deployment>(client, ns), ns, name, limits, |d| {
                 d.spec.as_ref().map(|s| &s.selector)
             })
             .await
         }
-        "statefulset" | "statefulsets" | "sts" => {
-            selector_of(&Api::<StatefulSet>::namespaced(client.clone(), ns), ns, name, limits, |s| {
+        "statefulsets" => {
+            selector_of(&namespaced::<StatefulSet>(client, ns), ns, name, limits, |s| {
                 s.spec.as_ref().map(|s| &s.selector)
             })
             .await
         }
-        "daemonset" | "daemonsets" | "ds" => {
-            selector_of(&Api::<DaemonSet>::namespaced(client.clone(), ns), ns, name, limits, |d| {
+        "daemonsets" => {
+            selector_of(&namespaced::<DaemonSet>(client, ns), ns, name, limits, |d| {
                 d.spec.as_ref().map(|s| &s.selector)
             })
             .await
         }
-        "job" | "jobs" => {
-            selector_of(&Api::<Job>::namespaced(client.clone(), ns), ns, name, limits, |j| {
+        "jobs" => {
+            selector_of(&namespaced::<Job>(client, ns), ns, name, limits, |j| {
                 j.spec.as_ref().and_then(|s| s.selector.as_ref())
             })
             .await
         }
-        "service" | "services" | "svc" => {
-            let api = Api::<Service>::namespaced(client.clone(), ns);
+        "cronjobs" => return cronjob_pods(client, ns, name, limits).await,
+        "services" => {
+            let api = namespaced::<Service>(client, ns);
             let service = get_or_closest(&api, name, limits, ns).await?;
             let selector = service.spec.and_then(|s| s.selector).unwrap_or_default();
             Ok(selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
         }
-        other => Err(ReadError::UnsupportedKind(other.to_string())),
+        _ => Err(ReadError::UnsupportedKind(target.singular().to_string())),
     }?;
     list_all(pods.clone(), ListParams::default().labels(&selector), limits, ns).await
+}
+
+/// The pods of a CronJob's Jobs. A CronJob has no selector of its own: its Jobs name it as their controller, and
+/// their pods name the Jobs. A CronJob with no Job running or kept has no pods, which is not an error.
+async fn cronjob_pods(client: &Client, ns: &str, name: &str, limits: &Limits) -> Result<Vec<Pod>, ReadError> {
+    let cronjobs = read_cronjobs(client, ns, limits).await?;
+    if !cronjobs.iter().any(|c| c.metadata.name.as_deref() == Some(name)) {
+        let names = cronjobs.into_iter().filter_map(|c| c.metadata.name);
+        return Err(ReadError::ObjectNotFound {
+            kind: "cronjob".to_string(),
+            name: name.to_string(),
+            namespace: ns.to_string(),
+            closest: closest(name, names),
+        });
+    }
+    let controller = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, kind: &str| {
+        meta.owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true) && o.kind == kind)
+            .map(|o| o.name.clone())
+    };
+    let jobs = list_all(namespaced::<Job>(client, ns), ListParams::default(), limits, ns).await?;
+    let owned: BTreeSet<String> = jobs
+        .into_iter()
+        .filter(|j| controller(&j.metadata, "CronJob").as_deref() == Some(name))
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    if owned.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pods = list_all(namespaced::<Pod>(client, ns), ListParams::default(), limits, ns).await?;
+    Ok(pods.into_iter().filter(|p| controller(&p.metadata, "Job").is_some_and(|job| owned.contains(&job))).collect())
 }
 
 async fn selector_of<K>(
@@ -381,7 +456,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
 {
     let get = call::<K>("get", Some(ns), Some(name));
-    match timed(limits, &get, api.get(name)).await {
+    match timed(limits, &get, api.get(&segment(name))).await {
         Err(e) if e.is_not_found() => {
             let names = list_all(api.clone(), ListParams::default(), limits, ns).await.unwrap_or_default();
             let names = names.into_iter().filter_map(|o| o.meta().name.clone());
@@ -397,9 +472,7 @@ where
 }
 
 async fn not_found(client: &Client, kind: &str, name: &str, ns: &str, limits: &Limits) -> ReadError {
-    let names = list_all(Api::<Pod>::namespaced(client.clone(), ns), ListParams::default(), limits, ns)
-        .await
-        .unwrap_or_default();
+    let names = list_all(namespaced::<Pod>(client, ns), ListParams::default(), limits, ns).await.unwrap_or_default();
     let names = names.into_iter().filter_map(|p| p.metadata.name);
     ReadError::ObjectNotFound {
         kind: kind.to_string(),
@@ -410,7 +483,7 @@ async fn not_found(client: &Client, kind: &str, name: &str, ns: &str, limits: &L
 }
 
 /// Current and previous logs of every container of the problem pods, up to `limits.log_pods` pods.
-async fn read_logs(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<ContainerLog>, Vec<String>) {
+async fn read_logs(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<ContainerLog>, Vec<Gap>) {
     let mut problem: Vec<&Pod> = facts.pods.iter().filter(|p| is_problem_pod(p)).collect();
     problem.sort_by_key(|p| (-log_priority(p), p.metadata.name.clone()));
     let mut requests = Vec::new();
@@ -433,7 +506,7 @@ async fn read_logs(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<Cont
             }
         }
     }
-    let api = Api::<Pod>::namespaced(client.clone(), &facts.namespace);
+    let api = namespaced::<Pod>(client, &facts.namespace);
     let results: Vec<(ContainerLog, Option<ReadError>)> = futures::stream::iter(requests)
         .map(|(pod, container, previous)| {
             let api = api.clone();
@@ -447,7 +520,7 @@ async fn read_logs(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<Cont
                 };
                 let mut log_call = call::<Pod>("get", Some(&facts.namespace), Some(&pod));
                 log_call.resource = "pods/log".to_string();
-                let result = timed(limits, &log_call, api.logs(&pod, &params)).await;
+                let result = timed(limits, &log_call, api.logs(&segment(&pod), &params)).await;
                 let (text, error) = match result {
                     Ok(text) => (Ok(text), None),
                     Err(ReadError::Api { message, .. }) => (Err(message), None),
@@ -459,17 +532,18 @@ async fn read_logs(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<Cont
         .buffered(limits.concurrency.max(1))
         .collect()
         .await;
-    let mut gaps = BTreeSet::new();
+    let mut gaps = BTreeMap::new();
     let logs = results
         .into_iter()
         .map(|(log, error)| {
             if let Some(error) = error {
-                gaps.insert(unnamed(error).to_string());
+                let gap = unnamed(error).gap();
+                gaps.insert(gap.message.clone(), gap);
             }
             log
         })
         .collect();
-    (logs, gaps.into_iter().collect())
+    (logs, gaps.into_values().collect())
 }
 
 /// The same error without the object's name, so one refusal for many pods is reported once.
@@ -490,7 +564,7 @@ fn unnamed(error: ReadError) -> ReadError {
 }
 
 /// The nodes the problem pods are scheduled on.
-async fn read_nodes(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<Node>, Vec<String>) {
+async fn read_nodes(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<Node>, Vec<Gap>) {
     let names: BTreeSet<String> = facts
         .pods
         .iter()
@@ -501,43 +575,162 @@ async fn read_nodes(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<Nod
     let results: Vec<Result<Node, ReadError>> = futures::stream::iter(names)
         .map(|name| {
             let api = api.clone();
-            async move { timed(limits, &call::<Node>("get", None, Some(&name)), api.get(&name)).await }
+            async move { timed(limits, &call::<Node>("get", None, Some(&name)), api.get(&segment(&name))).await }
         })
         .buffered(limits.concurrency.max(1))
         .collect()
         .await;
     let mut nodes = Vec::new();
-    let mut gaps = BTreeSet::new();
+    let mut gaps = BTreeMap::new();
     for result in results {
         match result {
             Ok(node) => nodes.push(node),
             Err(e) if e.is_not_found() => {}
             Err(e) => {
-                gaps.insert(unnamed(e).to_string());
+                let gap = unnamed(e).gap();
+                gaps.insert(gap.message.clone(), gap);
             }
         }
     }
-    (nodes, gaps.into_iter().collect())
+    (nodes, gaps.into_values().collect())
 }
 
-/// A client for the cluster: the given kubeconfig, else in-cluster config or `~/.kube/config` as kubectl finds them.
-pub async fn client(kubeconfig: Option<&std::path::Path>, url: Option<&str>) -> anyhow::Result<Client> {
-    use anyhow::Context as _;
+/// Where a cluster is read from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The in-cluster config, then `$KUBECONFIG` or `~/.kube/config`, as kubectl finds them.
+    Infer,
+    /// A kubeconfig file (its current context).
+    Kubeconfig(PathBuf),
+    /// An API server at a URL, without credentials (a replay server).
+    Url(String),
+    /// A dump, served over the real API by an in-process replay server; `forbid` refuses resources with 403.
+    Dump { path: PathBuf, forbid: Vec<Forbid> },
+    /// The demo cluster compiled into kubechat.
+    Demo,
+}
+
+/// Why a cluster cannot be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid API server URL {url}: {message}")]
+    Url { url: String, message: String },
+    #[error("cannot read kubeconfig {}: {message}", path.display())]
+    Kubeconfig { path: PathBuf, message: String },
+    #[error(
+        "cannot find the cluster: not running in a pod and no kubeconfig found ({message}); pass --kubeconfig, set KUBECONFIG, or use --dump for an offline dump"
+    )]
+    NotFound { message: String },
+    #[error("cannot build the Kubernetes client: {0}")]
+    Client(String),
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+    #[error("cannot start the in-process replay server: {0}")]
+    Replay(std::io::Error),
+}
+
+/// A client for an API server at `url`, without credentials (a replay server, in tests and tools).
+pub async fn client(url: &str) -> Result<Client, ConnectError> {
     crate::install_tls_provider();
-    let config = if let Some(url) = url {
-        kube::Config::new(url.parse().with_context(|| format!("invalid API server URL {url}"))?)
-    } else if let Some(path) = kubeconfig {
-        let kubeconfig = kube::config::Kubeconfig::read_from(path)
-            .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-            .await
-            .with_context(|| format!("cannot use kubeconfig {}", path.display()))?
-    } else {
-        kube::Config::infer().await.context(
-            "cannot find the cluster: not running in a pod and no kubeconfig found; pass --kubeconfig, set KUBECONFIG, or use --dump for an offline dump",
-        )?
-    };
-    Client::try_from(config).context("cannot build the Kubernetes client")
+    let url = url
+        .parse::<axum::http::Uri>()
+        .map_err(|e| ConnectError::Url { url: url.to_string(), message: e.to_string() })?;
+    Client::try_from(kube::Config::new(url)).map_err(|e| ConnectError::Client(crate::error_chain(&e)))
+}
+
+/// One cluster as kubechat reads it: the only holder of a Kubernetes client, with the namespace to use when a
+/// question names none. For a dump it keeps the in-process replay server running.
+#[derive(Clone)]
+pub struct Cluster {
+    client: Client,
+    default_namespace: String,
+    _replay: Option<Arc<replay::Server>>,
+}
+
+impl Cluster {
+    pub async fn connect(source: &Source) -> Result<Cluster, ConnectError> {
+        crate::install_tls_provider();
+        let kube_error = |e: &dyn std::error::Error| crate::error_chain(e);
+        match source {
+            Source::Url(url) => Ok(Cluster::new(client(url).await?)),
+            Source::Kubeconfig(path) => {
+                let problem = |message: String| ConnectError::Kubeconfig { path: path.to_path_buf(), message };
+                let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| problem(kube_error(&e)))?;
+                let config =
+                    kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                        .await
+                        .map_err(|e| problem(kube_error(&e)))?;
+                Ok(Cluster::new(Client::try_from(config).map_err(|e| ConnectError::Client(kube_error(&e)))?))
+            }
+            Source::Infer => {
+                let config =
+                    kube::Config::infer().await.map_err(|e| ConnectError::NotFound { message: kube_error(&e) })?;
+                Ok(Cluster::new(Client::try_from(config).map_err(|e| ConnectError::Client(kube_error(&e)))?))
+            }
+            Source::Dump { path, forbid } => Cluster::replaying(Arc::new(load_dump(path)?), forbid).await,
+            Source::Demo => Cluster::replaying(Arc::new(Dump::demo()), &[]).await,
+        }
+    }
+
+    /// Reads the cluster through an existing client (its namespace is the default).
+    pub fn new(client: Client) -> Cluster {
+        let default_namespace = client.default_namespace().to_string();
+        Cluster { client, default_namespace, _replay: None }
+    }
+
+    async fn replaying(dump: Arc<Dump>, forbid: &[Forbid]) -> Result<Cluster, ConnectError> {
+        let namespaces: Vec<String> = dump.namespaces().map(str::to_string).collect();
+        let options = replay::Options { forbid: forbid.to_vec() };
+        let server = replay::start(dump, options, ([127, 0, 0, 1], 0).into()).await.map_err(ConnectError::Replay)?;
+        let client = client(&server.url()).await?;
+        let default_namespace = if namespaces.len() == 1 { namespaces[0].clone() } else { "default".to_string() };
+        Ok(Cluster { client, default_namespace, _replay: Some(Arc::new(server)) })
+    }
+
+    /// The kubeconfig's namespace; for a dump of one namespace, that one.
+    pub fn default_namespace(&self) -> &str {
+        &self.default_namespace
+    }
+
+    pub async fn read(&self, scope: &Scope, limits: &Limits) -> Result<Facts, ReadError> {
+        read(&self.client, scope, limits).await
+    }
+
+    /// Every namespace's name.
+    pub async fn namespaces(&self, limits: &Limits) -> Result<Vec<String>, ReadError> {
+        let api = Api::<Namespace>::all(self.client.clone());
+        let names = list_all(api, ListParams::default(), limits, "").await?;
+        Ok(names.into_iter().filter_map(|n| n.metadata.name).collect())
+    }
+
+    /// Whether the API server answers (its version), within `timeout`.
+    pub async fn reachable(&self, timeout: Duration) -> Result<(), String> {
+        match tokio::time::timeout(timeout, self.client.apiserver_version()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("the Kubernetes API server is not reachable: {e}")),
+            Err(_) => Err("the Kubernetes API server did not answer in time".to_string()),
+        }
+    }
+}
+
+/// Loads a dump, logging what was left out of it.
+pub fn load_dump(path: &Path) -> Result<Dump, DumpError> {
+    let dump = Dump::load(path)?;
+    let r = &dump.report;
+    tracing::info!(files = r.files, objects = r.objects, logs = r.logs, "loaded dump {}", path.display());
+    if r.secrets_dropped > 0 {
+        tracing::info!("dropped {} Secret(s): kubechat never serves secrets", r.secrets_dropped);
+    }
+    for (kind, count) in &r.skipped {
+        tracing::warn!("skipped {count} object(s) of kind {kind}: not served by the replay server");
+    }
+    for problem in r.invalid.iter().take(20) {
+        tracing::warn!("skipped {problem} (an API server would not have stored it)");
+    }
+    if r.invalid.len() > 20 {
+        tracing::warn!("skipped {} more objects of the wrong shape", r.invalid.len() - 20);
+    }
+    Ok(dump)
 }
 
 #[cfg(test)]

@@ -13,9 +13,10 @@ use serde_json::Value;
 
 use crate::access::{Access, Rate, Rule};
 use crate::alerts::{AlertmanagerConfig, RawAlertmanager};
-use crate::cluster::Limits;
+use crate::cluster::{Limits, Source};
 use crate::llm::{Api, LlmConfig};
 use crate::matrix::{MatrixConfig, RawMatrix};
+use crate::request::parse_namespace;
 use crate::secret::Secret;
 use crate::server::HttpAuth;
 use crate::slack::config::{RawSlack, SlackConfig};
@@ -224,10 +225,11 @@ impl Default for RawReader {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The namespace of questions that name none; the cluster's default when unset.
     pub namespace: Option<String>,
-    pub kubeconfig: Option<PathBuf>,
-    pub dump: Option<PathBuf>,
-    pub prompts: PathBuf,
+    /// Where the cluster is read from (settings `kubeconfig` and `dump`).
+    pub cluster: Source,
+    pub prompts: PromptSource,
     pub prompts_reload: Duration,
     pub llm: LlmConfig,
     pub limits: Limits,
@@ -246,6 +248,41 @@ pub struct Config {
     pub http_auth: HttpAuth,
     pub cors_origins: Vec<String>,
     pub alertmanager: AlertmanagerConfig,
+}
+
+/// Where the prompts come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptSource {
+    /// A directory of prompt files (the ConfigMap Argo CD delivers), reloaded when they change.
+    Dir(PathBuf),
+    /// The prompts compiled into kubechat.
+    Builtin,
+}
+
+impl Config {
+    /// The demo: the web chat on the cluster compiled into kubechat, open to whoever can reach `listen`, with no
+    /// chat platform, metrics endpoint or rate limit.
+    pub fn demo(listen: SocketAddr, llm: LlmConfig, prompts: PromptSource) -> Config {
+        Config {
+            listen,
+            namespace: Some("imagepull".to_string()),
+            cluster: Source::Demo,
+            prompts,
+            prompts_reload: Duration::from_secs(5),
+            llm,
+            limits: Limits::default(),
+            slack: None,
+            matrix: None,
+            access: Access::open(),
+            user_rate: None,
+            place_rate: None,
+            audit: None,
+            metrics: None,
+            http_auth: HttpAuth::Open,
+            cors_origins: Vec::new(),
+            alertmanager: RawAlertmanager::default().validate().expect("the defaults are valid"),
+        }
+    }
 }
 
 /// Reads `file` (when given) over the defaults, then applies the `KUBECHAT_*` variables of `env`.
@@ -376,10 +413,8 @@ impl RawConfig {
         if self.dump.is_some() && self.kubeconfig.is_some() {
             return Err(invalid("dump", "set dump or kubeconfig, not both"));
         }
-        if let Some(ns) = &self.namespace
-            && !is_namespace_name(ns)
-        {
-            return Err(invalid("namespace", format!("{ns:?} is not a namespace name")));
+        if let Some(ns) = &self.namespace {
+            parse_namespace(ns).map_err(|e| invalid("namespace", e.to_string()))?;
         }
         let llm = LlmConfig {
             url: self.llm.url,
@@ -478,20 +513,17 @@ impl RawConfig {
             matrix,
             listen,
             namespace: self.namespace,
-            kubeconfig: self.kubeconfig,
-            dump: self.dump,
-            prompts: self.prompts,
+            cluster: match (self.dump, self.kubeconfig) {
+                (Some(path), _) => Source::Dump { path, forbid: Vec::new() },
+                (None, Some(path)) => Source::Kubeconfig(path),
+                (None, None) => Source::Infer,
+            },
+            prompts: PromptSource::Dir(self.prompts),
             prompts_reload: Duration::from_secs(self.prompts_reload_seconds),
             llm,
             limits,
         })
     }
-}
-
-pub(crate) fn is_namespace_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 #[cfg(test)]

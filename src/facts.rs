@@ -54,10 +54,49 @@ pub struct Facts {
     /// The nodes that problem pods run on.
     pub nodes: Vec<Node>,
     pub logs: Vec<ContainerLog>,
-    /// What could not be read, each a precise message; the diagnosis goes on without it.
-    pub gaps: Vec<String>,
+    /// What could not be read, each with a precise message; the diagnosis goes on without it.
+    pub gaps: Vec<Gap>,
     /// The resources (plurals) whose list failed, so analyzers do not mistake "not read" for "none".
     pub unread: BTreeSet<String>,
+}
+
+/// Something the reader could not read, typed so that nothing has to read the message to know why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub cause: Cause,
+    /// What failed and how to fix it, for people and the model.
+    pub message: String,
+}
+
+/// Why a read failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// 403: kubechat's role lacks the rule.
+    Forbidden,
+    /// No answer within the call's timeout.
+    Timeout,
+    /// No connection to the API server.
+    Unreachable,
+    /// Another status from the API server.
+    Status(u16),
+}
+
+impl Cause {
+    /// The label the metrics count it under: the status code, `timeout` or `unreachable`.
+    pub fn label(self) -> String {
+        match self {
+            Cause::Forbidden => "403".to_string(),
+            Cause::Timeout => "timeout".to_string(),
+            Cause::Unreachable => "unreachable".to_string(),
+            Cause::Status(code) => code.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Gap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 impl Facts {
@@ -70,33 +109,34 @@ impl Facts {
 /// the services that select them, the claims they use, and the events about any of those.
 pub fn narrow(facts: &mut Facts, scope: &Scope) {
     use std::collections::HashSet;
-    let Some((kind, name)) = &scope.object else { return };
-    let kind = kind.as_str();
-    let named = |k: &[&str], n: &Option<String>| k.contains(&kind) && n.as_deref() == Some(name.as_str());
+    let Some(target) = scope.object() else { return };
+    let (kind, name) = (target.singular(), target.name().to_string());
+    let named = |k: &str, n: &Option<String>| k == kind && n.as_deref() == Some(name.as_str());
     let owner = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| -> Option<String> {
         meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)).map(|o| o.name.clone())
     };
     let pods: HashSet<String> = facts.pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
     let pod_owners: HashSet<String> = facts.pods.iter().filter_map(|p| owner(&p.metadata)).collect();
-    const DEPLOYMENT: &[&str] = &["deployment", "deployments", "deploy"];
     facts.replicasets.retain(|rs| {
         pod_owners.contains(rs.metadata.name.as_deref().unwrap_or_default())
-            || (DEPLOYMENT.contains(&kind) && owner(&rs.metadata).as_deref() == Some(name.as_str()))
+            || (kind == "deployment" && owner(&rs.metadata).as_deref() == Some(name.as_str()))
     });
     let rs_owners: HashSet<String> = facts.replicasets.iter().filter_map(|rs| owner(&rs.metadata)).collect();
     facts.deployments.retain(|d| {
-        named(DEPLOYMENT, &d.metadata.name) || rs_owners.contains(d.metadata.name.as_deref().unwrap_or_default())
+        named("deployment", &d.metadata.name) || rs_owners.contains(d.metadata.name.as_deref().unwrap_or_default())
     });
     let owns_pod = |n: &Option<String>| pod_owners.contains(n.as_deref().unwrap_or_default());
-    facts
-        .statefulsets
-        .retain(|s| named(&["statefulset", "statefulsets", "sts"], &s.metadata.name) || owns_pod(&s.metadata.name));
-    facts
-        .daemonsets
-        .retain(|d| named(&["daemonset", "daemonsets", "ds"], &d.metadata.name) || owns_pod(&d.metadata.name));
-    facts.jobs.retain(|j| named(&["job", "jobs"], &j.metadata.name) || owns_pod(&j.metadata.name));
+    facts.statefulsets.retain(|s| named("statefulset", &s.metadata.name) || owns_pod(&s.metadata.name));
+    facts.daemonsets.retain(|d| named("daemonset", &d.metadata.name) || owns_pod(&d.metadata.name));
+    // A CronJob's own Jobs stay with it, those that have no pod left too.
+    let of_cronjob = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        kind == "cronjob" && owner(meta).as_deref() == Some(name.as_str())
+    };
+    facts.jobs.retain(|j| named("job", &j.metadata.name) || owns_pod(&j.metadata.name) || of_cronjob(&j.metadata));
     let job_owners: HashSet<String> = facts.jobs.iter().filter_map(|j| owner(&j.metadata)).collect();
-    facts.cronjobs.retain(|c| job_owners.contains(c.metadata.name.as_deref().unwrap_or_default()));
+    facts.cronjobs.retain(|c| {
+        named("cronjob", &c.metadata.name) || job_owners.contains(c.metadata.name.as_deref().unwrap_or_default())
+    });
     let selects_a_pod = |selector: &std::collections::BTreeMap<String, String>| {
         !selector.is_empty()
             && facts
@@ -105,7 +145,7 @@ pub fn narrow(facts: &mut Facts, scope: &Scope) {
                 .any(|p| selector.iter().all(|(k, v)| p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v)))
     };
     facts.services.retain(|s| {
-        named(&["service", "services", "svc"], &s.metadata.name)
+        named("service", &s.metadata.name)
             || s.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(selects_a_pod)
     });
     let services: HashSet<String> = facts.services.iter().filter_map(|s| s.metadata.name.clone()).collect();

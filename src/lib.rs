@@ -1,14 +1,34 @@
 //! kubechat: a read-only Kubernetes diagnostic bot.
 //!
-//! One question flows one way: the [`cluster`] reader gathers [`cluster::Facts`], [`findings`] turns them into
-//! deterministic findings, and [`context`] writes both out as the text a model reads. The [`replay`] server serves
-//! cluster dumps over the real Kubernetes API, for tests and for offline diagnosis.
+//! # Layout
+//!
+//! One question flows one way, I/O at the edges and plain functions in the middle:
+//!
+//! ```text
+//! chat event ─▶ Request ─▶ (admit) ─▶ Facts ─▶ Findings ─▶ redacted, budgeted Context ─▶ Prompt ─▶ LLM ─▶ Answer ─▶ render
+//! ```
+//!
+//! - **Front-ends** turn their platform's events into a [`request::Request`] and render the [`answer::Answer`]:
+//!   [`server`] (the HTTP API and web chat), [`slack`], [`matrix`], [`alerts`] (Alertmanager's webhook), and the CLI in
+//!   `main.rs`. [`chat`] holds what Slack and Matrix share (routing a message's words).
+//! - **The request**: [`request`] is the one parser of namespaces and `KIND/NAME`, from the one [`resources`] table.
+//! - **The core**: [`service`] holds the shared state and takes each request through access ([`access`]), the reader
+//!   and the model, writing one [`audit`] line and the [`metrics`].
+//! - **Edges that do I/O**: [`cluster`] (the only Kubernetes client), [`llm`] (the model server), and [`replay`] with
+//!   [`dump`] (a dump served over the real Kubernetes API).
+//! - **The pure middle**: [`facts`] (what was read), [`findings`] (deterministic analyzers), [`redact`], [`context`]
+//!   and [`tokens`] (the budgeted text the model reads), [`report`], [`prompt`] (files under `prompts/`),
+//!   [`commands`] (suggested kubectl commands, labelled), and [`answer`] (prompt, model, fallback).
+//! - **Wiring**: [`config`] (the settings, validated; each front-end validates its own section) and [`app`] (the one
+//!   composition root that `main`, the tests and the benchmarks use). [`secret`] keeps credentials from printing.
 
 pub mod access;
 pub mod alerts;
 pub mod answer;
+pub mod app;
 pub mod audit;
 pub mod chat;
+pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod config;

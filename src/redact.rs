@@ -162,7 +162,7 @@ pub fn facts(facts: &mut Facts) {
         }
     }
     for gap in &mut facts.gaps {
-        in_place(gap);
+        in_place(&mut gap.message);
     }
 }
 

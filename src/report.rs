@@ -26,7 +26,12 @@ pub fn diagnose(facts: &Facts, budget: usize) -> Diagnosis {
 /// The diagnosis of findings already made: the context block within `budget` tokens around them; pure.
 pub fn assemble(facts: &Facts, findings: Vec<Finding>, budget: usize) -> Diagnosis {
     let context = crate::context::render(facts, &findings, budget).text;
-    Diagnosis { namespace: facts.namespace.clone(), findings, context, gaps: facts.gaps.clone() }
+    Diagnosis {
+        namespace: facts.namespace.clone(),
+        findings,
+        context,
+        gaps: facts.gaps.iter().map(|g| g.message.clone()).collect(),
+    }
 }
 
 /// A readable terminal report.

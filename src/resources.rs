@@ -93,6 +93,13 @@ pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static Resource> {
     ALL.into_iter().find(|r| r.kind == kind && r.group == group)
 }
 
+/// The resource a word names as kubectl reads it: the plural, the singular or a short name, in any case
+/// (`deploy`, `Deployments`, `po`).
+pub fn by_name(word: &str) -> Option<&'static Resource> {
+    let word = word.to_ascii_lowercase();
+    ALL.into_iter().find(|r| r.plural == word || r.singular == word || r.short_names.contains(&word.as_str()))
+}
+
 /// The resource served at `/api/v1/{plural}` or `/apis/{group}/{version}/{plural}`.
 pub fn by_path(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
     ALL.into_iter().find(|r| r.group == group && r.version == version && r.plural == plural)
@@ -157,6 +164,15 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.starts_with("spec.containers[0].ports[0].containerPort:"), "{err}");
+    }
+
+    #[test]
+    fn names_resolve_as_kubectl_reads_them() {
+        assert_eq!(by_name("deploy"), Some(&DEPLOYMENTS));
+        assert_eq!(by_name("Deployments"), Some(&DEPLOYMENTS));
+        assert_eq!(by_name("cj"), Some(&CRONJOBS));
+        assert_eq!(by_name("po"), Some(&PODS));
+        assert_eq!(by_name("secrets"), None);
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! and `/models` are for operators. Errors are JSON with a request id that also appears in the logs.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -17,16 +16,22 @@ use sha2::Digest as _;
 use tracing::Instrument as _;
 
 use crate::access::{Asker, Platform, Refusal};
-use crate::answer::{Intent, Question};
+use crate::audit::Outcome;
 use crate::cluster;
-use crate::request::Scope;
+use crate::request::{Intent, Request, Scope};
 use crate::secret::Secret;
 use crate::service::{AppState, ServeError};
 
 /// Request bodies above this are refused.
 const BODY_LIMIT: usize = 64 * 1024;
-/// How long a reachability check of the API server stays good for `/readyz`.
-const READY_CACHE: Duration = Duration::from_secs(10);
+
+/// The HTTP front-end: the core, and who may call it how.
+pub struct Http {
+    pub core: Arc<AppState>,
+    pub auth: HttpAuth,
+    /// Origins allowed to call the HTTP API from a browser; none by default.
+    pub cors_origins: Vec<String>,
+}
 
 /// How the HTTP API knows who asks.
 #[derive(Debug, Clone)]
@@ -69,7 +74,8 @@ impl HttpAuth {
     }
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(http: Http) -> Router {
+    let state = Arc::new(http);
     Router::new()
         .route("/ask", post(ask))
         .route("/diagnose", post(diagnose))
@@ -88,12 +94,12 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// CORS, closed unless `http.cors_origins` lists the page's origin: then that origin may call the API, with the
 /// Authorization header, and preflights are answered.
 async fn cors(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Http>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let origin = request.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_string);
-    let allowed = origin.filter(|o| state.policy.cors_origins.iter().any(|allowed| allowed == o));
+    let allowed = origin.filter(|o| state.cors_origins.iter().any(|allowed| allowed == o));
     if request.method() == axum::http::Method::OPTIONS {
         let Some(origin) = allowed else { return StatusCode::FORBIDDEN.into_response() };
         return (
@@ -148,23 +154,17 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// The namespaces the asker may read, for the web chat's picker.
-async fn namespaces(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let request_id = state.request_id();
-    let user = match state.policy.auth.identify(&headers) {
+async fn namespaces(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
+    let request_id = http.core.request_id();
+    let user = match http.auth.identify(&headers) {
         Ok(user) => user,
         Err(why) => return error(StatusCode::UNAUTHORIZED, why, &request_id),
     };
     let asker = Asker { platform: Platform::Http, place: None, user };
-    let api = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(state.client.clone());
-    match tokio::time::timeout(state.limits.call_timeout, api.list(&Default::default())).await {
-        Ok(Ok(list)) => {
-            let names: Vec<String> = list.items.into_iter().filter_map(|n| n.metadata.name).collect();
-            let names = state.policy.access.visible(&asker, &names);
-            let default = Some(state.default_namespace.clone()).filter(|d| names.contains(d));
-            Json(json!({"namespaces": names, "default": default})).into_response()
-        }
-        Ok(Err(e)) => error(StatusCode::BAD_GATEWAY, &format!("cannot list namespaces: {e}"), &request_id),
-        Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "the Kubernetes API server did not answer in time", &request_id),
+    match http.core.namespaces(&asker).await {
+        Ok((names, default)) => Json(json!({"namespaces": names, "default": default})).into_response(),
+        Err(e @ cluster::ReadError::Timeout { .. }) => error(StatusCode::GATEWAY_TIMEOUT, &e.to_string(), &request_id),
+        Err(e) => error(StatusCode::BAD_GATEWAY, &e.to_string(), &request_id),
     }
 }
 
@@ -191,32 +191,33 @@ struct AskBody {
     object: Option<String>,
 }
 
-async fn ask(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    handle(state, headers, body, Intent::Ask).await
+async fn ask(State(http): State<Arc<Http>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    handle(http, headers, body, Intent::Ask).await
 }
 
-async fn diagnose(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    handle(state, headers, body, Intent::Diagnose).await
+async fn diagnose(State(http): State<Arc<Http>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    handle(http, headers, body, Intent::Diagnose).await
 }
 
-async fn handle(state: Arc<AppState>, headers: HeaderMap, body: axum::body::Bytes, intent: Intent) -> Response {
-    let request_id = state.request_id();
+async fn handle(http: Arc<Http>, headers: HeaderMap, body: axum::body::Bytes, intent: Intent) -> Response {
+    let request_id = http.core.request_id();
     let span = tracing::info_span!("request", platform = "http", %request_id, intent = ?intent);
-    respond(state, headers, body, intent, request_id).instrument(span).await
+    respond(http, headers, body, intent, request_id).instrument(span).await
 }
 
 async fn respond(
-    state: Arc<AppState>,
+    http: Arc<Http>,
     headers: HeaderMap,
     body: axum::body::Bytes,
     intent: Intent,
     request_id: String,
 ) -> Response {
-    let user = match state.policy.auth.identify(&headers) {
+    let state = &http.core;
+    let user = match http.auth.identify(&headers) {
         Ok(user) => user,
         Err(why) => {
             let asker = Asker { platform: Platform::Http, place: None, user: "(unauthenticated)".into() };
-            state.ticket(&asker, intent, &request_id).fail("unauthenticated", why.to_string());
+            state.ticket(&asker, intent, &request_id).fail(Outcome::Unauthenticated, why.to_string());
             return error(StatusCode::UNAUTHORIZED, why, &request_id);
         }
     };
@@ -225,7 +226,7 @@ async fn respond(
     let body: AskBody = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(e) => {
-            ticket.fail("invalid", "invalid request body".into());
+            ticket.fail(Outcome::Invalid, "invalid request body".into());
             return error(
                 StatusCode::BAD_REQUEST,
                 &format!(
@@ -236,21 +237,19 @@ async fn respond(
         }
     };
     if intent == Intent::Ask && body.question.trim().is_empty() {
-        ticket.fail("invalid", "empty question".into());
+        ticket.fail(Outcome::Invalid, "empty question".into());
         return error(StatusCode::BAD_REQUEST, "the question is empty: send {\"question\": \"…\"}", &request_id);
     }
-    let namespace = body.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| state.default_namespace.clone());
-    let object = match body.object.as_deref().map(|o| o.split_once('/')) {
-        None => None,
-        Some(Some((kind, name))) if !kind.is_empty() && !name.is_empty() => {
-            Some((kind.to_lowercase(), name.to_string()))
-        }
-        Some(_) => {
-            ticket.fail("invalid", "object is not KIND/NAME".into());
-            return error(StatusCode::BAD_REQUEST, "object must be KIND/NAME, e.g. deployment/checkout", &request_id);
+    let namespace = body.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(&state.default_namespace);
+    // Names are checked before access: nothing that is not a namespace or object name is matched against the rules.
+    let scope = match Scope::parse(namespace, body.object.as_deref()) {
+        Ok(scope) => scope,
+        Err(invalid) => {
+            ticket.fail(Outcome::Invalid, invalid.to_string());
+            return error(StatusCode::BAD_REQUEST, &invalid.to_string(), &request_id);
         }
     };
-    if let Err(refusal) = ticket.admit(&namespace, body.object.as_deref()) {
+    if let Err(refusal) = ticket.admit(&scope) {
         let mut response = match &refusal {
             Refusal::Namespace { .. } => error(StatusCode::FORBIDDEN, &refusal.to_string(), &request_id),
             Refusal::RateLimited { .. } => error(StatusCode::TOO_MANY_REQUESTS, &refusal.to_string(), &request_id),
@@ -262,30 +261,21 @@ async fn respond(
         }
         return response;
     }
-    let scope = Scope { namespace: namespace.clone(), object };
-    let mut question = Question::diagnose(&namespace);
-    question.intent = intent;
-    question.object = body.object.clone();
-    if !body.question.trim().is_empty() {
-        question.text = body.question.clone();
-    }
+    let request = Request::new(&request_id, asker, intent, scope, &body.question, Vec::new());
     let streaming =
         headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
     if !streaming {
-        return match ticket.answer(&scope, &question, |_| {}, |_| {}).await {
+        return match ticket.answer(&request, |_| {}, |_| {}).await {
             Ok(answer) => with_request_id(Json(answer).into_response(), &request_id),
             Err(e) => serve_error(e, &request_id),
         };
     }
-    // Errors reading the cluster are known before anything streams, so they keep their status codes.
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let task_id = request_id.clone();
     tokio::spawn(async move {
         let token_tx = tx.clone();
         let queue_tx = tx.clone();
         let answering = ticket.answer(
-            &scope,
-            &question,
+            &request,
             move |token| {
                 let _ = token_tx.send(Event::default().event("token").data(token));
             },
@@ -297,8 +287,8 @@ async fn respond(
         let result = tokio::select! {
             result = answering => result,
             () = tx.closed() => {
-                tracing::info!(request_id = %task_id, "the client left; answer abandoned");
-                ticket.fail("abandoned", "the client left".into());
+                tracing::info!(request_id = %request.id, "the client left; answer abandoned");
+                ticket.fail(Outcome::Abandoned, "the client left".into());
                 return;
             }
         };
@@ -306,9 +296,9 @@ async fn respond(
             Ok(answer) => {
                 Event::default().event("answer").json_data(&answer).unwrap_or_else(|_| Event::default().event("error"))
             }
-            Err(e) => {
-                Event::default().event("error").data(json!({"error": e.to_string(), "request_id": task_id}).to_string())
-            }
+            Err(e) => Event::default()
+                .event("error")
+                .data(json!({"error": e.to_string(), "request_id": request.id}).to_string()),
         };
         let _ = tx.send(event);
     });
@@ -334,32 +324,19 @@ fn serve_error(failure: ServeError, request_id: &str) -> Response {
     }
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let mut cached = state.ready.lock().await;
-    let fresh = cached.as_ref().is_some_and(|(at, _)| at.elapsed() < READY_CACHE);
-    if !fresh {
-        let check = match tokio::time::timeout(state.limits.call_timeout, state.client.apiserver_version()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("the Kubernetes API server is not reachable: {e}")),
-            Err(_) => Err("the Kubernetes API server did not answer in time".to_string()),
-        };
-        *cached = Some((Instant::now(), check));
-    }
-    let prompts = state.prompts.current();
-    let prompt_versions: Vec<_> =
-        ["ask", "diagnose"].iter().filter_map(|n| prompts.get(n)).map(|p| p.version.clone()).collect();
-    match &cached.as_ref().expect("set above").1 {
-        Ok(()) => Json(json!({"status": "ready", "prompts": prompt_versions})).into_response(),
+async fn readyz(State(http): State<Arc<Http>>) -> Response {
+    match http.core.ready().await {
+        Ok(prompts) => Json(json!({"status": "ready", "prompts": prompts})).into_response(),
         Err(reason) => {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "reason": reason}))).into_response()
         }
     }
 }
 
-async fn models(State(state): State<Arc<AppState>>) -> Response {
-    let request_id = state.request_id();
-    match state.llm.models().await {
-        Ok(models) => Json(json!({"models": models, "configured": state.llm.config.model})).into_response(),
+async fn models(State(http): State<Arc<Http>>) -> Response {
+    let request_id = http.core.request_id();
+    match http.core.llm.models().await {
+        Ok(models) => Json(json!({"models": models, "configured": http.core.llm.config.model})).into_response(),
         Err(e) => error(StatusCode::BAD_GATEWAY, &e.to_string(), &request_id),
     }
 }

@@ -1,6 +1,8 @@
-//! One question's way through kubechat, the same for every front-end: a [`Ticket`] admits it (access, rate limits),
-//! reads the cluster and asks the model with the time of each stage measured, and when it is dropped writes the one
-//! audit line and the metrics of the request, however it ended.
+//! The core every front-end shares: the state of a running kubechat ([`AppState`]: the cluster, the prompts, the
+//! model, the [`Policy`], the metrics) and one question's way through it. A [`Ticket`] admits a request (access, rate
+//! limits), reads the cluster and asks the model with the time of each stage measured, and when it is dropped writes
+//! the one audit line and the metrics of the request, however it ended. Front-ends turn their platform's events into
+//! a [`Request`] and render the [`Answer`]; they never reach the cluster or the model but through here.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,70 +11,60 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use crate::access::{Access, Asker, Buckets, Platform, Refusal};
-use crate::answer::{self, Answer, BudgetError, Intent, Question};
-use crate::audit::{AuditLog, Latency, Record};
-use crate::cluster::{self, Limits, ReadError};
-use crate::facts;
+use crate::answer::{self, Answer, BudgetError};
+use crate::audit::{AuditLog, Latency, Outcome, Record};
+use crate::cluster::{Cluster, Limits, ReadError};
+use crate::facts::{Cause, Facts};
 use crate::llm::Llm;
 use crate::metrics::Metrics;
-use crate::prompt::PromptStore;
-use crate::request::Scope;
-use crate::server::HttpAuth;
+use crate::prompt::{PromptStore, PromptVersion};
+use crate::request::{Intent, Request, Scope};
+
+/// How long a reachability check of the API server stays good for readiness.
+const READY_CACHE: Duration = Duration::from_secs(10);
 
 pub struct AppState {
-    pub client: kube::Client,
+    pub cluster: Cluster,
     pub prompts: Arc<PromptStore>,
     pub llm: Arc<Llm>,
     pub limits: Limits,
     pub default_namespace: String,
     pub policy: Policy,
     pub metrics: Metrics,
-    pub(crate) ready: Mutex<Option<(Instant, Result<(), String>)>>,
+    ready: Mutex<Option<(Instant, Result<(), String>)>>,
     requests: AtomicU64,
     /// Places for namespace reads (`limits.reads`).
     reads: tokio::sync::Semaphore,
 }
 
-/// Who may ask what, how often, who is asking over HTTP, and where requests are recorded.
+/// Who may ask what, how often, and where requests are recorded.
 pub struct Policy {
     pub access: Access,
     /// Token buckets per user, and per channel or room.
     pub user_rate: Option<Buckets>,
     pub place_rate: Option<Buckets>,
     pub audit: AuditLog,
-    pub auth: HttpAuth,
-    /// Origins allowed to call the HTTP API from a browser; none by default.
-    pub cors_origins: Vec<String>,
 }
 
 impl Policy {
     /// Everyone may read everything, with no limit: the demo, tests, and local use configured so.
     pub fn open() -> Policy {
-        Policy {
-            access: Access::open(),
-            user_rate: None,
-            place_rate: None,
-            audit: AuditLog::stdout(),
-            auth: HttpAuth::Open,
-            cors_origins: Vec::new(),
-        }
+        Policy { access: Access::open(), user_rate: None, place_rate: None, audit: AuditLog::stdout() }
     }
 }
 
-impl AppState {
-    /// Open to everyone (see [`Policy::open`]).
-    pub fn new(
-        client: kube::Client,
-        prompts: Arc<PromptStore>,
-        llm: Arc<Llm>,
-        limits: Limits,
-        default_namespace: String,
-    ) -> Arc<AppState> {
-        AppState::with_policy(client, prompts, llm, limits, default_namespace, Policy::open())
-    }
+/// Why a question found no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Budget(#[from] BudgetError),
+}
 
-    pub fn with_policy(
-        client: kube::Client,
+impl AppState {
+    pub fn new(
+        cluster: Cluster,
         prompts: Arc<PromptStore>,
         llm: Arc<Llm>,
         limits: Limits,
@@ -81,7 +73,7 @@ impl AppState {
     ) -> Arc<AppState> {
         let reads = tokio::sync::Semaphore::new(limits.reads.max(1));
         Arc::new(AppState {
-            client,
+            cluster,
             prompts,
             llm,
             limits,
@@ -95,24 +87,57 @@ impl AppState {
     }
 
     /// Reads a namespace for a question, waiting for a place among `limits.reads`.
-    pub async fn read(&self, scope: &Scope) -> Result<facts::Facts, cluster::ReadError> {
+    pub async fn read(&self, scope: &Scope) -> Result<Facts, ReadError> {
         let _place = self.reads.acquire().await.expect("the semaphore is never closed");
-        cluster::read(&self.client, scope, &self.limits).await
+        self.cluster.read(scope, &self.limits).await
+    }
+
+    /// The namespaces `asker` may read, and the default namespace when it is among them (for pickers).
+    pub async fn namespaces(&self, asker: &Asker) -> Result<(Vec<String>, Option<String>), ReadError> {
+        let all = self.cluster.namespaces(&self.limits).await?;
+        let names = self.policy.access.visible(asker, &all);
+        let default = Some(self.default_namespace.clone()).filter(|d| names.contains(d));
+        Ok((names, default))
+    }
+
+    /// Ready when the API server answers (checked at most every few seconds); the prompt versions in use.
+    pub async fn ready(&self) -> Result<Vec<PromptVersion>, String> {
+        let mut cached = self.ready.lock().await;
+        let fresh = cached.as_ref().is_some_and(|(at, _)| at.elapsed() < READY_CACHE);
+        if !fresh {
+            *cached = Some((Instant::now(), self.cluster.reachable(self.limits.call_timeout).await));
+        }
+        let check = cached.as_ref().expect("set above").1.clone();
+        check.map(|()| {
+            let prompts = self.prompts.current();
+            ["ask", "diagnose"].iter().filter_map(|n| prompts.get(n)).map(|p| p.version.clone()).collect()
+        })
     }
 
     pub fn request_id(&self) -> String {
         let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
         format!("{:08x}-{n:06}", std::process::id())
     }
-}
 
-/// Why a question found no answer.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error(transparent)]
-    Read(#[from] ReadError),
-    #[error(transparent)]
-    Budget(#[from] BudgetError),
+    /// Opens the record of a request.
+    pub fn ticket(self: &Arc<Self>, asker: &Asker, intent: Intent, request_id: &str) -> Ticket {
+        Ticket {
+            state: self.clone(),
+            asker: asker.clone(),
+            record: Record {
+                kind: "audit",
+                time: jiff::Timestamp::now().to_string(),
+                request_id: request_id.to_string(),
+                platform: asker.platform.as_str(),
+                user: asker.user.clone(),
+                channel: asker.place.clone(),
+                intent: intent.prompt_name(),
+                outcome: Outcome::Abandoned,
+                ..Record::default()
+            },
+            started: Instant::now(),
+        }
+    }
 }
 
 /// A request in flight; dropping it records the request.
@@ -127,35 +152,14 @@ fn millis(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-impl AppState {
-    /// Opens the record of a request.
-    pub fn ticket(self: &Arc<Self>, asker: &Asker, intent: Intent, request_id: &str) -> Ticket {
-        Ticket {
-            state: self.clone(),
-            asker: asker.clone(),
-            record: Record {
-                kind: "audit",
-                time: jiff::Timestamp::now().to_string(),
-                request_id: request_id.to_string(),
-                platform: asker.platform.as_str(),
-                user: asker.user.clone(),
-                channel: asker.place.clone(),
-                intent: intent.prompt_name(),
-                outcome: "abandoned",
-                ..Record::default()
-            },
-            started: Instant::now(),
-        }
-    }
-}
-
 impl Ticket {
-    /// Access to `namespace`, then the asker's and the place's rate limits.
-    pub fn admit(&mut self, namespace: &str, object: Option<&str>) -> Result<(), Refusal> {
-        self.record.namespace = Some(namespace.to_string());
-        self.record.object = object.map(str::to_string);
+    /// Access to the scope's namespace, then the asker's and the place's rate limits. The scope is valid by its type:
+    /// nothing that is not a namespace name reaches the access check.
+    pub fn admit(&mut self, scope: &Scope) -> Result<(), Refusal> {
+        self.record.namespace = Some(scope.namespace().to_string());
+        self.record.object = scope.object().map(ToString::to_string);
         let state = &self.state;
-        let refusal = if let Err(refusal) = state.policy.access.check(&self.asker, namespace) {
+        let refusal = if let Err(refusal) = state.policy.access.check(&self.asker, scope.namespace()) {
             Some(refusal)
         } else if self.asker.platform == Platform::Alertmanager {
             // Alerts are deduplicated by fingerprint instead: a storm must not drop the first diagnosis of each.
@@ -176,8 +180,8 @@ impl Ticket {
             None => Ok(()),
             Some(refusal) => {
                 self.record.outcome = match refusal {
-                    Refusal::Namespace { .. } => "refused",
-                    Refusal::RateLimited { .. } => "rate_limited",
+                    Refusal::Namespace { .. } => Outcome::Refused,
+                    Refusal::RateLimited { .. } => Outcome::RateLimited,
                 };
                 self.record.reason = Some(refusal.to_string());
                 Err(refusal)
@@ -185,20 +189,19 @@ impl Ticket {
         }
     }
 
-    /// Reads the cluster for `scope` and answers `question`, measuring each stage.
+    /// Reads the cluster for the request's scope and answers it, measuring each stage.
     pub async fn answer(
         &mut self,
-        scope: &Scope,
-        question: &Question,
+        request: &Request,
         mut on_token: impl FnMut(&str) + Send,
         on_queued: impl FnOnce(usize) + Send,
     ) -> Result<Answer, ServeError> {
         let state = self.state.clone();
         let metrics = &state.metrics;
-        self.record.namespace = Some(scope.namespace.clone());
-        self.record.object = question.object.clone();
+        self.record.namespace = Some(request.scope.namespace().to_string());
+        self.record.object = request.scope.object().map(ToString::to_string);
         let reading = Instant::now();
-        let facts = state.read(scope).await;
+        let facts = state.read(&request.scope).await;
         let retrieve = reading.elapsed();
         self.record.latency_ms.retrieve = Some(millis(retrieve));
         metrics.stage("retrieve", retrieve.as_secs_f64());
@@ -206,13 +209,13 @@ impl Ticket {
             Ok(facts) => facts,
             Err(e) => {
                 metrics.kube_error(&kube_code(&e));
-                self.fail("error", e.to_string());
+                self.fail(Outcome::Error, e.to_string());
                 return Err(e.into());
             }
         };
         for gap in &facts.gaps {
-            if gap.contains("403") {
-                metrics.kube_error("403");
+            if gap.cause == Cause::Forbidden {
+                metrics.kube_error(&gap.cause.label());
             }
         }
         let asking = Instant::now();
@@ -220,7 +223,7 @@ impl Ticket {
         let prompts = state.prompts.current();
         let result = answer::answer(
             &facts,
-            question,
+            request,
             &prompts,
             &state.llm,
             |token| {
@@ -234,7 +237,7 @@ impl Ticket {
         let answer = match result {
             Ok(answer) => answer,
             Err(e) => {
-                self.fail("error", e.to_string());
+                self.fail(Outcome::Error, e.to_string());
                 return Err(e.into());
             }
         };
@@ -257,12 +260,12 @@ impl Ticket {
             metrics.tokens("completion", u64::from(tokens));
         }
         match &answer.degraded {
-            Some(reason) => {
-                metrics.llm_error(llm_kind(reason));
-                self.record.outcome = "degraded";
-                self.record.reason = Some(reason.clone());
+            Some(error) => {
+                metrics.llm_error(error.kind());
+                self.record.outcome = Outcome::Degraded;
+                self.record.reason = Some(error.to_string());
             }
-            None => self.record.outcome = "answered",
+            None => self.record.outcome = Outcome::Answered,
         }
         Ok(answer)
     }
@@ -274,7 +277,7 @@ impl Ticket {
     }
 
     /// Ends the request without an answer.
-    pub fn fail(&mut self, outcome: &'static str, reason: String) {
+    pub fn fail(&mut self, outcome: Outcome, reason: String) {
         self.record.outcome = outcome;
         self.record.reason = Some(reason);
     }
@@ -283,7 +286,7 @@ impl Ticket {
         &self.record.request_id
     }
 
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> Outcome {
         self.record.outcome
     }
 }
@@ -291,33 +294,15 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.record.latency_ms = Latency { total: millis(self.started.elapsed()), ..self.record.latency_ms };
-        self.state.metrics.request(self.record.platform, self.record.intent, self.record.outcome);
+        self.state.metrics.request(self.record.platform, self.record.intent, self.record.outcome.as_str());
         self.state.policy.audit.write(&self.record);
     }
 }
 
 fn kube_code(error: &ReadError) -> String {
     match error {
-        ReadError::Forbidden { .. } => "403".into(),
         ReadError::NamespaceNotFound { .. } | ReadError::ObjectNotFound { .. } => "404".into(),
-        ReadError::Api { code, .. } => code.to_string(),
-        ReadError::Timeout { .. } => "timeout".into(),
-        ReadError::Unreachable { .. } => "unreachable".into(),
         ReadError::UnsupportedKind(_) => "unsupported".into(),
-    }
-}
-
-/// The kind of a model failure, from the degraded answer's reason.
-fn llm_kind(reason: &str) -> &'static str {
-    if reason.starts_with("cannot connect") {
-        "connect"
-    } else if reason.contains("gave no") {
-        "timeout"
-    } else if reason.contains("answered") {
-        "status"
-    } else if reason.contains("mid-answer") {
-        "stream"
-    } else {
-        "other"
+        other => other.gap().cause.label(),
     }
 }

@@ -21,18 +21,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::synthetic;
-use kubechat::answer::{self, Question};
-use kubechat::audit::AuditLog;
-use kubechat::cluster::{self, Limits};
+use kubechat::access::{Access, Asker, Platform};
+use kubechat::answer;
+use kubechat::app::App;
+use kubechat::cluster::{self, Limits, Source};
+use kubechat::config::PromptSource;
 use kubechat::dump::Dump;
-use kubechat::llm::{Api, Llm, LlmConfig};
-use kubechat::prompt::{PromptStore, Prompts};
+use kubechat::llm::{Api, LlmConfig};
+use kubechat::prompt::Prompts;
 use kubechat::replay;
-use kubechat::request::Scope;
+use kubechat::request::{Intent, Request, Scope};
 use kubechat::secret::Secret;
-use kubechat::service::{AppState, Policy};
-use kubechat::slack::SlackMode;
-use kubechat::slack::{Slack, SlackConfig};
+use kubechat::server::HttpAuth;
+use kubechat::slack::{SlackConfig, SlackMode};
 
 /// The goals, shown beside each measurement.
 const ACK_P99_GOAL: Duration = Duration::from_millis(20);
@@ -192,7 +193,7 @@ impl Stubs {
                         }
                     }),
                 );
-            vec![slack, model]
+            vec![Service::Router(slack), Service::Router(model)]
         })
         .await?;
         Ok(Stubs {
@@ -232,6 +233,12 @@ fn model_stream() -> String {
     out + "data: [DONE]\n\n"
 }
 
+/// What a background thread serves: a plain router, or kubechat as `kubechat serve` builds it.
+enum Service {
+    Router(Router),
+    App(App),
+}
+
 /// Routers served on loopback from a runtime on threads of their own, stopped on drop.
 struct Background {
     urls: Vec<String>,
@@ -243,7 +250,7 @@ impl Background {
     async fn start<F, Fut>(name: &str, threads: usize, routers: F) -> anyhow::Result<Background>
     where
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Vec<Router>> + 'static,
+        Fut: Future<Output = Vec<Service>> + 'static,
     {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, urls) = tokio::sync::oneshot::channel::<std::io::Result<Vec<String>>>();
@@ -258,7 +265,7 @@ impl Background {
             };
             runtime.block_on(async move {
                 let mut urls = Vec::new();
-                for router in routers().await {
+                for service in routers().await {
                     let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
                         Ok(listener) => listener,
                         Err(e) => {
@@ -267,7 +274,10 @@ impl Background {
                         }
                     };
                     urls.push(format!("http://{}", listener.local_addr().expect("bound")));
-                    tokio::spawn(async move { axum::serve(listener, router).await });
+                    match service {
+                        Service::Router(router) => tokio::spawn(async move { axum::serve(listener, router).await }),
+                        Service::App(app) => tokio::spawn(app.serve(listener, std::future::pending())),
+                    };
                 }
                 let _ = ready.send(Ok(urls));
                 let _ = stopped.await;
@@ -291,8 +301,10 @@ impl Drop for Background {
 
 /// A replay server for `dump` on a thread of its own, as an API server is another process in a cluster.
 async fn replay_thread(dump: Arc<Dump>) -> anyhow::Result<Background> {
-    Background::start("bench-replay", 1, move || async move { vec![replay::router(dump, replay::Options::default())] })
-        .await
+    Background::start("bench-replay", 1, move || async move {
+        vec![Service::Router(replay::router(dump, replay::Options::default()))]
+    })
+    .await
 }
 
 /// kubechat's HTTP API (with the Slack HTTP routes) over the demo cluster, on two threads of its own, as in a pod
@@ -304,14 +316,18 @@ async fn kubechat_server(stubs: &Stubs, dump: Arc<Dump>, max_pending: usize) -> 
     let (result, outcome) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
     let server = Background::start("bench-kubechat", 2, move || async move {
         let built = async {
-            let client = cluster::client(None, Some(&cluster_url)).await?;
-            let llm =
-                Llm::new(LlmConfig { url: model_url, api: Api::Openai, model: "bench".into(), ..Default::default() })?;
-            let prompts = Arc::new(PromptStore::fixed(Prompts::builtin()));
-            // Audit lines are written as in production, to memory instead of standard output (the report's).
-            let policy = Policy { audit: AuditLog::memory(Arc::default()), ..Policy::open() };
-            let state = AppState::with_policy(client, prompts, llm, Limits::default(), NAMESPACE.into(), policy);
-            let config = SlackConfig {
+            // kubechat as `kubechat serve` builds it: the HTTP API with Slack in HTTP mode, open, no rate limits.
+            let mut config = kubechat::config::RawConfig::default().validate()?;
+            config.cluster = Source::Url(cluster_url);
+            config.namespace = Some(NAMESPACE.into());
+            config.prompts = PromptSource::Builtin;
+            config.llm = LlmConfig { url: model_url, api: Api::Openai, model: "bench".into(), ..Default::default() };
+            config.access = Access::open();
+            config.http_auth = HttpAuth::Open;
+            (config.user_rate, config.place_rate, config.metrics) = (None, None, None);
+            // Audit lines are written as in production, to a file nobody reads instead of standard output (the report's).
+            config.audit = Some("/dev/null".into());
+            config.slack = Some(SlackConfig {
                 mode: SlackMode::Http,
                 bot_token: Secret::new("xoxb-bench"),
                 app_token: Secret::new(""),
@@ -323,15 +339,14 @@ async fn kubechat_server(stubs: &Stubs, dump: Arc<Dump>, max_pending: usize) -> 
                 update_interval: Duration::from_secs(1),
                 max_pending,
                 attach_context: true,
-            };
-            let slack = Slack::start(config, state.clone()).await?;
-            anyhow::Ok(kubechat::server::router(state).merge(kubechat::slack::http::routes(slack)))
+            });
+            anyhow::Ok(App::build(config).await?)
         }
         .await;
         match built {
-            Ok(router) => {
+            Ok(app) => {
                 let _ = result.send(Ok(()));
-                vec![router]
+                vec![Service::App(app)]
             }
             Err(e) => {
                 let _ = result.send(Err(e));
@@ -530,8 +545,8 @@ pub struct Probe {
 /// Reads `namespace` from the API at `url` and finds what is wrong, as kubechat does for a question; reports the
 /// time and this process's peak memory. Run in a fresh process by [`run`], so the memory is this work's alone.
 pub async fn probe_read(url: &str, namespace: &str) -> anyhow::Result<Probe> {
-    let client = cluster::client(None, Some(url)).await?;
-    let scope = Scope { namespace: namespace.to_string(), object: None };
+    let client = cluster::client(url).await?;
+    let scope = Scope::parse(namespace, None)?;
     let started = Instant::now();
     let facts = cluster::read(&client, &scope, &Limits::default()).await?;
     let read = started.elapsed();
@@ -712,15 +727,16 @@ const ANSWER_TOKENS: usize = 1024;
 async fn prompt_tokens(demo: Arc<Dump>) -> anyhow::Result<Vec<Tokens>> {
     let namespaces: Vec<String> = demo.namespaces().map(str::to_string).collect();
     let replay = replay::start(demo, replay::Options::default(), ([127, 0, 0, 1], 0).into()).await?;
-    let client = cluster::client(None, Some(&replay.url())).await?;
+    let client = cluster::client(&replay.url()).await?;
     let prompts = Prompts::builtin();
     let prompt = prompts.get("diagnose").context("the built-in prompts have no diagnose prompt")?;
     let mut rows = Vec::new();
     for namespace in namespaces {
-        let scope = Scope { namespace: namespace.clone(), object: None };
+        let scope = Scope::parse(&namespace, None)?;
         let facts = cluster::read(&client, &scope, &Limits::default()).await?;
-        let question = Question::diagnose(&namespace);
-        let prepared = answer::prepare(&facts, &question, prompt, NUM_CTX, ANSWER_TOKENS, jiff::Timestamp::now())?;
+        let asker = Asker { platform: Platform::Cli, place: None, user: "bench".into() };
+        let request = Request::new("bench", asker, Intent::Diagnose, scope, "", Vec::new());
+        let prepared = answer::prepare(&facts, &request, prompt, NUM_CTX, ANSWER_TOKENS, jiff::Timestamp::now())?;
         rows.push(Tokens {
             namespace,
             prompt: prepared.prompt_tokens,

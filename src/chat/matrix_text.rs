@@ -53,7 +53,7 @@ fn find_name(text: &str, name: &str) -> Option<std::ops::Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::answer::Intent;
+    use crate::request::Intent;
 
     const BOT: Bot = Bot { user_id: "@kubechat:example.org", name: "KubeChat" };
 

@@ -1,33 +1,14 @@
 //! What a chat message asks for: `/diagnose [namespace] [question]`, `/ask question`, a mention starting with
-//! `diagnose` or `ask`, or `help`; the namespace from `-n ns`, `ns/pod` or a leading namespace word.
+//! `diagnose` or `ask`, or `help`; the namespace from `-n ns`, `ns/pod` or a leading namespace word. The words are
+//! only sorted here: what they name is checked where the request is built ([`crate::request::Scope::parse`]).
 
-use crate::answer::Intent;
+use crate::request::{Intent, narrowable};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Help,
     Question { intent: Intent, namespace: Option<String>, object: Option<String>, question: String },
 }
-
-/// Kinds an `x/y` word can name, so `deployment/web` is an object and `payments/web-1` a namespace and a pod.
-const KINDS: &[&str] = &[
-    "pod",
-    "pods",
-    "po",
-    "deployment",
-    "deployments",
-    "deploy",
-    "statefulset",
-    "sts",
-    "daemonset",
-    "ds",
-    "job",
-    "jobs",
-    "cronjob",
-    "cj",
-    "service",
-    "svc",
-];
 
 fn is_name(word: &str) -> bool {
     !word.is_empty()
@@ -74,7 +55,8 @@ pub fn route(command: Option<&str>, text: &str) -> Route {
         if let Some(ns) = word.strip_prefix("--namespace=") {
             namespace = Some(ns.to_string());
         } else if let Some((left, right)) = word.split_once('/').filter(|(l, r)| is_name(l) && is_name(r)) {
-            if KINDS.contains(&left) {
+            // A kind kubechat can narrow to (by any of kubectl's names), else a namespace and a pod in it.
+            if narrowable(left).is_some() {
                 object = Some(format!("{left}/{right}"));
             } else {
                 namespace.get_or_insert_with(|| left.to_string());

@@ -80,6 +80,17 @@ pub enum LlmError {
 }
 
 impl LlmError {
+    /// The kind of failure, as the metrics count it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LlmError::Connect { .. } => "connect",
+            LlmError::Timeout { .. } => "timeout",
+            LlmError::Status { .. } => "status",
+            LlmError::Stream(_) => "stream",
+            LlmError::Decode(_) => "decode",
+        }
+    }
+
     fn is_connect(&self) -> bool {
         matches!(self, LlmError::Connect { .. })
     }

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use matrix_sdk::authentication::matrix::MatrixSession;
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::event_handler::Ctx;
@@ -32,12 +31,50 @@ use tracing::Instrument as _;
 use super::config::MatrixConfig;
 use super::render::{self, Rendered};
 use crate::access::{Asker, Platform};
-use crate::answer::{Intent, Question, Turn};
+use crate::audit::Outcome;
 use crate::chat::Recent;
 use crate::chat::matrix_text;
 use crate::chat::route::Route;
-use crate::request::Scope;
+use crate::request::{Intent, Request, Scope, Turn};
 use crate::service::{AppState, Ticket};
+
+/// Why the Matrix front-end cannot start: what failed, and the error beneath it.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}{}", cause.as_deref().map(|c| format!(": {}", crate::error_chain(c))).unwrap_or_default())]
+pub struct StartError {
+    what: String,
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StartError {
+    fn new(what: String) -> StartError {
+        StartError { what, cause: None }
+    }
+}
+
+/// `.context(…)` for start-up steps, as anyhow has it, into a [`StartError`].
+trait Context<T> {
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T, StartError>;
+
+    fn context(self, what: &str) -> Result<T, StartError>
+    where
+        Self: Sized,
+    {
+        self.with_context(|| what.to_string())
+    }
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> Context<T> for Result<T, E> {
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T, StartError> {
+        self.map_err(|e| StartError { what: what(), cause: Some(Box::new(e)) })
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T, StartError> {
+        self.ok_or_else(|| StartError::new(what()))
+    }
+}
 
 /// Threads remembered, with their scope and turns.
 const THREADS: usize = 2_000;
@@ -52,8 +89,7 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// What kubechat remembers of a thread it answered.
 #[derive(Debug, Clone)]
 struct ThreadState {
-    namespace: String,
-    object: Option<String>,
+    scope: Scope,
     turns: Vec<Turn>,
 }
 
@@ -73,8 +109,8 @@ pub struct Matrix {
 /// A question to answer.
 struct Job {
     request_id: String,
-    /// Already admitted (an alert's); none for people's questions, admitted once their scope is known.
-    ticket: Option<Ticket>,
+    /// Already admitted, with its scope (an alert's); none for people's questions, admitted once their scope is known.
+    admitted: Option<(Ticket, Scope)>,
     /// The asker's Matrix id.
     user: String,
     room: Room,
@@ -99,7 +135,7 @@ impl Drop for Busy<'_> {
 
 impl Matrix {
     /// Opens the store, restores the session (or logs in and saves it), and syncs once to skip the backlog.
-    pub async fn start(config: MatrixConfig, app: Arc<AppState>) -> anyhow::Result<Arc<Matrix>> {
+    pub async fn start(config: MatrixConfig, app: Arc<AppState>) -> Result<Arc<Matrix>, StartError> {
         crate::install_tls_provider();
         std::fs::create_dir_all(&config.store_path).with_context(|| {
             format!("cannot create the Matrix store {} (setting matrix.store_path)", config.store_path.display())
@@ -118,12 +154,12 @@ impl Matrix {
             let session: MatrixSession = serde_json::from_str(&saved)
                 .with_context(|| format!("{} is not a saved Matrix session", session_file.display()))?;
             if session.meta.user_id.as_str() != config.user_id {
-                anyhow::bail!(
+                return Err(StartError::new(format!(
                     "the store {} belongs to {}, not {} (setting matrix.user_id); use another matrix.store_path",
                     config.store_path.display(),
                     session.meta.user_id,
                     config.user_id
-                );
+                )));
             }
             client
                 .matrix_auth()
@@ -271,14 +307,14 @@ impl Matrix {
                 place: Some(room.room_id().to_string()),
                 user: event.sender.to_string(),
             };
-            self.app.ticket(&asker, intent, &request_id).fail("busy", problem.clone());
+            self.app.ticket(&asker, intent, &request_id).fail(Outcome::Busy, problem.clone());
             let content = in_thread(render::failure(&problem, &request_id), &root, &event.event_id);
             let _ = self.send(&room, content).await;
             return;
         }
         let job = Job {
             request_id,
-            ticket: None,
+            admitted: None,
             user: event.sender.to_string(),
             room,
             root,
@@ -301,34 +337,48 @@ impl Matrix {
         let started = Instant::now();
         let key = thread_key(job.room.room_id().as_str(), job.root.as_str());
         let remembered = self.threads.lock().expect("not poisoned").get(&key).map(|(_, state)| state.clone());
-        let namespace = job
-            .namespace
-            .clone()
-            .or_else(|| remembered.as_ref().map(|r| r.namespace.clone()))
-            .unwrap_or_else(|| self.app.default_namespace.clone());
-        let object = job
-            .object
-            .clone()
-            .or_else(|| remembered.as_ref().filter(|r| r.namespace == namespace).and_then(|r| r.object.clone()));
-        let mut ticket = match job.ticket.take() {
-            Some(ticket) => ticket,
+        let place = Some(job.room.room_id().to_string());
+        let asker = Asker { platform: Platform::Matrix, place, user: job.user.clone() };
+        let (mut ticket, scope) = match job.admitted.take() {
+            Some(admitted) => admitted,
             None => {
-                let place = Some(job.room.room_id().to_string());
-                let asker = Asker { platform: Platform::Matrix, place, user: job.user.clone() };
+                // The namespace typed, then the thread's, then kubechat's default; the object likewise.
+                let namespace = job
+                    .namespace
+                    .clone()
+                    .or_else(|| remembered.as_ref().map(|r| r.scope.namespace().to_string()))
+                    .unwrap_or_else(|| self.app.default_namespace.clone());
+                let object = job.object.clone().or_else(|| {
+                    let same = remembered.as_ref().filter(|r| r.scope.namespace() == namespace);
+                    same.and_then(|r| r.scope.object()).map(ToString::to_string)
+                });
                 let mut ticket = self.app.ticket(&asker, job.intent, &job.request_id);
-                if let Err(refusal) = ticket.admit(&namespace, object.as_deref()) {
-                    let failure = render::failure(&refusal.to_string(), &job.request_id);
-                    if let Err(e) = self.send(&job.room, in_thread(failure, &job.root, &job.asked)).await {
-                        tracing::warn!("cannot tell the asker about the refusal: {e}");
+                let refusal = match Scope::parse(&namespace, object.as_deref()) {
+                    Err(invalid) => {
+                        ticket.fail(Outcome::Invalid, invalid.to_string());
+                        Err(invalid.to_string())
                     }
-                    return;
+                    Ok(scope) => match ticket.admit(&scope) {
+                        Ok(()) => Ok(scope),
+                        Err(refusal) => Err(refusal.to_string()),
+                    },
+                };
+                match refusal {
+                    Ok(scope) => (ticket, scope),
+                    Err(why) => {
+                        let failure = render::failure(&why, &job.request_id);
+                        if let Err(e) = self.send(&job.room, in_thread(failure, &job.root, &job.asked)).await {
+                            tracing::warn!("cannot tell the asker about the refusal: {e}");
+                        }
+                        return;
+                    }
                 }
-                ticket
             }
         };
+        let namespace = scope.namespace();
         let title = match job.intent {
             Intent::Diagnose => {
-                format!("Diagnosing {namespace}{}…", object.as_deref().map(|o| format!(" {o}")).unwrap_or_default())
+                format!("Diagnosing {namespace}{}…", scope.object().map(|o| format!(" {o}")).unwrap_or_default())
             }
             Intent::Ask => format!("Looking into {namespace}…"),
         };
@@ -336,23 +386,13 @@ impl Matrix {
             Ok(id) => id,
             Err(e) => {
                 tracing::error!("cannot send to the room: {e}");
-                ticket.fail("error", format!("cannot send to the room: {e}"));
+                ticket.fail(Outcome::Error, format!("cannot send to the room: {e}"));
                 return;
             }
         };
-        let scope = Scope {
-            namespace: namespace.clone(),
-            object: object.as_deref().and_then(|o| o.split_once('/')).map(|(k, n)| (k.to_string(), n.to_string())),
-        };
         let history = remembered.map(|r| r.turns).unwrap_or_default();
-        let mut question = Question::diagnose(&namespace);
-        question.intent = job.intent;
-        question.object = object.clone();
-        question.history = history.clone();
-        if !job.question.trim().is_empty() {
-            question.text = job.question.clone();
-        }
-        let result = ticket.answer(&scope, &question, |_| {}, |_| {}).await.map_err(|e| e.to_string());
+        let request = Request::new(&job.request_id, asker, job.intent, scope, &job.question, history.clone());
+        let result = ticket.answer(&request, |_| {}, |_| {}).await.map_err(|e| e.to_string());
         let rendered = match &result {
             Ok(answer) => render::answer(answer, started.elapsed().as_secs_f32(), None),
             Err(problem) => render::failure(problem, &job.request_id),
@@ -360,7 +400,7 @@ impl Matrix {
         let posting = Instant::now();
         if let Err(e) = self.send(&job.room, replacement(&placeholder, rendered)).await {
             tracing::error!("cannot send the answer: {e}");
-            ticket.fail("error", format!("cannot send the answer: {e}"));
+            ticket.fail(Outcome::Error, format!("cannot send the answer: {e}"));
             return;
         }
         ticket.posted(posting.elapsed());
@@ -371,7 +411,7 @@ impl Matrix {
             if turns.len() > TURNS {
                 turns.drain(..turns.len() - TURNS);
             }
-            let state = ThreadState { namespace: answer.namespace.clone(), object, turns };
+            let state = ThreadState { scope: request.scope, turns };
             self.threads.lock().expect("not poisoned").put(key, state);
             tracing::info!(
                 took_ms = started.elapsed().as_millis() as u64,
@@ -388,8 +428,7 @@ impl Matrix {
         &self,
         room_id: &str,
         ticket: Ticket,
-        namespace: &str,
-        object: Option<String>,
+        scope: Scope,
         title: &str,
         matches: impl Fn(&str) -> bool,
     ) -> Option<OwnedEventId> {
@@ -427,15 +466,15 @@ impl Matrix {
         };
         let job = Job {
             request_id: ticket.request_id().to_string(),
-            ticket: Some(ticket),
             user: "alertmanager".into(),
             room,
             root: root.clone(),
             asked: root.clone(),
             intent: Intent::Diagnose,
-            namespace: Some(namespace.to_string()),
-            object,
+            namespace: None,
+            object: None,
             question: String::new(),
+            admitted: Some((ticket, scope)),
         };
         self.answer(job).await;
         Some(root)
@@ -498,7 +537,7 @@ fn replacement(original: &OwnedEventId, rendered: Rendered) -> RoomMessageEventC
     content
 }
 
-async fn login(client: &Client, config: &MatrixConfig) -> anyhow::Result<()> {
+async fn login(client: &Client, config: &MatrixConfig) -> Result<(), StartError> {
     if !config.password.is_empty() {
         client
             .matrix_auth()
@@ -513,7 +552,11 @@ async fn login(client: &Client, config: &MatrixConfig) -> anyhow::Result<()> {
         return Ok(());
     }
     let user_id: OwnedUserId = config.user_id.as_str().try_into().context("matrix.user_id is not a Matrix ID")?;
-    let probe = Client::builder().homeserver_url(&config.homeserver_url).build().await?;
+    let probe = Client::builder()
+        .homeserver_url(&config.homeserver_url)
+        .build()
+        .await
+        .context("cannot build a client to check the access token")?;
     probe
         .matrix_auth()
         .restore_session(
@@ -523,7 +566,8 @@ async fn login(client: &Client, config: &MatrixConfig) -> anyhow::Result<()> {
             },
             RoomLoadSettings::default(),
         )
-        .await?;
+        .await
+        .context("cannot use the access token")?;
     let whoami = probe.whoami().await.context("the access token was refused (setting matrix.access_token)")?;
     let device_id = whoami.device_id.context("the access token has no device; log in with a password once")?;
     client
@@ -562,13 +606,14 @@ async fn cross_sign(client: &Client, config: &MatrixConfig) {
     }
 }
 
-fn save_session(path: &Path, session: &MatrixSession) -> anyhow::Result<()> {
+fn save_session(path: &Path, session: &MatrixSession) -> Result<(), StartError> {
     let text = serde_json::to_string(session).context("the session serializes")?;
     std::fs::write(path, text).with_context(|| format!("cannot save the Matrix session to {}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} private to kubechat", path.display()))?;
     }
     Ok(())
 }

@@ -10,5 +10,5 @@ pub mod config;
 pub mod render;
 
 #[cfg(feature = "matrix")]
-pub use bot::Matrix;
+pub use bot::{Matrix, StartError};
 pub use config::{MatrixConfig, RawMatrix};

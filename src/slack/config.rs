@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, invalid, is_namespace_name};
+use crate::config::{ConfigError, invalid};
+use crate::request::parse_namespace;
 use crate::secret::Secret;
 
 /// How kubechat meets Slack.
@@ -108,7 +109,9 @@ impl RawSlack {
         let mut channel_namespaces = Vec::new();
         for entry in &self.channel_namespaces {
             match entry.split_once('=') {
-                Some((channel, namespace)) if !channel.trim().is_empty() && is_namespace_name(namespace.trim()) => {
+                Some((channel, namespace))
+                    if !channel.trim().is_empty() && parse_namespace(namespace.trim()).is_ok() =>
+                {
                     channel_namespaces.push((channel.trim().to_string(), namespace.trim().to_string()));
                 }
                 _ => {

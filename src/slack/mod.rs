@@ -25,11 +25,12 @@ use serde_json::{Value, json};
 use tracing::Instrument as _;
 
 use crate::access::{Asker, Platform};
-use crate::answer::{self, Intent, Question, Turn};
+use crate::answer;
+use crate::audit::Outcome;
 use crate::chat::Recent;
 use crate::chat::route::{self, Route};
 use crate::cluster::ReadError;
-use crate::request::Scope;
+use crate::request::{Intent, Request, Scope, Turn};
 use crate::service::{AppState, ServeError, Ticket};
 use api::{Identity, WebApi};
 use blocks::{Footer, Message};
@@ -103,13 +104,6 @@ pub fn read_event(delivery: &Value, bot_user: &str) -> Result<Option<Incoming>, 
     })
 }
 
-/// What kubechat remembers of a thread it answered: the scope, so follow-ups stay on it.
-#[derive(Debug, Clone)]
-struct ThreadScope {
-    namespace: String,
-    object: Option<String>,
-}
-
 /// The Slack front-end: settings, the Web API, and what it remembers.
 pub struct Slack {
     pub config: SlackConfig,
@@ -117,7 +111,8 @@ pub struct Slack {
     app: Arc<AppState>,
     identity: Identity,
     seen: Mutex<Recent<()>>,
-    answered: Mutex<Recent<ThreadScope>>,
+    /// Threads kubechat answered in, with their scope, so follow-ups stay on it.
+    answered: Mutex<Recent<Scope>>,
     not_ours: Mutex<Recent<()>>,
     pending: AtomicUsize,
 }
@@ -125,9 +120,9 @@ pub struct Slack {
 /// Where a question came from and where its answer goes.
 struct Job {
     request_id: String,
-    /// Already admitted (a slash command is checked before it is acknowledged); none for mentions, admitted once
-    /// their scope is known.
-    ticket: Option<Ticket>,
+    /// Already admitted, with its scope (a slash command is checked before it is acknowledged, an alert by the
+    /// webhook); none for mentions, admitted once their scope is known.
+    admitted: Option<(Ticket, Scope)>,
     user: String,
     channel: String,
     intent: Intent,
@@ -148,6 +143,11 @@ enum Target {
     Message { ts: String, thread: String },
     /// A slash command's `response_url`: the bot is not in the channel.
     ResponseUrl(String),
+}
+
+/// Who asked a job.
+fn ticket_asker(job: &Job) -> Asker {
+    Asker { platform: Platform::Slack, place: Some(job.channel.clone()), user: job.user.clone() }
 }
 
 /// Frees a place in line when the job ends, however it ends.
@@ -224,11 +224,18 @@ impl Slack {
         };
         let shown = namespace.clone().unwrap_or_else(|| self.channel_namespace(&command.channel_id));
         let mut ticket = self.app.ticket(&asker, intent, &request_id);
-        if let Err(refusal) = ticket.admit(&shown, object.as_deref()) {
+        let scope = match Scope::parse(&shown, object.as_deref()) {
+            Ok(scope) => scope,
+            Err(invalid) => {
+                ticket.fail(Outcome::Invalid, invalid.to_string());
+                return ephemeral(&format!("{invalid} (request {request_id})"));
+            }
+        };
+        if let Err(refusal) = ticket.admit(&scope) {
             return ephemeral(&format!("{refusal} (request {request_id})"));
         }
         if let Err(busy) = self.admit() {
-            ticket.fail("busy", busy.clone());
+            ticket.fail(Outcome::Busy, busy.clone());
             return ephemeral(&format!("{busy} (request {request_id})"));
         }
         let doing = match intent {
@@ -237,7 +244,7 @@ impl Slack {
         };
         let job = Job {
             request_id,
-            ticket: Some(ticket),
+            admitted: Some((ticket, scope)),
             user: command.user_id,
             channel: command.channel_id,
             intent,
@@ -304,7 +311,7 @@ impl Slack {
         };
         if let Err(busy) = self.admit() {
             let asker = Asker { platform: Platform::Slack, place: Some(channel.clone()), user: user.clone() };
-            self.app.ticket(&asker, intent, &request_id).fail("busy", busy.clone());
+            self.app.ticket(&asker, intent, &request_id).fail(Outcome::Busy, busy.clone());
             let this = self.clone();
             tokio::spawn(async move {
                 let _ = this.api.post_message(&channel, Some(&thread), &blocks::failure(&busy, &request_id)).await;
@@ -313,7 +320,7 @@ impl Slack {
         }
         let job = Job {
             request_id,
-            ticket: None,
+            admitted: None,
             user,
             channel,
             intent,
@@ -345,8 +352,7 @@ impl Slack {
         &self,
         channel: &str,
         ticket: Ticket,
-        namespace: &str,
-        object: Option<String>,
+        scope: Scope,
         matches: impl Fn(&Value) -> bool,
     ) -> Option<String> {
         let thread = match self.api.history(channel, 100).await {
@@ -358,12 +364,12 @@ impl Slack {
         };
         let job = Job {
             request_id: ticket.request_id().to_string(),
-            ticket: Some(ticket),
             user: "alertmanager".into(),
             channel: channel.to_string(),
             intent: Intent::Diagnose,
-            namespace: Some(namespace.to_string()),
-            object,
+            namespace: Some(scope.namespace().to_string()),
+            object: scope.object().map(ToString::to_string),
+            admitted: Some((ticket, scope)),
             question: String::new(),
             thread,
             asked_ts: None,
@@ -453,49 +459,31 @@ impl Slack {
         if let Some(thread) = &job.thread {
             (alert, history) = self.read_thread(&job, thread).await;
         }
-        let remembered = job
-            .thread
-            .as_ref()
-            .and_then(|t| self.answered.lock().expect("not poisoned").get(&format!("{}/{t}", job.channel)).cloned())
-            .map(|(_, scope)| scope);
-        // The namespace: typed, then the alert's, then the thread's earlier answer, then the channel's default.
-        let (namespace, mut note) = if let Some(ns) = &job.namespace {
-            (ns.clone(), None)
-        } else if let Some(ns) = &alert.namespace {
-            (ns.clone(), Some("namespace from the alert"))
-        } else if let Some(scope) = &remembered {
-            (scope.namespace.clone(), None)
-        } else {
-            (self.channel_namespace(&job.channel), None)
-        };
-        let mut object = job.object.clone();
-        if object.is_none() && job.namespace.as_ref().is_none_or(|ns| Some(ns) == alert.namespace.as_ref()) {
-            if let Some(o) = &alert.object {
-                object = Some(o.clone());
-                note = Some("namespace and object from the alert");
-            } else if let Some(scope) = remembered.as_ref().filter(|s| s.namespace == namespace) {
-                object = scope.object.clone();
-            }
-        }
-        let mut ticket = match job.ticket.take() {
-            Some(ticket) => ticket,
+        let (mut ticket, scope, note) = match job.admitted.take() {
+            Some((ticket, scope)) => (ticket, scope, None),
             None => {
                 let asker =
                     Asker { platform: Platform::Slack, place: Some(job.channel.clone()), user: job.user.clone() };
                 let mut ticket = self.app.ticket(&asker, job.intent, &job.request_id);
-                if let Err(refusal) = ticket.admit(&namespace, object.as_deref()) {
-                    let message = blocks::failure(&refusal.to_string(), &job.request_id);
-                    if let Err(e) = self.api.post_message(&job.channel, job.thread.as_deref(), &message).await {
-                        tracing::warn!("cannot tell the asker about the refusal: {e}");
+                let (scope, note) = match self.scope(&job, &alert) {
+                    Ok(found) => found,
+                    Err(invalid) => {
+                        ticket.fail(Outcome::Invalid, invalid.clone());
+                        self.refuse(&job, &invalid).await;
+                        return None;
                     }
+                };
+                if let Err(refusal) = ticket.admit(&scope) {
+                    self.refuse(&job, &refusal.to_string()).await;
                     return None;
                 }
-                ticket
+                (ticket, scope, note)
             }
         };
+        let namespace = scope.namespace();
         let title = match job.intent {
             Intent::Diagnose => {
-                format!("Diagnosing {}…", object.as_deref().map_or(namespace.clone(), |o| format!("{namespace} {o}")))
+                format!("Diagnosing {namespace}{}…", scope.object().map(|o| format!(" {o}")).unwrap_or_default())
             }
             Intent::Ask => format!("Looking into {namespace}…"),
         };
@@ -509,7 +497,7 @@ impl Slack {
                     }
                     _ => {
                         tracing::error!("cannot post to Slack: {e}");
-                        ticket.fail("error", format!("cannot post to Slack: {e}"));
+                        ticket.fail(Outcome::Error, format!("cannot post to Slack: {e}"));
                         if let Some(url) = &job.response_url {
                             let message =
                                 blocks::failure(&format!("I cannot post in this channel ({e})"), &job.request_id);
@@ -520,14 +508,14 @@ impl Slack {
                 },
             };
         if let Target::Message { thread, .. } = &target {
-            let scope = ThreadScope { namespace: namespace.clone(), object: object.clone() };
-            self.answered.lock().expect("not poisoned").put(format!("{}/{thread}", job.channel), scope);
+            self.answered.lock().expect("not poisoned").put(format!("{}/{thread}", job.channel), scope.clone());
         }
         let thread = match &target {
             Target::Message { thread, .. } => Some(thread.clone()),
             Target::ResponseUrl(_) => None,
         };
-        match self.answer(&mut ticket, &job, &target, &namespace, object, note, history, &title).await {
+        let request = Request::new(&job.request_id, ticket_asker(&job), job.intent, scope, &job.question, history);
+        match self.answer(&mut ticket, &job, &target, request, note, &title).await {
             Ok(rendered) => {
                 let posting = Instant::now();
                 self.deliver(&job, &target, rendered, started).await;
@@ -541,29 +529,55 @@ impl Slack {
         thread
     }
 
+    /// The scope of a mention or follow-up, with a note on where it came from: the namespace typed, then the alert's,
+    /// then the thread's earlier answer's, then the channel's default; an object likewise. Whatever it came from,
+    /// the names are checked here, before access.
+    fn scope(&self, job: &Job, alert: &alert::AlertScope) -> Result<(Scope, Option<String>), String> {
+        let remembered = job
+            .thread
+            .as_ref()
+            .and_then(|t| self.answered.lock().expect("not poisoned").get(&format!("{}/{t}", job.channel)).cloned())
+            .map(|(_, scope)| scope);
+        let (namespace, mut note) = if let Some(ns) = &job.namespace {
+            (ns.clone(), None)
+        } else if let Some(ns) = &alert.namespace {
+            (ns.clone(), Some("namespace from the alert"))
+        } else if let Some(scope) = &remembered {
+            (scope.namespace().to_string(), None)
+        } else {
+            (self.channel_namespace(&job.channel), None)
+        };
+        let mut object = job.object.clone();
+        if object.is_none() && job.namespace.as_ref().is_none_or(|ns| Some(ns) == alert.namespace.as_ref()) {
+            if let Some(o) = &alert.object {
+                object = Some(o.clone());
+                note = Some("namespace and object from the alert");
+            } else if let Some(scope) = remembered.as_ref().filter(|s| s.namespace() == namespace) {
+                object = scope.object().map(ToString::to_string);
+            }
+        }
+        let scope = Scope::parse(&namespace, object.as_deref()).map_err(|e| e.to_string())?;
+        Ok((scope, note.map(str::to_string)))
+    }
+
+    /// Tells the asker in the thread why their question is not answered.
+    async fn refuse(&self, job: &Job, why: &str) {
+        let message = blocks::failure(why, &job.request_id);
+        if let Err(e) = self.api.post_message(&job.channel, job.thread.as_deref(), &message).await {
+            tracing::warn!("cannot tell the asker about the refusal: {e}");
+        }
+    }
+
     /// Reads the cluster and asks the model, streaming into the placeholder; returns the final answer.
-    #[allow(clippy::too_many_arguments)]
     async fn answer(
         &self,
         ticket: &mut Ticket,
         job: &Job,
         target: &Target,
-        namespace: &str,
-        object: Option<String>,
-        note: Option<&'static str>,
-        history: Vec<Turn>,
+        mut request: Request,
+        mut note: Option<String>,
         title: &str,
     ) -> Result<(answer::Answer, Option<String>), String> {
-        let mut note = note.map(str::to_string);
-        let parse = |o: &str| o.split_once('/').map(|(k, n)| (k.to_string(), n.to_string()));
-        let mut scope = Scope { namespace: namespace.to_string(), object: object.as_deref().and_then(parse) };
-        let mut question = Question::diagnose(namespace);
-        question.intent = job.intent;
-        question.object = object;
-        question.history = history;
-        if !job.question.trim().is_empty() {
-            question.text = job.question.clone();
-        }
         let stream = Arc::new(Mutex::new(Stream::default()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let updater = match target {
@@ -594,17 +608,16 @@ impl Slack {
             )
         };
         let (on_token, on_queued) = callbacks();
-        let mut result = ticket.answer(&scope, &question, on_token, on_queued).await;
+        let mut result = ticket.answer(&request, on_token, on_queued).await;
         // An alert's pod is often gone by the time someone asks (restarted, rescheduled): read the namespace.
         if let Err(ServeError::Read(ReadError::ObjectNotFound { kind, name, .. })) = &result
             && job.object.is_none()
-            && question.object.is_some()
+            && request.scope.object().is_some()
         {
             note = Some(format!("{kind} {name} from the alert no longer exists; diagnosing the namespace"));
-            question.object = None;
-            scope.object = None;
+            request = request.whole_namespace();
             let (on_token, on_queued) = callbacks();
-            result = ticket.answer(&scope, &question, on_token, on_queued).await;
+            result = ticket.answer(&request, on_token, on_queued).await;
         }
         let _ = stop.send(());
         if let Some(updater) = updater {

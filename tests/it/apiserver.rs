@@ -238,11 +238,11 @@ impl Cluster {
     }
 
     pub async fn admin(&self) -> kube::Client {
-        kubechat::cluster::client(Some(&self.admin_kubeconfig), None).await.unwrap()
+        client_of(&self.admin_kubeconfig).await
     }
 
     pub async fn bot(&self) -> kube::Client {
-        kubechat::cluster::client(Some(&self.bot_kubeconfig), None).await.unwrap()
+        client_of(&self.bot_kubeconfig).await
     }
 
     /// kubectl as `kubeconfig`, with its own cache directory.
@@ -653,4 +653,12 @@ async fn broken_workloads_are_diagnosed_live_and_from_a_dump_alike() {
     let (replayed, _) =
         kubechat(&["diagnose", "--dump", dump.path().to_str().unwrap(), "-n", "shop", "--no-llm", "--output", "json"]);
     assert_eq!(replayed["findings"], live["findings"], "live and replayed findings differ");
+}
+
+/// A client with a kubeconfig's credentials, as kubectl would use them.
+async fn client_of(kubeconfig: &std::path::Path) -> kube::Client {
+    kubechat::install_tls_provider();
+    let file = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await.unwrap();
+    kube::Client::try_from(config).unwrap()
 }

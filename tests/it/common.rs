@@ -23,7 +23,7 @@ pub async fn serve(dump: Arc<Dump>, forbid: &[&str]) -> Server {
 }
 
 pub async fn client(server: &Server) -> kube::Client {
-    kubechat::cluster::client(None, Some(&server.url())).await.unwrap()
+    kubechat::cluster::client(&server.url()).await.unwrap()
 }
 
 /// Runs the kubechat binary.
@@ -188,4 +188,96 @@ pub fn findings(diagnosis: &Value) -> Vec<(String, String, String)> {
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let list = diagnosis["findings"].as_array().expect("a findings list");
     list.iter().map(|f| (text(&f["reason"]), text(&f["object"]["kind"]), text(&f["object"]["name"]))).collect()
+}
+
+/// kubechat built by the same builder as `kubechat serve` ([`kubechat::app::App::build`]), serving on a free loopback
+/// port until dropped or shut down.
+pub struct TestApp {
+    pub url: String,
+    pub slack: Option<Arc<kubechat::slack::Slack>>,
+    pub metrics_url: Option<String>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestApp {
+    /// Stops taking requests; those in flight finish, then [`TestApp::task`] ends.
+    pub fn shut_down(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn spawn_app(config: kubechat::config::Config) -> TestApp {
+    let app = kubechat::app::App::build(config).await.expect("kubechat starts");
+    let slack = app.slack().cloned();
+    let metrics_url = app.metrics_addr().map(|a| format!("http://{a}/metrics"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.serve(listener, async {
+        let _ = rx.await;
+    }));
+    TestApp { url, slack, metrics_url, shutdown: Some(tx), task }
+}
+
+/// The settings the tests start from: the repository's prompts, the replay server at `cluster`, the model at `model`
+/// (OpenAI-compatible), open to everyone with no rate limit and no metrics port, auditing to standard output;
+/// `namespace` when a question names none.
+pub fn config(cluster: &str, model: &str, namespace: &str) -> kubechat::config::Config {
+    let mut config = kubechat::config::RawConfig::default().validate().expect("the defaults are valid");
+    config.cluster = kubechat::cluster::Source::Url(cluster.to_string());
+    config.namespace = Some(namespace.to_string());
+    config.prompts =
+        kubechat::config::PromptSource::Dir(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts")));
+    config.llm = kubechat::llm::LlmConfig {
+        url: model.to_string(),
+        api: kubechat::llm::Api::Openai,
+        model: "recorded".into(),
+        ..kubechat::llm::LlmConfig::default()
+    };
+    config.access = kubechat::access::Access::open();
+    config.http_auth = kubechat::server::HttpAuth::Open;
+    (config.user_rate, config.place_rate, config.metrics) = (None, None, None);
+    config
+}
+
+/// The audit log of a test app: a file, read back line by line.
+pub struct Audit {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Audit {
+    pub fn new() -> Audit {
+        let dir = tempfile::tempdir().unwrap();
+        Audit { path: dir.path().join("audit.jsonl"), _dir: dir }
+    }
+
+    pub fn lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each audit line is JSON"))
+            .collect()
+    }
+
+    /// At least `count` lines, waiting up to 30 s for them.
+    pub async fn wait_for(&self, count: usize) -> Vec<Value> {
+        for _ in 0..300 {
+            let found = self.lines();
+            if found.len() >= count {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("fewer than {count} audit lines: {:#?}", self.lines());
+    }
 }

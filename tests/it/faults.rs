@@ -7,9 +7,6 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use kubechat::llm::{Api, Llm, LlmConfig};
-use kubechat::prompt::PromptStore;
-use kubechat::service::AppState;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -80,26 +77,12 @@ async fn forward(State((upstream, faults, hits, http)): State<Upstream>, request
     out
 }
 
-fn prompts() -> Arc<PromptStore> {
-    Arc::new(PromptStore::open(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts"))).unwrap())
-}
-
-/// kubechat's HTTP API over `client`, asking the model at `model`.
-async fn app(client: kube::Client, model: &str, concurrency: usize) -> (String, tokio::task::JoinHandle<()>) {
-    let llm = LlmConfig {
-        url: model.to_string(),
-        api: Api::Openai,
-        model: "recorded".into(),
-        concurrency,
-        ..LlmConfig::default()
-    };
-    let state = AppState::new(client, prompts(), Llm::new(llm).unwrap(), Default::default(), "oom".into());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        let _ = kubechat::server::serve(listener, kubechat::server::router(state), std::future::pending()).await;
-    });
-    (url, task)
+/// kubechat's HTTP API over the API server at `cluster`, asking the model at `model`.
+async fn app(cluster: &str, model: &str, concurrency: usize) -> (String, crate::common::TestApp) {
+    let mut config = crate::common::config(cluster, model, "oom");
+    config.llm.concurrency = concurrency;
+    let app = crate::common::spawn_app(config).await;
+    (app.url.clone(), app)
 }
 
 fn stream(lines: usize) -> String {
@@ -118,8 +101,7 @@ async fn a_kube_api_answering_429_is_waited_out_and_500_is_named() {
     let model = recorded_slowly("text/event-stream", stream(2), Duration::from_millis(1)).await;
     // 429 twice on the pod list: kube's client waits and retries, and the diagnosis completes.
     let api = faulty_api(vec![Fault { path: "/api/v1/namespaces/oom/pods?", status: 429, times: 2 }]).await;
-    let client = kubechat::cluster::client(None, Some(&api.url)).await.unwrap();
-    let (url, _task) = app(client, &model.url, 2).await;
+    let (url, _task) = app(&api.url, &model.url, 2).await;
     let http = crate::common::http_client();
     let response = http.post(format!("{url}/diagnose")).json(&json!({"namespace": "oom"})).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -131,8 +113,7 @@ async fn a_kube_api_answering_429_is_waited_out_and_500_is_named() {
 
     // A 500 that persists: a clear message naming the call and the status, with a request id.
     let api = faulty_api(vec![Fault { path: "/api/v1/namespaces/oom/pods?", status: 500, times: 100 }]).await;
-    let client = kubechat::cluster::client(None, Some(&api.url)).await.unwrap();
-    let (url, _task) = app(client, &model.url, 2).await;
+    let (url, _task) = app(&api.url, &model.url, 2).await;
     let response = http.post(format!("{url}/diagnose")).json(&json!({"namespace": "oom"})).send().await.unwrap();
     assert_eq!(response.status(), 502);
     let body: Value = response.json().await.unwrap();
@@ -170,8 +151,7 @@ async fn dying_model(tokens: usize) -> (String, tokio::task::JoinHandle<()>) {
 async fn a_model_killed_mid_answer_still_gives_the_findings() {
     let (model, _task) = dying_model(3).await;
     let replay = serve(scenarios(), &[]).await;
-    let client = crate::common::client(&replay).await;
-    let (url, _app) = app(client, &model, 2).await;
+    let (url, _app) = app(&replay.url(), &model, 2).await;
     let answer = crate::common::post_json(&format!("{url}/diagnose"), &json!({"namespace": "oom"})).await;
     let degraded = answer["degraded"].as_str().expect("the answer says why it has no model text");
     assert!(degraded.contains("mid-answer") || degraded.contains("stream"), "{degraded}");
@@ -183,8 +163,7 @@ async fn a_model_killed_mid_answer_still_gives_the_findings() {
 async fn two_hundred_questions_at_once_all_end_in_an_answer_or_a_clear_reply() {
     let model = recorded_slowly("text/event-stream", stream(2), Duration::from_millis(2)).await;
     let replay = serve(scenarios(), &[]).await;
-    let client = crate::common::client(&replay).await;
-    let (url, _task) = app(client, &model.url, 2).await;
+    let (url, _task) = app(&replay.url(), &model.url, 2).await;
     let http = crate::common::http_client();
     let namespaces = ["oom", "crashloop", "imagepull", "healthy", "no-such-namespace"];
     let mut tasks = Vec::new();
@@ -230,13 +209,7 @@ async fn a_failing_slack_web_api_is_told_to_the_asker_with_a_request_id() {
         let form = "application/x-www-form-urlencoded";
         signed(bot, "/slack/commands", form, body, &now(), None).await.json().await.unwrap()
     }
-    let bot = bot_with_policy(
-        kubechat::slack::SlackMode::Http,
-        Duration::from_millis(1),
-        |_, _| {},
-        kubechat::service::Policy::open(),
-    )
-    .await;
+    let bot = bot_with_policy(kubechat::slack::SlackMode::Http, Duration::from_millis(1), |_, _| {}, |_| {}).await;
     *bot.slack.fake.fail.lock().unwrap() = 1;
     let body = command_body(&bot, "/diagnose", "oom", crate::fake_slack::CHANNEL);
     assert_eq!(acknowledge(&bot, &body).await["text"], "Diagnosing oom…");

@@ -7,8 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kubechat::answer::{self, Question};
+use kubechat::access::{Asker, Platform};
+use kubechat::answer;
 use kubechat::llm::{Api, Chunk, Llm, LlmConfig, LlmError};
+use kubechat::request::{Intent, Request};
 use serde_json::Value;
 
 use crate::common::{SCENARIOS, client, kubechat, recorded, recorded_slowly, scenarios, serve};
@@ -147,12 +149,12 @@ async fn prompts_fit_the_window_by_the_real_tokenizer_and_carry_no_secret() {
         ("secrets", 4096, "panic: billing cannot start without its database"),
         ("readiness", 4096, "Readiness probe failed: HTTP probe failed with statuscode: 503"),
     ] {
-        let scope = kubechat::request::Scope { namespace: namespace.into(), object: None };
+        let scope = kubechat::request::Scope::parse(namespace, None).unwrap();
         let facts = kubechat::cluster::read(&client, &scope, &Default::default()).await.unwrap();
         let prompt = prompts.get("diagnose").unwrap();
-        let prepared =
-            answer::prepare(&facts, &Question::diagnose(namespace), prompt, num_ctx, 256, jiff::Timestamp::now())
-                .unwrap();
+        let asker = Asker { platform: Platform::Cli, place: None, user: "test".into() };
+        let request = Request::new("test", asker, Intent::Diagnose, scope, "", Vec::new());
+        let prepared = answer::prepare(&facts, &request, prompt, num_ctx, 256, jiff::Timestamp::now()).unwrap();
         assert!(prepared.prompt_tokens + 256 <= num_ctx, "{namespace}: {} + 256 > {num_ctx}", prepared.prompt_tokens);
         assert!(
             prepared.diagnosis.context.contains(decisive),

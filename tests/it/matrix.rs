@@ -4,12 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kubechat::llm::{Api, Llm, LlmConfig};
-use kubechat::matrix::Matrix;
 use kubechat::matrix::MatrixConfig;
-use kubechat::prompt::PromptStore;
 use kubechat::secret::Secret;
-use kubechat::service::AppState;
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::api::client::room::create_room;
 use matrix_sdk::ruma::events::Mentions;
@@ -21,7 +17,7 @@ use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use matrix_sdk::{Client, Room};
 use serde_json::Value;
 
-use crate::common::{Recorded, client, recorded_slowly, scenarios, serve};
+use crate::common::{Recorded, TestApp, config, recorded_slowly, scenarios, serve, spawn_app};
 use crate::synapse::Synapse;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -188,15 +184,9 @@ fn mention(bot: &OwnedUserId, text: &str) -> RoomMessageEventContent {
 struct Bot {
     id: OwnedUserId,
     model: Recorded,
-    task: tokio::task::JoinHandle<()>,
+    _app: TestApp,
     _replay: kubechat::replay::Server,
     _store: tempfile::TempDir,
-}
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 fn bot_config(synapse: &Synapse, store: &std::path::Path) -> MatrixConfig {
@@ -218,17 +208,13 @@ fn bot_config(synapse: &Synapse, store: &std::path::Path) -> MatrixConfig {
 async fn start_bot(synapse: &Synapse, pause: Duration, adjust: impl FnOnce(&mut MatrixConfig)) -> Bot {
     let model = recorded_slowly("text/event-stream", answer_stream(), pause).await;
     let replay = serve(scenarios(), &[]).await;
-    let prompts =
-        Arc::new(PromptStore::open(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts"))).unwrap());
-    let llm = LlmConfig { url: model.url.clone(), api: Api::Openai, model: "recorded".into(), ..LlmConfig::default() };
-    let state =
-        AppState::new(client(&replay).await, prompts, Llm::new(llm).unwrap(), Default::default(), "healthy".into());
     let store = tempfile::tempdir().unwrap();
-    let mut config = bot_config(synapse, store.path());
-    adjust(&mut config);
-    let matrix = Matrix::start(config, state).await.expect("kubechat logs in to Synapse");
-    let task = tokio::spawn(matrix.run());
-    Bot { id: "@kubechat:localhost".try_into().unwrap(), model, task, _replay: replay, _store: store }
+    let mut matrix = bot_config(synapse, store.path());
+    adjust(&mut matrix);
+    let mut config = config(&replay.url(), &model.url, "healthy");
+    config.matrix = Some(matrix);
+    let app = spawn_app(config).await;
+    Bot { id: "@kubechat:localhost".try_into().unwrap(), model, _app: app, _replay: replay, _store: store }
 }
 
 fn answer_to(seen: &Seen, placeholder: &OwnedEventId) -> bool {

@@ -1,61 +1,52 @@
 //! The inner wall and what an operator runs the bot with: access by channel and identity, rate limits, the audit log,
 //! `/metrics`, HTTP authentication, and Alertmanager's webhook diagnosing in the alert's thread.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kubechat::access::{Access, Buckets, Rate, Rule};
+use kubechat::access::{Access, Rate, Rule};
 use kubechat::alerts::{AlertmanagerConfig, Receiver};
-use kubechat::audit::AuditLog;
+use kubechat::config::Config;
 use kubechat::secret::Secret;
 use kubechat::server::HttpAuth;
-use kubechat::service::Policy;
 use kubechat::slack::SlackMode;
 use serde_json::{Value, json};
 
+use crate::common::Audit;
 use crate::fake_slack::{BOT_USER, CHANNEL};
 use crate::slack::{Bot, bot_with_policy, command_body, event, now, signed, text_of};
 
 const PAYMENTS: &str = "CPAYMENTS";
 const TOKEN: &str = "alice:0123456789abcdef-alice";
 
-fn policy(audit: Arc<Mutex<Vec<u8>>>, rate: Option<Rate>) -> Policy {
-    Policy {
-        access: Access {
+/// The settings under test: Slack's payments channel may read `crash*`, the HTTP identity alice `oom` and `secrets`,
+/// nobody else anything; the audit log goes to `audit`; Alertmanager's receiver posts to the fake Slack's channel.
+fn policy(audit: &Audit, rate: Option<Rate>) -> impl FnOnce(&mut Config) {
+    let path = audit.path.clone();
+    move |config: &mut Config| {
+        config.access = Access {
             slack: vec![Rule { place: PAYMENTS.into(), namespaces: vec!["crash*".into()], users: vec![] }],
             http: vec![Rule { place: "alice".into(), namespaces: vec!["oom".into(), "secrets".into()], users: vec![] }],
             contact: "#platform-help".into(),
             ..Access::default()
-        },
-        user_rate: rate.map(Buckets::new),
-        place_rate: None,
-        audit: AuditLog::memory(audit),
-        auth: HttpAuth::Tokens(vec![("alice".into(), Secret::new("0123456789abcdef-alice"))]),
-        cors_origins: Vec::new(),
+        };
+        config.user_rate = rate;
+        config.audit = Some(path);
+        config.http_auth = HttpAuth::Tokens(vec![("alice".into(), Secret::new("0123456789abcdef-alice"))]);
+        config.metrics = Some("127.0.0.1:0".parse().unwrap());
+        config.alertmanager = AlertmanagerConfig {
+            token: Secret::new("alertmanager-token-123"),
+            cooldown: Duration::from_secs(600),
+            receivers: vec![Receiver {
+                name: "team-payments".into(),
+                slack_channel: Some(CHANNEL.into()),
+                matrix_room: None,
+            }],
+        };
     }
 }
 
-async fn bot(audit: Arc<Mutex<Vec<u8>>>, rate: Option<Rate>) -> Bot {
+async fn bot(audit: &Audit, rate: Option<Rate>) -> Bot {
     bot_with_policy(SlackMode::Http, Duration::from_millis(1), |_, _| {}, policy(audit, rate)).await
-}
-
-fn lines(audit: &Arc<Mutex<Vec<u8>>>) -> Vec<Value> {
-    String::from_utf8(audit.lock().unwrap().clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each audit line is JSON"))
-        .collect()
-}
-
-async fn wait_for_lines(audit: &Arc<Mutex<Vec<u8>>>, count: usize) -> Vec<Value> {
-    for _ in 0..300 {
-        let found = lines(audit);
-        if found.len() >= count {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("fewer than {count} audit lines: {:#?}", lines(audit));
 }
 
 fn bearer() -> String {
@@ -64,8 +55,8 @@ fn bearer() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unmapped_channel_or_identity_is_refused_without_any_of_the_namespaces_data() {
-    let audit = Arc::default();
-    let bot = bot(Arc::clone(&audit), None).await;
+    let audit = Audit::new();
+    let bot = bot(&audit, None).await;
     let form = "application/x-www-form-urlencoded";
     // A channel with no entry: denied by default, told which namespace and whom to ask, and nothing else.
     let body = command_body(&bot, "/diagnose", "imagepull", CHANNEL);
@@ -144,7 +135,7 @@ async fn an_unmapped_channel_or_identity_is_refused_without_any_of_the_namespace
     assert_eq!(answered.status(), 200);
 
     // One audit line per request, refusals included.
-    let found = wait_for_lines(&audit, 7).await;
+    let found = audit.wait_for(7).await;
     let outcomes: Vec<&str> = found.iter().map(|l| l["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes.iter().filter(|o| **o == "refused").count(), 4, "{outcomes:?}");
     assert!(outcomes.contains(&"answered"), "{outcomes:?}");
@@ -152,8 +143,8 @@ async fn an_unmapped_channel_or_identity_is_refused_without_any_of_the_namespace
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_limit_answers_politely() {
-    let audit = Arc::default();
-    let bot = bot(Arc::clone(&audit), Some(Rate { burst: 1, per_minute: 2 })).await;
+    let audit = Audit::new();
+    let bot = bot(&audit, Some(Rate { burst: 1, per_minute: 2 })).await;
     let http = crate::common::http_client();
     let url = format!("{}/diagnose", bot.url);
     let first =
@@ -173,18 +164,15 @@ async fn the_rate_limit_answers_politely() {
     assert_eq!(first["text"], "Diagnosing crashloop…");
     let second: Value = signed(&bot, "/slack/commands", form, &body, &now(), None).await.json().await.unwrap();
     assert!(second["text"].as_str().unwrap().starts_with("you are asking faster than kubechat answers; try again in"));
-    let found = wait_for_lines(&audit, 4).await;
+    let found = audit.wait_for(4).await;
     assert_eq!(found.iter().filter(|l| l["outcome"] == "rate_limited").count(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_leaves_one_audit_line_without_secrets_and_the_metrics_move() {
-    let audit = Arc::default();
-    let bot = bot(Arc::clone(&audit), None).await;
-    let metrics = kubechat::server::metrics_router(bot.state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics_url = format!("http://{}/metrics", listener.local_addr().unwrap());
-    let _server = tokio::spawn(async move { axum::serve(listener, metrics).await });
+    let audit = Audit::new();
+    let bot = bot(&audit, None).await;
+    let metrics_url = bot.app.metrics_url.clone().expect("metrics on their own port");
     let http = crate::common::http_client();
     let before = http.get(&metrics_url).send().await.unwrap().text().await.unwrap();
     let samples_before = parse_prometheus(&before);
@@ -197,7 +185,7 @@ async fn every_request_leaves_one_audit_line_without_secrets_and_the_metrics_mov
     let answered: Value = response.json().await.unwrap();
     assert!(!answered["findings"].as_array().unwrap().is_empty());
     http.post(&url).header("authorization", bearer()).json(&json!({"namespace": "kube-system"})).send().await.unwrap();
-    let found = wait_for_lines(&audit, 2).await;
+    let found = audit.wait_for(2).await;
     assert_eq!(found.len(), 2, "one line per request");
     let line = &found[0];
     for field in [
@@ -223,7 +211,7 @@ async fn every_request_leaves_one_audit_line_without_secrets_and_the_metrics_mov
         json!(answered["findings"].as_array().unwrap().iter().map(|f| f["reason"].clone()).collect::<Vec<_>>())
     );
     assert_eq!(found[1]["outcome"], "refused");
-    let text = String::from_utf8(audit.lock().unwrap().clone()).unwrap();
+    let text = std::fs::read_to_string(&audit.path).unwrap();
     let corpus = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/secrets.tsv")).unwrap();
     for secret in
         corpus.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split('\t').next()).filter(|s| s.len() >= 8)
@@ -280,31 +268,13 @@ fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_is_diagnosed_once_per_fingerprint_in_its_own_thread_and_resolved_there() {
-    let audit = Arc::default();
-    let bot = bot(Arc::clone(&audit), None).await;
+    let audit = Audit::new();
+    let bot = bot(&audit, None).await;
     // Alertmanager's own message in the channel, then chatter after it.
     let alert_ts = bot.slack.post(json!({"type": "message", "subtype": "bot_message", "bot_id": "BALERTS", "text": "",
         "attachments": [{"title": "[FIRING:1] KubePodCrashLooping", "text": "*Details:*\n • *alertname:* `KubePodCrashLooping`\n • *namespace:* `crashloop`\n • *pod:* `payments-api-7b8d9c6f5-qw7zt`"}]}));
     bot.slack.post(json!({"type": "message", "user": "UDEV", "text": "looking"}));
-    let alerts = kubechat::alerts::Alerts::new(
-        AlertmanagerConfig {
-            token: Secret::new("alertmanager-token-123"),
-            cooldown: Duration::from_secs(600),
-            receivers: vec![Receiver {
-                name: "team-payments".into(),
-                slack_channel: Some(CHANNEL.into()),
-                matrix_room: None,
-            }],
-        },
-        bot.state.clone(),
-        Some(bot.front.clone()),
-        #[cfg(feature = "matrix")]
-        None,
-    );
-    let app = kubechat::alerts::routes(alerts);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/alertmanager", listener.local_addr().unwrap());
-    let _server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("{}/alertmanager", bot.url);
     let payload = |status: &str| {
         json!({"version": "4", "groupKey": "{}:{alertname=\"KubePodCrashLooping\"}", "truncatedAlerts": 0, "status": status,
         "receiver": "team-payments", "groupLabels": {"alertname": "KubePodCrashLooping"}, "commonLabels": {}, "commonAnnotations": {},

@@ -9,7 +9,7 @@ use kubechat::request::Scope;
 use crate::common::{client, scenarios, serve};
 
 fn scope(namespace: &str) -> Scope {
-    Scope { namespace: namespace.to_string(), object: None }
+    Scope::parse(namespace, None).unwrap()
 }
 
 #[tokio::test]
@@ -45,10 +45,12 @@ async fn forbidden_events_become_a_gap_and_the_findings_remain() {
     assert_eq!(facts.gaps.len(), 1, "{:?}", facts.gaps);
     assert!(
         facts.gaps[0]
+            .message
             .starts_with("cannot list events in namespace crashloop: the API server refused it (403 Forbidden"),
         "{}",
         facts.gaps[0]
     );
+    assert_eq!(facts.gaps[0].cause, kubechat::facts::Cause::Forbidden);
     assert!(facts.unread.contains("events"));
     let diagnosis = kubechat::report::diagnose(&facts, 6000);
     assert_eq!(diagnosis.findings[0].reason.as_str(), "CrashLoopBackOff");
@@ -64,7 +66,7 @@ async fn a_hanging_api_server_times_out_naming_the_call() {
             open.push(stream); // accept and never answer
         }
     });
-    let client = cluster::client(None, Some(&format!("http://{addr}"))).await.unwrap();
+    let client = cluster::client(&format!("http://{addr}")).await.unwrap();
     let limits = Limits { call_timeout: Duration::from_millis(300), ..Limits::default() };
     let started = std::time::Instant::now();
     let error = cluster::read(&client, &scope("payments"), &limits).await.unwrap_err();
@@ -81,7 +83,7 @@ async fn a_hanging_api_server_times_out_naming_the_call() {
 #[tokio::test]
 async fn an_unreachable_api_server_is_named() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let client = cluster::client(None, Some(&format!("http://127.0.0.1:{port}"))).await.unwrap();
+    let client = cluster::client(&format!("http://127.0.0.1:{port}")).await.unwrap();
     let error = cluster::read(&client, &scope("payments"), &Limits::default()).await.unwrap_err();
     let text = error.to_string();
     assert!(text.starts_with("cannot list pods in namespace payments: cannot reach the API server"), "{text}");

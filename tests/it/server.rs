@@ -1,15 +1,11 @@
 //! `kubechat serve`'s HTTP API against the replay server and a recorded model stream.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use kubechat::llm::{Api, Llm, LlmConfig};
-use kubechat::prompt::PromptStore;
-use kubechat::service::AppState;
 use serde_json::{Value, json};
 
-use crate::common::{Recorded, client, recorded_slowly, scenarios, serve};
+use crate::common::{Recorded, TestApp, config, recorded_slowly, scenarios, serve, spawn_app};
 
 /// A recorded OpenAI-compatible stream whose last chunk comes `pause` after the first tokens.
 fn answer_stream() -> String {
@@ -23,11 +19,10 @@ fn answer_stream() -> String {
 }
 
 struct App {
+    app: TestApp,
     url: String,
     _model: Recorded,
     _replay: kubechat::replay::Server,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 async fn app(pause: Duration) -> App {
@@ -37,29 +32,10 @@ async fn app(pause: Duration) -> App {
 async fn app_with(pause: Duration, concurrency: usize) -> App {
     let model = recorded_slowly("text/event-stream", answer_stream(), pause).await;
     let replay = serve(scenarios(), &[]).await;
-    let prompts =
-        Arc::new(PromptStore::open(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts"))).unwrap());
-    let config = LlmConfig {
-        url: model.url.clone(),
-        api: Api::Openai,
-        model: "recorded".into(),
-        concurrency,
-        ..LlmConfig::default()
-    };
-    let state = AppState::new(
-        client(&replay).await,
-        prompts,
-        Llm::new(config).unwrap(),
-        Default::default(),
-        "imagepull".into(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(kubechat::server::serve(listener, kubechat::server::router(state), async {
-        let _ = rx.await;
-    }));
-    App { url, _model: model, _replay: replay, shutdown: Some(tx), task }
+    let mut config = config(&replay.url(), &model.url, "imagepull");
+    config.llm.concurrency = concurrency;
+    let app = spawn_app(config).await;
+    App { url: app.url.clone(), app, _model: model, _replay: replay }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,12 +140,12 @@ async fn shutdown_lets_requests_in_flight_finish() {
     let request =
         tokio::spawn(http.post(format!("{}/diagnose", app.url)).json(&json!({"namespace": "imagepull"})).send());
     tokio::time::sleep(Duration::from_millis(400)).await;
-    app.shutdown.take().unwrap().send(()).unwrap();
+    app.app.shut_down();
     let response = request.await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
     assert!(answer["degraded"].is_null(), "{}", answer["degraded"]);
-    (&mut app.task).await.unwrap().unwrap();
+    (&mut app.app.task).await.unwrap().unwrap();
 }
 
 /// chromedriver from Debian's chromium-driver package, driving Debian's headless chromium, stopped when dropped.

@@ -1,18 +1,16 @@
 //! Slack end to end: kubechat's Slack front-end (HTTP and Socket Mode) against the fake Slack, the replay server and
 //! a recorded model stream.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kubechat::llm::{Api, Llm, LlmConfig};
-use kubechat::prompt::PromptStore;
+use kubechat::config::Config;
+use kubechat::llm::LlmConfig;
 use kubechat::secret::Secret;
-use kubechat::service::{AppState, Policy};
 use kubechat::slack::SlackMode;
-use kubechat::slack::{Slack, SlackConfig, signature};
+use kubechat::slack::{SlackConfig, signature};
 use serde_json::{Value, json};
 
-use crate::common::{Recorded, client, recorded_slowly, scenarios, serve};
+use crate::common::{Recorded, TestApp, config, recorded_slowly, scenarios, serve, spawn_app};
 use crate::fake_slack::{APP_TOKEN, BOT_ID, BOT_TOKEN, BOT_USER, CHANNEL, Call, FakeSlack};
 
 const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
@@ -45,16 +43,8 @@ pub struct Bot {
     pub url: String,
     pub slack: FakeSlack,
     pub model: Recorded,
-    pub state: Arc<AppState>,
-    pub front: Arc<Slack>,
+    pub app: TestApp,
     _replay: kubechat::replay::Server,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        self.tasks.iter().for_each(|t| t.abort());
-    }
 }
 
 async fn bot(mode: SlackMode, pause: Duration) -> Bot {
@@ -62,24 +52,22 @@ async fn bot(mode: SlackMode, pause: Duration) -> Bot {
 }
 
 async fn bot_with(mode: SlackMode, pause: Duration, adjust: impl FnOnce(&mut SlackConfig, &mut LlmConfig)) -> Bot {
-    bot_with_policy(mode, pause, adjust, Policy::open()).await
+    bot_with_policy(mode, pause, adjust, |_| {}).await
 }
 
-/// A bot under `policy` (access rules, rate limits, audit log).
+/// A bot built as `kubechat serve` builds it, with its settings adjusted by `adjust` and `policy` (access rules, rate
+/// limits, the audit log, the Alertmanager webhook).
 pub async fn bot_with_policy(
     mode: SlackMode,
     pause: Duration,
     adjust: impl FnOnce(&mut SlackConfig, &mut LlmConfig),
-    policy: Policy,
+    policy: impl FnOnce(&mut Config),
 ) -> Bot {
     let slack = FakeSlack::start().await;
     let model = recorded_slowly("text/event-stream", answer_stream(), pause).await;
     let replay = serve(scenarios(), &[]).await;
-    let prompts =
-        Arc::new(PromptStore::open(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts"))).unwrap());
-    let mut llm =
-        LlmConfig { url: model.url.clone(), api: Api::Openai, model: "recorded".into(), ..LlmConfig::default() };
-    let mut config = SlackConfig {
+    let mut config = config(&replay.url(), &model.url, "healthy");
+    let mut slack_config = SlackConfig {
         mode,
         bot_token: Secret::new(BOT_TOKEN),
         app_token: Secret::new(APP_TOKEN),
@@ -92,30 +80,12 @@ pub async fn bot_with_policy(
         max_pending: 20,
         attach_context: true,
     };
-    adjust(&mut config, &mut llm);
-    let state = AppState::with_policy(
-        client(&replay).await,
-        prompts,
-        Llm::new(llm).unwrap(),
-        Default::default(),
-        "healthy".into(),
-        policy,
-    );
-    let front = Slack::start(config, state.clone()).await.expect("auth.test passes against the fake");
-    let front_handle = front.clone();
-    let state_handle = state.clone();
-    let mut app = kubechat::server::router(state);
-    let mut tasks = Vec::new();
-    match mode {
-        SlackMode::Http => app = app.merge(kubechat::slack::http::routes(front)),
-        SlackMode::Socket => tasks.push(tokio::spawn(kubechat::slack::socket::run(front))),
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tasks.push(tokio::spawn(async move {
-        let _ = kubechat::server::serve(listener, app, std::future::pending()).await;
-    }));
-    Bot { url, slack, model, state: state_handle, front: front_handle, _replay: replay, tasks }
+    adjust(&mut slack_config, &mut config.llm);
+    config.slack = Some(slack_config);
+    policy(&mut config);
+    let app = spawn_app(config).await;
+    assert!(app.slack.is_some(), "auth.test passes against the fake");
+    Bot { url: app.url.clone(), slack, model, app, _replay: replay }
 }
 
 pub fn now() -> String {

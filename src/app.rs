@@ -1,0 +1,211 @@
+//! The composition root: [`App::build`] turns a validated [`Config`] into a running kubechat (the cluster, the prompts,
+//! the model, the policy, and each front-end the configuration turns on), and [`App::serve`] serves it until shutdown.
+//! `kubechat serve`, `kubechat demo`, the integration tests and the benchmarks all start kubechat through here, so
+//! there is one wiring to keep right.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::access::Buckets;
+use crate::alerts::{self, Alerts};
+use crate::audit::AuditLog;
+use crate::cluster::{Cluster, ConnectError};
+use crate::config::{Config, PromptSource};
+use crate::llm::{Llm, LlmError};
+use crate::prompt::{PromptError, PromptStore, Prompts};
+use crate::server::{self, Http, HttpAuth};
+use crate::service::{AppState, Policy};
+use crate::slack::{self, Slack, SlackMode};
+
+/// Why kubechat cannot start; each names the setting to look at.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot load the prompts from {} (setting prompts): {source}", path.display())]
+    Prompts { path: PathBuf, source: PromptError },
+    #[error("{0}")]
+    Llm(#[from] LlmError),
+    #[error("{0}")]
+    Cluster(#[from] ConnectError),
+    #[error("cannot open the audit log {} (setting audit.path): {source}", path.display())]
+    Audit { path: PathBuf, source: std::io::Error },
+    #[error("cannot listen on {address} (setting metrics.listen): {source}")]
+    Metrics { address: SocketAddr, source: std::io::Error },
+    #[error("cannot connect to Slack (settings slack.bot_token and slack.api_url): {0}")]
+    Slack(#[from] slack::api::ApiError),
+    #[cfg(feature = "matrix")]
+    #[error("cannot connect to Matrix at {homeserver}: {source}")]
+    Matrix { homeserver: String, source: crate::matrix::StartError },
+}
+
+/// A kubechat ready to serve.
+pub struct App {
+    state: Arc<AppState>,
+    router: Router,
+    slack: Option<Arc<Slack>>,
+    socket_mode: bool,
+    #[cfg(feature = "matrix")]
+    matrix: Option<Arc<crate::matrix::Matrix>>,
+    metrics: Option<TcpListener>,
+    _prompt_watch: Option<KillOnDrop>,
+}
+
+impl App {
+    /// Connects to what `config` names and builds every front-end it turns on; fails naming the setting at fault.
+    pub async fn build(config: Config) -> Result<App, BuildError> {
+        crate::install_tls_provider();
+        let (prompts, watch) = match &config.prompts {
+            PromptSource::Dir(path) => {
+                let store =
+                    PromptStore::open(path).map_err(|source| BuildError::Prompts { path: path.clone(), source })?;
+                let store = Arc::new(store);
+                let watch = KillOnDrop(store.watch(config.prompts_reload));
+                (store, Some(watch))
+            }
+            PromptSource::Builtin => (Arc::new(PromptStore::fixed(Prompts::builtin())), None),
+        };
+        let llm = Llm::new(config.llm.clone())?;
+        let cluster = Cluster::connect(&config.cluster).await?;
+        let namespace = config.namespace.clone().unwrap_or_else(|| cluster.default_namespace().to_string());
+        let audit = match &config.audit {
+            Some(path) => AuditLog::file(path).map_err(|source| BuildError::Audit { path: path.clone(), source })?,
+            None => AuditLog::stdout(),
+        };
+        if matches!(config.http_auth, HttpAuth::Open) {
+            tracing::warn!("http.auth is open: anyone who can reach kubechat's HTTP API may ask, as `anonymous`");
+        }
+        let policy = Policy {
+            access: config.access.clone(),
+            user_rate: config.user_rate.map(Buckets::new),
+            place_rate: config.place_rate.map(Buckets::new),
+            audit,
+        };
+        let state = AppState::new(cluster, prompts, llm, config.limits.clone(), namespace, policy);
+        let http = Http { core: state.clone(), auth: config.http_auth.clone(), cors_origins: config.cors_origins };
+        let mut router = server::router(http);
+        let metrics = match config.metrics {
+            Some(address) => {
+                Some(TcpListener::bind(address).await.map_err(|source| BuildError::Metrics { address, source })?)
+            }
+            None => None,
+        };
+        let mut slack = None;
+        let mut socket_mode = false;
+        if let Some(slack_config) = config.slack {
+            let mode = slack_config.mode;
+            let started = Slack::start(slack_config, state.clone()).await?;
+            match mode {
+                SlackMode::Http => router = router.merge(slack::http::routes(started.clone())),
+                SlackMode::Socket => socket_mode = true,
+            }
+            tracing::info!("answering on Slack ({mode:?} mode)");
+            slack = Some(started);
+        }
+        #[cfg(feature = "matrix")]
+        let matrix = match config.matrix {
+            Some(matrix_config) => {
+                let homeserver = matrix_config.homeserver_url.clone();
+                let matrix = crate::matrix::Matrix::start(matrix_config, state.clone())
+                    .await
+                    .map_err(|source| BuildError::Matrix { homeserver: homeserver.clone(), source })?;
+                tracing::info!("answering on Matrix at {homeserver}");
+                Some(matrix)
+            }
+            None => None,
+        };
+        if !config.alertmanager.token.is_empty() {
+            let alerts = Alerts::new(
+                config.alertmanager,
+                state.clone(),
+                slack.clone(),
+                #[cfg(feature = "matrix")]
+                matrix.clone(),
+            );
+            router = router.merge(alerts::routes(alerts));
+            tracing::info!("taking Alertmanager's webhook at /alertmanager");
+        }
+        Ok(App {
+            state,
+            router,
+            slack,
+            socket_mode,
+            #[cfg(feature = "matrix")]
+            matrix,
+            metrics,
+            _prompt_watch: watch,
+        })
+    }
+
+    /// The core: the cluster, the prompts, the model, the policy and the metrics.
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// The Slack front-end, when `slack.enabled`.
+    pub fn slack(&self) -> Option<&Arc<Slack>> {
+        self.slack.as_ref()
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves the HTTP API on `listener`, `/metrics` on its own port, Slack's Socket Mode and Matrix's sync, until
+    /// `shutdown` resolves; requests in flight finish first, then the background front-ends stop.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let mut background = Vec::new();
+        if let Some(metrics) = self.metrics {
+            let router = server::metrics_router(self.state.clone());
+            background.push(KillOnDrop(tokio::spawn(async move {
+                if let Err(e) = axum::serve(metrics, router).await {
+                    tracing::error!("the metrics server failed: {e}");
+                }
+            })));
+        }
+        if let (true, Some(slack)) = (self.socket_mode, &self.slack) {
+            background.push(KillOnDrop(tokio::spawn(slack::socket::run(slack.clone()))));
+        }
+        #[cfg(feature = "matrix")]
+        if let Some(matrix) = &self.matrix {
+            background.push(KillOnDrop(tokio::spawn(matrix.clone().run())));
+        }
+        let served = server::serve(listener, self.router, shutdown).await;
+        drop(background);
+        served
+    }
+}
+
+/// Ctrl-C or SIGTERM (what Kubernetes sends on pod shutdown).
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = terminate => {},
+    }
+    eprintln!("shutting down: finishing the requests in flight");
+}
+
+/// Stops a background task when dropped.
+struct KillOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

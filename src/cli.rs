@@ -1,0 +1,97 @@
+//! The command line as a front-end: `kubechat diagnose` and `kubechat ask` read a namespace (of a live cluster or a
+//! dump) and print the findings and the model's answer to a terminal, or as JSON.
+
+use std::time::Instant;
+
+use crate::access::{Asker, Platform};
+use crate::answer::{self, BudgetError};
+use crate::cluster::{Cluster, ConnectError, Limits, ReadError, Source};
+use crate::llm::{Llm, LlmConfig, LlmError};
+use crate::prompt::Prompts;
+use crate::report;
+use crate::request::{Intent, Invalid, Request, Scope};
+
+/// One question from the command line.
+pub struct Asked {
+    pub source: Source,
+    /// The namespace; the kubeconfig's (or the dump's only one) when none is given.
+    pub namespace: Option<String>,
+    /// `KIND/NAME`.
+    pub object: Option<String>,
+    pub limits: Limits,
+    pub intent: Intent,
+    pub question: String,
+    pub prompts: Prompts,
+    pub llm: LlmConfig,
+    /// Findings and context only, without asking the model.
+    pub no_llm: bool,
+    pub json: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Budget(#[from] BudgetError),
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    #[error("cannot write JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Reads, finds and answers, printing as it goes: the answer streams to standard output as the model writes it.
+pub async fn diagnose(asked: Asked) -> Result<(), CliError> {
+    let cluster = Cluster::connect(&asked.source).await?;
+    let namespace = asked.namespace.unwrap_or_else(|| cluster.default_namespace().to_string());
+    let scope = Scope::parse(&namespace, asked.object.as_deref())?;
+    let facts = cluster.read(&scope, &asked.limits).await?;
+    let user = std::env::var("USER").unwrap_or_else(|_| "cli".to_string());
+    let asker = Asker { platform: Platform::Cli, place: None, user };
+    let request = Request::new("cli", asker, asked.intent, scope, &asked.question, Vec::new());
+
+    if asked.no_llm {
+        let (diagnosis, commands, prompt) = answer::without_model(&facts, &request, &asked.prompts, &asked.llm)?;
+        if asked.json {
+            let mut json = serde_json::to_value(&diagnosis)?;
+            json["commands"] = serde_json::to_value(&commands)?;
+            json["prompt"] = serde_json::to_value(&prompt)?;
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        } else {
+            print!("{}", report::text(&diagnosis));
+        }
+        return Ok(());
+    }
+
+    let llm = Llm::new(asked.llm)?;
+    let started = Instant::now();
+    let streaming = !asked.json;
+    let on_token = |token: &str| {
+        if streaming {
+            use std::io::Write as _;
+            print!("{token}");
+            let _ = std::io::stdout().flush();
+        }
+    };
+    let on_queued = |position: usize| eprintln!("waiting for the model: number {position} in line");
+    let answer = answer::answer(&facts, &request, &asked.prompts, &llm, on_token, on_queued).await?;
+    if asked.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    if let Some(reason) = &answer.degraded {
+        eprintln!("note: answering without the model: {reason}");
+        print!("{}", answer.answer);
+    } else if answer.truncated {
+        // The streamed tokens lack the note that the JSON answer carries.
+        let note = answer.answer.rsplit("\n\n").next().unwrap_or_default();
+        print!("\n\n{note}");
+    }
+    println!();
+    print!("{}", answer::terminal_footer(&answer, started.elapsed()));
+    Ok(())
+}
