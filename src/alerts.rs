@@ -19,12 +19,12 @@ use serde_json::json;
 
 use crate::access::{Asker, Platform};
 use crate::audit::Outcome;
-use crate::config::{ConfigError, invalid};
 use crate::request::Scope;
 use crate::request::{Intent, Invalid};
 use crate::secret::Secret;
 use crate::server::HttpAuth;
 use crate::service::AppState;
+use crate::settings::{ConfigError, invalid};
 use crate::slack::Slack;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

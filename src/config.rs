@@ -19,21 +19,9 @@ use crate::matrix::{MatrixConfig, RawMatrix};
 use crate::request::parse_namespace;
 use crate::secret::Secret;
 use crate::server::HttpAuth;
+pub use crate::settings::ConfigError;
+use crate::settings::invalid;
 use crate::slack::config::{RawSlack, SlackConfig};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read the configuration file {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("cannot parse the configuration file {}: {message}", path.display())]
-    Parse { path: PathBuf, message: String },
-    #[error("setting {setting}: {problem}")]
-    Invalid { setting: String, problem: String },
-}
-
-pub(crate) fn invalid(setting: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { setting: setting.to_string(), problem: problem.into() }
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -49,6 +49,7 @@ pub mod resources;
 pub mod secret;
 pub mod server;
 pub mod service;
+pub mod settings;
 pub mod slack;
 pub mod tokens;
 

@@ -10,6 +10,10 @@ pub enum Route {
     Question { intent: Intent, namespace: Option<String>, object: Option<String>, question: String },
 }
 
+/// Around an object named in a sentence: `deployment/web`, (pod/x), "pod/x", pod/x?
+const QUOTES: &[char] = &['`', '"', '\'', '('];
+const PUNCTUATION: &[char] = &['`', '"', '\'', ')', '?', '!', '.', ',', ';', ':'];
+
 fn is_name(word: &str) -> bool {
     !word.is_empty()
         && word.len() <= 63
@@ -54,14 +58,15 @@ pub fn route(command: Option<&str>, text: &str) -> Route {
         }
         if let Some(ns) = word.strip_prefix("--namespace=") {
             namespace = Some(ns.to_string());
+        } else if word.split_once('/').is_some_and(|(kind, _)| narrowable(kind.trim_start_matches(QUOTES)).is_some()) {
+            // `deployment/web`, by any of kubectl's names for the kind: an object, whatever follows the slash (a name
+            // that is not one is refused where the request is built, not read as words of the question). Quotes and
+            // the sentence's punctuation around it are not part of it.
+            object = Some(word.trim_start_matches(QUOTES).trim_end_matches(PUNCTUATION).to_string());
         } else if let Some((left, right)) = word.split_once('/').filter(|(l, r)| is_name(l) && is_name(r)) {
-            // A kind kubechat can narrow to (by any of kubectl's names), else a namespace and a pod in it.
-            if narrowable(left).is_some() {
-                object = Some(format!("{left}/{right}"));
-            } else {
-                namespace.get_or_insert_with(|| left.to_string());
-                object = Some(format!("pod/{right}"));
-            }
+            // A namespace and a pod in it.
+            namespace.get_or_insert_with(|| left.to_string());
+            object = Some(format!("pod/{right}"));
         } else {
             rest.push(word);
         }
@@ -109,6 +114,19 @@ mod tests {
         assert_eq!(
             route(None, "why is checkout failing?"),
             question(Intent::Ask, None, None, "why is checkout failing?")
+        );
+        assert_eq!(
+            route(Some("/diagnose"), "shop pod/ why"),
+            question(Intent::Diagnose, Some("shop"), Some("pod/"), "why"),
+            "a kind with a bad name is an object, refused later, not words of the question"
+        );
+        assert_eq!(
+            route(None, "ask about cj/nightly -n batch"),
+            question(Intent::Ask, Some("batch"), Some("cj/nightly"), "about")
+        );
+        assert_eq!(
+            route(None, "what about `deployment/web`?"),
+            question(Intent::Ask, None, Some("deployment/web"), "what about")
         );
         assert_eq!(route(None, "help"), Route::Help);
         assert_eq!(route(Some("/ask"), "  "), Route::Help);

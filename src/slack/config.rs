@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, invalid};
 use crate::request::parse_namespace;
 use crate::secret::Secret;
+use crate::settings::{ConfigError, invalid};
 
 /// How kubechat meets Slack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,8 @@ use kubechat::replay::{self, Server};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde_json::Value;
+use axum::response::IntoResponse as _;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 pub const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/scenarios");
@@ -280,4 +281,77 @@ impl Audit {
         }
         panic!("fewer than {count} audit lines: {:#?}", self.lines());
     }
+}
+
+/// A fault to inject: requests whose path contains `path` get `status` (with `Retry-After: 1`), `times` times.
+#[derive(Clone)]
+pub struct Fault {
+    pub path: &'static str,
+    pub status: u16,
+    pub times: usize,
+}
+
+/// A Kubernetes API in front of the replay server that injects faults.
+pub struct FaultyApi {
+    pub url: String,
+    pub hits: Arc<Mutex<Vec<(String, u16)>>>,
+    _replay: kubechat::replay::Server,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+pub async fn faulty_api(faults: Vec<Fault>) -> FaultyApi {
+    api_proxy(scenarios(), faults).await
+}
+
+/// The same in front of a replay server of `dump`; every request it forwards is kept in `hits`.
+pub async fn api_proxy(dump: Arc<Dump>, faults: Vec<Fault>) -> FaultyApi {
+    let replay = serve(dump, &[]).await;
+    let upstream = replay.url();
+    let faults = Arc::new(Mutex::new(faults));
+    let hits: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
+    let state = (upstream, faults, hits.clone(), crate::common::http_client());
+    let app = axum::Router::new().fallback(forward).with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    FaultyApi { url, hits, _replay: replay, _task: task }
+}
+
+type Upstream = (String, Arc<Mutex<Vec<Fault>>>, Arc<Mutex<Vec<(String, u16)>>>, reqwest::Client);
+
+async fn forward(
+    axum::extract::State((upstream, faults, hits, http)): axum::extract::State<Upstream>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let injected = {
+        let mut faults = faults.lock().unwrap();
+        faults.iter_mut().find(|f| f.times > 0 && path.contains(f.path)).map(|f| {
+            f.times -= 1;
+            f.status
+        })
+    };
+    if let Some(status) = injected {
+        hits.lock().unwrap().push((path, status));
+        let body =
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "injected", "code": status});
+        return (
+            axum::http::StatusCode::from_u16(status).unwrap(),
+            [("retry-after", "1"), ("content-type", "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    let response = http.get(format!("{upstream}{path}")).send().await.unwrap();
+    let status = response.status().as_u16();
+    hits.lock().unwrap().push((path, status));
+    let content_type = response.headers().get("content-type").cloned();
+    let body: axum::body::Bytes = response.bytes().await.unwrap();
+    let mut out = (axum::http::StatusCode::from_u16(status).unwrap(), body).into_response();
+    if let Some(content_type) = content_type {
+        out.headers_mut().insert("content-type", content_type);
+    }
+    out
 }

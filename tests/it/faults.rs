@@ -1,81 +1,12 @@
 //! Faults: each ends with no panic, no lost request and a clear message. A Kubernetes API that answers 429 or 500, a
 //! model server killed mid-answer, a Slack Web API that fails, and 200 questions at once.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::common::{recorded_slowly, scenarios, serve};
-
-/// A fault to inject: requests whose path contains `path` get `status` (with `Retry-After: 1`), `times` times.
-#[derive(Clone)]
-struct Fault {
-    path: &'static str,
-    status: u16,
-    times: usize,
-}
-
-/// A Kubernetes API in front of the replay server that injects faults.
-struct FaultyApi {
-    url: String,
-    hits: Arc<Mutex<Vec<(String, u16)>>>,
-    _replay: kubechat::replay::Server,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-async fn faulty_api(faults: Vec<Fault>) -> FaultyApi {
-    let replay = serve(scenarios(), &[]).await;
-    let upstream = replay.url();
-    let faults = Arc::new(Mutex::new(faults));
-    let hits: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
-    let state = (upstream, faults, hits.clone(), crate::common::http_client());
-    let app = axum::Router::new().fallback(forward).with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    FaultyApi { url, hits, _replay: replay, _task: task }
-}
-
-type Upstream = (String, Arc<Mutex<Vec<Fault>>>, Arc<Mutex<Vec<(String, u16)>>>, reqwest::Client);
-
-async fn forward(State((upstream, faults, hits, http)): State<Upstream>, request: Request) -> Response {
-    let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
-    let injected = {
-        let mut faults = faults.lock().unwrap();
-        faults.iter_mut().find(|f| f.times > 0 && path.contains(f.path)).map(|f| {
-            f.times -= 1;
-            f.status
-        })
-    };
-    if let Some(status) = injected {
-        hits.lock().unwrap().push((path, status));
-        let body =
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "injected", "code": status});
-        return (
-            axum::http::StatusCode::from_u16(status).unwrap(),
-            [("retry-after", "1"), ("content-type", "application/json")],
-            body.to_string(),
-        )
-            .into_response();
-    }
-    let response = http.get(format!("{upstream}{path}")).send().await.unwrap();
-    let status = response.status().as_u16();
-    hits.lock().unwrap().push((path, status));
-    let content_type = response.headers().get("content-type").cloned();
-    let body: Bytes = response.bytes().await.unwrap();
-    let mut out = (axum::http::StatusCode::from_u16(status).unwrap(), body).into_response();
-    if let Some(content_type) = content_type {
-        out.headers_mut().insert("content-type", content_type);
-    }
-    out
-}
+use crate::common::{Fault, faulty_api, recorded_slowly, scenarios, serve};
 
 /// kubechat's HTTP API over the API server at `cluster`, asking the model at `model`.
 async fn app(cluster: &str, model: &str, concurrency: usize) -> (String, crate::common::TestApp) {

@@ -8,9 +8,11 @@ mod dumps;
 mod fake_slack;
 mod faults;
 mod fuzz_inputs;
+mod layout;
 mod llm;
 #[cfg(feature = "matrix")]
 mod matrix;
+mod names;
 mod perf;
 mod policy;
 mod reader;

@@ -185,7 +185,7 @@ struct Bot {
     id: OwnedUserId,
     model: Recorded,
     _app: TestApp,
-    _replay: kubechat::replay::Server,
+    _replay: Option<kubechat::replay::Server>,
     _store: tempfile::TempDir,
 }
 
@@ -206,15 +206,29 @@ fn bot_config(synapse: &Synapse, store: &std::path::Path) -> MatrixConfig {
 
 /// Starts kubechat's Matrix front-end as the registered `@kubechat:localhost`.
 async fn start_bot(synapse: &Synapse, pause: Duration, adjust: impl FnOnce(&mut MatrixConfig)) -> Bot {
-    let model = recorded_slowly("text/event-stream", answer_stream(), pause).await;
     let replay = serve(scenarios(), &[]).await;
+    let mut bot = start_bot_on(synapse, &replay.url(), pause, adjust, |_| {}).await;
+    bot._replay = Some(replay);
+    bot
+}
+
+/// The same, reading the API server at `cluster`, with kubechat's settings adjusted by `policy`.
+async fn start_bot_on(
+    synapse: &Synapse,
+    cluster: &str,
+    pause: Duration,
+    adjust: impl FnOnce(&mut MatrixConfig),
+    policy: impl FnOnce(&mut kubechat::config::Config),
+) -> Bot {
+    let model = recorded_slowly("text/event-stream", answer_stream(), pause).await;
     let store = tempfile::tempdir().unwrap();
     let mut matrix = bot_config(synapse, store.path());
     adjust(&mut matrix);
-    let mut config = config(&replay.url(), &model.url, "healthy");
+    let mut config = config(cluster, &model.url, "healthy");
     config.matrix = Some(matrix);
+    policy(&mut config);
     let app = spawn_app(config).await;
-    Bot { id: "@kubechat:localhost".try_into().unwrap(), model, _app: app, _replay: replay, _store: store }
+    Bot { id: "@kubechat:localhost".try_into().unwrap(), model, _app: app, _replay: None, _store: store }
 }
 
 fn answer_to(seen: &Seen, placeholder: &OwnedEventId) -> bool {
@@ -375,4 +389,71 @@ async fn a_rate_limited_bot_waits_and_still_answers() {
         "the edit was sent {gap} ms after the placeholder: the homeserver's M_LIMIT_EXCEEDED was not waited out"
     );
     assert!(answer.notice().unwrap().0.contains("CrashLoopBackOff"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_with_names_that_are_not_names_are_refused_in_the_thread_and_never_read() {
+    use crate::names::{DEV, EMPTY_OBJECT, NAMESPACE_RULE, SECRET, asked, hostile_namespaces, nothing_read};
+    let synapse = Synapse::start().await;
+    let alice = User::new(&synapse, "alice").await;
+    synapse.register("kubechat", "kubechat-password");
+    let api = crate::common::api_proxy(crate::names::dump(), Vec::new()).await;
+    // Every room may read `*-dev`.
+    let bot = start_bot_on(
+        &synapse,
+        &api.url,
+        Duration::from_millis(5),
+        |_| {},
+        |config| {
+            config.access = kubechat::access::Access {
+                matrix: vec![kubechat::access::Rule {
+                    place: "*".into(),
+                    namespaces: vec!["*-dev".into()],
+                    users: vec![],
+                }],
+                contact: "#platform-help".into(),
+                ..Default::default()
+            };
+        },
+    )
+    .await;
+    let room = alice.room("ops", false, &[&bot.id]).await;
+    alice.wait_for_membership(room.room_id(), &bot.id, "join").await;
+    let reply = |asked: OwnedEventId| {
+        let (alice, bot_id) = (&alice, bot.id.clone());
+        async move {
+            let seen = alice
+                .wait_for("the reply in the thread", |s| {
+                    s.sender == bot_id && s.thread().is_some_and(|t| t.event_id == asked)
+                })
+                .await;
+            seen.notice().expect("a notice").0
+        }
+    };
+    let before = asked(&api).len();
+    for (namespace, problem) in hostile_namespaces() {
+        let said = alice.say(&room, RoomMessageEventContent::text_plain(format!("!diagnose -n {namespace}"))).await;
+        let body = reply(said).await;
+        assert!(body.contains(problem) && body.contains(NAMESPACE_RULE), "{namespace}: {body}");
+    }
+    let said = alice.say(&room, RoomMessageEventContent::text_plain(format!("!diagnose {DEV} pod/"))).await;
+    let body = reply(said).await;
+    assert!(body.contains(EMPTY_OBJECT), "{body}");
+    let said = alice.say(&room, RoomMessageEventContent::text_plain(format!("!diagnose -n {SECRET}"))).await;
+    let body = reply(said).await;
+    assert!(body.contains("you may not diagnose namespace secret-project from here"), "{body}");
+    nothing_read(&api, before, "a refused name").await;
+    assert!(bot.model.requests.lock().unwrap().is_empty(), "nothing reached the model");
+
+    // `*-dev` reads payments-dev.
+    let said = alice.say(&room, RoomMessageEventContent::text_plain(format!("!diagnose -n {DEV}"))).await;
+    let placeholder = reply(said.clone()).await;
+    assert!(placeholder.contains("Diagnosing payments-dev"), "{placeholder}");
+    let answer = alice
+        .wait_for("the answer", |s| {
+            s.sender == bot.id && s.edits().is_some() && s.notice().is_some_and(|(b, _)| b.contains("payments-dev"))
+        })
+        .await;
+    assert!(answer.notice().unwrap().0.contains("CrashLoopBackOff"), "{:?}", answer.notice());
+    assert!(!asked(&api).iter().any(|p| p.contains(SECRET)), "secret-project was read");
 }

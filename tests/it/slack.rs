@@ -44,7 +44,7 @@ pub struct Bot {
     pub slack: FakeSlack,
     pub model: Recorded,
     pub app: TestApp,
-    _replay: kubechat::replay::Server,
+    _replay: Option<kubechat::replay::Server>,
 }
 
 async fn bot(mode: SlackMode, pause: Duration) -> Bot {
@@ -63,10 +63,23 @@ pub async fn bot_with_policy(
     adjust: impl FnOnce(&mut SlackConfig, &mut LlmConfig),
     policy: impl FnOnce(&mut Config),
 ) -> Bot {
+    let replay = serve(scenarios(), &[]).await;
+    let mut bot = bot_on(&replay.url(), mode, pause, adjust, policy).await;
+    bot._replay = Some(replay);
+    bot
+}
+
+/// The same, reading the API server at `cluster`.
+pub async fn bot_on(
+    cluster: &str,
+    mode: SlackMode,
+    pause: Duration,
+    adjust: impl FnOnce(&mut SlackConfig, &mut LlmConfig),
+    policy: impl FnOnce(&mut Config),
+) -> Bot {
     let slack = FakeSlack::start().await;
     let model = recorded_slowly("text/event-stream", answer_stream(), pause).await;
-    let replay = serve(scenarios(), &[]).await;
-    let mut config = config(&replay.url(), &model.url, "healthy");
+    let mut config = config(cluster, &model.url, "healthy");
     let mut slack_config = SlackConfig {
         mode,
         bot_token: Secret::new(BOT_TOKEN),
@@ -85,7 +98,7 @@ pub async fn bot_with_policy(
     policy(&mut config);
     let app = spawn_app(config).await;
     assert!(app.slack.is_some(), "auth.test passes against the fake");
-    Bot { url: app.url.clone(), slack, model, app, _replay: replay }
+    Bot { url: app.url.clone(), slack, model, app, _replay: None }
 }
 
 pub fn now() -> String {

@@ -1,0 +1,19 @@
+//! The error a setting's check gives. A leaf module, so the configuration and each front-end that validates its own
+//! section ([`crate::slack::config`], [`crate::matrix::config`], [`crate::alerts`]) share it without importing each
+//! other.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot parse the configuration file {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("setting {setting}: {problem}")]
+    Invalid { setting: String, problem: String },
+}
+
+pub fn invalid(setting: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { setting: setting.to_string(), problem: problem.into() }
+}
