@@ -738,6 +738,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(segment("payments-eu.1"), "payments-eu.1");
+        assert_eq!(segment("secret-project/pods?x=-dev"), "secret-project%2Fpods%3Fx%3D-dev");
+        assert_eq!(segment("a/../b"), "a%2F..%2Fb");
+        assert_eq!(segment("payments%2Fx"), "payments%252Fx");
+        assert_eq!(segment("ß"), "%C3%9F");
+    }
+
+    #[test]
     fn forbidden_errors_name_the_rule_to_add() {
         let call =
             Call { verb: "get", resource: "pods/log".into(), group: "", namespace: Some("shop".into()), name: None };

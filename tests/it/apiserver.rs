@@ -568,6 +568,64 @@ async fn the_shipped_role_reads_what_the_bot_needs_and_refuses_writes_and_secret
     assert!(is_forbidden(secrets.get("db").await), "get secrets");
     assert!(admin_secrets.list(&ListParams::default()).await.is_ok(), "the refusals are RBAC's: the admin may");
 
+    // A CronJob, served only as batch/v1beta1 by this API server, with a Job it owns: a question narrowed to it
+    // reads its Job and nothing of the rest of the namespace (the crash-looping pod of the Deployment).
+    let admin = cluster.admin().await;
+    let v1beta1 = kube::discovery::ApiResource {
+        group: "batch".into(),
+        version: "v1beta1".into(),
+        api_version: "batch/v1beta1".into(),
+        kind: "CronJob".into(),
+        plural: "cronjobs".into(),
+    };
+    let cronjobs: Api<kube::api::DynamicObject> = Api::namespaced_with(admin.clone(), "shop", &v1beta1);
+    let template = json!({"spec": {"restartPolicy": "Never", "containers": [{"name": "report", "image": "registry.example.com/report:1"}]}});
+    let cronjob: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "batch/v1beta1", "kind": "CronJob", "metadata": {"name": "nightly"},
+        "spec": {"schedule": "0 3 * * *", "suspend": true, "jobTemplate": {"spec": {"template": template}}},
+    }))
+    .unwrap();
+    let cronjob = cronjobs.create(&PostParams::default(), &cronjob).await.unwrap();
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(admin.clone(), "shop");
+    let job = serde_json::from_value(json!({
+        "metadata": {"name": "nightly-29000000", "ownerReferences": [{"apiVersion": "batch/v1beta1", "kind": "CronJob",
+            "name": "nightly", "uid": cronjob.metadata.uid.clone().unwrap(), "controller": true}]},
+        "spec": {"template": template},
+    }))
+    .unwrap();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    for object in ["cronjob/nightly", "cj/nightly"] {
+        let (narrowed, _) = kubechat(&[
+            "diagnose",
+            "--kubeconfig",
+            &bot_kubeconfig,
+            "-n",
+            "shop",
+            "--object",
+            object,
+            "--no-llm",
+            "--output",
+            "json",
+        ]);
+        let context = narrowed["context"].as_str().unwrap();
+        assert!(context.contains("nightly-29000000"), "{object}: the CronJob's Job is read: {context}");
+        assert!(!context.contains(&shop.crashing), "{object}: the rest of the namespace is left out: {context}");
+        assert!(narrowed.get("gaps").is_none(), "{object}: {}", narrowed["gaps"]);
+    }
+    let missing = crate::common::kubechat(&[
+        "diagnose",
+        "--kubeconfig",
+        &bot_kubeconfig,
+        "-n",
+        "shop",
+        "--object",
+        "cronjob/nightlly",
+        "--no-llm",
+    ]);
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert!(stderr.contains("cronjob nightlly not found in namespace shop; did you mean nightly?"), "{stderr}");
+
     // The base and every overlay, rendered, are accepted by the real API server.
     let renders = tempfile::tempdir().unwrap();
     for dir in crate::delivery::RENDERS {

@@ -88,3 +88,29 @@ async fn an_unreachable_api_server_is_named() {
     let text = error.to_string();
     assert!(text.starts_with("cannot list pods in namespace payments: cannot reach the API server"), "{text}");
 }
+
+#[tokio::test]
+async fn a_cronjob_narrows_the_read_to_its_jobs_and_their_pods() {
+    let server = serve(scenarios(), &[]).await;
+    let client = client(&server).await;
+    let names = |metas: Vec<Option<String>>| metas.into_iter().map(Option::unwrap).collect::<Vec<_>>();
+    for object in ["cronjob/nightly-report", "cj/nightly-report", "CronJobs/nightly-report"] {
+        let scope = Scope::parse("jobs", Some(object)).unwrap();
+        assert_eq!(scope.object().unwrap().to_string(), "cronjob/nightly-report");
+        let facts = cluster::read(&client, &scope, &Limits::default()).await.unwrap();
+        assert_eq!(names(facts.cronjobs.iter().map(|c| c.metadata.name.clone()).collect()), ["nightly-report"]);
+        assert_eq!(names(facts.jobs.iter().map(|j| j.metadata.name.clone()).collect()), ["nightly-report-29394720"]);
+        assert_eq!(
+            names(facts.pods.iter().map(|p| p.metadata.name.clone()).collect()),
+            ["nightly-report-29394720-q8w7e"],
+            "{object}: the failed migration Job beside it is left out"
+        );
+    }
+    let scope = Scope::parse("jobs", Some("cronjob/nightly-reprot")).unwrap();
+    let missing = cluster::read(&client, &scope, &Limits::default()).await.unwrap_err();
+    assert_eq!(
+        missing.to_string(),
+        "cronjob nightly-reprot not found in namespace jobs; did you mean nightly-report?",
+        "{missing:?}"
+    );
+}
