@@ -877,7 +877,7 @@ fn markdown(
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(
         md,
-        "Written by `scripts/bench` (`kubechat bench`, {}) on {}, on {} cores and {:.1} GiB of memory ({}), with \
+        "Written by `scripts/bench` (`kubechat-bench`, {}) on {}, on {} cores and {:.1} GiB of memory ({}), with \
          kubectl {}. Every comparison ran side by side in this one run. How each number is taken: the end of this \
          page.\n",
         if cfg!(debug_assertions) { "a DEBUG build: these numbers say little" } else { "release build" },
