@@ -98,7 +98,7 @@ pub enum ReadError {
     Api { call: Call, code: u16, reason: String, message: String },
     #[error("cannot {call}: cannot reach the API server: {message}")]
     Unreachable { call: Call, message: String },
-    #[error("unsupported object kind {0:?}: use pod, deployment, statefulset, daemonset, job, cronjob or service")]
+    #[error("unsupported object kind {0:?}: use {kinds}", kinds = crate::request::narrowable_kinds())]
     UnsupportedKind(String),
 }
 

@@ -260,27 +260,18 @@ impl Parsed {
     }
 }
 
-/// The kind a resource word means, as the facts name kinds; `None` for kinds kubechat does not read.
+/// The kind a resource word means, as the facts name kinds (`deploy`, `deployments.apps` → `Deployment`), from the one
+/// table of resources; `None` for kinds kubechat does not read.
 fn kind_of(resource: &str) -> Option<&'static str> {
-    let resource = resource.to_lowercase();
     let resource = resource.split('.').next().unwrap_or_default();
-    Some(match resource {
-        "pod" | "pods" | "po" => "Pod",
-        "deployment" | "deployments" | "deploy" => "Deployment",
-        "replicaset" | "replicasets" | "rs" => "ReplicaSet",
-        "statefulset" | "statefulsets" | "sts" => "StatefulSet",
-        "daemonset" | "daemonsets" | "ds" => "DaemonSet",
-        "job" | "jobs" => "Job",
-        "cronjob" | "cronjobs" | "cj" => "CronJob",
-        "service" | "services" | "svc" => "Service",
-        "endpoints" | "ep" => "Endpoints",
-        "persistentvolumeclaim" | "persistentvolumeclaims" | "pvc" => "PersistentVolumeClaim",
-        "node" | "nodes" | "no" => "Node",
-        "event" | "events" | "ev" => "Event",
-        "namespace" | "namespaces" | "ns" => "Namespace",
-        "storageclass" | "storageclasses" | "sc" => "StorageClass",
-        _ => return None,
-    })
+    match crate::resources::by_name(resource) {
+        Some(found) => Some(found.kind),
+        // Read by no one, named in answers often: a PVC's class.
+        None if matches!(resource.to_ascii_lowercase().as_str(), "storageclass" | "storageclasses" | "sc") => {
+            Some("StorageClass")
+        }
+        None => None,
+    }
 }
 
 /// The names of what the facts hold, per kind.

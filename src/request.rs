@@ -64,9 +64,7 @@ pub enum Invalid {
     Name { kind: &'static str, value: String, problem: String },
     #[error("object {0:?} is not KIND/NAME: name one object, e.g. deployment/checkout or pod/web-1")]
     Object(String),
-    #[error(
-        "kubechat cannot narrow a question to kind {0:?}: name a pod, deployment, statefulset, daemonset, job, cronjob or service"
-    )]
+    #[error("kubechat cannot narrow a question to kind {0:?}: name a {kinds}", kinds = narrowable_kinds())]
     Kind(String),
 }
 
@@ -145,6 +143,13 @@ pub fn parse_object(value: &str) -> Result<Target, Invalid> {
         None => Ok(Target { resource, name: name.to_string() }),
         Some(problem) => Err(Invalid::Name { kind: resource.singular, value: name.to_string(), problem }),
     }
+}
+
+/// The kinds a question can be narrowed to, for messages: `pod, deployment, … or service`.
+pub fn narrowable_kinds() -> String {
+    let kinds: Vec<&str> = NARROWABLE.iter().map(|r| r.singular).collect();
+    let (last, rest) = kinds.split_last().expect("NARROWABLE is not empty");
+    format!("{} or {last}", rest.join(", "))
 }
 
 /// The resource a kind word names (`deploy`, `Deployment`, `deployments`), when a question can be narrowed to it.
@@ -270,6 +275,10 @@ mod tests {
         assert_eq!(parse_object("checkout"), Err(Invalid::Object("checkout".into())));
         assert_eq!(parse_object("/checkout"), Err(Invalid::Object("/checkout".into())));
         assert_eq!(parse_object("secret/db"), Err(Invalid::Kind("secret".into())), "never a Secret");
+        assert_eq!(
+            Invalid::Kind("secret".into()).to_string(),
+            "kubechat cannot narrow a question to kind \"secret\": name a pod, deployment, statefulset, daemonset, job, cronjob or service"
+        );
         assert_eq!(parse_object("a/../b"), Err(Invalid::Kind("a".into())));
         assert!(matches!(parse_object("pod/../../secrets"), Err(Invalid::Name { .. })));
         assert!(matches!(parse_object("pod/web?watch=1"), Err(Invalid::Name { .. })));

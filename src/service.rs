@@ -286,6 +286,11 @@ impl Ticket {
         &self.record.request_id
     }
 
+    /// Who was admitted: the asker a request answered on this ticket is built for.
+    pub fn asker(&self) -> &Asker {
+        &self.asker
+    }
+
     pub fn outcome(&self) -> Outcome {
         self.record.outcome
     }

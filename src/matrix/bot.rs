@@ -337,11 +337,11 @@ impl Matrix {
         let started = Instant::now();
         let key = thread_key(job.room.room_id().as_str(), job.root.as_str());
         let remembered = self.threads.lock().expect("not poisoned").get(&key).map(|(_, state)| state.clone());
-        let place = Some(job.room.room_id().to_string());
-        let asker = Asker { platform: Platform::Matrix, place, user: job.user.clone() };
         let (mut ticket, scope) = match job.admitted.take() {
             Some(admitted) => admitted,
             None => {
+                let place = Some(job.room.room_id().to_string());
+                let asker = Asker { platform: Platform::Matrix, place, user: job.user.clone() };
                 // The namespace typed, then the thread's, then kubechat's default; the object likewise.
                 let namespace = job
                     .namespace
@@ -391,6 +391,7 @@ impl Matrix {
             }
         };
         let history = remembered.map(|r| r.turns).unwrap_or_default();
+        let asker = ticket.asker().clone();
         let request = Request::new(&job.request_id, asker, job.intent, scope, &job.question, history.clone());
         let result = ticket.answer(&request, |_| {}, |_| {}).await.map_err(|e| e.to_string());
         let rendered = match &result {

@@ -145,11 +145,6 @@ enum Target {
     ResponseUrl(String),
 }
 
-/// Who asked a job.
-fn ticket_asker(job: &Job) -> Asker {
-    Asker { platform: Platform::Slack, place: Some(job.channel.clone()), user: job.user.clone() }
-}
-
 /// Frees a place in line when the job ends, however it ends.
 struct Pending<'a>(&'a AtomicUsize);
 
@@ -514,7 +509,8 @@ impl Slack {
             Target::Message { thread, .. } => Some(thread.clone()),
             Target::ResponseUrl(_) => None,
         };
-        let request = Request::new(&job.request_id, ticket_asker(&job), job.intent, scope, &job.question, history);
+        let asker = ticket.asker().clone();
+        let request = Request::new(&job.request_id, asker, job.intent, scope, &job.question, history);
         match self.answer(&mut ticket, &job, &target, request, note, &title).await {
             Ok(rendered) => {
                 let posting = Instant::now();

@@ -594,34 +594,17 @@ async fn the_shipped_role_reads_what_the_bot_needs_and_refuses_writes_and_secret
     }))
     .unwrap();
     jobs.create(&PostParams::default(), &job).await.unwrap();
+    let narrowed_to = |object: &'static str| {
+        ["diagnose", "--kubeconfig", bot_kubeconfig.as_str(), "-n", "shop", "--object", object, "--no-llm"]
+    };
     for object in ["cronjob/nightly", "cj/nightly"] {
-        let (narrowed, _) = kubechat(&[
-            "diagnose",
-            "--kubeconfig",
-            &bot_kubeconfig,
-            "-n",
-            "shop",
-            "--object",
-            object,
-            "--no-llm",
-            "--output",
-            "json",
-        ]);
+        let (narrowed, _) = kubechat(&[&narrowed_to(object)[..], &["--output", "json"]].concat());
         let context = narrowed["context"].as_str().unwrap();
         assert!(context.contains("nightly-29000000"), "{object}: the CronJob's Job is read: {context}");
         assert!(!context.contains(&shop.crashing), "{object}: the rest of the namespace is left out: {context}");
         assert!(narrowed.get("gaps").is_none(), "{object}: {}", narrowed["gaps"]);
     }
-    let missing = crate::common::kubechat(&[
-        "diagnose",
-        "--kubeconfig",
-        &bot_kubeconfig,
-        "-n",
-        "shop",
-        "--object",
-        "cronjob/nightlly",
-        "--no-llm",
-    ]);
+    let missing = crate::common::kubechat(&narrowed_to("cronjob/nightlly"));
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(!missing.status.success());
     assert!(stderr.contains("cronjob nightlly not found in namespace shop; did you mean nightly?"), "{stderr}");
