@@ -644,7 +644,8 @@ pub async fn client(url: &str) -> Result<Client, ConnectError> {
 pub struct Cluster {
     client: Client,
     default_namespace: String,
-    _replay: Option<Arc<replay::Server>>,
+    /// A dump served in process: a snapshot, whose facts carry no reading time (their newest timestamp is "now").
+    replay: Option<Arc<replay::Server>>,
 }
 
 impl Cluster {
@@ -675,7 +676,7 @@ impl Cluster {
     /// Reads the cluster through an existing client (its namespace is the default).
     pub fn new(client: Client) -> Cluster {
         let default_namespace = client.default_namespace().to_string();
-        Cluster { client, default_namespace, _replay: None }
+        Cluster { client, default_namespace, replay: None }
     }
 
     async fn replaying(dump: Arc<Dump>, forbid: &[Forbid]) -> Result<Cluster, ConnectError> {
@@ -684,7 +685,7 @@ impl Cluster {
         let server = replay::start(dump, options, ([127, 0, 0, 1], 0).into()).await.map_err(ConnectError::Replay)?;
         let client = client(&server.url()).await?;
         let default_namespace = if namespaces.len() == 1 { namespaces[0].clone() } else { "default".to_string() };
-        Ok(Cluster { client, default_namespace, _replay: Some(Arc::new(server)) })
+        Ok(Cluster { client, default_namespace, replay: Some(Arc::new(server)) })
     }
 
     /// The kubeconfig's namespace; for a dump of one namespace, that one.
@@ -692,8 +693,13 @@ impl Cluster {
         &self.default_namespace
     }
 
+    /// Reads `scope`; a live cluster's facts carry the time they were read, a dump's do not ([`Facts::now`]).
     pub async fn read(&self, scope: &Scope, limits: &Limits) -> Result<Facts, ReadError> {
-        read(&self.client, scope, limits).await
+        let mut facts = read(&self.client, scope, limits).await?;
+        if self.replay.is_none() {
+            facts.observed_at = Some(jiff::Timestamp::now());
+        }
+        Ok(facts)
     }
 
     /// Every namespace's name.

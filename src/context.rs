@@ -342,13 +342,25 @@ fn write_summaries(out: &mut Lines, facts: &Facts, problem: &[&Pod]) {
     }
     for d in &facts.deployments {
         let s = d.status.as_ref();
+        let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let updated = s.and_then(|s| s.updated_replicas).unwrap_or(0);
+        // A rollout under way and inside its progress deadline is said so, and is not a finding.
+        let progressing = s.and_then(|s| s.conditions.as_ref()).into_iter().flatten().find(|c| {
+            c.type_ == "Progressing" && c.status == "True" && c.reason.as_deref() == Some("ReplicaSetUpdated")
+        });
+        let rolling = updated < desired || s.and_then(|s| s.replicas).unwrap_or(0) > updated;
+        let rollout = match progressing {
+            Some(c) if rolling => format!(
+                "; rollout in progress, inside its progress deadline ({})",
+                c.message.as_deref().unwrap_or("progressing")
+            ),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "deployment {}: {}/{} ready, {} updated",
+            "deployment {}: {}/{desired} ready, {updated} updated{rollout}",
             d.metadata.name.as_deref().unwrap_or_default(),
             s.and_then(|s| s.ready_replicas).unwrap_or(0),
-            d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-            s.and_then(|s| s.updated_replicas).unwrap_or(0)
         );
     }
     for s in &facts.statefulsets {

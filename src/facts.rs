@@ -58,6 +58,9 @@ pub struct Facts {
     pub gaps: Vec<Gap>,
     /// The resources (plurals) whose list failed, so analyzers do not mistake "not read" for "none".
     pub unread: BTreeSet<String>,
+    /// When a live cluster was read; none for a snapshot (a dump), whose newest timestamp stands in (see
+    /// [`Facts::now`]).
+    pub observed_at: Option<jiff::Timestamp>,
 }
 
 /// Something the reader could not read, typed so that nothing has to read the message to know why.
@@ -100,6 +103,42 @@ impl fmt::Display for Gap {
 }
 
 impl Facts {
+    /// The time the facts describe: when a live cluster was read, else the newest timestamp they hold (an event, a
+    /// condition's transition, a container's start or end), which is when a snapshot was taken, give or take. Pure:
+    /// analyzers judge "recent" and "still starting" against this, never against a clock of their own.
+    pub fn now(&self) -> Option<jiff::Timestamp> {
+        self.observed_at.or_else(|| self.newest_timestamp())
+    }
+
+    fn newest_timestamp(&self) -> Option<jiff::Timestamp> {
+        use k8s_openapi::api::core::v1::ContainerStatus;
+        let container = |c: &ContainerStatus| {
+            let state = [c.state.as_ref(), c.last_state.as_ref()].into_iter().flatten();
+            state
+                .flat_map(|s| {
+                    [
+                        s.running.as_ref().and_then(|r| r.started_at.as_ref()),
+                        s.terminated.as_ref().and_then(|t| t.finished_at.as_ref()),
+                    ]
+                })
+                .flatten()
+                .map(|t| t.0)
+                .max()
+        };
+        let pods = self.pods.iter().filter_map(|p| p.status.as_ref()).flat_map(|s| {
+            let conditions = s.conditions.iter().flatten().filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0));
+            let containers = s.container_statuses.iter().chain(s.init_container_statuses.iter()).flatten();
+            conditions.chain(containers.filter_map(container))
+        });
+        let events = self.events.iter().filter_map(event_time);
+        let deployments = self
+            .deployments
+            .iter()
+            .filter_map(|d| d.status.as_ref())
+            .flat_map(|s| s.conditions.iter().flatten().filter_map(|c| c.last_update_time.as_ref().map(|t| t.0)));
+        pods.chain(events).chain(deployments).max()
+    }
+
     pub fn log(&self, pod: &str, container: &str, previous: bool) -> Option<&ContainerLog> {
         self.logs.iter().find(|l| l.pod == pod && l.container == container && l.previous == previous)
     }

@@ -329,6 +329,7 @@ fn pod_findings(facts: &Facts, pod: &Pod, events: &[&Event]) -> Vec<Finding> {
         findings.push(f);
     }
 
+    let now = facts.now();
     for (c, init) in statuses(pod) {
         let kind = if init { "init container" } else { "container" };
         let cname = c.name.as_str();
@@ -338,6 +339,11 @@ fn pod_findings(facts: &Facts, pod: &Pod, events: &[&Event]) -> Vec<Finding> {
         let last = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
         let current = c.state.as_ref().and_then(|s| s.terminated.as_ref());
         let oom = [last, current].into_iter().flatten().find(|t| t.reason.as_deref() == Some("OOMKilled"));
+        // Ready and running since a termination that is long past: history, not a finding (the context still shows
+        // the restart count and the last termination).
+        let history = c.ready
+            && c.state.as_ref().is_some_and(|s| s.running.is_some())
+            && last.and_then(|t| t.finished_at.as_ref()).zip(now).is_some_and(|(at, now)| at.0 + HISTORY < now);
 
         let mut f = match reason {
             Some("ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" | "ErrImageNeverPull") => {
@@ -375,7 +381,7 @@ fn pod_findings(facts: &Facts, pod: &Pod, events: &[&Event]) -> Vec<Finding> {
                 }
                 f
             }
-            _ if oom.is_some() => {
+            _ if oom.is_some() && !history => {
                 let t = oom.expect("checked above");
                 let crashing = reason == Some("CrashLoopBackOff");
                 let severity = if crashing || !c.ready { Severity::Critical } else { Severity::Warning };
@@ -462,6 +468,12 @@ fn pod_findings(facts: &Facts, pod: &Pod, events: &[&Event]) -> Vec<Finding> {
                 if unhealthy.is_empty() && !has_probe {
                     continue;
                 }
+                // Still starting: the probes have not had their initial delay and failure threshold yet.
+                if let (Some(window_ends), Some(now)) = (readiness_window_end(pod, c), now)
+                    && now < window_ends
+                {
+                    continue;
+                }
                 let probe =
                     unhealthy.first().and_then(|e| e.message.as_deref()).unwrap_or("readiness probe not passing");
                 let mut f = Finding::new(
@@ -489,6 +501,24 @@ fn pod_findings(facts: &Facts, pod: &Pod, events: &[&Event]) -> Vec<Finding> {
         findings.push(f);
     }
     findings
+}
+
+/// How long past a container's last termination a ready container's restart is history rather than a finding.
+const HISTORY: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
+
+/// When a running container's probes have had their chance: its start, plus the startup probe's and then the
+/// readiness probe's initial delay and failures allowed (Kubernetes' defaults where unset: period 10 s, threshold 3).
+fn readiness_window_end(pod: &Pod, status: &ContainerStatus) -> Option<jiff::Timestamp> {
+    let started = status.state.as_ref()?.running.as_ref()?.started_at.as_ref()?.0;
+    let spec = pod.spec.as_ref()?.containers.iter().find(|c| c.name == status.name)?;
+    let window = |probe: &k8s_openapi::api::core::v1::Probe| {
+        let delay = i64::from(probe.initial_delay_seconds.unwrap_or(0));
+        let period = i64::from(probe.period_seconds.unwrap_or(10));
+        let threshold = i64::from(probe.failure_threshold.unwrap_or(3));
+        delay + period * threshold
+    };
+    let seconds = spec.startup_probe.as_ref().map_or(0, window) + spec.readiness_probe.as_ref().map_or(0, window);
+    Some(started + jiff::SignedDuration::from_secs(seconds))
 }
 
 fn waiting_reason(c: &ContainerStatus) -> Option<&str> {
@@ -754,7 +784,10 @@ fn rollout_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
                 format!("Deployment {name} rollout is not progressing: pods of the new replicaset {new_rs} are failing")
             }
         };
-        let mut f = Finding::new(Reason::RolloutStuck, Severity::Critical, object("Deployment", ns, name), summary);
+        // Critical once the controller has given up (the progress deadline passed); before that, a rollout whose new
+        // pods fail is heading there, a warning beside the pods' own findings.
+        let severity = if deadline.is_some() { Severity::Critical } else { Severity::Warning };
+        let mut f = Finding::new(Reason::RolloutStuck, severity, object("Deployment", ns, name), summary);
         if let Some(c) = deadline {
             f.evidence.push(format!(
                 "condition Progressing=False reason={}: {}",
@@ -1162,5 +1195,40 @@ mod scenario_tests {
         let facts = facts("healthy");
         assert!(facts.pods.len() >= 4, "the fixture is read");
         assert_eq!(summary(&analyze(&facts)), []);
+    }
+
+    #[test]
+    fn a_rollout_in_progress_with_a_pod_inside_its_readiness_window_is_no_finding() {
+        let mut facts = facts("rollout");
+        assert_eq!(facts.pods.len(), 4, "the fixture is read");
+        assert_eq!(summary(&analyze(&facts)), []);
+        let context = crate::context::render(&facts, &[], 4000).text;
+        assert!(
+            context.contains("deployment storefront: 3/3 ready, 3 updated; rollout in progress, inside its progress deadline (ReplicaSet \"storefront-7d9f8b6c5\" is progressing.)"),
+            "{context}"
+        );
+        // The same pod 40 s later, still failing its probe past the window: a finding again, and the rollout whose new
+        // pod fails is a warning until the controller gives up.
+        facts.observed_at = facts.now().map(|now| now + jiff::SignedDuration::from_secs(40));
+        let found = analyze(&facts);
+        assert_eq!(
+            summary(&found),
+            [
+                (Reason::ProbeFailing, "Pod", "storefront-7d9f8b6c5-z3x6c"),
+                (Reason::RolloutStuck, "Deployment", "storefront")
+            ]
+        );
+        assert_eq!(found[1].severity, Severity::Warning, "not critical inside the progress deadline");
+    }
+
+    #[test]
+    fn restarts_days_ago_a_retried_job_and_old_warnings_are_history() {
+        let mut facts = facts("history");
+        assert_eq!(facts.pods.len(), 3, "the fixture is read");
+        assert_eq!(summary(&analyze(&facts)), []);
+        // Read ten minutes after the OOM kill instead, the same pod is a finding: recent, not history.
+        let oom: jiff::Timestamp = "2026-11-28T11:59:57Z".parse().unwrap();
+        facts.observed_at = Some(oom + jiff::SignedDuration::from_mins(10));
+        assert_eq!(summary(&analyze(&facts)), [(Reason::OOMKilled, "Pod", "ledger-6b5c4d3e2-p5l9m")]);
     }
 }

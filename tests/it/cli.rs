@@ -46,6 +46,13 @@ const CASES: &[(&str, &[Expected], &str)] = &[
     ("evicted", &[("Evicted", "Pod", "cache-7f9b8c6d5-4xq2w")], "The node was low on resource: memory."),
     ("nodes", &[("NodeNotReady", "Node", "worker-3")], "Kubelet stopped posting node status."),
     (
+        "rollout",
+        &[],
+        r#"rollout in progress, inside its progress deadline (ReplicaSet "storefront-7d9f8b6c5" is progressing.)"#,
+    ),
+    // The OOM kill two days ago stays visible to the model, as history rather than a finding.
+    ("history", &[], "running, ready true, restarts 1, last terminated OOMKilled exit 137"),
+    (
         "secrets",
         &[("CrashLoopBackOff", "Pod", "billing-5f6d7c8b9a-zt4kq")],
         "postgres://payments:[REDACTED:password]@payments-db:5432/payments",

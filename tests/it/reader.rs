@@ -114,3 +114,16 @@ async fn a_cronjob_narrows_the_read_to_its_jobs_and_their_pods() {
         "{missing:?}"
     );
 }
+
+#[tokio::test]
+async fn three_hundred_healthy_pods_and_nine_hundred_normal_events_are_no_finding() {
+    let server = serve(Arc::new(crate::synthetic::namespace("busy", 300, 900, false)), &[]).await;
+    let facts = cluster::read(&client(&server).await, &scope("busy"), &Limits::default()).await.unwrap();
+    // Repeats of the same event about the same pod are folded into one, their counts added.
+    assert_eq!(facts.pods.len(), 300);
+    let events: i32 = facts.events.iter().map(|e| e.count.unwrap_or(1)).sum();
+    assert_eq!(events, 900, "every event is counted");
+    let diagnosis = kubechat::report::diagnose(&facts, 6000);
+    assert!(diagnosis.findings.is_empty(), "{:#?}", diagnosis.findings);
+    assert!(diagnosis.context.contains("Read: 300 pods (0 with problems)"), "{}", diagnosis.context);
+}
