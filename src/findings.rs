@@ -13,6 +13,8 @@ use serde::Serialize;
 
 use crate::facts::{Facts, ObjectRef, event_time, is_problem_pod};
 
+mod refused;
+
 /// Stable reason codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Reason {
@@ -29,6 +31,7 @@ pub enum Reason {
     Evicted,
     RolloutStuck,
     ServiceNoEndpoints,
+    FailedCreate,
 }
 
 impl Reason {
@@ -47,6 +50,7 @@ impl Reason {
             Reason::Evicted => "Evicted",
             Reason::RolloutStuck => "RolloutStuck",
             Reason::ServiceNoEndpoints => "ServiceNoEndpoints",
+            Reason::FailedCreate => "FailedCreate",
         }
     }
 }
@@ -147,6 +151,7 @@ pub fn analyze(facts: &Facts) -> Vec<Finding> {
     findings.extend(node_findings(facts));
     findings.extend(pvc_findings(facts, &events));
     findings.extend(job_findings(facts));
+    findings.extend(refused::findings(facts, &events));
     findings.extend(rollout_findings(facts, &findings));
     findings.extend(service_findings(facts, &findings));
     link(facts, &mut findings);
@@ -768,9 +773,16 @@ fn rollout_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
                 })
             })
             .collect();
+        // The new ReplicaSet cannot create its pods at all (a quota, admission): the root of the stuck rollout.
+        let refused = newest.and_then(|rs| {
+            let rs = name_of(&rs.metadata);
+            pod_findings
+                .iter()
+                .find(|f| f.reason == Reason::FailedCreate && f.object.kind == "ReplicaSet" && f.object.name == rs)
+        });
         // A rollout is under way while old replicas remain; a finished rollout with crashing pods is not stuck.
         let rolling = updated < desired || total > updated;
-        let stalled = rolling && !failing_new_pods.is_empty();
+        let stalled = rolling && (!failing_new_pods.is_empty() || refused.is_some());
         if deadline.is_none() && !stalled {
             continue;
         }
@@ -804,7 +816,10 @@ fn rollout_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
         for pod in &failing_new_pods {
             f.evidence.push(format!("pod {} under {new_rs}: {}", pod.object.name, pod.reason));
         }
-        f.caused_by = failing_new_pods.first().map(|pod| pod.link());
+        if let Some(refused) = refused {
+            f.evidence.push(format!("replicaset {new_rs}: {}", refused.summary));
+        }
+        f.caused_by = refused.or(failing_new_pods.first().copied()).map(Finding::link);
         f.commands = vec![
             format!("kubectl rollout status deployment/{name} -n {ns} --timeout=10s"),
             format!("kubectl rollout history deployment/{name} -n {ns}"),
@@ -867,6 +882,22 @@ fn service_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
         };
         let mut f = Finding::new(Reason::ServiceNoEndpoints, Severity::Critical, object("Service", ns, name), summary);
         f.evidence.push(format!("service {name} spec.selector: {selector_text}"));
+        // No pod, because the workload that would make them cannot: that is the cause.
+        if selected.is_empty()
+            && let Some(refused) = pod_findings.iter().find(|f| {
+                f.reason == Reason::FailedCreate
+                    && template_labels(facts, &f.object.kind, &f.object.name)
+                        .is_some_and(|labels| selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
+            })
+        {
+            f.evidence.push(format!(
+                "{} {}: {}",
+                refused.object.kind.to_lowercase(),
+                refused.object.name,
+                refused.summary
+            ));
+            f.caused_by = Some(refused.link());
+        }
         f.evidence.push(format!("endpoints {name}: {ready} ready addresses, {not_ready} not ready"));
         for pod in selected.iter().take(5) {
             let pod_name = name_of(&pod.metadata);
@@ -896,6 +927,25 @@ fn service_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
         findings.push(f);
     }
     findings
+}
+
+/// The labels a workload gives the pods it creates.
+fn template_labels<'a>(facts: &'a Facts, kind: &str, name: &str) -> Option<&'a BTreeMap<String, String>> {
+    let named = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| name_of(meta) == name;
+    let template = match kind {
+        "ReplicaSet" => {
+            facts.replicasets.iter().find(|o| named(&o.metadata)).and_then(|o| o.spec.as_ref()?.template.as_ref())
+        }
+        "StatefulSet" => {
+            facts.statefulsets.iter().find(|o| named(&o.metadata)).and_then(|o| Some(&o.spec.as_ref()?.template))
+        }
+        "DaemonSet" => {
+            facts.daemonsets.iter().find(|o| named(&o.metadata)).and_then(|o| Some(&o.spec.as_ref()?.template))
+        }
+        "Job" => facts.jobs.iter().find(|o| named(&o.metadata)).and_then(|o| Some(&o.spec.as_ref()?.template)),
+        _ => None,
+    }?;
+    template.metadata.as_ref()?.labels.as_ref()
 }
 
 /// Connects pods to the node or claim behind their problem, and gives every root cause the list of what follows
@@ -1012,6 +1062,7 @@ mod scenario_tests {
                     "Deployment" => push!(facts.deployments),
                     "ReplicaSet" => push!(facts.replicasets),
                     "StatefulSet" => push!(facts.statefulsets),
+                    "DaemonSet" => push!(facts.daemonsets),
                     "Job" => push!(facts.jobs),
                     "CronJob" => push!(facts.cronjobs),
                     "Service" => push!(facts.services),
@@ -1195,6 +1246,64 @@ mod scenario_tests {
         let facts = facts("healthy");
         assert!(facts.pods.len() >= 4, "the fixture is read");
         assert_eq!(summary(&analyze(&facts)), []);
+    }
+
+    #[test]
+    fn workloads_that_cannot_create_their_pods_name_why() {
+        let quota = analyze(&facts("quota"));
+        assert_eq!(
+            summary(&quota),
+            [(Reason::FailedCreate, "ReplicaSet", "api-6d8f7c9b5"), (Reason::RolloutStuck, "Deployment", "api")]
+        );
+        assert_eq!(
+            quota[0].summary,
+            "ReplicaSet api-6d8f7c9b5 cannot create its pods: the ResourceQuota compute-resources is exhausted: it requests limits.memory=1Gi, limits.memory=3584Mi of limits.memory=4Gi is used"
+        );
+        assert!(evidence(&quota[0]).contains("condition ReplicaFailure=True reason=FailedCreate: pods \"api-6d8f7c9b5-7tq2m\" is forbidden: exceeded quota"), "{}", evidence(&quota[0]));
+        assert!(evidence(&quota[0]).contains("event Warning FailedCreate x19"), "{}", evidence(&quota[0]));
+        assert_eq!(
+            quota[1].caused_by.as_ref().map(|l| l.reason),
+            Some(Reason::FailedCreate),
+            "the rollout is stuck on it"
+        );
+        assert!(quota[0].commands.contains(&"kubectl describe resourcequota -n quota compute-resources".to_string()));
+
+        let psa = analyze(&facts("podsecurity"));
+        assert_eq!(
+            summary(&psa),
+            [
+                (Reason::FailedCreate, "ReplicaSet", "web-6d8f7c9b5"),
+                (Reason::RolloutStuck, "Deployment", "web"),
+                (Reason::ServiceNoEndpoints, "Service", "web")
+            ]
+        );
+        assert!(
+            psa[0].summary.contains(
+                "Pod Security admission (restricted:latest) refuses the pods: allowPrivilegeEscalation != false"
+            ),
+            "{}",
+            psa[0].summary
+        );
+        assert_eq!(
+            psa[2].caused_by.as_ref().map(|l| l.object.name.as_str()),
+            Some("web-6d8f7c9b5"),
+            "no pods, because none can be made"
+        );
+
+        let webhook = analyze(&facts("webhook"));
+        assert_eq!(summary(&webhook), [(Reason::FailedCreate, "StatefulSet", "postgres")]);
+        assert_eq!(
+            webhook[0].summary,
+            "StatefulSet postgres cannot create its pods: the admission webhook validate.kyverno.svc-fail cannot be reached"
+        );
+        assert!(evidence(&webhook[0]).contains("context deadline exceeded"), "{}", evidence(&webhook[0]));
+
+        let account = analyze(&facts("serviceaccount"));
+        assert_eq!(summary(&account), [(Reason::FailedCreate, "Job", "nightly-export")]);
+        assert_eq!(
+            account[0].summary,
+            "Job nightly-export cannot create its pods: its ServiceAccount report-writer does not exist"
+        );
     }
 
     #[test]

@@ -46,6 +46,26 @@ const CASES: &[(&str, &[Expected], &str)] = &[
     ("evicted", &[("Evicted", "Pod", "cache-7f9b8c6d5-4xq2w")], "The node was low on resource: memory."),
     ("nodes", &[("NodeNotReady", "Node", "worker-3")], "Kubelet stopped posting node status."),
     (
+        "quota",
+        &[("FailedCreate", "ReplicaSet", "api-6d8f7c9b5"), ("RolloutStuck", "Deployment", "api")],
+        "exceeded quota: compute-resources, requested: limits.memory=1Gi, used: limits.memory=3584Mi, limited: limits.memory=4Gi",
+    ),
+    (
+        "podsecurity",
+        &[
+            ("FailedCreate", "ReplicaSet", "web-6d8f7c9b5"),
+            ("RolloutStuck", "Deployment", "web"),
+            ("ServiceNoEndpoints", "Service", "web"),
+        ],
+        r#"violates PodSecurity "restricted:latest""#,
+    ),
+    ("webhook", &[("FailedCreate", "StatefulSet", "postgres")], r#"failed calling webhook "validate.kyverno.svc-fail""#),
+    (
+        "serviceaccount",
+        &[("FailedCreate", "Job", "nightly-export")],
+        r#"serviceaccount "report-writer" not found"#,
+    ),
+    (
         "rollout",
         &[],
         r#"rollout in progress, inside its progress deadline (ReplicaSet "storefront-7d9f8b6c5" is progressing.)"#,

@@ -1,0 +1,171 @@
+//! Workloads whose controller cannot create their pods (`FailedCreate`): a ResourceQuota exhausted, Pod Security
+//! admission, an admission webhook that denies or cannot be reached, a ServiceAccount that does not exist. The API
+//! server says why in the ReplicaSet's `ReplicaFailure` condition and in the controllers' `FailedCreate` events; the
+//! pods themselves never exist, so no pod analyzer can see it.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::{EventIndex, Finding, Reason, Severity, events_of, events_with, name_of, object, quote_event};
+use crate::facts::{Facts, event_time};
+
+/// The cause, from the API server's message, with the command that shows more of it.
+struct Cause {
+    summary: String,
+    command: Option<String>,
+}
+
+static QUOTA: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"exceeded quota: ([^,]+), requested: ([^,]+), used: ([^,]+), limited: ([^,\s]+)").expect("compiles")
+});
+static POD_SECURITY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"violates PodSecurity "([^"]+)": (.+)"#).expect("compiles"));
+static WEBHOOK: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#"webhook "([^"]+)""#).expect("compiles"));
+static SERVICE_ACCOUNT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"serviceaccount "([^"]+)" not found"#).expect("compiles"));
+
+fn cause(ns: &str, message: &str) -> Cause {
+    if let Some(c) = QUOTA.captures(message) {
+        return Cause {
+            summary: format!(
+                "the ResourceQuota {} is exhausted: it requests {}, {} of {} is used",
+                &c[1], &c[2], &c[3], &c[4]
+            ),
+            command: Some(format!("kubectl describe resourcequota -n {ns} {}", &c[1])),
+        };
+    }
+    if let Some(c) = POD_SECURITY.captures(message) {
+        return Cause {
+            summary: format!("Pod Security admission ({}) refuses the pods: {}", &c[1], &c[2]),
+            command: Some(format!("kubectl get namespace {ns} --show-labels")),
+        };
+    }
+    if let Some(c) = WEBHOOK.captures(message) {
+        let how = if message.contains("failed calling webhook") || message.contains("failed to call webhook") {
+            "cannot be reached"
+        } else {
+            "denies them"
+        };
+        return Cause {
+            summary: format!("the admission webhook {} {how}", &c[1]),
+            command: Some("kubectl get validatingwebhookconfigurations,mutatingwebhookconfigurations".to_string()),
+        };
+    }
+    if let Some(c) = SERVICE_ACCOUNT.captures(message) {
+        return Cause {
+            summary: format!("its ServiceAccount {} does not exist", &c[1]),
+            command: Some(format!("kubectl get serviceaccounts -n {ns}")),
+        };
+    }
+    Cause { summary: "the API server refuses them".to_string(), command: None }
+}
+
+/// How long a `FailedCreate` event is current: past this it is history, unless a condition still says so.
+const CURRENT: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
+
+/// A `FailedCreate` finding for every ReplicaSet, StatefulSet, DaemonSet or Job that cannot create the pods it wants.
+pub(super) fn findings(facts: &Facts, index: &EventIndex<'_>) -> Vec<Finding> {
+    let ns = facts.namespace.as_str();
+    let now = facts.now();
+    let current = |e: &&k8s_openapi::api::core::v1::Event| {
+        e.type_.as_deref() == Some("Warning")
+            && match (event_time(e), now) {
+                (Some(at), Some(now)) => at + CURRENT >= now,
+                _ => true,
+            }
+    };
+    let mut findings = Vec::new();
+    let mut refused = |kind: &'static str, name: &str, condition: Option<&str>, wants: String| {
+        let events: Vec<_> = events_with(events_of(index, kind, name), &["FailedCreate"]).filter(current).collect();
+        let Some(message) = condition.or_else(|| events.first().and_then(|e| e.message.as_deref())) else { return };
+        let message = message.trim().trim_start_matches("Error creating: ");
+        let cause = cause(ns, message);
+        let mut f = Finding::new(
+            Reason::FailedCreate,
+            Severity::Critical,
+            object(kind, ns, name),
+            format!("{kind} {name} cannot create its pods: {}", cause.summary),
+        );
+        if let Some(condition) = condition {
+            f.evidence.push(format!("condition ReplicaFailure=True reason=FailedCreate: {condition}"));
+        }
+        f.evidence.extend(events.iter().take(2).map(|e| quote_event(e)));
+        f.evidence.push(wants);
+        let resource = kind.to_lowercase();
+        f.commands = vec![
+            format!("kubectl describe {resource} -n {ns} {name}"),
+            format!("kubectl get events -n {ns} --field-selector involvedObject.name={name},reason=FailedCreate"),
+        ];
+        f.commands.extend(cause.command);
+        findings.push(f);
+    };
+    for rs in &facts.replicasets {
+        let status = rs.status.as_ref();
+        let desired = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let have = status.map_or(0, |s| s.replicas);
+        let condition = status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+            .and_then(|c| c.message.as_deref());
+        if have < desired || condition.is_some() {
+            refused("ReplicaSet", name_of(&rs.metadata), condition, format!("replicas: {have} of {desired} created"));
+        }
+    }
+    for sts in &facts.statefulsets {
+        let desired = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let have = sts.status.as_ref().map_or(0, |s| s.replicas);
+        if have < desired {
+            let wants = format!("replicas: {have} of {desired} created (pods are created in order, from 0)");
+            refused("StatefulSet", name_of(&sts.metadata), None, wants);
+        }
+    }
+    for ds in &facts.daemonsets {
+        let Some(status) = &ds.status else { continue };
+        if status.current_number_scheduled < status.desired_number_scheduled {
+            let wants =
+                format!("scheduled: {} of {} nodes", status.current_number_scheduled, status.desired_number_scheduled);
+            refused("DaemonSet", name_of(&ds.metadata), None, wants);
+        }
+    }
+    for job in &facts.jobs {
+        let status = job.status.as_ref();
+        let finished = status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| matches!(c.type_.as_str(), "Complete" | "Failed") && c.status == "True");
+        let active = status.and_then(|s| s.active).unwrap_or(0);
+        if !finished && active == 0 {
+            let succeeded = status.and_then(|s| s.succeeded).unwrap_or(0);
+            let completions = job.spec.as_ref().and_then(|s| s.completions).unwrap_or(1);
+            let wants = format!("active pods: 0, succeeded {succeeded} of {completions}");
+            refused("Job", name_of(&job.metadata), None, wants);
+        }
+    }
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_named_from_the_api_servers_message() {
+        let quota = cause(
+            "shop",
+            r#"pods "api-1" is forbidden: exceeded quota: compute-resources, requested: limits.memory=1Gi, used: limits.memory=3584Mi, limited: limits.memory=4Gi"#,
+        );
+        assert_eq!(
+            quota.summary,
+            "the ResourceQuota compute-resources is exhausted: it requests limits.memory=1Gi, limits.memory=3584Mi of limits.memory=4Gi is used"
+        );
+        assert_eq!(quota.command.as_deref(), Some("kubectl describe resourcequota -n shop compute-resources"));
+        let denied =
+            cause("shop", r#"admission webhook "policy.example.com" denied the request: images must be signed"#);
+        assert_eq!(denied.summary, "the admission webhook policy.example.com denies them");
+        assert_eq!(cause("shop", "something new").summary, "the API server refuses them");
+    }
+}
