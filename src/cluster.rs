@@ -644,8 +644,10 @@ pub async fn client(url: &str) -> Result<Client, ConnectError> {
 pub struct Cluster {
     client: Client,
     default_namespace: String,
-    /// A dump served in process: a snapshot, whose facts carry no reading time (their newest timestamp is "now").
+    /// A dump served in process: a snapshot, whose facts are read as of when it was taken.
     replay: Option<Arc<replay::Server>>,
+    /// When the snapshot was taken, when it says (see [`Dump::taken_at`]).
+    taken_at: Option<jiff::Timestamp>,
 }
 
 impl Cluster {
@@ -676,16 +678,17 @@ impl Cluster {
     /// Reads the cluster through an existing client (its namespace is the default).
     pub fn new(client: Client) -> Cluster {
         let default_namespace = client.default_namespace().to_string();
-        Cluster { client, default_namespace, replay: None }
+        Cluster { client, default_namespace, replay: None, taken_at: None }
     }
 
     async fn replaying(dump: Arc<Dump>, forbid: &[Forbid]) -> Result<Cluster, ConnectError> {
         let namespaces: Vec<String> = dump.namespaces().map(str::to_string).collect();
+        let taken_at = dump.taken_at;
         let options = replay::Options { forbid: forbid.to_vec() };
         let server = replay::start(dump, options, ([127, 0, 0, 1], 0).into()).await.map_err(ConnectError::Replay)?;
         let client = client(&server.url()).await?;
         let default_namespace = if namespaces.len() == 1 { namespaces[0].clone() } else { "default".to_string() };
-        Ok(Cluster { client, default_namespace, replay: Some(Arc::new(server)) })
+        Ok(Cluster { client, default_namespace, replay: Some(Arc::new(server)), taken_at })
     }
 
     /// The kubeconfig's namespace; for a dump of one namespace, that one.
@@ -693,12 +696,14 @@ impl Cluster {
         &self.default_namespace
     }
 
-    /// Reads `scope`; a live cluster's facts carry the time they were read, a dump's do not ([`Facts::now`]).
+    /// Reads `scope`. A live cluster's facts carry the time they were read, a dump's the time it was taken (or none,
+    /// and their newest timestamp stands in: [`Facts::now`]).
     pub async fn read(&self, scope: &Scope, limits: &Limits) -> Result<Facts, ReadError> {
         let mut facts = read(&self.client, scope, limits).await?;
-        if self.replay.is_none() {
-            facts.observed_at = Some(jiff::Timestamp::now());
-        }
+        facts.observed_at = match self.replay {
+            None => Some(jiff::Timestamp::now()),
+            Some(_) => self.taken_at,
+        };
         Ok(facts)
     }
 

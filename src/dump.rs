@@ -93,6 +93,19 @@ pub struct Dump {
     objects: HashMap<&'static str, BTreeMap<(String, String), Value>>,
     logs: HashMap<LogKey, LogSource>,
     pub report: LoadReport,
+    /// When the dump was taken: the file `taken-at` at its root (RFC 3339, written by `scripts/take-dump`). The
+    /// diagnosis judges "recent" and "still starting" against it; without it, against the newest timestamp inside.
+    pub taken_at: Option<jiff::Timestamp>,
+}
+
+/// The file at a dump's root that says when it was taken.
+pub const TAKEN_AT: &str = "taken-at";
+
+fn taken_at(path: &Path, text: &str) -> Result<jiff::Timestamp, DumpError> {
+    text.trim().parse().map_err(|e: jiff::Error| DumpError::Parse {
+        path: path.to_path_buf(),
+        message: format!("{:?} is not an RFC 3339 time like 2026-11-30T12:00:00Z: {e}", text.trim()),
+    })
 }
 
 impl Dump {
@@ -172,6 +185,10 @@ impl Dump {
                 }
             } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
                 self.load_file(&path)?;
+            } else if dir == root && path.file_name().is_some_and(|n| n == TAKEN_AT) {
+                let text =
+                    std::fs::read_to_string(&path).map_err(|source| DumpError::Read { path: path.clone(), source })?;
+                self.taken_at = Some(taken_at(&path, &text)?);
             }
         }
         Ok(())
@@ -239,6 +256,10 @@ impl Dump {
                 }
                 [file] if file.ends_with(".yaml") => {
                     dump.load_text(Path::new(path), text).expect("the demo dump parses");
+                }
+                [file] if *file == TAKEN_AT => {
+                    dump.taken_at =
+                        Some(taken_at(Path::new(path), text).expect("the demo dump says when it was taken"));
                 }
                 _ => {}
             }

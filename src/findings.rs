@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::facts::{Facts, ObjectRef, event_time, is_problem_pod};
 
+mod lifecycle;
 mod refused;
 
 /// Stable reason codes.
@@ -32,6 +33,8 @@ pub enum Reason {
     RolloutStuck,
     ServiceNoEndpoints,
     FailedCreate,
+    SandboxFailed,
+    StuckTerminating,
 }
 
 impl Reason {
@@ -51,6 +54,8 @@ impl Reason {
             Reason::RolloutStuck => "RolloutStuck",
             Reason::ServiceNoEndpoints => "ServiceNoEndpoints",
             Reason::FailedCreate => "FailedCreate",
+            Reason::SandboxFailed => "SandboxFailed",
+            Reason::StuckTerminating => "StuckTerminating",
         }
     }
 }
@@ -275,10 +280,14 @@ fn pod_findings(facts: &Facts, pod: &Pod, events: &[&Event]) -> Vec<Finding> {
     let this = object("Pod", ns, name);
     let status = pod.status.as_ref();
     let phase = status.and_then(|s| s.phase.as_deref());
+    if let Some(stuck) = lifecycle::terminating(facts, pod) {
+        return vec![stuck];
+    }
     if phase == Some("Succeeded") || !is_problem_pod(pod) && events.is_empty() {
         return Vec::new();
     }
     let mut findings = Vec::new();
+    findings.extend(lifecycle::sandbox(facts, pod, events));
 
     if phase == Some("Failed") && status.and_then(|s| s.reason.as_deref()) == Some("Evicted") {
         let message = status.and_then(|s| s.message.as_deref()).unwrap_or_default();
@@ -1030,7 +1039,12 @@ mod scenario_tests {
 
     /// The facts the reader would gather for `namespace`, built from the fixture files.
     fn facts(namespace: &str) -> Facts {
-        let mut facts = Facts { namespace: namespace.to_string(), ..Facts::default() };
+        let taken_at = std::fs::read_to_string(format!("{SCENARIOS}/taken-at")).unwrap();
+        let mut facts = Facts {
+            namespace: namespace.to_string(),
+            observed_at: Some(taken_at.trim().parse().unwrap()),
+            ..Facts::default()
+        };
         let mut events = Vec::new();
         let mut nodes = Vec::new();
         for entry in std::fs::read_dir(SCENARIOS).unwrap() {
@@ -1303,6 +1317,34 @@ mod scenario_tests {
         assert_eq!(
             account[0].summary,
             "Job nightly-export cannot create its pods: its ServiceAccount report-writer does not exist"
+        );
+    }
+
+    #[test]
+    fn pods_stuck_at_either_end_of_their_life() {
+        let sandbox = analyze(&facts("sandbox"));
+        assert_eq!(summary(&sandbox), [(Reason::SandboxFailed, "Pod", "checkout-worker-7c6b5d4f9-v9n4s")]);
+        assert_eq!(
+            sandbox[0].summary,
+            "Pod checkout-worker-7c6b5d4f9-v9n4s cannot start: the node worker-2 cannot create its sandbox: plugin type=\"calico\" failed (add): error getting ClusterInformation: connection is unauthorized: Unauthorized"
+        );
+        assert!(
+            evidence(&sandbox[0]).contains("event Warning FailedCreatePodSandBox x37"),
+            "{}",
+            evidence(&sandbox[0])
+        );
+
+        let held = analyze(&facts("terminating"));
+        assert_eq!(summary(&held), [(Reason::StuckTerminating, "Pod", "kafka-2")]);
+        assert_eq!(held[0].severity, Severity::Critical, "a StatefulSet's replacement waits for it");
+        assert_eq!(
+            held[0].summary,
+            "Pod kafka-2 has been terminating for 1h 59m, past its 60 s grace period: the finalizer kafka.example.com/partition-drain holds it"
+        );
+        assert!(
+            evidence(&held[0]).contains("metadata.finalizers: [kafka.example.com/partition-drain]"),
+            "{}",
+            evidence(&held[0])
         );
     }
 

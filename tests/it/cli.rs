@@ -59,11 +59,21 @@ const CASES: &[(&str, &[Expected], &str)] = &[
         ],
         r#"violates PodSecurity "restricted:latest""#,
     ),
-    ("webhook", &[("FailedCreate", "StatefulSet", "postgres")], r#"failed calling webhook "validate.kyverno.svc-fail""#),
     (
-        "serviceaccount",
-        &[("FailedCreate", "Job", "nightly-export")],
-        r#"serviceaccount "report-writer" not found"#,
+        "webhook",
+        &[("FailedCreate", "StatefulSet", "postgres")],
+        r#"failed calling webhook "validate.kyverno.svc-fail""#,
+    ),
+    ("serviceaccount", &[("FailedCreate", "Job", "nightly-export")], r#"serviceaccount "report-writer" not found"#),
+    (
+        "sandbox",
+        &[("SandboxFailed", "Pod", "checkout-worker-7c6b5d4f9-v9n4s")],
+        r#"plugin type="calico" failed (add): error getting ClusterInformation: connection is unauthorized: Unauthorized"#,
+    ),
+    (
+        "terminating",
+        &[("StuckTerminating", "Pod", "kafka-2")],
+        "metadata.finalizers: [kafka.example.com/partition-drain]",
     ),
     (
         "rollout",

@@ -154,3 +154,15 @@ async fn a_huge_log_is_tailed_without_reading_it_whole() {
     let diagnosis = kubechat::report::diagnose(&facts, 6000);
     assert!(diagnosis.context.contains("fatal: cannot reach payments-db:5432"), "{}", diagnosis.context);
 }
+
+#[test]
+fn a_dump_says_when_it_was_taken_and_a_bad_time_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(format!("{}/healthy.yaml", crate::common::SCENARIOS), dir.path().join("healthy.yaml")).unwrap();
+    assert_eq!(Dump::load(dir.path()).unwrap().taken_at, None, "no taken-at: the newest timestamp stands in");
+    std::fs::write(dir.path().join("taken-at"), "2026-11-30T12:00:00Z\n").unwrap();
+    assert_eq!(Dump::load(dir.path()).unwrap().taken_at, Some("2026-11-30T12:00:00Z".parse().unwrap()));
+    std::fs::write(dir.path().join("taken-at"), "yesterday").unwrap();
+    let err = Dump::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("taken-at") && err.contains("\"yesterday\" is not an RFC 3339 time"), "{err}");
+}
