@@ -13,9 +13,9 @@ const SLACK: jiff::SignedDuration = jiff::SignedDuration::from_secs(120);
 const CURRENT: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
 
 /// A pod deleted long ago that is still there.
-pub(super) fn terminating(facts: &Facts, pod: &Pod) -> Option<Finding> {
+pub(super) fn terminating(facts: &Facts, now: Option<jiff::Timestamp>, pod: &Pod) -> Option<Finding> {
     let deleted = pod.metadata.deletion_timestamp.as_ref()?.0;
-    let now = facts.now()?;
+    let now = now?;
     let grace = pod
         .metadata
         .deletion_grace_period_seconds
@@ -90,8 +90,7 @@ fn how_long(d: jiff::SignedDuration) -> String {
 }
 
 /// A pod that cannot start because its sandbox cannot be created (the network plugin, most often).
-pub(super) fn sandbox(facts: &Facts, pod: &Pod, events: &[&Event]) -> Option<Finding> {
-    let now = facts.now();
+pub(super) fn sandbox(facts: &Facts, now: Option<jiff::Timestamp>, pod: &Pod, events: &[&Event]) -> Option<Finding> {
     let failures: Vec<&Event> = events_with(events, &["FailedCreatePodSandBox"])
         .filter(|e| match (event_time(e), now) {
             (Some(at), Some(now)) => at + CURRENT >= now,

@@ -65,9 +65,8 @@ fn cause(ns: &str, message: &str) -> Cause {
 const CURRENT: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
 
 /// A `FailedCreate` finding for every ReplicaSet, StatefulSet, DaemonSet or Job that cannot create the pods it wants.
-pub(super) fn findings(facts: &Facts, index: &EventIndex<'_>) -> Vec<Finding> {
+pub(super) fn findings(facts: &Facts, now: Option<jiff::Timestamp>, index: &EventIndex<'_>) -> Vec<Finding> {
     let ns = facts.namespace.as_str();
-    let now = facts.now();
     let current = |e: &&k8s_openapi::api::core::v1::Event| {
         e.type_.as_deref() == Some("Warning")
             && match (event_time(e), now) {

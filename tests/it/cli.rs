@@ -76,6 +76,23 @@ const CASES: &[(&str, &[Expected], &str)] = &[
         "metadata.finalizers: [kafka.example.com/partition-drain]",
     ),
     (
+        "ports",
+        &[("ServicePortMismatch", "Service", "recommendations")],
+        "pod recommendations-9b8c7d6e5-c7v2b containers' ports: 3000/http (container recommendations)",
+    ),
+    ("selector", &[("ServiceNoEndpoints", "Service", "payments-api")], "near miss: pod payments-api-9b8c7d6e5-"),
+    (
+        "init",
+        &[("InitFailing", "Pod", "accounts-9b8c7d6e5-r2t4y"), ("ServiceNoEndpoints", "Service", "accounts")],
+        r#"column "flags" of relation "accounts" already exists"#,
+    ),
+    ("exitzero", &[("CrashLoopBackOff", "Pod", "outbox-relay-9b8c7d6e5-k3j4h")], "reason=Completed exitCode=0"),
+    (
+        "liveness",
+        &[("LivenessRestarts", "Pod", "inventory-9b8c7d6e5-p8o7i")],
+        "Container inventory failed liveness probe, will be restarted",
+    ),
+    (
         "rollout",
         &[],
         r#"rollout in progress, inside its progress deadline (ReplicaSet "storefront-7d9f8b6c5" is progressing.)"#,
