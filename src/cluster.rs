@@ -13,8 +13,13 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Node, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{
+    Endpoints, Event, Namespace, Node, PersistentVolumeClaim, Pod, ResourceQuota, Service,
+};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams, LogParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -155,11 +160,8 @@ impl ReadError {
 }
 
 fn call<K: Resource<DynamicType = ()>>(verb: &'static str, namespace: Option<&str>, name: Option<&str>) -> Call {
-    let group: &'static str = match K::group(&()).as_ref() {
-        "apps" => "apps",
-        "batch" => "batch",
-        _ => "",
-    };
+    let group = K::group(&());
+    let group: &'static str = crate::resources::GROUPS.into_iter().find(|g| *g == group).unwrap_or("");
     Call {
         verb,
         resource: K::plural(&()).to_string(),
@@ -240,6 +242,7 @@ pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Fac
         services,
         endpoints,
         pvcs,
+        (quotas, hpas, ingresses, pdbs),
     ) = tokio::join!(
         check_namespace(client, ns, limits),
         read_pods(client, scope, limits),
@@ -253,6 +256,14 @@ pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Fac
         list_all(namespaced::<Service>(client, ns), all.clone(), limits, ns),
         list_all(namespaced::<Endpoints>(client, ns), all.clone(), limits, ns),
         list_all(namespaced::<PersistentVolumeClaim>(client, ns), all.clone(), limits, ns),
+        async {
+            tokio::join!(
+                list_all(namespaced::<ResourceQuota>(client, ns), all.clone(), limits, ns),
+                list_or_older::<HorizontalPodAutoscaler>(client, ns, limits, "v2beta2"),
+                list_all(namespaced::<Ingress>(client, ns), all.clone(), limits, ns),
+                list_or_older::<PodDisruptionBudget>(client, ns, limits, "v1beta1"),
+            )
+        },
     );
     let mut gaps = Gaps::default();
     if let Err(gap) = namespace {
@@ -275,6 +286,10 @@ pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Fac
         services: gaps.keep(services),
         endpoints: gaps.keep(endpoints),
         pvcs: gaps.keep(pvcs),
+        quotas: gaps.keep(quotas),
+        hpas: gaps.keep(hpas),
+        ingresses: gaps.keep(ingresses),
+        pdbs: gaps.keep(pdbs),
         ..Facts::default()
     };
     if scope.object().is_some() {
@@ -311,20 +326,29 @@ impl Gaps {
 
 /// CronJobs from `batch/v1`, or from `batch/v1beta1` on servers older than Kubernetes 1.21, which serve only that.
 async fn read_cronjobs(client: &Client, ns: &str, limits: &Limits) -> Result<Vec<CronJob>, ReadError> {
-    let v1 = list_all(namespaced::<CronJob>(client, ns), ListParams::default(), limits, ns).await;
-    match v1 {
+    list_or_older::<CronJob>(client, ns, limits, "v1beta1").await
+}
+
+/// Every `K` in `ns` at the version kubechat reads, or at `older` where the server lacks that version (a 404): HPAs
+/// at `autoscaling/v2beta2` and PodDisruptionBudgets and CronJobs at `v1beta1` on servers before 1.23, 1.21, 1.21.
+/// The older shape holds every field kubechat reads under the same names.
+async fn list_or_older<K>(client: &Client, ns: &str, limits: &Limits, older: &str) -> Result<Vec<K>, ReadError>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + fmt::Debug,
+{
+    match list_all(namespaced::<K>(client, ns), ListParams::default(), limits, ns).await {
         Err(e) if e.is_not_found() => {
+            let group = K::group(&()).to_string();
             let resource = kube::discovery::ApiResource {
-                group: "batch".into(),
-                version: "v1beta1".into(),
-                api_version: "batch/v1beta1".into(),
-                kind: "CronJob".into(),
-                plural: "cronjobs".into(),
+                api_version: format!("{group}/{older}"),
+                group,
+                version: older.to_string(),
+                kind: K::kind(&()).to_string(),
+                plural: K::plural(&()).to_string(),
             };
             let api = Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), &segment(ns), &resource);
-            let call = Call { group: "batch", ..call::<CronJob>("list", Some(ns), None) };
+            let call = call::<K>("list", Some(ns), None);
             let list = timed(limits, &call, api.list(&ListParams::default())).await?;
-            // The v1beta1 shape is a subset of v1's for every field kubechat reads.
             list.items
                 .into_iter()
                 .map(|o| serde_json::to_value(o).and_then(serde_json::from_value))

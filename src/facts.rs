@@ -51,6 +51,10 @@ pub struct Facts {
     pub services: Vec<Service>,
     pub endpoints: Vec<Endpoints>,
     pub pvcs: Vec<PersistentVolumeClaim>,
+    pub quotas: Vec<k8s_openapi::api::core::v1::ResourceQuota>,
+    pub hpas: Vec<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>,
+    pub ingresses: Vec<k8s_openapi::api::networking::v1::Ingress>,
+    pub pdbs: Vec<k8s_openapi::api::policy::v1::PodDisruptionBudget>,
     /// The nodes that problem pods run on.
     pub nodes: Vec<Node>,
     pub logs: Vec<ContainerLog>,
@@ -196,6 +200,29 @@ pub fn narrow(facts: &mut Facts, scope: &Scope) {
         .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()))
         .collect();
     facts.pvcs.retain(|c| claims.contains(c.metadata.name.as_deref().unwrap_or_default()));
+    let workloads: HashSet<String> = facts
+        .deployments
+        .iter()
+        .map(|d| &d.metadata)
+        .chain(facts.statefulsets.iter().map(|s| &s.metadata))
+        .filter_map(|m| m.name.clone())
+        .collect();
+    facts.hpas.retain(|h| h.spec.as_ref().is_some_and(|s| workloads.contains(&s.scale_target_ref.name)));
+    facts.ingresses.retain(|i| {
+        let rules = i.spec.iter().flat_map(|s| s.rules.iter().flatten());
+        let paths = rules.flat_map(|r| r.http.iter().flat_map(|h| h.paths.iter()));
+        let default = i.spec.iter().filter_map(|s| s.default_backend.as_ref());
+        default.chain(paths.map(|p| &p.backend)).any(|b| b.service.as_ref().is_some_and(|s| services.contains(&s.name)))
+    });
+    facts.pdbs.retain(|b| {
+        let selector = b.spec.as_ref().and_then(|s| s.selector.as_ref()).and_then(|s| s.match_labels.as_ref());
+        selector.is_some_and(|selector| {
+            facts
+                .pods
+                .iter()
+                .any(|p| selector.iter().all(|(k, v)| p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v)))
+        })
+    });
     let mut kept: HashSet<(&str, String)> = HashSet::new();
     kept.extend(pods.into_iter().map(|n| ("Pod", n)));
     kept.extend(names("ReplicaSet", facts.replicasets.iter().map(|o| &o.metadata)));

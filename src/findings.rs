@@ -15,6 +15,8 @@ use crate::facts::{Facts, ObjectRef, event_time, is_problem_pod};
 
 mod lifecycle;
 mod refused;
+mod routing;
+mod scaling;
 
 /// Stable reason codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -38,6 +40,10 @@ pub enum Reason {
     InitFailing,
     LivenessRestarts,
     ServicePortMismatch,
+    IngressBackendMissing,
+    HPAScalingInactive,
+    HPAAtMaximum,
+    PDBBlocking,
 }
 
 impl Reason {
@@ -62,6 +68,10 @@ impl Reason {
             Reason::InitFailing => "InitFailing",
             Reason::LivenessRestarts => "LivenessRestarts",
             Reason::ServicePortMismatch => "ServicePortMismatch",
+            Reason::IngressBackendMissing => "IngressBackendMissing",
+            Reason::HPAScalingInactive => "HPAScalingInactive",
+            Reason::HPAAtMaximum => "HPAAtMaximum",
+            Reason::PDBBlocking => "PDBBlocking",
         }
     }
 }
@@ -170,6 +180,9 @@ pub fn analyze(facts: &Facts) -> Vec<Finding> {
     findings.extend(rollout_findings(facts, &findings));
     findings.extend(service_findings(facts, &findings));
     findings.extend(port_findings(facts));
+    findings.extend(routing::ingress_findings(facts));
+    findings.extend(scaling::hpa_findings(facts));
+    findings.extend(scaling::pdb_findings(facts));
     link(facts, &mut findings);
     rank(&mut findings);
     findings
@@ -1273,6 +1286,10 @@ mod scenario_tests {
                     "Service" => push!(facts.services),
                     "Endpoints" => push!(facts.endpoints),
                     "PersistentVolumeClaim" => push!(facts.pvcs),
+                    "ResourceQuota" => push!(facts.quotas),
+                    "HorizontalPodAutoscaler" => push!(facts.hpas),
+                    "Ingress" => push!(facts.ingresses),
+                    "PodDisruptionBudget" => push!(facts.pdbs),
                     _ => {}
                 }
             }
@@ -1472,6 +1489,12 @@ mod scenario_tests {
             "the rollout is stuck on it"
         );
         assert!(quota[0].commands.contains(&"kubectl describe resourcequota -n quota compute-resources".to_string()));
+        assert!(
+            evidence(&quota[0])
+                .contains("resourcequota compute-resources used/hard: limits.memory 3584Mi/4Gi, pods 5/20"),
+            "{}",
+            evidence(&quota[0])
+        );
 
         let psa = analyze(&facts("podsecurity"));
         assert_eq!(
@@ -1597,6 +1620,34 @@ mod scenario_tests {
             evidence(&liveness[0]).contains("/healthz handler blocked behind stock sync lock"),
             "{}",
             evidence(&liveness[0])
+        );
+    }
+
+    #[test]
+    fn ingresses_autoscalers_and_budgets_that_get_in_the_way() {
+        let ingress = analyze(&facts("ingress"));
+        assert_eq!(summary(&ingress), [(Reason::IngressBackendMissing, "Ingress", "shop")]);
+        assert_eq!(
+            ingress[0].summary,
+            "Ingress shop routes shop.example.com/api nowhere: its Service api-gatway does not exist; did you mean api-gateway?"
+        );
+        let hpa = analyze(&facts("hpa"));
+        assert_eq!(
+            summary(&hpa),
+            [
+                (Reason::HPAScalingInactive, "HorizontalPodAutoscaler", "search-api"),
+                (Reason::HPAAtMaximum, "HorizontalPodAutoscaler", "thumbnails")
+            ]
+        );
+        let inactive = evidence(&hpa[0]);
+        assert!(inactive.contains("unable to fetch metrics from resource metrics API"), "{inactive}");
+        assert!(evidence(&hpa[1]).contains("metric cpu: 184% (target 70%)"), "{}", evidence(&hpa[1]));
+        let pdb = analyze(&facts("pdb"));
+        assert_eq!(summary(&pdb), [(Reason::PDBBlocking, "PodDisruptionBudget", "ledger-api")]);
+        assert!(
+            pdb[0].summary.contains("allows no disruption (minAvailable 2, 2 of 2 pods healthy)"),
+            "{}",
+            pdb[0].summary
         );
     }
 

@@ -63,9 +63,17 @@ pub const STATEFULSETS: Resource = grouped("apps", "statefulsets", "statefulset"
 pub const DAEMONSETS: Resource = grouped("apps", "daemonsets", "daemonset", "DaemonSet", &["ds"]);
 pub const JOBS: Resource = grouped("batch", "jobs", "job", "Job", &[]);
 pub const CRONJOBS: Resource = grouped("batch", "cronjobs", "cronjob", "CronJob", &["cj"]);
+pub const RESOURCEQUOTAS: Resource = core("resourcequotas", "resourcequota", "ResourceQuota", true, &["quota"]);
+pub const HPAS: Resource = Resource {
+    version: "v2",
+    ..grouped("autoscaling", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", &["hpa"])
+};
+pub const INGRESSES: Resource = grouped("networking.k8s.io", "ingresses", "ingress", "Ingress", &["ing"]);
+pub const PDBS: Resource =
+    grouped("policy", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", &["pdb"]);
 
 /// Every resource kubechat reads, core group first.
-pub const ALL: [&Resource; 14] = [
+pub const ALL: [&Resource; 18] = [
     &PODS,
     &EVENTS,
     &SERVICES,
@@ -80,17 +88,27 @@ pub const ALL: [&Resource; 14] = [
     &DAEMONSETS,
     &JOBS,
     &CRONJOBS,
+    &RESOURCEQUOTAS,
+    &HPAS,
+    &INGRESSES,
+    &PDBS,
 ];
 
-/// The API groups besides the core group, with their one served version.
-pub const GROUPS: [&str; 2] = ["apps", "batch"];
+/// The API groups besides the core group; each serves one version, its resources' (see [`group_version`]).
+pub const GROUPS: [&str; 5] = ["apps", "batch", "autoscaling", "networking.k8s.io", "policy"];
+
+/// The version a group is served at.
+pub fn group_version(group: &str) -> Option<&'static str> {
+    ALL.into_iter().find(|r| r.group == group).map(|r| r.version)
+}
 
 /// The resource for an object's `apiVersion` and `kind`. The version is not compared, so objects from older clusters
 /// (`extensions/v1beta1` Deployments, `batch/v1beta1` CronJobs) are still filed.
 pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static Resource> {
     let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
-    let group = if group == "extensions" { "apps" } else { group };
-    ALL.into_iter().find(|r| r.kind == kind && r.group == group)
+    // `extensions` held the workloads (now `apps`) and Ingresses (now `networking.k8s.io`) of old clusters.
+    let groups: &[&str] = if group == "extensions" { &["apps", "networking.k8s.io"] } else { &[group] };
+    ALL.into_iter().find(|r| r.kind == kind && groups.contains(&r.group))
 }
 
 /// The resource a word names as kubectl reads it: the plural, the singular or a short name, in any case
@@ -133,6 +151,10 @@ pub fn check_shape(resource: &Resource, object: &serde_json::Value) -> Result<()
         "daemonsets" => shaped::<apps::DaemonSet>(object),
         "jobs" => shaped::<batch::Job>(object),
         "cronjobs" => shaped::<batch::CronJob>(object),
+        "resourcequotas" => shaped::<core::ResourceQuota>(object),
+        "horizontalpodautoscalers" => shaped::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>(object),
+        "ingresses" => shaped::<k8s_openapi::api::networking::v1::Ingress>(object),
+        "poddisruptionbudgets" => shaped::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(object),
         other => Err(format!("no type is known for resource {other}")),
     }
 }
@@ -147,6 +169,9 @@ mod tests {
         assert_eq!(by_kind("apps/v1", "Deployment"), Some(&DEPLOYMENTS));
         assert_eq!(by_kind("extensions/v1beta1", "Deployment"), Some(&DEPLOYMENTS));
         assert_eq!(by_kind("batch/v1beta1", "CronJob"), Some(&CRONJOBS));
+        assert_eq!(by_kind("extensions/v1beta1", "Ingress"), Some(&INGRESSES));
+        assert_eq!(by_kind("autoscaling/v2beta2", "HorizontalPodAutoscaler"), Some(&HPAS));
+        assert_eq!(by_kind("policy/v1beta1", "PodDisruptionBudget"), Some(&PDBS));
         assert_eq!(by_kind("events.k8s.io/v1", "Event"), None);
         assert_eq!(by_kind("v1", "Secret"), None);
     }

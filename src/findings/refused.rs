@@ -14,6 +14,8 @@ use crate::facts::{Facts, event_time};
 struct Cause {
     summary: String,
     command: Option<String>,
+    /// The ResourceQuota that refused, to quote its use.
+    quota: Option<String>,
 }
 
 static QUOTA: LazyLock<Regex> = LazyLock::new(|| {
@@ -33,12 +35,14 @@ fn cause(ns: &str, message: &str) -> Cause {
                 &c[1], &c[2], &c[3], &c[4]
             ),
             command: Some(format!("kubectl describe resourcequota -n {ns} {}", &c[1])),
+            quota: Some(c[1].to_string()),
         };
     }
     if let Some(c) = POD_SECURITY.captures(message) {
         return Cause {
             summary: format!("Pod Security admission ({}) refuses the pods: {}", &c[1], &c[2]),
             command: Some(format!("kubectl get namespace {ns} --show-labels")),
+            quota: None,
         };
     }
     if let Some(c) = WEBHOOK.captures(message) {
@@ -50,15 +54,17 @@ fn cause(ns: &str, message: &str) -> Cause {
         return Cause {
             summary: format!("the admission webhook {} {how}", &c[1]),
             command: Some("kubectl get validatingwebhookconfigurations,mutatingwebhookconfigurations".to_string()),
+            quota: None,
         };
     }
     if let Some(c) = SERVICE_ACCOUNT.captures(message) {
         return Cause {
             summary: format!("its ServiceAccount {} does not exist", &c[1]),
             command: Some(format!("kubectl get serviceaccounts -n {ns}")),
+            quota: None,
         };
     }
-    Cause { summary: "the API server refuses them".to_string(), command: None }
+    Cause { summary: "the API server refuses them".to_string(), command: None, quota: None }
 }
 
 /// How long a `FailedCreate` event is current: past this it is history, unless a condition still says so.
@@ -91,6 +97,22 @@ pub(super) fn findings(facts: &Facts, now: Option<jiff::Timestamp>, index: &Even
         }
         f.evidence.extend(events.iter().take(2).map(|e| quote_event(e)));
         f.evidence.push(wants);
+        // The quota's own account of what is used, when it was read.
+        if let Some(quota) = cause.quota.as_ref().and_then(|q| facts.quotas.iter().find(|o| name_of(&o.metadata) == q))
+        {
+            let status = quota.status.as_ref();
+            let hard = status.and_then(|s| s.hard.as_ref());
+            let used = status.and_then(|s| s.used.as_ref());
+            let lines: Vec<String> = hard
+                .into_iter()
+                .flatten()
+                .map(|(resource, limit)| {
+                    let used = used.and_then(|u| u.get(resource)).map_or("0", |q| q.0.as_str());
+                    format!("{resource} {used}/{}", limit.0)
+                })
+                .collect();
+            f.evidence.push(format!("resourcequota {} used/hard: {}", name_of(&quota.metadata), lines.join(", ")));
+        }
         let resource = kind.to_lowercase();
         f.commands = vec![
             format!("kubectl describe {resource} -n {ns} {name}"),

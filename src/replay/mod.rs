@@ -216,7 +216,8 @@ fn version() -> Value {
 }
 
 fn group_document(group: &str) -> Value {
-    let version = json!({"groupVersion": format!("{group}/v1"), "version": "v1"});
+    let served = resources::group_version(group).unwrap_or("v1");
+    let version = json!({"groupVersion": format!("{group}/{served}"), "version": served});
     json!({"name": group, "versions": [version], "preferredVersion": version})
 }
 

@@ -93,6 +93,24 @@ const CASES: &[(&str, &[Expected], &str)] = &[
         "Container inventory failed liveness probe, will be restarted",
     ),
     (
+        "ingress",
+        &[("IngressBackendMissing", "Ingress", "shop")],
+        "ingress shop backend for shop.example.com/api: service api-gatway port 80",
+    ),
+    (
+        "hpa",
+        &[
+            ("HPAScalingInactive", "HorizontalPodAutoscaler", "search-api"),
+            ("HPAAtMaximum", "HorizontalPodAutoscaler", "thumbnails"),
+        ],
+        "the server could not find the requested resource (get pods.metrics.k8s.io)",
+    ),
+    (
+        "pdb",
+        &[("PDBBlocking", "PodDisruptionBudget", "ledger-api")],
+        "status: disruptionsAllowed 0, currentHealthy 2, desiredHealthy 2, expectedPods 2",
+    ),
+    (
         "rollout",
         &[],
         r#"rollout in progress, inside its progress deadline (ReplicaSet "storefront-7d9f8b6c5" is progressing.)"#,
