@@ -648,17 +648,56 @@ async fn broken_workloads_are_diagnosed_live_and_from_a_dump_alike() {
     let shop = build_shop(&cluster).await;
     let bot_kubeconfig = cluster.bot_kubeconfig.to_str().unwrap().to_string();
 
-    let (live, _) =
-        kubechat(&["diagnose", "--kubeconfig", &bot_kubeconfig, "-n", "shop", "--no-llm", "--output", "json"]);
-    assert_eq!(
-        findings(&live),
-        [
-            ("OOMKilled".to_string(), "Pod".to_string(), shop.crashing.clone()),
-            ("ImagePullBackOff".to_string(), "Pod".to_string(), shop.pulling.clone()),
-            ("Unschedulable".to_string(), "Pod".to_string(), shop.pending.clone()),
-            ("ServiceNoEndpoints".to_string(), "Service".to_string(), "api".to_string()),
-        ]
-    );
+    // A budget no pod can satisfy and an autoscaler without a metrics API, at the versions 1.20 serves
+    // (policy/v1beta1, autoscaling/v2beta2): the controllers fill in their status.
+    let admin = cluster.admin().await;
+    let at = |group: &str, version: &str, kind: &str, plural: &str| kube::discovery::ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: format!("{group}/{version}"),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    let pdb = at("policy", "v1beta1", "PodDisruptionBudget", "poddisruptionbudgets");
+    let hpa = at("autoscaling", "v2beta2", "HorizontalPodAutoscaler", "horizontalpodautoscalers");
+    let create = |resource: &kube::discovery::ApiResource, object: Value| {
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(admin.clone(), "shop", resource);
+        async move { api.create(&PostParams::default(), &serde_json::from_value(object).unwrap()).await.unwrap() }
+    };
+    create(
+        &pdb,
+        json!({"apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget", "metadata": {"name": "api"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "api"}}}}),
+    )
+    .await;
+    create(&hpa, json!({"apiVersion": "autoscaling/v2beta2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "api"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"}, "minReplicas": 1, "maxReplicas": 4,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]}}))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let live = loop {
+        let (live, _) =
+            kubechat(&["diagnose", "--kubeconfig", &bot_kubeconfig, "-n", "shop", "--no-llm", "--output", "json"]);
+        let reasons: Vec<String> = findings(&live).into_iter().map(|(reason, _, _)| reason).collect();
+        if ["HPAScalingInactive", "PDBBlocking"].iter().all(|r| reasons.iter().any(|found| found == r)) {
+            break live;
+        }
+        assert!(Instant::now() < deadline, "the controllers did not fill in the HPA's and PDB's status: {reasons:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let found = findings(&live);
+    for expected in [
+        ("OOMKilled".to_string(), "Pod".to_string(), shop.crashing.clone()),
+        ("ImagePullBackOff".to_string(), "Pod".to_string(), shop.pulling.clone()),
+        ("Unschedulable".to_string(), "Pod".to_string(), shop.pending.clone()),
+        ("ServiceNoEndpoints".to_string(), "Service".to_string(), "api".to_string()),
+        ("HPAScalingInactive".to_string(), "HorizontalPodAutoscaler".to_string(), "api".to_string()),
+        ("PDBBlocking".to_string(), "PodDisruptionBudget".to_string(), "api".to_string()),
+    ] {
+        assert!(found.contains(&expected), "{expected:?} missing from {found:?}");
+    }
+    assert_eq!(found.len(), 6, "{found:?}");
+    assert_eq!(found[0].0, "OOMKilled", "the root cause first: {found:?}");
     let oom = live["findings"][0]["evidence"]
         .as_array()
         .unwrap()
@@ -672,7 +711,8 @@ async fn broken_workloads_are_diagnosed_live_and_from_a_dump_alike() {
         oom.contains("log app --previous: Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space"),
         "logs come through the API server's proxy: {oom}"
     );
-    assert_eq!(live["findings"][3]["caused_by"]["reason"], "OOMKilled");
+    let service = live["findings"].as_array().unwrap().iter().find(|f| f["reason"] == "ServiceNoEndpoints").unwrap();
+    assert_eq!(service["caused_by"]["reason"], "OOMKilled");
     let context = live["context"].as_str().unwrap();
     assert!(context.contains("0/1 nodes are available: 1 Insufficient memory."), "{context}");
     assert!(context.contains("rpc error: code = NotFound"), "{context}");
