@@ -44,6 +44,11 @@ pub enum Reason {
     HPAScalingInactive,
     HPAAtMaximum,
     PDBBlocking,
+    NodePressure,
+    NodeCordoned,
+    StatefulSetStuck,
+    CronJobSuspended,
+    CronJobMissedSchedule,
 }
 
 impl Reason {
@@ -72,6 +77,11 @@ impl Reason {
             Reason::HPAScalingInactive => "HPAScalingInactive",
             Reason::HPAAtMaximum => "HPAAtMaximum",
             Reason::PDBBlocking => "PDBBlocking",
+            Reason::NodePressure => "NodePressure",
+            Reason::NodeCordoned => "NodeCordoned",
+            Reason::StatefulSetStuck => "StatefulSetStuck",
+            Reason::CronJobSuspended => "CronJobSuspended",
+            Reason::CronJobMissedSchedule => "CronJobMissedSchedule",
         }
     }
 }
@@ -178,6 +188,8 @@ pub fn analyze(facts: &Facts) -> Vec<Finding> {
     findings.extend(job_findings(facts));
     findings.extend(refused::findings(facts, now, &events));
     findings.extend(rollout_findings(facts, &findings));
+    findings.extend(statefulset_findings(facts, &findings));
+    findings.extend(cronjob_findings(facts, &events, now));
     findings.extend(service_findings(facts, &findings));
     findings.extend(port_findings(facts));
     findings.extend(routing::ingress_findings(facts));
@@ -719,6 +731,7 @@ fn node_findings(facts: &Facts) -> Vec<Finding> {
         let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten();
         let Some(ready) = conditions.clone().find(|c| c.type_ == "Ready") else { continue };
         if ready.status == "True" {
+            findings.extend(node_pressure(facts, node));
             continue;
         }
         let message = ready.message.as_deref().unwrap_or_default();
@@ -1161,6 +1174,185 @@ fn template_labels<'a>(facts: &'a Facts, kind: &str, name: &str) -> Option<&'a B
     template.metadata.as_ref()?.labels.as_ref()
 }
 
+/// A ready node under pressure (memory, disk, PIDs, network) or cordoned: what it does to the pods on it.
+fn node_pressure(facts: &Facts, node: &k8s_openapi::api::core::v1::Node) -> Option<Finding> {
+    let name = name_of(&node.metadata);
+    let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten();
+    let pressures: Vec<_> = conditions
+        .filter(|c| c.status == "True")
+        .filter(|c| {
+            matches!(c.type_.as_str(), "MemoryPressure" | "DiskPressure" | "PIDPressure" | "NetworkUnavailable")
+        })
+        .collect();
+    let cordoned = node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+    if pressures.is_empty() && !cordoned {
+        return None;
+    }
+    let on_it: Vec<&Pod> =
+        facts.pods.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name)).collect();
+    let mut f = match pressures.first() {
+        Some(_) => Finding::new(
+            Reason::NodePressure,
+            Severity::Critical,
+            object("Node", "", name),
+            format!(
+                "Node {name} is under {}: the kubelet evicts pods and the scheduler places none there",
+                pressures.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>().join(" and ")
+            ),
+        ),
+        None => Finding::new(
+            Reason::NodeCordoned,
+            Severity::Warning,
+            object("Node", "", name),
+            format!("Node {name} is cordoned (spec.unschedulable): no new pod is placed there"),
+        ),
+    };
+    for c in &pressures {
+        f.evidence.push(format!(
+            "node {name} condition {}=True reason={} since {}: {}",
+            c.type_,
+            c.reason.as_deref().unwrap_or_default(),
+            c.last_transition_time.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+            c.message.as_deref().unwrap_or_default()
+        ));
+    }
+    if cordoned {
+        f.evidence.push(format!("node {name} spec.unschedulable: true"));
+    }
+    for taint in node.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten() {
+        f.evidence.push(format!("node {name} taint: {}:{}", taint.key, taint.effect));
+    }
+    for pod in on_it.iter().take(5) {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Unknown");
+        let reason =
+            pod.status.as_ref().and_then(|s| s.reason.as_deref()).map(|r| format!(" ({r})")).unwrap_or_default();
+        f.evidence.push(format!("pod {} on {name}: {phase}{reason}", name_of(&pod.metadata)));
+    }
+    f.commands = vec![
+        format!("kubectl describe node {name}"),
+        format!("kubectl get pods -A --field-selector spec.nodeName={name}"),
+    ];
+    Some(f)
+}
+
+/// StatefulSets whose next ordinal is never created because the one before it is not ready (OrderedReady).
+fn statefulset_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
+    let ns = facts.namespace.as_str();
+    let mut findings = Vec::new();
+    for sts in &facts.statefulsets {
+        let name = name_of(&sts.metadata);
+        let Some(spec) = &sts.spec else { continue };
+        let desired = spec.replicas.unwrap_or(1);
+        let have = sts.status.as_ref().map_or(0, |s| s.replicas);
+        let ordered = spec.pod_management_policy.as_deref().unwrap_or("OrderedReady") == "OrderedReady";
+        if !ordered || have >= desired || have == 0 {
+            continue;
+        }
+        let last = format!("{name}-{}", have - 1);
+        let Some(pod) = facts.pods.iter().find(|p| name_of(&p.metadata) == last) else { continue };
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        if ready {
+            continue;
+        }
+        let next = format!("{name}-{have}");
+        let mut f = Finding::new(
+            Reason::StatefulSetStuck,
+            Severity::Critical,
+            object("StatefulSet", ns, name),
+            format!(
+                "StatefulSet {name} has {have} of {desired} pods: {last} is not ready, so {next} is never created (podManagementPolicy OrderedReady)"
+            ),
+        );
+        let ready_count = sts.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+        f.evidence.push(format!("replicas: desired {desired}, created {have}, ready {ready_count}"));
+        f.evidence.push(format!("pod {last}: not ready"));
+        let cause = pod_findings.iter().find(|f| f.object.kind == "Pod" && f.object.name == last);
+        if let Some(cause) = cause {
+            f.evidence.push(format!("pod {last}: {}", cause.summary));
+            f.caused_by = Some(cause.link());
+        }
+        f.commands = vec![
+            format!("kubectl describe statefulset -n {ns} {name}"),
+            format!("kubectl describe pod -n {ns} {last}"),
+            format!("kubectl get pods -n {ns} -l {}", crate::facts::label_selector_string(&spec.selector)),
+        ];
+        findings.push(f);
+    }
+    findings
+}
+
+/// CronJobs that will not run: suspended, or missing their schedules.
+fn cronjob_findings(facts: &Facts, index: &EventIndex<'_>, now: Option<jiff::Timestamp>) -> Vec<Finding> {
+    let ns = facts.namespace.as_str();
+    let mut findings = Vec::new();
+    for cronjob in &facts.cronjobs {
+        let name = name_of(&cronjob.metadata);
+        let Some(spec) = &cronjob.spec else { continue };
+        let status = cronjob.status.as_ref();
+        let when = |t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+            t.map_or("never".to_string(), |t| t.0.to_string())
+        };
+        let last_schedule = when(status.and_then(|s| s.last_schedule_time.as_ref()));
+        let last_success = when(status.and_then(|s| s.last_successful_time.as_ref()));
+        let commands = vec![
+            format!("kubectl describe cronjob -n {ns} {name}"),
+            format!("kubectl get jobs -n {ns} --sort-by=.metadata.creationTimestamp"),
+        ];
+        if spec.suspend == Some(true) {
+            let mut f = Finding::new(
+                Reason::CronJobSuspended,
+                Severity::Warning,
+                object("CronJob", ns, name),
+                format!(
+                    "CronJob {name} is suspended: its schedule {} starts no Job; last run {last_schedule}",
+                    spec.schedule
+                ),
+            );
+            f.evidence.push("spec.suspend: true".to_string());
+            f.evidence.push(format!("status: lastScheduleTime {last_schedule}, lastSuccessfulTime {last_success}"));
+            f.commands = commands;
+            findings.push(f);
+            continue;
+        }
+        let missed: Vec<&Event> =
+            events_with(events_of(index, "CronJob", name), &["MissSchedule", "TooManyMissedTimes"])
+                .filter(|e| match (event_time(e), now) {
+                    (Some(at), Some(now)) => at + HISTORY >= now,
+                    _ => true,
+                })
+                .collect();
+        if let Some(latest) = missed.first() {
+            let mut f = Finding::new(
+                Reason::CronJobMissedSchedule,
+                Severity::Critical,
+                object("CronJob", ns, name),
+                format!(
+                    "CronJob {name} misses its schedule {}: {}; last run {last_schedule}",
+                    spec.schedule,
+                    latest.message.as_deref().unwrap_or_default().trim()
+                ),
+            );
+            f.evidence.extend(missed.iter().take(2).map(|e| quote_event(e)));
+            f.evidence.push(format!("status: lastScheduleTime {last_schedule}, lastSuccessfulTime {last_success}"));
+            if let Some(deadline) = spec.starting_deadline_seconds {
+                f.evidence.push(format!("spec.startingDeadlineSeconds: {deadline}"));
+            }
+            if spec.concurrency_policy.as_deref() == Some("Forbid") {
+                f.evidence.push("spec.concurrencyPolicy: Forbid (a Job still running blocks the next)".to_string());
+            }
+            f.commands = commands;
+            findings.push(f);
+        }
+    }
+    findings
+}
+
 /// Connects pods to the node or claim behind their problem, and gives every root cause the list of what follows
 /// from it.
 fn link(facts: &Facts, findings: &mut [Finding]) {
@@ -1181,7 +1373,8 @@ fn link(facts: &Facts, findings: &mut [Finding]) {
             .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()))
             .collect();
         let cause = findings.iter().find(|other| {
-            (other.reason == Reason::NodeNotReady && Some(other.object.name.as_str()) == node)
+            (matches!(other.reason, Reason::NodeNotReady | Reason::NodePressure)
+                && Some(other.object.name.as_str()) == node)
                 || (other.reason == Reason::PVCPending
                     && matches!(f.reason, Reason::Unschedulable | Reason::FailedMount)
                     && claims.contains(&other.object.name.as_str()))
@@ -1648,6 +1841,42 @@ mod scenario_tests {
             pdb[0].summary.contains("allows no disruption (minAvailable 2, 2 of 2 pods healthy)"),
             "{}",
             pdb[0].summary
+        );
+    }
+
+    #[test]
+    fn nodes_ordinals_and_schedules_that_hold_work_back() {
+        let pressure = analyze(&facts("pressure"));
+        assert_eq!(
+            summary(&pressure),
+            [(Reason::NodePressure, "Node", "worker-5"), (Reason::Evicted, "Pod", "log-shipper-5f4e3d2c1-e7r8t")]
+        );
+        assert_eq!(pressure[1].caused_by.as_ref().map(|l| l.reason), Some(Reason::NodePressure));
+        assert!(evidence(&pressure[0]).contains("node worker-5 taint: node.kubernetes.io/disk-pressure:NoSchedule"));
+
+        let sts = analyze(&facts("statefulset"));
+        assert_eq!(
+            summary(&sts),
+            [(Reason::ProbeFailing, "Pod", "zookeeper-1"), (Reason::StatefulSetStuck, "StatefulSet", "zookeeper")]
+        );
+        assert_eq!(
+            sts[1].summary,
+            "StatefulSet zookeeper has 2 of 3 pods: zookeeper-1 is not ready, so zookeeper-2 is never created (podManagementPolicy OrderedReady)"
+        );
+        assert_eq!(sts[1].caused_by.as_ref().map(|l| l.object.name.as_str()), Some("zookeeper-1"));
+
+        let cron = analyze(&facts("cronjob"));
+        assert_eq!(
+            summary(&cron),
+            [
+                (Reason::CronJobMissedSchedule, "CronJob", "ledger-sync"),
+                (Reason::CronJobSuspended, "CronJob", "invoice-run")
+            ]
+        );
+        assert!(
+            cron[0].summary.contains("Missed scheduled time to start a job: 2026-11-30T11:50:00Z"),
+            "{}",
+            cron[0].summary
         );
     }
 

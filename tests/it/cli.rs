@@ -111,6 +111,21 @@ const CASES: &[(&str, &[Expected], &str)] = &[
         "status: disruptionsAllowed 0, currentHealthy 2, desiredHealthy 2, expectedPods 2",
     ),
     (
+        "pressure",
+        &[("NodePressure", "Node", "worker-5"), ("Evicted", "Pod", "log-shipper-5f4e3d2c1-e7r8t")],
+        "node worker-5 condition DiskPressure=True reason=KubeletHasDiskPressure",
+    ),
+    (
+        "statefulset",
+        &[("ProbeFailing", "Pod", "zookeeper-1"), ("StatefulSetStuck", "StatefulSet", "zookeeper")],
+        "so zookeeper-2 is never created",
+    ),
+    (
+        "cronjob",
+        &[("CronJobMissedSchedule", "CronJob", "ledger-sync"), ("CronJobSuspended", "CronJob", "invoice-run")],
+        "Missed scheduled time to start a job: 2026-11-30T11:50:00Z",
+    ),
+    (
         "rollout",
         &[],
         r#"rollout in progress, inside its progress deadline (ReplicaSet "storefront-7d9f8b6c5" is progressing.)"#,
