@@ -49,6 +49,7 @@ pub enum Reason {
     StatefulSetStuck,
     CronJobSuspended,
     CronJobMissedSchedule,
+    DaemonSetUnavailable,
 }
 
 impl Reason {
@@ -82,6 +83,7 @@ impl Reason {
             Reason::StatefulSetStuck => "StatefulSetStuck",
             Reason::CronJobSuspended => "CronJobSuspended",
             Reason::CronJobMissedSchedule => "CronJobMissedSchedule",
+            Reason::DaemonSetUnavailable => "DaemonSetUnavailable",
         }
     }
 }
@@ -189,6 +191,7 @@ pub fn analyze(facts: &Facts) -> Vec<Finding> {
     findings.extend(refused::findings(facts, now, &events));
     findings.extend(rollout_findings(facts, &findings));
     findings.extend(statefulset_findings(facts, &findings));
+    findings.extend(daemonset_findings(facts, &findings));
     findings.extend(cronjob_findings(facts, &events, now));
     findings.extend(service_findings(facts, &findings));
     findings.extend(port_findings(facts));
@@ -1287,6 +1290,66 @@ fn statefulset_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding>
     findings
 }
 
+/// DaemonSets missing on some of their nodes: pods not available, or not scheduled where they should be.
+fn daemonset_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
+    let ns = facts.namespace.as_str();
+    let mut findings = Vec::new();
+    for ds in &facts.daemonsets {
+        let name = name_of(&ds.metadata);
+        let Some(status) = &ds.status else { continue };
+        let desired = status.desired_number_scheduled;
+        let unavailable = status.number_unavailable.unwrap_or(0);
+        let unscheduled = desired - status.current_number_scheduled;
+        if unavailable <= 0 && unscheduled <= 0 {
+            continue;
+        }
+        let failing: Vec<&Finding> = pods_owned_by(facts, "DaemonSet", name)
+            .into_iter()
+            .filter_map(|pod| {
+                pod_findings.iter().find(|f| {
+                    f.object.kind == "Pod" && (f.object.name == pod || f.also_affected.iter().any(|a| a == pod))
+                })
+            })
+            .collect();
+        let missing = unavailable.max(unscheduled);
+        let severity = if missing >= desired { Severity::Critical } else { Severity::Warning };
+        let why = match failing.first() {
+            Some(f) => format!(": pod {} {}", f.object.name, f.reason),
+            None if unscheduled > 0 => format!(": {unscheduled} node(s) have no pod scheduled"),
+            None => String::new(),
+        };
+        let mut f = Finding::new(
+            Reason::DaemonSetUnavailable,
+            severity,
+            object("DaemonSet", ns, name),
+            format!("DaemonSet {name} is missing on {missing} of {desired} nodes{why}"),
+        );
+        f.evidence.push(format!(
+            "status: desiredNumberScheduled {desired}, currentNumberScheduled {}, numberReady {}, numberUnavailable {unavailable}, numberMisscheduled {}",
+            status.current_number_scheduled, status.number_ready, status.number_misscheduled
+        ));
+        for failing in &failing {
+            let node = facts
+                .pods
+                .iter()
+                .find(|p| name_of(&p.metadata) == failing.object.name)
+                .and_then(|p| p.spec.as_ref()?.node_name.clone())
+                .unwrap_or_default();
+            f.evidence.push(format!("pod {} on {node}: {}", failing.object.name, failing.reason));
+        }
+        f.caused_by = failing.first().map(|f| f.link());
+        f.commands = vec![
+            format!("kubectl describe daemonset -n {ns} {name}"),
+            format!(
+                "kubectl get pods -n {ns} -o wide -l {}",
+                ds.spec.as_ref().map(|s| crate::facts::label_selector_string(&s.selector)).unwrap_or_default()
+            ),
+        ];
+        findings.push(f);
+    }
+    findings
+}
+
 /// CronJobs that will not run: suspended, or missing their schedules.
 fn cronjob_findings(facts: &Facts, index: &EventIndex<'_>, now: Option<jiff::Timestamp>) -> Vec<Finding> {
     let ns = facts.namespace.as_str();
@@ -1878,6 +1941,24 @@ mod scenario_tests {
             "{}",
             cron[0].summary
         );
+    }
+
+    #[test]
+    fn a_daemonset_missing_on_a_node_names_the_pod_there() {
+        let ds = analyze(&facts("daemonset"));
+        assert_eq!(
+            summary(&ds),
+            [
+                (Reason::CrashLoopBackOff, "Pod", "node-exporter-m8n2b"),
+                (Reason::DaemonSetUnavailable, "DaemonSet", "node-exporter")
+            ]
+        );
+        assert_eq!(
+            ds[1].summary,
+            "DaemonSet node-exporter is missing on 1 of 2 nodes: pod node-exporter-m8n2b CrashLoopBackOff"
+        );
+        assert_eq!(ds[1].severity, Severity::Warning, "one node of two");
+        assert!(evidence(&ds[0]).contains("bind: address already in use"), "{}", evidence(&ds[0]));
     }
 
     #[test]

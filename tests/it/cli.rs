@@ -126,6 +126,11 @@ const CASES: &[(&str, &[Expected], &str)] = &[
         "Missed scheduled time to start a job: 2026-11-30T11:50:00Z",
     ),
     (
+        "daemonset",
+        &[("CrashLoopBackOff", "Pod", "node-exporter-m8n2b"), ("DaemonSetUnavailable", "DaemonSet", "node-exporter")],
+        "listen tcp 0.0.0.0:9100: bind: address already in use",
+    ),
+    (
         "rollout",
         &[],
         r#"rollout in progress, inside its progress deadline (ReplicaSet "storefront-7d9f8b6c5" is progressing.)"#,
