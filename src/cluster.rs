@@ -44,6 +44,8 @@ pub struct Limits {
     pub limit_bytes: i64,
     /// Log requests in flight at once.
     pub concurrency: usize,
+    /// Pods that look healthy whose current logs are sampled for errors: one per owner, at most this many.
+    pub healthy_log_pods: usize,
     /// Namespace reads at once, all questions together; more wait in line. It keeps a burst of questions from
     /// flooding the API server, and kubechat's own threads free for the acknowledgements Slack waits for.
     pub reads: usize,
@@ -58,6 +60,7 @@ impl Default for Limits {
             tail_lines: 200,
             limit_bytes: 64 * 1024,
             concurrency: 8,
+            healthy_log_pods: 5,
             reads: 4,
         }
     }
@@ -528,6 +531,19 @@ async fn read_logs(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<Cont
             if status.restart_count > 0 || status.last_state.as_ref().is_some_and(|s| s.terminated.is_some()) {
                 requests.push((name.clone(), status.name.clone(), true));
             }
+        }
+    }
+    // A sample of the pods that look healthy, one per owner: errors in their logs are a problem too.
+    let mut owners = BTreeSet::new();
+    let healthy = facts.pods.iter().filter(|p| {
+        let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        let owner = p.metadata.owner_references.iter().flatten().next().map(|o| o.name.clone());
+        running && !is_problem_pod(p) && p.metadata.deletion_timestamp.is_none() && owners.insert(owner)
+    });
+    for pod in healthy.take(limits.healthy_log_pods) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        for container in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+            requests.push((name.clone(), container.name.clone(), false));
         }
     }
     let api = namespaced::<Pod>(client, &facts.namespace);

@@ -153,6 +153,7 @@ pub struct RawLlm {
 #[serde(deny_unknown_fields, default)]
 pub struct RawReader {
     pub log_pods: usize,
+    pub healthy_log_pods: usize,
     pub tail_lines: i64,
     pub limit_bytes: i64,
     pub concurrency: usize,
@@ -205,7 +206,13 @@ impl Default for RawLlm {
 impl Default for RawReader {
     fn default() -> RawReader {
         let d = Limits::default();
-        RawReader { log_pods: d.log_pods, tail_lines: d.tail_lines, limit_bytes: d.limit_bytes, concurrency: d.reads }
+        RawReader {
+            log_pods: d.log_pods,
+            healthy_log_pods: d.healthy_log_pods,
+            tail_lines: d.tail_lines,
+            limit_bytes: d.limit_bytes,
+            concurrency: d.reads,
+        }
     }
 }
 
@@ -421,6 +428,7 @@ impl RawConfig {
         let limits = Limits {
             call_timeout: Duration::from_secs(self.api_timeout_seconds),
             log_pods: self.reader.log_pods,
+            healthy_log_pods: self.reader.healthy_log_pods,
             tail_lines: self.reader.tail_lines,
             limit_bytes: self.reader.limit_bytes,
             reads: self.reader.concurrency,

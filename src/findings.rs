@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::facts::{Facts, ObjectRef, event_time, is_problem_pod};
 
 mod lifecycle;
+mod logs;
 mod refused;
 mod routing;
 mod scaling;
@@ -50,6 +51,7 @@ pub enum Reason {
     CronJobSuspended,
     CronJobMissedSchedule,
     DaemonSetUnavailable,
+    LogErrors,
 }
 
 impl Reason {
@@ -84,6 +86,7 @@ impl Reason {
             Reason::CronJobSuspended => "CronJobSuspended",
             Reason::CronJobMissedSchedule => "CronJobMissedSchedule",
             Reason::DaemonSetUnavailable => "DaemonSetUnavailable",
+            Reason::LogErrors => "LogErrors",
         }
     }
 }
@@ -185,6 +188,7 @@ pub fn analyze(facts: &Facts) -> Vec<Finding> {
         .iter()
         .flat_map(|pod| pod_findings(facts, now, pod, events_of(&events, "Pod", name_of(&pod.metadata))));
     findings.extend(group_replicas(facts, pods.collect()));
+    findings.extend(logs::findings(facts));
     findings.extend(node_findings(facts));
     findings.extend(pvc_findings(facts, &events));
     findings.extend(job_findings(facts));
@@ -1959,6 +1963,20 @@ mod scenario_tests {
         );
         assert_eq!(ds[1].severity, Severity::Warning, "one node of two");
         assert!(evidence(&ds[0]).contains("bind: address already in use"), "{}", evidence(&ds[0]));
+    }
+
+    #[test]
+    fn errors_dominating_a_healthy_pods_log_are_a_finding_and_a_slow_query_is_not() {
+        let found = analyze(&facts("applogs"));
+        assert_eq!(summary(&found), [(Reason::LogErrors, "Pod", "checkout-179b0c233-a179b")]);
+        assert_eq!(
+            found[0].summary,
+            "container checkout of pod checkout-179b0c233-a179b is running and ready, but name resolution fails: 18 of the last 24 log lines are errors"
+        );
+        assert!(
+            evidence(&found[0])
+                .contains("lookup payments-api.payments.svc.cluster.local on 10.96.0.10:53: no such host")
+        );
     }
 
     #[test]

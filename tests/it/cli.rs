@@ -131,6 +131,11 @@ const CASES: &[(&str, &[Expected], &str)] = &[
         "listen tcp 0.0.0.0:9100: bind: address already in use",
     ),
     (
+        "applogs",
+        &[("LogErrors", "Pod", "checkout-179b0c233-a179b")],
+        "lookup payments-api.payments.svc.cluster.local on 10.96.0.10:53: no such host",
+    ),
+    (
         "rollout",
         &[],
         r#"rollout in progress, inside its progress deadline (ReplicaSet "storefront-7d9f8b6c5" is progressing.)"#,
