@@ -238,6 +238,12 @@ fn controller_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMe
         .map(|o| (o.kind.as_str(), o.name.as_str()))
 }
 
+/// Whether a pod's `Ready` condition is true.
+fn pod_ready(pod: &Pod) -> bool {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+    conditions.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
 fn quote_event(event: &Event) -> String {
     let count = event.count.filter(|c| *c > 1).map(|c| format!(" x{c}")).unwrap_or_default();
     let at = event_time(event).map(|t| format!(" at {t}")).unwrap_or_default();

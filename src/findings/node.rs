@@ -35,13 +35,7 @@ pub(super) fn node_findings(facts: &Facts) -> Vec<Finding> {
             f.evidence.push(format!("node {name} taint: {}:{}", taint.key, taint.effect));
         }
         for pod in facts.pods.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name)) {
-            let ready = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .into_iter()
-                .flatten()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
+            let ready = pod_ready(pod);
             f.evidence.push(format!("pod {} runs on {name} (ready: {ready})", name_of(&pod.metadata)));
         }
         f.commands = vec![

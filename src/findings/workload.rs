@@ -193,13 +193,7 @@ pub(super) fn statefulset_findings(facts: &Facts, pod_findings: &[Finding]) -> V
         }
         let last = format!("{name}-{}", have - 1);
         let Some(pod) = facts.pods.iter().find(|p| name_of(&p.metadata) == last) else { continue };
-        let ready = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
+        let ready = pod_ready(pod);
         if ready {
             continue;
         }
