@@ -227,9 +227,10 @@ impl Alerts {
         if let (Some(channel), Some(slack)) = (&receiver.slack_channel, &self.slack) {
             let mut ticket = self.app.ticket(&asker, Intent::Diagnose, &self.app.request_id());
             if ticket.admit(&scope).is_ok()
-                && let Some(ts) = slack
-                    .diagnose_alert(channel, ticket, scope.clone(), |m| alert.is_named_in(&scope, &m.to_string()))
-                    .await
+                && let Some(ts) = Box::pin(
+                    slack.diagnose_alert(channel, ticket, scope.clone(), |m| alert.is_named_in(&scope, &m.to_string())),
+                )
+                .await
             {
                 threads.push(Thread::Slack { channel: channel.clone(), ts });
             }
@@ -239,9 +240,10 @@ impl Alerts {
             let mut ticket = self.app.ticket(&asker, Intent::Diagnose, &self.app.request_id());
             let title = format!("Alert {} is firing in {namespace}: diagnosing", alert.name());
             if ticket.admit(&scope).is_ok()
-                && let Some(root) = matrix
-                    .diagnose_alert(room, ticket, scope.clone(), &title, |body| alert.is_named_in(&scope, body))
-                    .await
+                && let Some(root) = Box::pin(
+                    matrix.diagnose_alert(room, ticket, scope.clone(), &title, |body| alert.is_named_in(&scope, body)),
+                )
+                .await
             {
                 threads.push(Thread::Matrix { room: room.clone(), root });
             }

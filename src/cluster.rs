@@ -739,7 +739,9 @@ impl Cluster {
     /// Reads `scope`. A live cluster's facts carry the time they were read, a dump's the time it was taken (or none,
     /// and their newest timestamp stands in: [`Facts::now`]).
     pub async fn read(&self, scope: &Scope, limits: &Limits) -> Result<Facts, ReadError> {
-        let mut facts = read(&self.client, scope, limits).await?;
+        // On the heap: the read joins a score of list calls, and a future that size, nested in a front-end's, would
+        // overflow a worker thread's stack in a debug build.
+        let mut facts = Box::pin(read(&self.client, scope, limits)).await?;
         facts.observed_at = match self.replay {
             None => Some(jiff::Timestamp::now()),
             Some(_) => self.taken_at,
