@@ -31,7 +31,10 @@ use node::node_findings;
 use pod::{HISTORY, group_replicas, log_evidence, pod_commands, pod_findings, statuses};
 use service::{port_findings, service_findings};
 use storage::pvc_findings;
-use workload::{cronjob_findings, daemonset_findings, job_findings, rollout_findings, statefulset_findings};
+use workload::{
+    cronjob_findings, daemonset_findings, governing_service_findings, job_findings, rollout_findings,
+    statefulset_findings,
+};
 
 /// Stable reason codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -66,6 +69,8 @@ pub enum Reason {
     CronJobMissedSchedule,
     DaemonSetUnavailable,
     LogErrors,
+    HPATargetMissing,
+    StatefulSetServiceMissing,
 }
 
 impl Reason {
@@ -101,6 +106,8 @@ impl Reason {
             Reason::CronJobMissedSchedule => "CronJobMissedSchedule",
             Reason::DaemonSetUnavailable => "DaemonSetUnavailable",
             Reason::LogErrors => "LogErrors",
+            Reason::HPATargetMissing => "HPATargetMissing",
+            Reason::StatefulSetServiceMissing => "StatefulSetServiceMissing",
         }
     }
 }
@@ -210,6 +217,7 @@ pub fn analyze(facts: &Facts) -> Vec<Finding> {
     findings.extend(rollout_findings(facts, &findings));
     findings.extend(statefulset_findings(facts, &findings));
     findings.extend(daemonset_findings(facts, &findings));
+    findings.extend(governing_service_findings(facts));
     findings.extend(cronjob_findings(facts, &events, now));
     findings.extend(service_findings(facts, &findings));
     findings.extend(port_findings(facts));
@@ -814,6 +822,21 @@ mod scenario_tests {
             evidence(&found[0])
                 .contains("lookup payments-api.payments.svc.cluster.local on 10.96.0.10:53: no such host")
         );
+    }
+
+    #[test]
+    fn autoscalers_without_a_target_or_requests_and_statefulsets_without_their_service() {
+        let target = analyze(&facts("hpatarget"));
+        assert_eq!(summary(&target), [(Reason::HPATargetMissing, "HorizontalPodAutoscaler", "orders-api")]);
+        assert_eq!(
+            target[0].summary,
+            "HorizontalPodAutoscaler orders-api scales deployment/orders-api, which does not exist; did you mean orders-api-v2?"
+        );
+        let requests = analyze(&facts("hparequests"));
+        assert_eq!(summary(&requests), [(Reason::HPAScalingInactive, "HorizontalPodAutoscaler", "email-worker")]);
+        assert!(evidence(&requests[0]).contains("deployment/email-worker's containers set no resources.requests"));
+        let governing = analyze(&facts("governing"));
+        assert_eq!(summary(&governing), [(Reason::StatefulSetServiceMissing, "StatefulSet", "redis")]);
     }
 
     #[test]

@@ -29,6 +29,32 @@ pub(super) fn hpa_findings(facts: &Facts) -> Vec<Finding> {
             format!("kubectl get hpa -n {ns} {name} -o yaml"),
             format!("kubectl top pods -n {ns}"),
         ];
+        // The workload it scales is gone (renamed, deleted): it scales nothing.
+        let (kind, target_name) = (spec.scale_target_ref.kind.as_str(), spec.scale_target_ref.name.as_str());
+        let candidates: Option<Vec<String>> = match kind {
+            "Deployment" if !facts.unread.contains("deployments") => {
+                Some(facts.deployments.iter().map(|d| name_of(&d.metadata).to_string()).collect())
+            }
+            "StatefulSet" if !facts.unread.contains("statefulsets") => {
+                Some(facts.statefulsets.iter().map(|s| name_of(&s.metadata).to_string()).collect())
+            }
+            _ => None,
+        };
+        if let Some(names) = candidates.filter(|names| !names.iter().any(|n| n == target_name)) {
+            let near = crate::facts::closest(target_name, names);
+            let hint = near.first().map(|n| format!("; did you mean {n}?")).unwrap_or_default();
+            let mut f = Finding::new(
+                Reason::HPATargetMissing,
+                Severity::Warning,
+                object("HorizontalPodAutoscaler", ns, name),
+                format!("HorizontalPodAutoscaler {name} scales {target}, which does not exist{hint}"),
+            );
+            f.evidence.push(format!("spec.scaleTargetRef: {kind} {target_name}"));
+            f.evidence.extend(condition("AbleToScale", "False").map(|c| quote(c)));
+            f.commands = commands.clone();
+            findings.push(f);
+            continue;
+        }
         if let Some(c) = condition("ScalingActive", "False") {
             let message = c.message.as_deref().unwrap_or_default();
             let mut f = Finding::new(

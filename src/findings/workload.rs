@@ -224,6 +224,47 @@ pub(super) fn statefulset_findings(facts: &Facts, pod_findings: &[Finding]) -> V
     findings
 }
 
+/// StatefulSets whose governing Service (`spec.serviceName`) does not exist: their pods get no stable DNS names.
+pub(super) fn governing_service_findings(facts: &Facts) -> Vec<Finding> {
+    if facts.unread.contains("services") {
+        return Vec::new();
+    }
+    let ns = facts.namespace.as_str();
+    let mut findings = Vec::new();
+    for sts in &facts.statefulsets {
+        let name = name_of(&sts.metadata);
+        let Some(service) = sts.spec.as_ref().and_then(|s| s.service_name.as_deref()).filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        if facts.services.iter().any(|s| name_of(&s.metadata) == service) {
+            continue;
+        }
+        // It matters once its pods run: they would have names under the Service by now.
+        let running = pods_owned_by(facts, "StatefulSet", name).into_iter().any(|pod| {
+            let pod = facts.pods.iter().find(|p| name_of(&p.metadata) == pod);
+            pod.and_then(|p| p.status.as_ref()?.phase.as_deref()) == Some("Running")
+        });
+        if !running {
+            continue;
+        }
+        let mut f = Finding::new(
+            Reason::StatefulSetServiceMissing,
+            Severity::Warning,
+            object("StatefulSet", ns, name),
+            format!(
+                "StatefulSet {name} names the governing Service {service}, which does not exist: its pods get no stable DNS names ({name}-0.{service})"
+            ),
+        );
+        f.evidence.push(format!("spec.serviceName: {service}"));
+        let services: Vec<&str> = facts.services.iter().map(|s| name_of(&s.metadata)).collect();
+        f.evidence.push(format!("services in {ns}: {}", services.join(", ")));
+        f.commands =
+            vec![format!("kubectl get services -n {ns}"), format!("kubectl describe statefulset -n {ns} {name}")];
+        findings.push(f);
+    }
+    findings
+}
+
 /// DaemonSets missing on some of their nodes: pods not available, or not scheduled where they should be.
 pub(super) fn daemonset_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec<Finding> {
     let ns = facts.namespace.as_str();

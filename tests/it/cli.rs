@@ -136,6 +136,17 @@ const CASES: &[(&str, &[Expected], &str)] = &[
         "lookup payments-api.payments.svc.cluster.local on 10.96.0.10:53: no such host",
     ),
     (
+        "hpatarget",
+        &[("HPATargetMissing", "HorizontalPodAutoscaler", "orders-api")],
+        r#"deployments/scale.apps "orders-api" not found"#,
+    ),
+    (
+        "hparequests",
+        &[("HPAScalingInactive", "HorizontalPodAutoscaler", "email-worker")],
+        "missing request for cpu in container email-worker",
+    ),
+    ("governing", &[("StatefulSetServiceMissing", "StatefulSet", "redis")], "spec.serviceName: redis-headless"),
+    (
         "rollout",
         &[],
         r#"rollout in progress, inside its progress deadline (ReplicaSet "storefront-7d9f8b6c5" is progressing.)"#,
