@@ -304,3 +304,30 @@ fn the_service_monitor_scrapes_the_metrics_port() {
     let policy = find(&objects, "NetworkPolicy", "kubechat");
     assert!(policy["spec"]["ingress"].to_string().contains("9090"), "Prometheus may reach the port");
 }
+
+#[test]
+fn every_scenario_object_validates_against_the_kubernetes_schemas() {
+    // The demo cluster and the findings' fixtures are what a real API server would have stored: every object of
+    // testdata/scenarios passes Kubernetes 1.33's schemas, strictly (no unknown fields).
+    let validate = lint_bin().join("kubernetes-validate");
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(format!("{ROOT}/testdata/scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let list: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let items = list["items"].as_array().unwrap_or_else(|| panic!("{} is a List", path.display()));
+        // One document per object (JSON is YAML), as the validator reads them.
+        let documents: Vec<String> = items.iter().map(|item| item.to_string()).collect();
+        let file = dir.path().join(path.file_name().unwrap());
+        std::fs::write(&file, documents.join("\n---\n")).unwrap();
+        files.push(file.to_string_lossy().into_owned());
+    }
+    assert!(files.len() >= 35, "the scenarios are read: {files:?}");
+    let mut args = vec!["--strict", "--quiet", "-k", "1.33.0"];
+    args.extend(files.iter().map(String::as_str));
+    let (ok, output) = run(&validate, &args, ROOT);
+    assert!(ok, "scenario objects that a 1.33 API server would refuse:\n{output}");
+}
