@@ -685,6 +685,19 @@ mod scenario_tests {
     }
 
     #[test]
+    fn a_target_port_one_of_the_selected_pods_declares_is_no_mismatch() {
+        // A Service over two workloads, one declaring the port: traffic reaches that one, so no finding.
+        let mut facts = facts("ports");
+        let mut other = facts.pods[facts.pods.len() - 1].clone();
+        other.metadata.name = Some("recommendations-canary-0".into());
+        let container = &mut other.spec.as_mut().unwrap().containers[0];
+        container.ports.as_mut().unwrap()[0].container_port = 8080;
+        facts.pods.push(other);
+        let found = analyze(&facts);
+        assert!(!summary(&found).iter().any(|(r, _, _)| *r == Reason::ServicePortMismatch), "{:?}", summary(&found));
+    }
+
+    #[test]
     fn init_failures_exit_zero_loops_and_liveness_kills_are_named() {
         let init = analyze(&facts("init"));
         assert_eq!(

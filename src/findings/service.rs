@@ -114,6 +114,9 @@ pub(super) fn near_miss(
     })
 }
 
+/// The ports a pod's containers declare: (name, number, container).
+type Declared = Vec<(Option<String>, i32, String)>;
+
 /// Services whose `targetPort` no container of their pods declares: the endpoints exist, the connections fail.
 pub(super) fn port_findings(facts: &Facts) -> Vec<Finding> {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -124,21 +127,25 @@ pub(super) fn port_findings(facts: &Facts) -> Vec<Finding> {
         let Some(spec) = &service.spec else { continue };
         let Some(selector) = spec.selector.as_ref().filter(|s| !s.is_empty()) else { continue };
         let selected: Vec<&Pod> = facts.pods.iter().filter(|p| selects(selector, p)).collect();
-        let Some(pod) = selected.first() else { continue };
-        let declared: Vec<(Option<&str>, i32, &str)> = pod
-            .spec
-            .iter()
-            .flat_map(|s| s.containers.iter())
-            .flat_map(|c| c.ports.iter().flatten().map(move |p| (p.name.as_deref(), p.container_port, c.name.as_str())))
-            .collect();
-        if declared.is_empty() {
-            continue; // ports need not be declared: nothing to compare with
-        }
+        let ports_of = |pod: &'_ Pod| -> Declared {
+            pod.spec
+                .iter()
+                .flat_map(|s| s.containers.iter())
+                .flat_map(|c| c.ports.iter().flatten().map(move |p| (p.name.clone(), p.container_port, c.name.clone())))
+                .collect()
+        };
+        // Ports need not be declared: only pods that declare some are judged, and a port any of them has is fine.
+        let declaring: Vec<(&Pod, Declared)> =
+            selected.iter().map(|p| (*p, ports_of(p))).filter(|(_, ports)| !ports.is_empty()).collect();
+        let Some((pod, first)) = declaring.first() else { continue };
+        let declared: Vec<(Option<&str>, i32, &str)> =
+            first.iter().map(|(n, p, c)| (n.as_deref(), *p, c.as_str())).collect();
+        let all: Vec<&(Option<String>, i32, String)> = declaring.iter().flat_map(|(_, ports)| ports.iter()).collect();
         for port in spec.ports.iter().flatten() {
             let target = port.target_port.clone().unwrap_or(IntOrString::Int(port.port));
             let found = match &target {
-                IntOrString::Int(number) => declared.iter().any(|(_, p, _)| p == number),
-                IntOrString::String(named) => declared.iter().any(|(n, _, _)| *n == Some(named.as_str())),
+                IntOrString::Int(number) => all.iter().any(|(_, p, _)| p == number),
+                IntOrString::String(named) => all.iter().any(|(n, _, _)| n.as_deref() == Some(named.as_str())),
             };
             if found {
                 continue;
