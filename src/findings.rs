@@ -246,6 +246,15 @@ fn controller_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMe
         .map(|o| (o.kind.as_str(), o.name.as_str()))
 }
 
+/// Whether an event happened within [`HISTORY`] of `now` (an event without a time, or facts without one, count as
+/// recent): older ones are history, not evidence of a current failure.
+fn recent(event: &Event, now: Option<jiff::Timestamp>) -> bool {
+    match (event_time(event), now) {
+        (Some(at), Some(now)) => at + HISTORY >= now,
+        _ => true,
+    }
+}
+
 /// Whether a pod's `Ready` condition is true.
 fn pod_ready(pod: &Pod) -> bool {
     let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());

@@ -4,13 +4,13 @@
 
 use k8s_openapi::api::core::v1::{Event, Pod};
 
-use super::{Finding, Reason, Severity, controller_of, events_with, name_of, object, pod_commands, quote_event};
-use crate::facts::{Facts, event_time};
+use super::{
+    Finding, Reason, Severity, controller_of, events_with, name_of, object, pod_commands, quote_event, recent,
+};
+use crate::facts::Facts;
 
 /// Slack past the grace period before a terminating pod counts as stuck: the kubelet's own stop takes a moment.
 const SLACK: jiff::SignedDuration = jiff::SignedDuration::from_secs(120);
-/// How long a sandbox failure is current.
-const CURRENT: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
 
 /// A pod deleted long ago that is still there.
 pub(super) fn terminating(facts: &Facts, now: Option<jiff::Timestamp>, pod: &Pod) -> Option<Finding> {
@@ -91,12 +91,7 @@ fn how_long(d: jiff::SignedDuration) -> String {
 
 /// A pod that cannot start because its sandbox cannot be created (the network plugin, most often).
 pub(super) fn sandbox(facts: &Facts, now: Option<jiff::Timestamp>, pod: &Pod, events: &[&Event]) -> Option<Finding> {
-    let failures: Vec<&Event> = events_with(events, &["FailedCreatePodSandBox"])
-        .filter(|e| match (event_time(e), now) {
-            (Some(at), Some(now)) => at + CURRENT >= now,
-            _ => true,
-        })
-        .collect();
+    let failures: Vec<&Event> = events_with(events, &["FailedCreatePodSandBox"]).filter(|e| recent(e, now)).collect();
     let latest = failures.first()?;
     let status = pod.status.as_ref();
     let started = status

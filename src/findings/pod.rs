@@ -360,10 +360,7 @@ pub(super) fn liveness_kills<'a>(
         .copied()
         .filter(|e| e.reason.as_deref() == Some("Killing"))
         .filter(|e| e.message.as_deref().is_some_and(|m| m.starts_with(&killed)))
-        .filter(|e| match (event_time(e), now) {
-            (Some(at), Some(now)) => at + HISTORY >= now,
-            _ => true,
-        })
+        .filter(|e| recent(e, now))
         .collect()
 }
 

@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{EventIndex, Finding, Reason, Severity, events_of, events_with, name_of, object, quote_event};
-use crate::facts::{Facts, event_time};
+use super::{EventIndex, Finding, Reason, Severity, events_of, events_with, name_of, object, quote_event, recent};
+use crate::facts::Facts;
 
 /// The cause, from the API server's message, with the command that shows more of it.
 struct Cause {
@@ -67,19 +67,10 @@ fn cause(ns: &str, message: &str) -> Cause {
     Cause { summary: "the API server refuses them".to_string(), command: None, quota: None }
 }
 
-/// How long a `FailedCreate` event is current: past this it is history, unless a condition still says so.
-const CURRENT: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
-
 /// A `FailedCreate` finding for every ReplicaSet, StatefulSet, DaemonSet or Job that cannot create the pods it wants.
 pub(super) fn findings(facts: &Facts, now: Option<jiff::Timestamp>, index: &EventIndex<'_>) -> Vec<Finding> {
     let ns = facts.namespace.as_str();
-    let current = |e: &&k8s_openapi::api::core::v1::Event| {
-        e.type_.as_deref() == Some("Warning")
-            && match (event_time(e), now) {
-                (Some(at), Some(now)) => at + CURRENT >= now,
-                _ => true,
-            }
-    };
+    let current = |e: &&k8s_openapi::api::core::v1::Event| e.type_.as_deref() == Some("Warning") && recent(e, now);
     let mut findings = Vec::new();
     let mut refused = |kind: &'static str, name: &str, condition: Option<&str>, wants: String| {
         let events: Vec<_> = events_with(events_of(index, kind, name), &["FailedCreate"]).filter(current).collect();

@@ -360,10 +360,7 @@ pub(super) fn cronjob_findings(facts: &Facts, index: &EventIndex<'_>, now: Optio
         }
         let missed: Vec<&Event> =
             events_with(events_of(index, "CronJob", name), &["MissSchedule", "TooManyMissedTimes"])
-                .filter(|e| match (event_time(e), now) {
-                    (Some(at), Some(now)) => at + HISTORY >= now,
-                    _ => true,
-                })
+                .filter(|e| recent(e, now))
                 .collect();
         if let Some(latest) = missed.first() {
             let mut f = Finding::new(
