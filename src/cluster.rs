@@ -16,9 +16,9 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet}
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
-    Endpoints, Event, Namespace, Node, PersistentVolumeClaim, Pod, ResourceQuota, Service,
+    Endpoints, Event, LimitRange, Namespace, Node, PersistentVolumeClaim, Pod, ResourceQuota, Service,
 };
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams, LogParams};
 use kube::{Client, Resource};
@@ -26,7 +26,8 @@ use serde::de::DeserializeOwned;
 
 use crate::dump::{Dump, DumpError};
 use crate::facts::{
-    Cause, ContainerLog, Facts, Gap, closest, is_problem_pod, label_selector_string, log_priority, narrow, order_events,
+    Cause, ContainerLog, Facts, Gap, closest, is_problem_pod, label_selector_string, log_priority, narrow, node_matters,
+    node_needs, order_events,
 };
 use crate::replay::{self, Forbid};
 use crate::request::Scope;
@@ -245,7 +246,7 @@ pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Fac
         services,
         endpoints,
         pvcs,
-        (quotas, hpas, ingresses, pdbs),
+        (quotas, hpas, ingresses, pdbs, limit_ranges, network_policies),
     ) = tokio::join!(
         check_namespace(client, ns, limits),
         read_pods(client, scope, limits),
@@ -265,6 +266,8 @@ pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Fac
                 list_or_older::<HorizontalPodAutoscaler>(client, ns, limits, "v2beta2"),
                 list_all(namespaced::<Ingress>(client, ns), all.clone(), limits, ns),
                 list_or_older::<PodDisruptionBudget>(client, ns, limits, "v1beta1"),
+                list_all(namespaced::<LimitRange>(client, ns), all.clone(), limits, ns),
+                list_all(namespaced::<NetworkPolicy>(client, ns), all.clone(), limits, ns),
             )
         },
     );
@@ -293,13 +296,20 @@ pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Fac
         hpas: gaps.keep(hpas),
         ingresses: gaps.keep(ingresses),
         pdbs: gaps.keep(pdbs),
+        limit_ranges: gaps.keep(limit_ranges),
+        network_policies: gaps.keep(network_policies),
         ..Facts::default()
     };
     if scope.object().is_some() {
         narrow(&mut facts, scope);
     }
-    let (logs, nodes) = tokio::join!(read_logs(client, &facts, limits), read_nodes(client, &facts, limits));
+    let (logs, nodes, classes) = tokio::join!(
+        read_logs(client, &facts, limits),
+        read_nodes(client, &facts, limits),
+        read_ingress_classes(client, &facts, limits)
+    );
     facts.logs = logs.0;
+    facts.ingress_classes = gaps.keep(classes);
     facts.gaps = gaps.messages;
     facts.unread = gaps.unread;
     facts.gaps.extend(logs.1);
@@ -603,16 +613,13 @@ fn unnamed(error: ReadError) -> ReadError {
     }
 }
 
-/// The nodes the problem pods are scheduled on.
+/// The nodes that matter to the namespace ([`node_needs`]): those of its problem pods, one by one, and when a pod
+/// waits to be scheduled or a DaemonSet may be kept off some, the listed nodes [`node_matters`] keeps, page by page
+/// so that a large cluster's nodes are never all held, and at most [`MAX_LISTED_NODES`] of them.
 async fn read_nodes(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<Node>, Vec<Gap>) {
-    let names: BTreeSet<String> = facts
-        .pods
-        .iter()
-        .filter(|p| is_problem_pod(p))
-        .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
-        .collect();
+    let needs = node_needs(facts);
     let api = Api::<Node>::all(client.clone());
-    let results: Vec<Result<Node, ReadError>> = futures::stream::iter(names)
+    let results: Vec<Result<Node, ReadError>> = futures::stream::iter(needs.named.iter().cloned())
         .map(|name| {
             let api = api.clone();
             async move { timed(limits, &call::<Node>("get", None, Some(&name)), api.get(&segment(&name))).await }
@@ -632,7 +639,46 @@ async fn read_nodes(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<Nod
             }
         }
     }
+    if needs.list {
+        let list = call::<Node>("list", None, None);
+        let mut params = ListParams::default().limit(limits.page_size);
+        let mut listed = 0;
+        loop {
+            let page = match timed(limits, &list, api.list(&params)).await {
+                Ok(page) => page,
+                Err(e) => {
+                    let gap = e.gap();
+                    gaps.insert(gap.message.clone(), gap);
+                    break;
+                }
+            };
+            for node in page.items {
+                let name = node.metadata.name.as_deref().unwrap_or_default();
+                if listed < MAX_LISTED_NODES && !needs.named.contains(name) && node_matters(facts, &node) {
+                    listed += 1;
+                    nodes.push(node);
+                }
+            }
+            match page.metadata.continue_ {
+                Some(next) if !next.is_empty() => params = params.continue_token(&next),
+                _ => break,
+            }
+        }
+    }
     (nodes, gaps.into_values().collect())
+}
+
+/// The most nodes kept from a list: enough to name what keeps pods off, few enough for any cluster.
+const MAX_LISTED_NODES: usize = 20;
+
+/// The cluster's IngressClasses, when the namespace has Ingresses that may name one.
+async fn read_ingress_classes(client: &Client, facts: &Facts, limits: &Limits) -> Result<Vec<IngressClass>, ReadError> {
+    if facts.ingresses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let api = Api::<IngressClass>::all(client.clone());
+    let list = call::<IngressClass>("list", None, None);
+    Ok(timed(limits, &list, api.list(&ListParams::default())).await?.items)
 }
 
 /// Where a cluster is read from.

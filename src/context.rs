@@ -375,12 +375,30 @@ fn write_summaries(out: &mut Lines, facts: &Facts, problem: &[&Pod]) {
     }
     for d in &facts.daemonsets {
         let st = d.status.as_ref();
+        // Nodes a taint keeps it off are not counted as desired: said here, as they may well be meant.
+        let kept_off = crate::facts::kept_off_nodes(facts, d);
+        let kept_off = match kept_off.len() {
+            0 => String::new(),
+            n => format!("; not on {n} node(s) whose taints it does not tolerate: {}", kept_off.join(", ")),
+        };
         let _ = writeln!(
             out,
-            "daemonset {}: {}/{} ready",
+            "daemonset {}: {}/{} ready{kept_off}",
             d.metadata.name.as_deref().unwrap_or_default(),
             st.map_or(0, |s| s.number_ready),
             st.map_or(0, |s| s.desired_number_scheduled)
+        );
+    }
+    for np in &facts.network_policies {
+        let all = Default::default();
+        let selector = np.spec.as_ref().and_then(|s| s.pod_selector.as_ref()).unwrap_or(&all);
+        let selected = facts.pods.iter().filter(|p| crate::facts::selects(selector, p.metadata.labels.as_ref())).count();
+        let types = np.spec.as_ref().and_then(|s| s.policy_types.as_ref()).map(|t| t.join("+")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "networkpolicy {}: {types} for {selected} pod(s) selected by {{{}}}",
+            np.metadata.name.as_deref().unwrap_or_default(),
+            crate::facts::label_selector_string(selector)
         );
     }
     for j in &facts.jobs {

@@ -442,15 +442,15 @@ kind: Secret
 metadata: {name: db, namespace: shop}
 data: {password: aHVudGVyMg==}
 ---
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
 metadata: {name: web, namespace: shop}
 "#;
         let documents = parse_documents(yaml).unwrap();
         let dump = Dump::from_objects(documents.into_iter().flat_map(flatten));
         assert_eq!(dump.report.objects, 2);
         assert_eq!(dump.report.secrets_dropped, 1);
-        assert_eq!(dump.report.skipped.get("networking.k8s.io/v1/NetworkPolicy"), Some(&1));
+        assert_eq!(dump.report.skipped.get("rbac.authorization.k8s.io/v1/Role"), Some(&1));
         assert!(dump.objects(&resources::PODS).unwrap().contains_key(&("shop".into(), "a".into())));
         assert_eq!(dump.namespaces().collect::<Vec<_>>(), ["shop"]);
     }

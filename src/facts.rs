@@ -55,7 +55,12 @@ pub struct Facts {
     pub hpas: Vec<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>,
     pub ingresses: Vec<k8s_openapi::api::networking::v1::Ingress>,
     pub pdbs: Vec<k8s_openapi::api::policy::v1::PodDisruptionBudget>,
-    /// The nodes that problem pods run on.
+    pub limit_ranges: Vec<k8s_openapi::api::core::v1::LimitRange>,
+    pub network_policies: Vec<k8s_openapi::api::networking::v1::NetworkPolicy>,
+    /// The cluster's IngressClasses, read only when the namespace has Ingresses.
+    pub ingress_classes: Vec<k8s_openapi::api::networking::v1::IngressClass>,
+    /// The nodes that matter to the namespace (see [`node_matters`]): those its problem pods run on, those its
+    /// unscheduled pods could go to but cannot, and those its DaemonSets are kept off by a taint.
     pub nodes: Vec<Node>,
     pub logs: Vec<ContainerLog>,
     /// What could not be read, each with a precise message; the diagnosis goes on without it.
@@ -223,6 +228,12 @@ pub fn narrow(facts: &mut Facts, scope: &Scope) {
                 .any(|p| selector.iter().all(|(k, v)| p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v)))
         })
     });
+    // LimitRanges hold for the whole namespace, and a policy that selects none of the pods does not concern them.
+    facts.network_policies.retain(|np| {
+        let all = Default::default();
+        let selector = np.spec.as_ref().and_then(|s| s.pod_selector.as_ref()).unwrap_or(&all);
+        facts.pods.iter().any(|p| selects(selector, p.metadata.labels.as_ref()))
+    });
     let mut kept: HashSet<(&str, String)> = HashSet::new();
     kept.extend(pods.into_iter().map(|n| ("Pod", n)));
     kept.extend(names("ReplicaSet", facts.replicasets.iter().map(|o| &o.metadata)));
@@ -347,6 +358,175 @@ pub fn is_problem_pod(pod: &Pod) -> bool {
             || (!c.ready && state.and_then(|s| s.running.as_ref()).is_some())
             || state.and_then(|s| s.terminated.as_ref()).is_some_and(|t| t.exit_code != 0)
     })
+}
+
+/// Whether a label selector (matchLabels and matchExpressions) selects an object with these labels; the empty
+/// selector selects everything, as for NetworkPolicies and PodDisruptionBudgets.
+pub fn selects(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+) -> bool {
+    let label = |k: &str| labels.and_then(|l| l.get(k));
+    let matched = selector.match_labels.iter().flatten().all(|(k, v)| label(k) == Some(v));
+    matched
+        && selector.match_expressions.iter().flatten().all(|e| {
+            let values = e.values.as_deref().unwrap_or_default();
+            match e.operator.as_str() {
+                "In" => label(&e.key).is_some_and(|v| values.contains(v)),
+                "NotIn" => label(&e.key).is_none_or(|v| !values.contains(v)),
+                "Exists" => label(&e.key).is_some(),
+                "DoesNotExist" => label(&e.key).is_none(),
+                _ => false,
+            }
+        })
+}
+
+/// Which nodes the analyzers need: those named here are read one by one; when `list` is set, every node is listed
+/// (in pages) and those for which [`node_matters`] holds are kept.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct NodeNeeds {
+    pub named: BTreeSet<String>,
+    pub list: bool,
+}
+
+/// The nodes the problem pods run on, and whether the others must be looked through: when a pod waits to be
+/// scheduled, or a DaemonSet may be kept off some nodes.
+pub fn node_needs(facts: &Facts) -> NodeNeeds {
+    let named = facts
+        .pods
+        .iter()
+        .filter(|p| is_problem_pod(p))
+        .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
+        .collect();
+    NodeNeeds { named, list: facts.pods.iter().any(unscheduled) || !facts.daemonsets.is_empty() }
+}
+
+/// A pod the scheduler has not placed yet.
+pub fn unscheduled(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending")
+        && pod.spec.as_ref().is_none_or(|s| s.node_name.is_none())
+}
+
+/// Whether a listed node matters to the namespace: an unscheduled pod could go there (its nodeSelector matches) but
+/// the node refuses it ([`refuses`]), or a DaemonSet has no pod there because of a taint it does not tolerate.
+pub fn node_matters(facts: &Facts, node: &Node) -> bool {
+    let pending = facts.pods.iter().filter(|p| unscheduled(p));
+    pending.into_iter().any(|p| refused_by_nodes(p) && selects_node(p, node) && !refuses(node, p).is_empty())
+        || facts.daemonsets.iter().any(|d| !kept_off(facts, d, node).is_empty())
+}
+
+/// The taints that keep a DaemonSet off a node it has no pod on, as [`untolerated`] words them.
+pub fn kept_off(facts: &Facts, daemonset: &DaemonSet, node: &Node) -> Vec<String> {
+    let name = node.metadata.name.as_deref();
+    let owner = daemonset.metadata.name.as_deref();
+    let runs_there = facts.pods.iter().any(|p| {
+        p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == name
+            && p.metadata.owner_references.iter().flatten().any(|o| o.kind == "DaemonSet" && Some(o.name.as_str()) == owner)
+    });
+    let template = daemonset.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    match template {
+        Some(t) if !runs_there => untolerated(node, t.tolerations.as_deref(), true),
+        _ => Vec::new(),
+    }
+}
+
+/// `gpu-1 (taint dedicated=gpu:NoSchedule)`, for each node whose taints keep the DaemonSet off.
+pub fn kept_off_nodes(facts: &Facts, daemonset: &DaemonSet) -> Vec<String> {
+    facts
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let taints = kept_off(facts, daemonset, n);
+            (!taints.is_empty()).then(|| format!("{} ({})", n.metadata.name.as_deref().unwrap_or_default(), taints.join(", ")))
+        })
+        .collect()
+}
+
+/// Whether the scheduler says nodes refuse the pod for something about themselves (cordoned, tainted, not ready),
+/// or has not said why yet; a pod waiting for its volume or for room is not kept off by any node's state.
+pub fn refused_by_nodes(pod: &Pod) -> bool {
+    scheduler_message(pod).is_none_or(|m| m.contains("unschedulable") || m.contains("taint"))
+}
+
+/// Whether a pod's nodeSelector admits the node (required node affinity is left to the scheduler's message).
+pub fn selects_node(pod: &Pod, node: &Node) -> bool {
+    let selector = pod.spec.as_ref().and_then(|s| s.node_selector.as_ref());
+    let labels = node.metadata.labels.as_ref();
+    selector.into_iter().flatten().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
+/// Why a node refuses a pod, in kubectl's words: `cordoned`, `NotReady`, `DiskPressure`, or a taint the pod does
+/// not tolerate (`taint dedicated=gpu:NoSchedule`). Where the scheduler has said why the pod waits, only what it
+/// names counts (`were unschedulable`, `{node.kubernetes.io/unreachable: }`, `{dedicated: gpu}`). Empty when
+/// nothing about the node itself keeps the pod off.
+pub fn refuses(node: &Node, pod: &Pod) -> Vec<String> {
+    // Each reason with the words the scheduler uses for it.
+    let mut why: Vec<(String, String)> = Vec::new();
+    if node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) {
+        why.push(("cordoned".to_string(), "unschedulable".to_string()));
+    }
+    for c in node.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten() {
+        let marker = match c.type_.as_str() {
+            "Ready" if c.status != "True" => "node.kubernetes.io/not-ready|node.kubernetes.io/unreachable",
+            "MemoryPressure" if c.status == "True" => "memory-pressure",
+            "DiskPressure" if c.status == "True" => "disk-pressure",
+            "PIDPressure" if c.status == "True" => "pid-pressure",
+            "NetworkUnavailable" if c.status == "True" => "network-unavailable",
+            _ => continue,
+        };
+        let word = if c.type_ == "Ready" { "NotReady".to_string() } else { c.type_.clone() };
+        why.push((word, marker.to_string()));
+    }
+    let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref());
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten();
+    for taint in taints.filter(|t| !t.key.starts_with("node.kubernetes.io/")) {
+        let one = k8s_openapi::api::core::v1::NodeSpec { taints: Some(vec![taint.clone()]), ..Default::default() };
+        let alone = Node { spec: Some(one), ..Default::default() };
+        // Cordons and conditions are said above; their `node.kubernetes.io/` taints would say them twice.
+        for word in untolerated(&alone, tolerations, false) {
+            why.push((word, format!("{{{}:", taint.key)));
+        }
+    }
+    let message = scheduler_message(pod);
+    why.into_iter()
+        .filter(|(_, marker)| message.is_none_or(|m| marker.split('|').any(|w| m.contains(w))))
+        .map(|(word, _)| word)
+        .collect()
+}
+
+/// What the scheduler said about a pod it could not place (the PodScheduled=False condition's message).
+pub fn scheduler_message(pod: &Pod) -> Option<&str> {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+    let scheduled = conditions.into_iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False");
+    scheduled.and_then(|c| c.message.as_deref())
+}
+
+/// The NoSchedule and NoExecute taints of a node that none of the tolerations matches, as `taint KEY=VALUE:EFFECT`.
+/// `daemon` leaves out the `node.kubernetes.io/` taints, which the DaemonSet controller tolerates for its pods.
+pub fn untolerated(
+    node: &Node,
+    tolerations: Option<&[k8s_openapi::api::core::v1::Toleration]>,
+    daemon: bool,
+) -> Vec<String> {
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten();
+    taints
+        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .filter(|t| !(daemon && t.key.starts_with("node.kubernetes.io/")))
+        .filter(|t| {
+            !tolerations.into_iter().flatten().any(|tol| {
+                let key = tol.key.as_deref().unwrap_or_default();
+                let exists = tol.operator.as_deref() == Some("Exists");
+                (key.is_empty() && exists || key == t.key)
+                    && (exists || tol.value.as_deref().unwrap_or_default() == t.value.as_deref().unwrap_or_default())
+                    && tol.effect.as_deref().is_none_or(|e| e.is_empty() || e == t.effect)
+            })
+        })
+        .map(|t| match t.value.as_deref() {
+            Some(v) if !v.is_empty() => format!("taint {}={v}:{}", t.key, t.effect),
+            _ => format!("taint {}:{}", t.key, t.effect),
+        })
+        .collect()
 }
 
 /// How urgently a problem pod's logs matter: restarting containers first.

@@ -16,11 +16,13 @@ use crate::facts::{Facts, ObjectRef, event_time, is_problem_pod};
 mod lifecycle;
 mod links;
 mod logs;
+mod netpol;
 mod node;
 mod pod;
 mod refused;
 mod routing;
 mod scaling;
+mod schedule;
 mod service;
 mod storage;
 mod workload;
@@ -28,6 +30,7 @@ mod workload;
 // The analyzers, and the helpers the files share.
 use links::{link, rank};
 use node::node_findings;
+use lifecycle::how_long;
 use pod::{HISTORY, group_replicas, log_evidence, pod_commands, pod_findings, statuses};
 use service::{port_findings, service_findings};
 use storage::pvc_findings;
@@ -71,6 +74,10 @@ pub enum Reason {
     LogErrors,
     HPATargetMissing,
     StatefulSetServiceMissing,
+    NetworkPolicyDeniesInbound,
+    NetworkPolicyDeniesEgress,
+    IngressClassMissing,
+    CronJobNoRecentSuccess,
 }
 
 impl Reason {
@@ -108,6 +115,10 @@ impl Reason {
             Reason::LogErrors => "LogErrors",
             Reason::HPATargetMissing => "HPATargetMissing",
             Reason::StatefulSetServiceMissing => "StatefulSetServiceMissing",
+            Reason::NetworkPolicyDeniesInbound => "NetworkPolicyDeniesInbound",
+            Reason::NetworkPolicyDeniesEgress => "NetworkPolicyDeniesEgress",
+            Reason::IngressClassMissing => "IngressClassMissing",
+            Reason::CronJobNoRecentSuccess => "CronJobNoRecentSuccess",
         }
     }
 }
@@ -219,9 +230,12 @@ pub fn analyze(facts: &Facts) -> Vec<Finding> {
     findings.extend(daemonset_findings(facts, &findings));
     findings.extend(governing_service_findings(facts));
     findings.extend(cronjob_findings(facts, &events, now));
+    findings.extend(schedule::findings(facts, now, &findings));
     findings.extend(service_findings(facts, &findings));
     findings.extend(port_findings(facts));
     findings.extend(routing::ingress_findings(facts));
+    findings.extend(routing::ingress_class_findings(facts));
+    findings.extend(netpol::findings(facts));
     findings.extend(scaling::hpa_findings(facts));
     findings.extend(scaling::pdb_findings(facts));
     link(facts, &mut findings);
@@ -364,7 +378,8 @@ mod scenario_tests {
             ..Facts::default()
         };
         let mut events = Vec::new();
-        let mut nodes = Vec::new();
+        let mut nodes: Vec<k8s_openapi::api::core::v1::Node> = Vec::new();
+        let mut classes = Vec::new();
         for entry in std::fs::read_dir(SCENARIOS).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_none_or(|e| e != "yaml") {
@@ -373,8 +388,12 @@ mod scenario_tests {
             let list: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             for item in list["items"].as_array().unwrap() {
                 let kind = item["kind"].as_str().unwrap();
-                if kind == "Node" {
-                    nodes.push(serde_json::from_value::<k8s_openapi::api::core::v1::Node>(item.clone()).unwrap());
+                match kind {
+                    "Node" => nodes.push(serde_json::from_value(item.clone()).unwrap()),
+                    "IngressClass" => classes.push(serde_json::from_value(item.clone()).unwrap()),
+                    _ => {}
+                }
+                if matches!(kind, "Node" | "IngressClass") {
                     continue;
                 }
                 if item["metadata"]["namespace"] != namespace {
@@ -404,19 +423,26 @@ mod scenario_tests {
                     "HorizontalPodAutoscaler" => push!(facts.hpas),
                     "Ingress" => push!(facts.ingresses),
                     "PodDisruptionBudget" => push!(facts.pdbs),
+                    "LimitRange" => push!(facts.limit_ranges),
+                    "NetworkPolicy" => push!(facts.network_policies),
                     _ => {}
                 }
             }
         }
         facts.events = order_events(events);
-        let on_problem_nodes: Vec<String> = facts
-            .pods
-            .iter()
-            .filter(|p| is_problem_pod(p))
-            .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
+        // The nodes and classes the reader would read.
+        let needs = crate::facts::node_needs(&facts);
+        let nodes: Vec<_> = nodes
+            .into_iter()
+            .filter(|n| {
+                needs.named.contains(n.metadata.name.as_ref().unwrap())
+                    || (needs.list && crate::facts::node_matters(&facts, n))
+            })
             .collect();
-        facts.nodes =
-            nodes.into_iter().filter(|n| on_problem_nodes.contains(n.metadata.name.as_ref().unwrap())).collect();
+        facts.nodes = nodes;
+        if !facts.ingresses.is_empty() {
+            facts.ingress_classes = classes;
+        }
         let logs = Path::new(SCENARIOS).join("logs").join(namespace);
         for pod in std::fs::read_dir(&logs).into_iter().flatten() {
             let pod = pod.unwrap().path();
@@ -513,8 +539,89 @@ mod scenario_tests {
     #[test]
     fn unschedulable_pod_quotes_the_scheduler() {
         let findings = analyze(&facts("pending"));
-        assert_eq!(summary(&findings), [(Reason::Unschedulable, "Pod", "analytics-0")]);
-        assert!(evidence(&findings[0]).contains("2 Insufficient memory"));
+        // The scheduler names the unreachable node among the reasons: it is read, and is the node-side cause.
+        assert_eq!(
+            summary(&findings),
+            [(Reason::NodeNotReady, "Node", "worker-3"), (Reason::Unschedulable, "Pod", "analytics-0")]
+        );
+        assert!(evidence(&findings[1]).contains("2 Insufficient memory"));
+        assert!(evidence(&findings[1]).contains("node worker-3 refuses it: NotReady"), "{}", evidence(&findings[1]));
+        // The cordoned GPU node is no reason the scheduler gives, so it is neither read nor said.
+        assert!(!evidence(&findings[1]).contains("gpu-1"));
+    }
+
+    #[test]
+    fn a_cordoned_node_that_keeps_a_pod_off_is_its_cause() {
+        let facts = facts("cordoned");
+        assert_eq!(facts.nodes.iter().map(|n| name_of(&n.metadata)).collect::<Vec<_>>(), ["gpu-1"]);
+        let findings = analyze(&facts);
+        let pod = findings.iter().find(|f| f.reason == Reason::Unschedulable).unwrap();
+        assert_eq!(summary(&findings)[0], (Reason::NodeCordoned, "Node", "gpu-1"));
+        assert!(summary(&findings).contains(&(Reason::RolloutStuck, "Deployment", "model-train")));
+        assert_eq!(findings[0].severity, Severity::Critical);
+        assert!(findings[0].summary.contains("keeps 1 pod(s) from being placed"), "{}", findings[0].summary);
+        assert!(evidence(&findings[0]).contains("node gpu-1 spec.unschedulable: true"));
+        assert_eq!(pod.caused_by.as_ref().map(|c| c.reason), Some(Reason::NodeCordoned));
+        assert!(evidence(pod).contains("1 node(s) were unschedulable"));
+        assert!(evidence(pod).contains("node gpu-1 refuses it: cordoned"), "{}", evidence(pod));
+    }
+
+    #[test]
+    fn network_policies_that_shut_pods_off() {
+        let findings = analyze(&facts("netpol"));
+        assert_eq!(summary(&findings), [(Reason::NetworkPolicyDeniesInbound, "NetworkPolicy", "default-deny-ingress")]);
+        let f = &findings[0];
+        assert!(f.summary.contains("2 pod(s) of Service checkout-api"), "{}", f.summary);
+        assert!(evidence(f).contains("networkpolicy default-deny-ingress: podSelector {} (every pod), policyTypes [Ingress], 0 ingress rule(s)"), "{}", evidence(f));
+
+        let findings = analyze(&facts("egress"));
+        assert_eq!(
+            summary(&findings),
+            [
+                (Reason::NetworkPolicyDeniesEgress, "NetworkPolicy", "invoice-sync-egress"),
+                (Reason::LogErrors, "Pod", findings[1].object.name.as_str()),
+            ]
+        );
+        assert!(findings[0].summary.contains("lets DNS (UDP port 53) out"), "{}", findings[0].summary);
+        assert_eq!(findings[1].caused_by.as_ref().map(|c| c.reason), Some(Reason::NetworkPolicyDeniesEgress));
+        assert!(evidence(&findings[1]).contains("lookup invoices-db.egress.svc.cluster.local on 10.96.0.10:53"));
+    }
+
+    #[test]
+    fn an_ingress_asking_for_a_class_nobody_serves() {
+        let facts = facts("ingressclass");
+        assert_eq!(facts.ingress_classes.len(), 2);
+        let findings = analyze(&facts);
+        assert_eq!(summary(&findings), [(Reason::IngressClassMissing, "Ingress", "docs")]);
+        assert!(findings[0].summary.contains("IngressClass ngnix, which the cluster does not have; did you mean nginx?"));
+        assert!(evidence(&findings[0]).contains("ingressclasses: nginx (k8s.io/ingress-nginx, default), traefik"));
+    }
+
+    #[test]
+    fn a_limit_range_that_refuses_the_new_pods_is_quoted() {
+        let findings = analyze(&facts("limitrange"));
+        let f = findings.iter().find(|f| f.reason == Reason::FailedCreate).expect("FailedCreate");
+        assert!(
+            f.summary.contains("the namespace's LimitRange refuses them: maximum memory usage per Container is 1Gi, but limit is 2Gi"),
+            "{}",
+            f.summary
+        );
+        assert!(evidence(f).contains("limitrange container-limits: Container max memory=1Gi, Container default memory=512Mi"), "{}", evidence(f));
+    }
+
+    #[test]
+    fn a_cron_job_that_stopped_succeeding_is_found_by_its_schedule() {
+        let findings = analyze(&facts("backups"));
+        let stale = findings.iter().find(|f| f.reason == Reason::CronJobNoRecentSuccess).expect("CronJobNoRecentSuccess");
+        assert_eq!(stale.object.name, "nightly-backup");
+        assert!(stale.summary.contains("has not succeeded for 4d 9h (last success 2026-11-26T02:04:12Z)"), "{}", stale.summary);
+        assert_eq!(stale.caused_by.as_ref().map(|c| c.reason), Some(Reason::JobFailed));
+        let failed = findings.iter().find(|f| f.reason == Reason::JobFailed).unwrap();
+        assert!(evidence(failed).contains("password authentication failed"), "{}", evidence(failed));
+        // The hourly neighbour ran an hour ago; nothing is said of it.
+        assert!(!findings.iter().any(|f| f.object.name.starts_with("hourly-metrics")));
+        // The jobs scenario's report ran last night.
+        assert!(!analyze(&facts("jobs")).iter().any(|f| f.reason == Reason::CronJobNoRecentSuccess));
     }
 
     #[test]

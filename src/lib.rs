@@ -16,7 +16,8 @@
 //!   and the model, writing one [`audit`] line and the [`metrics`].
 //! - **Edges that do I/O**: [`cluster`] (the only Kubernetes client), [`llm`] (the model server), and [`replay`] with
 //!   [`dump`] (a dump served over the real Kubernetes API).
-//! - **The pure middle**: [`facts`] (what was read), [`findings`] (deterministic analyzers), [`redact`], [`context`]
+//! - **The pure middle**: [`facts`] (what was read), [`findings`] (deterministic analyzers, with [`cron`] for
+//!   CronJob schedules), [`redact`], [`context`]
 //!   and [`tokens`] (the budgeted text the model reads), [`report`], [`prompt`] (files under `prompts/`),
 //!   [`commands`] (suggested kubectl commands, labelled), and [`answer`] (prompt, model, fallback).
 //! - **Wiring**: [`config`] (the settings, validated; each front-end validates its own section) and [`app`] (the one
@@ -33,6 +34,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod context;
+pub mod cron;
 pub mod dump;
 pub mod facts;
 pub mod findings;

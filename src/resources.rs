@@ -71,9 +71,14 @@ pub const HPAS: Resource = Resource {
 pub const INGRESSES: Resource = grouped("networking.k8s.io", "ingresses", "ingress", "Ingress", &["ing"]);
 pub const PDBS: Resource =
     grouped("policy", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", &["pdb"]);
+pub const LIMITRANGES: Resource = core("limitranges", "limitrange", "LimitRange", true, &["limits"]);
+pub const NETWORKPOLICIES: Resource =
+    grouped("networking.k8s.io", "networkpolicies", "networkpolicy", "NetworkPolicy", &["netpol"]);
+pub const INGRESSCLASSES: Resource =
+    Resource { namespaced: false, ..grouped("networking.k8s.io", "ingressclasses", "ingressclass", "IngressClass", &[]) };
 
 /// Every resource kubechat reads, core group first.
-pub const ALL: [&Resource; 18] = [
+pub const ALL: [&Resource; 21] = [
     &PODS,
     &EVENTS,
     &SERVICES,
@@ -89,8 +94,11 @@ pub const ALL: [&Resource; 18] = [
     &JOBS,
     &CRONJOBS,
     &RESOURCEQUOTAS,
+    &LIMITRANGES,
     &HPAS,
     &INGRESSES,
+    &INGRESSCLASSES,
+    &NETWORKPOLICIES,
     &PDBS,
 ];
 
@@ -155,6 +163,9 @@ pub fn check_shape(resource: &Resource, object: &serde_json::Value) -> Result<()
         "horizontalpodautoscalers" => shaped::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>(object),
         "ingresses" => shaped::<k8s_openapi::api::networking::v1::Ingress>(object),
         "poddisruptionbudgets" => shaped::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(object),
+        "limitranges" => shaped::<core::LimitRange>(object),
+        "networkpolicies" => shaped::<k8s_openapi::api::networking::v1::NetworkPolicy>(object),
+        "ingressclasses" => shaped::<k8s_openapi::api::networking::v1::IngressClass>(object),
         other => Err(format!("no type is known for resource {other}")),
     }
 }
@@ -172,6 +183,8 @@ mod tests {
         assert_eq!(by_kind("extensions/v1beta1", "Ingress"), Some(&INGRESSES));
         assert_eq!(by_kind("autoscaling/v2beta2", "HorizontalPodAutoscaler"), Some(&HPAS));
         assert_eq!(by_kind("policy/v1beta1", "PodDisruptionBudget"), Some(&PDBS));
+        assert_eq!(by_kind("networking.k8s.io/v1", "IngressClass"), Some(&INGRESSCLASSES));
+        assert_eq!(by_kind("extensions/v1beta1", "NetworkPolicy"), Some(&NETWORKPOLICIES));
         assert_eq!(by_kind("events.k8s.io/v1", "Event"), None);
         assert_eq!(by_kind("v1", "Secret"), None);
     }

@@ -80,7 +80,7 @@ pub(super) fn terminating(facts: &Facts, now: Option<jiff::Timestamp>, pod: &Pod
 }
 
 /// `2d 3h`, `1h 59m`, `12m`.
-fn how_long(d: jiff::SignedDuration) -> String {
+pub(super) fn how_long(d: jiff::SignedDuration) -> String {
     let minutes = d.as_secs().max(0) / 60;
     match (minutes / 1440, minutes / 60 % 24, minutes % 60) {
         (0, 0, m) => format!("{m}m"),

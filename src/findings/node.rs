@@ -1,6 +1,7 @@
 //! Nodes: not ready, under pressure or cordoned, with the pods on them.
 
 use super::*;
+use crate::facts::{refused_by_nodes, refuses, selects_node, unscheduled};
 
 pub(super) fn node_findings(facts: &Facts) -> Vec<Finding> {
     let mut findings = Vec::new();
@@ -63,6 +64,17 @@ pub(super) fn node_pressure(facts: &Facts, node: &k8s_openapi::api::core::v1::No
     }
     let on_it: Vec<&Pod> =
         facts.pods.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name)).collect();
+    // A cordon is often planned: it is a finding only when it keeps one of the namespace's pods from being placed,
+    // or a pod of the namespace that has a problem runs there.
+    let keeps_off: Vec<&Pod> = facts
+        .pods
+        .iter()
+        .filter(|p| unscheduled(p) && refused_by_nodes(p) && selects_node(p, node))
+        .filter(|p| refuses(node, p).iter().any(|why| why == "cordoned"))
+        .collect();
+    if pressures.is_empty() && keeps_off.is_empty() && !on_it.iter().any(|p| is_problem_pod(p)) {
+        return None;
+    }
     let mut f = match pressures.first() {
         Some(_) => Finding::new(
             Reason::NodePressure,
@@ -71,6 +83,16 @@ pub(super) fn node_pressure(facts: &Facts, node: &k8s_openapi::api::core::v1::No
             format!(
                 "Node {name} is under {}: the kubelet evicts pods and the scheduler places none there",
                 pressures.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>().join(" and ")
+            ),
+        ),
+        None if !keeps_off.is_empty() => Finding::new(
+            Reason::NodeCordoned,
+            Severity::Critical,
+            object("Node", "", name),
+            format!(
+                "Node {name} is cordoned (spec.unschedulable) and keeps {} pod(s) from being placed: {}",
+                keeps_off.len(),
+                keeps_off.iter().take(3).map(|p| name_of(&p.metadata)).collect::<Vec<_>>().join(", ")
             ),
         ),
         None => Finding::new(

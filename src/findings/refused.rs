@@ -16,10 +16,16 @@ struct Cause {
     command: Option<String>,
     /// The ResourceQuota that refused, to quote its use.
     quota: Option<String>,
+    /// The resource a LimitRange refused (`cpu`, `memory`), to quote the namespace's LimitRanges for it.
+    limit: Option<String>,
 }
 
 static QUOTA: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"exceeded quota: ([^,]+), requested: ([^,]+), used: ([^,]+), limited: ([^,\s]+)").expect("compiles")
+});
+static LIMIT_RANGE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"((?:maximum|minimum) (\S+) usage per (?:Container|Pod) is \S+, but (?:limit|request) is [^,\s]+|(\S+) max limit to request ratio per (?:Container|Pod) is \S+, but provided ratio is \S+)")
+        .expect("compiles")
 });
 static POD_SECURITY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"violates PodSecurity "([^"]+)": (.+)"#).expect("compiles"));
@@ -36,6 +42,15 @@ fn cause(ns: &str, message: &str) -> Cause {
             ),
             command: Some(format!("kubectl describe resourcequota -n {ns} {}", &c[1])),
             quota: Some(c[1].to_string()),
+            limit: None,
+        };
+    }
+    if let Some(c) = LIMIT_RANGE.captures(message) {
+        return Cause {
+            summary: format!("the namespace's LimitRange refuses them: {}", &c[1]),
+            command: Some(format!("kubectl describe limitrange -n {ns}")),
+            quota: None,
+            limit: c.get(2).or(c.get(3)).map(|m| m.as_str().to_string()),
         };
     }
     if let Some(c) = POD_SECURITY.captures(message) {
@@ -43,6 +58,7 @@ fn cause(ns: &str, message: &str) -> Cause {
             summary: format!("Pod Security admission ({}) refuses the pods: {}", &c[1], &c[2]),
             command: Some(format!("kubectl get namespace {ns} --show-labels")),
             quota: None,
+            limit: None,
         };
     }
     if let Some(c) = WEBHOOK.captures(message) {
@@ -55,6 +71,7 @@ fn cause(ns: &str, message: &str) -> Cause {
             summary: format!("the admission webhook {} {how}", &c[1]),
             command: Some("kubectl get validatingwebhookconfigurations,mutatingwebhookconfigurations".to_string()),
             quota: None,
+            limit: None,
         };
     }
     if let Some(c) = SERVICE_ACCOUNT.captures(message) {
@@ -62,9 +79,10 @@ fn cause(ns: &str, message: &str) -> Cause {
             summary: format!("its ServiceAccount {} does not exist", &c[1]),
             command: Some(format!("kubectl get serviceaccounts -n {ns}")),
             quota: None,
+            limit: None,
         };
     }
-    Cause { summary: "the API server refuses them".to_string(), command: None, quota: None }
+    Cause { summary: "the API server refuses them".to_string(), command: None, quota: None, limit: None }
 }
 
 /// A `FailedCreate` finding for every ReplicaSet, StatefulSet, DaemonSet or Job that cannot create the pods it wants.
@@ -103,6 +121,30 @@ pub(super) fn findings(facts: &Facts, now: Option<jiff::Timestamp>, index: &Even
                 })
                 .collect();
             f.evidence.push(format!("resourcequota {} used/hard: {}", name_of(&quota.metadata), lines.join(", ")));
+        }
+        // The namespace's LimitRanges for the refused resource: the bounds the pod template must fit.
+        for range in cause.limit.iter().flat_map(|r| facts.limit_ranges.iter().map(move |l| (r, l))) {
+            let (resource, range) = range;
+            let items = range.spec.as_ref().map(|s| s.limits.as_slice()).unwrap_or_default();
+            let bounds: Vec<String> = items
+                .iter()
+                .flat_map(|item| {
+                    let fields = [
+                        ("max", &item.max),
+                        ("min", &item.min),
+                        ("default", &item.default),
+                        ("defaultRequest", &item.default_request),
+                        ("maxLimitRequestRatio", &item.max_limit_request_ratio),
+                    ];
+                    fields.into_iter().filter_map(move |(field, values)| {
+                        let value = values.as_ref()?.get(resource)?;
+                        Some(format!("{} {field} {resource}={}", item.type_, value.0))
+                    })
+                })
+                .collect();
+            if !bounds.is_empty() {
+                f.evidence.push(format!("limitrange {}: {}", name_of(&range.metadata), bounds.join(", ")));
+            }
         }
         let resource = kind.to_lowercase();
         f.commands = vec![

@@ -79,3 +79,60 @@ pub(super) fn ingress_findings(facts: &Facts) -> Vec<Finding> {
     }
     findings
 }
+
+/// The class an Ingress asks for: `spec.ingressClassName`, or the older `kubernetes.io/ingress.class` annotation.
+fn class_of(ingress: &k8s_openapi::api::networking::v1::Ingress) -> Option<&str> {
+    let annotation = ingress.metadata.annotations.as_ref().and_then(|a| a.get("kubernetes.io/ingress.class"));
+    ingress.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref()).or(annotation.map(String::as_str))
+}
+
+/// An `IngressClassMissing` finding for each Ingress that names a class the cluster does not have, or names none
+/// where the cluster has no default class: no controller serves it, so its routes answer nothing.
+pub(super) fn ingress_class_findings(facts: &Facts) -> Vec<Finding> {
+    if facts.ingress_classes.is_empty() || facts.unread.contains("ingressclasses") {
+        return Vec::new(); // not read, or a cluster whose controllers predate IngressClasses: no basis
+    }
+    let ns = facts.namespace.as_str();
+    let classes: Vec<&str> = facts.ingress_classes.iter().map(|c| name_of(&c.metadata)).collect();
+    let default = facts.ingress_classes.iter().find(|c| {
+        let annotations = c.metadata.annotations.as_ref();
+        annotations.and_then(|a| a.get("ingressclass.kubernetes.io/is-default-class")).is_some_and(|v| v == "true")
+    });
+    let mut findings = Vec::new();
+    for ingress in &facts.ingresses {
+        let name = name_of(&ingress.metadata);
+        let summary = match class_of(ingress) {
+            Some(class) if classes.contains(&class) => continue,
+            Some(class) => {
+                let near = closest(class, classes.iter().map(|c| c.to_string()));
+                let hint = near.first().map(|n| format!("; did you mean {n}?")).unwrap_or_default();
+                format!("Ingress {name} asks for the IngressClass {class}, which the cluster does not have{hint}")
+            }
+            None if default.is_some() => continue,
+            None => format!("Ingress {name} names no IngressClass and the cluster has no default one"),
+        };
+        let mut f = Finding::new(
+            Reason::IngressClassMissing,
+            Severity::Critical,
+            object("Ingress", ns, name),
+            format!("{summary}: no ingress controller serves it"),
+        );
+        f.evidence.push(format!(
+            "ingress {name} spec.ingressClassName: {}",
+            class_of(ingress).unwrap_or("(none)")
+        ));
+        let described: Vec<String> = facts
+            .ingress_classes
+            .iter()
+            .map(|c| {
+                let controller = c.spec.as_ref().and_then(|s| s.controller.as_deref()).unwrap_or("?");
+                let default = if default.is_some_and(|d| std::ptr::eq(d, c)) { ", default" } else { "" };
+                format!("{} ({controller}{default})", name_of(&c.metadata))
+            })
+            .collect();
+        f.evidence.push(format!("ingressclasses: {}", described.join(", ")));
+        f.commands = vec![format!("kubectl describe ingress -n {ns} {name}"), "kubectl get ingressclasses".to_string()];
+        findings.push(f);
+    }
+    findings
+}

@@ -312,6 +312,9 @@ pub(super) fn daemonset_findings(facts: &Facts, pod_findings: &[Finding]) -> Vec
                 .unwrap_or_default();
             f.evidence.push(format!("pod {} on {node}: {}", failing.object.name, failing.reason));
         }
+        for node in crate::facts::kept_off_nodes(facts, ds).into_iter().take(5) {
+            f.evidence.push(format!("not on node {node}: no toleration for it"));
+        }
         f.caused_by = failing.first().map(|f| f.link());
         f.commands = vec![
             format!("kubectl describe daemonset -n {ns} {name}"),
