@@ -26,8 +26,8 @@ use serde::de::DeserializeOwned;
 
 use crate::dump::{Dump, DumpError};
 use crate::facts::{
-    Cause, ContainerLog, Facts, Gap, closest, is_problem_pod, label_selector_string, log_priority, narrow, node_matters,
-    node_needs, order_events,
+    Cause, ContainerLog, Facts, Gap, closest, is_problem_pod, label_selector_string, log_priority, narrow,
+    node_matters, node_needs, order_events,
 };
 use crate::replay::{self, Forbid};
 use crate::request::Scope;

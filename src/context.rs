@@ -392,7 +392,8 @@ fn write_summaries(out: &mut Lines, facts: &Facts, problem: &[&Pod]) {
     for np in &facts.network_policies {
         let all = Default::default();
         let selector = np.spec.as_ref().and_then(|s| s.pod_selector.as_ref()).unwrap_or(&all);
-        let selected = facts.pods.iter().filter(|p| crate::facts::selects(selector, p.metadata.labels.as_ref())).count();
+        let selected =
+            facts.pods.iter().filter(|p| crate::facts::selects(selector, p.metadata.labels.as_ref())).count();
         let types = np.spec.as_ref().and_then(|s| s.policy_types.as_ref()).map(|t| t.join("+")).unwrap_or_default();
         let _ = writeln!(
             out,

@@ -422,7 +422,11 @@ pub fn kept_off(facts: &Facts, daemonset: &DaemonSet, node: &Node) -> Vec<String
     let owner = daemonset.metadata.name.as_deref();
     let runs_there = facts.pods.iter().any(|p| {
         p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == name
-            && p.metadata.owner_references.iter().flatten().any(|o| o.kind == "DaemonSet" && Some(o.name.as_str()) == owner)
+            && p.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "DaemonSet" && Some(o.name.as_str()) == owner)
     });
     let template = daemonset.spec.as_ref().and_then(|s| s.template.spec.as_ref());
     match template {
@@ -438,7 +442,8 @@ pub fn kept_off_nodes(facts: &Facts, daemonset: &DaemonSet) -> Vec<String> {
         .iter()
         .filter_map(|n| {
             let taints = kept_off(facts, daemonset, n);
-            (!taints.is_empty()).then(|| format!("{} ({})", n.metadata.name.as_deref().unwrap_or_default(), taints.join(", ")))
+            (!taints.is_empty())
+                .then(|| format!("{} ({})", n.metadata.name.as_deref().unwrap_or_default(), taints.join(", ")))
         })
         .collect()
 }

@@ -28,9 +28,9 @@ mod storage;
 mod workload;
 
 // The analyzers, and the helpers the files share.
+use lifecycle::how_long;
 use links::{link, rank};
 use node::node_findings;
-use lifecycle::how_long;
 use pod::{HISTORY, group_replicas, log_evidence, pod_commands, pod_findings, statuses};
 use service::{port_findings, service_findings};
 use storage::pvc_findings;
@@ -593,7 +593,9 @@ mod scenario_tests {
         assert_eq!(facts.ingress_classes.len(), 2);
         let findings = analyze(&facts);
         assert_eq!(summary(&findings), [(Reason::IngressClassMissing, "Ingress", "docs")]);
-        assert!(findings[0].summary.contains("IngressClass ngnix, which the cluster does not have; did you mean nginx?"));
+        assert!(
+            findings[0].summary.contains("IngressClass ngnix, which the cluster does not have; did you mean nginx?")
+        );
         assert!(evidence(&findings[0]).contains("ingressclasses: nginx (k8s.io/ingress-nginx, default), traefik"));
     }
 
@@ -602,19 +604,31 @@ mod scenario_tests {
         let findings = analyze(&facts("limitrange"));
         let f = findings.iter().find(|f| f.reason == Reason::FailedCreate).expect("FailedCreate");
         assert!(
-            f.summary.contains("the namespace's LimitRange refuses them: maximum memory usage per Container is 1Gi, but limit is 2Gi"),
+            f.summary.contains(
+                "the namespace's LimitRange refuses them: maximum memory usage per Container is 1Gi, but limit is 2Gi"
+            ),
             "{}",
             f.summary
         );
-        assert!(evidence(f).contains("limitrange container-limits: Container max memory=1Gi, Container default memory=512Mi"), "{}", evidence(f));
+        assert!(
+            evidence(f)
+                .contains("limitrange container-limits: Container max memory=1Gi, Container default memory=512Mi"),
+            "{}",
+            evidence(f)
+        );
     }
 
     #[test]
     fn a_cron_job_that_stopped_succeeding_is_found_by_its_schedule() {
         let findings = analyze(&facts("backups"));
-        let stale = findings.iter().find(|f| f.reason == Reason::CronJobNoRecentSuccess).expect("CronJobNoRecentSuccess");
+        let stale =
+            findings.iter().find(|f| f.reason == Reason::CronJobNoRecentSuccess).expect("CronJobNoRecentSuccess");
         assert_eq!(stale.object.name, "nightly-backup");
-        assert!(stale.summary.contains("has not succeeded for 4d 9h (last success 2026-11-26T02:04:12Z)"), "{}", stale.summary);
+        assert!(
+            stale.summary.contains("has not succeeded for 4d 9h (last success 2026-11-26T02:04:12Z)"),
+            "{}",
+            stale.summary
+        );
         assert_eq!(stale.caused_by.as_ref().map(|c| c.reason), Some(Reason::JobFailed));
         let failed = findings.iter().find(|f| f.reason == Reason::JobFailed).unwrap();
         assert!(evidence(failed).contains("password authentication failed"), "{}", evidence(failed));

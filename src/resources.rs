@@ -74,8 +74,10 @@ pub const PDBS: Resource =
 pub const LIMITRANGES: Resource = core("limitranges", "limitrange", "LimitRange", true, &["limits"]);
 pub const NETWORKPOLICIES: Resource =
     grouped("networking.k8s.io", "networkpolicies", "networkpolicy", "NetworkPolicy", &["netpol"]);
-pub const INGRESSCLASSES: Resource =
-    Resource { namespaced: false, ..grouped("networking.k8s.io", "ingressclasses", "ingressclass", "IngressClass", &[]) };
+pub const INGRESSCLASSES: Resource = Resource {
+    namespaced: false,
+    ..grouped("networking.k8s.io", "ingressclasses", "ingressclass", "IngressClass", &[])
+};
 
 /// Every resource kubechat reads, core group first.
 pub const ALL: [&Resource; 21] = [

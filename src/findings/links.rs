@@ -33,10 +33,15 @@ pub(super) fn link(facts: &Facts, findings: &mut [Finding]) {
         // A pod that cannot resolve names, under a policy that keeps it from DNS.
         let dns_fails = |line: &String| {
             let line = line.to_lowercase();
-            ["resolv", "no such host", "lookup ", "name or service not known", "getaddrinfo"].iter().any(|w| line.contains(w))
+            ["resolv", "no such host", "lookup ", "name or service not known", "getaddrinfo"]
+                .iter()
+                .any(|w| line.contains(w))
         };
-        if let Some((np, _)) = egress.get(f.object.name.as_str()).filter(|_| f.evidence.iter().chain([&f.summary]).any(dns_fails)) {
-            let denies = |o: &&Finding| o.reason == Reason::NetworkPolicyDeniesEgress && o.object.name == name_of(&np.metadata);
+        if let Some((np, _)) =
+            egress.get(f.object.name.as_str()).filter(|_| f.evidence.iter().chain([&f.summary]).any(dns_fails))
+        {
+            let denies =
+                |o: &&Finding| o.reason == Reason::NetworkPolicyDeniesEgress && o.object.name == name_of(&np.metadata);
             cause = cause.or_else(|| findings.iter().find(denies));
         }
         // An unscheduled pod: the nodes it could go to that refuse it, and the first of their findings as the cause.

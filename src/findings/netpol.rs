@@ -18,7 +18,11 @@ use crate::facts::{Facts, selects};
 
 /// The policies that select a pod and are of `direction` (`Ingress` or `Egress`): a policy without policyTypes is
 /// an Ingress policy, and an Egress one too when it has egress rules.
-fn isolating<'a>(facts: &'a Facts, labels: Option<&BTreeMap<String, String>>, direction: &str) -> Vec<&'a NetworkPolicy> {
+fn isolating<'a>(
+    facts: &'a Facts,
+    labels: Option<&BTreeMap<String, String>>,
+    direction: &str,
+) -> Vec<&'a NetworkPolicy> {
     let all = LabelSelector::default();
     facts
         .network_policies
@@ -82,7 +86,9 @@ pub(super) fn findings(facts: &Facts) -> Vec<Finding> {
         let mut shut: Vec<(&str, Vec<&NetworkPolicy>)> = Vec::new();
         for pod in backing {
             let policies = isolating(facts, pod.metadata.labels.as_ref(), "Ingress");
-            let admits = policies.iter().any(|np| np.spec.as_ref().and_then(|s| s.ingress.as_ref()).is_some_and(|r| !r.is_empty()));
+            let admits = policies
+                .iter()
+                .any(|np| np.spec.as_ref().and_then(|s| s.ingress.as_ref()).is_some_and(|r| !r.is_empty()));
             if !policies.is_empty() && !admits {
                 shut.push((name_of(&pod.metadata), policies));
             }
@@ -136,7 +142,8 @@ pub(super) fn findings(facts: &Facts) -> Vec<Finding> {
             ),
         );
         f.evidence.push(describe(np));
-        f.evidence.push(format!("pods isolated for egress: {}", pods.iter().take(5).copied().collect::<Vec<_>>().join(", ")));
+        f.evidence
+            .push(format!("pods isolated for egress: {}", pods.iter().take(5).copied().collect::<Vec<_>>().join(", ")));
         f.commands = vec![
             format!("kubectl describe networkpolicy -n {ns} {policy}"),
             format!("kubectl get networkpolicies -n {ns} -o yaml"),
@@ -150,7 +157,8 @@ pub(super) fn findings(facts: &Facts) -> Vec<Finding> {
 /// egress rules`.
 fn describe(np: &NetworkPolicy) -> String {
     let spec = np.spec.as_ref();
-    let selector = spec.and_then(|s| s.pod_selector.as_ref()).map(crate::facts::label_selector_string).unwrap_or_default();
+    let selector =
+        spec.and_then(|s| s.pod_selector.as_ref()).map(crate::facts::label_selector_string).unwrap_or_default();
     let selector = if selector.is_empty() { "{} (every pod)".to_string() } else { selector };
     let types = spec.and_then(|s| s.policy_types.clone()).unwrap_or_default();
     let count = |rules: Option<usize>| rules.unwrap_or(0);

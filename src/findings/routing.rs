@@ -117,10 +117,7 @@ pub(super) fn ingress_class_findings(facts: &Facts) -> Vec<Finding> {
             object("Ingress", ns, name),
             format!("{summary}: no ingress controller serves it"),
         );
-        f.evidence.push(format!(
-            "ingress {name} spec.ingressClassName: {}",
-            class_of(ingress).unwrap_or("(none)")
-        ));
+        f.evidence.push(format!("ingress {name} spec.ingressClassName: {}", class_of(ingress).unwrap_or("(none)")));
         let described: Vec<String> = facts
             .ingress_classes
             .iter()

@@ -67,7 +67,8 @@ pub(super) fn findings(facts: &Facts, now: Option<jiff::Timestamp>, earlier: &[F
                 spec.schedule
             ),
         };
-        let mut f = Finding::new(Reason::CronJobNoRecentSuccess, Severity::Warning, object("CronJob", ns, name), summary);
+        let mut f =
+            Finding::new(Reason::CronJobNoRecentSuccess, Severity::Warning, object("CronJob", ns, name), summary);
         let when = |t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
             t.map_or("never".to_string(), |t| t.0.to_string())
         };

@@ -674,6 +674,29 @@ async fn broken_workloads_are_diagnosed_live_and_from_a_dump_alike() {
         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"}, "minReplicas": 1, "maxReplicas": 4,
                  "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]}}))
     .await;
+    // A default-deny policy with no allow, a LimitRange and an Ingress asking for a class the cluster lacks, at the
+    // versions 1.20 serves (networking.k8s.io/v1): the role reads them, IngressClasses cluster-wide.
+    let v1 = |group: &str, kind: &str, plural: &str| at(group, "v1", kind, plural);
+    create(
+        &v1("networking.k8s.io", "NetworkPolicy", "networkpolicies"),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "default-deny"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}),
+    )
+    .await;
+    let limit_ranges: Api<k8s_openapi::api::core::v1::LimitRange> = Api::namespaced(admin.clone(), "shop");
+    let limits = json!({"metadata": {"name": "container-limits"}, "spec": {"limits": [{"type": "Container", "max": {"memory": "4Gi"}}]}});
+    limit_ranges.create(&PostParams::default(), &serde_json::from_value(limits).unwrap()).await.unwrap();
+    let classes: Api<k8s_openapi::api::networking::v1::IngressClass> = Api::all(admin.clone());
+    let class = json!({"metadata": {"name": "nginx", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+        "spec": {"controller": "k8s.io/ingress-nginx"}});
+    classes.create(&PostParams::default(), &serde_json::from_value(class).unwrap()).await.unwrap();
+    create(
+        &v1("networking.k8s.io", "Ingress", "ingresses"),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "api"},
+        "spec": {"ingressClassName": "ngnix", "rules": [{"host": "api.example.com", "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "api", "port": {"number": 80}}}}]}}]}}),
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let live = loop {
         let (live, _) =
@@ -693,10 +716,14 @@ async fn broken_workloads_are_diagnosed_live_and_from_a_dump_alike() {
         ("ServiceNoEndpoints".to_string(), "Service".to_string(), "api".to_string()),
         ("HPAScalingInactive".to_string(), "HorizontalPodAutoscaler".to_string(), "api".to_string()),
         ("PDBBlocking".to_string(), "PodDisruptionBudget".to_string(), "api".to_string()),
+        ("NetworkPolicyDeniesInbound".to_string(), "NetworkPolicy".to_string(), "default-deny".to_string()),
+        ("NetworkPolicyDeniesEgress".to_string(), "NetworkPolicy".to_string(), "default-deny".to_string()),
+        ("IngressClassMissing".to_string(), "Ingress".to_string(), "api".to_string()),
     ] {
         assert!(found.contains(&expected), "{expected:?} missing from {found:?}");
     }
-    assert_eq!(found.len(), 6, "{found:?}");
+    assert_eq!(found.len(), 9, "{found:?}");
+    assert!(live.get("gaps").is_none(), "the shipped role reads every kind: {}", live["gaps"]);
     assert_eq!(found[0].0, "OOMKilled", "the root cause first: {found:?}");
     let oom = live["findings"][0]["evidence"]
         .as_array()

@@ -30,7 +30,11 @@ const CASES: &[(&str, &[Expected], &str)] = &[
     ),
     ("config", &[("CreateContainerConfigError", "Pod", "orders-8d7c6b5a4-tr5kx")], r#"secret \"orders-db\" not found"#),
     ("mounts", &[("FailedMount", "Pod", "web-5b6c7d8e9-hj3kl")], r#"configmap "web-config" not found"#),
-    ("pending", &[("Unschedulable", "Pod", "analytics-0")], "0/3 nodes are available"),
+    (
+        "pending",
+        &[("NodeNotReady", "Node", "worker-3"), ("Unschedulable", "Pod", "analytics-0")],
+        "node worker-3 refuses it: NotReady",
+    ),
     (
         "readiness",
         &[("ProbeFailing", "Pod", "search-7c8d9e6f5-abc12"), ("ServiceNoEndpoints", "Service", "search")],
@@ -91,6 +95,43 @@ const CASES: &[(&str, &[Expected], &str)] = &[
         "liveness",
         &[("LivenessRestarts", "Pod", "inventory-9b8c7d6e5-p8o7i")],
         "Container inventory failed liveness probe, will be restarted",
+    ),
+    (
+        "cordoned",
+        &[
+            ("NodeCordoned", "Node", "gpu-1"),
+            ("Unschedulable", "Pod", "model-train-36630ce67-a3663"),
+            ("RolloutStuck", "Deployment", "model-train"),
+        ],
+        "node gpu-1 refuses it: cordoned",
+    ),
+    (
+        "netpol",
+        &[("NetworkPolicyDeniesInbound", "NetworkPolicy", "default-deny-ingress")],
+        "networkpolicy default-deny-ingress: podSelector {} (every pod), policyTypes [Ingress], 0 ingress rule(s)",
+    ),
+    (
+        "egress",
+        &[
+            ("NetworkPolicyDeniesEgress", "NetworkPolicy", "invoice-sync-egress"),
+            ("LogErrors", "Pod", "invoice-sync-36630ce67-a3663"),
+        ],
+        "lookup invoices-db.egress.svc.cluster.local on 10.96.0.10:53",
+    ),
+    (
+        "ingressclass",
+        &[("IngressClassMissing", "Ingress", "docs")],
+        "ingressclasses: nginx (k8s.io/ingress-nginx, default), traefik (traefik.io/ingress-controller)",
+    ),
+    (
+        "limitrange",
+        &[("FailedCreate", "ReplicaSet", "report-builder-6d8f7c9b5"), ("RolloutStuck", "Deployment", "report-builder")],
+        "limitrange container-limits: Container max memory=1Gi",
+    ),
+    (
+        "backups",
+        &[("JobFailed", "Job", "nightly-backup-29933400"), ("CronJobNoRecentSuccess", "CronJob", "nightly-backup")],
+        r#"password authentication failed for user "backup""#,
     ),
     (
         "ingress",

@@ -99,10 +99,10 @@ async fn a_cronjob_narrows_the_read_to_its_jobs_and_their_pods() {
         assert_eq!(scope.object().unwrap().to_string(), "cronjob/nightly-report");
         let facts = cluster::read(&client, &scope, &Limits::default()).await.unwrap();
         assert_eq!(names(facts.cronjobs.iter().map(|c| c.metadata.name.clone()).collect()), ["nightly-report"]);
-        assert_eq!(names(facts.jobs.iter().map(|j| j.metadata.name.clone()).collect()), ["nightly-report-29394720"]);
+        assert_eq!(names(facts.jobs.iter().map(|j| j.metadata.name.clone()).collect()), ["nightly-report-29933400"]);
         assert_eq!(
             names(facts.pods.iter().map(|p| p.metadata.name.clone()).collect()),
-            ["nightly-report-29394720-q8w7e"],
+            ["nightly-report-29933400-q8w7e"],
             "{object}: the failed migration Job beside it is left out"
         );
     }
