@@ -125,3 +125,36 @@ pub(super) fn sandbox(facts: &Facts, now: Option<jiff::Timestamp>, pod: &Pod, ev
     f.commands.push(format!("kubectl describe node {node}"));
     Some(f)
 }
+
+#[cfg(test)]
+mod scenario_tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn pods_stuck_at_either_end_of_their_life() {
+        let sandbox = analyze(&facts("sandbox"));
+        assert_eq!(summary(&sandbox), [(Reason::SandboxFailed, "Pod", "checkout-worker-7c6b5d4f9-v9n4s")]);
+        assert_eq!(
+            sandbox[0].summary,
+            "Pod checkout-worker-7c6b5d4f9-v9n4s cannot start: the node worker-2 cannot create its sandbox: plugin type=\"calico\" failed (add): error getting ClusterInformation: connection is unauthorized: Unauthorized"
+        );
+        assert!(
+            evidence(&sandbox[0]).contains("event Warning FailedCreatePodSandBox x37"),
+            "{}",
+            evidence(&sandbox[0])
+        );
+
+        let held = analyze(&facts("terminating"));
+        assert_eq!(summary(&held), [(Reason::StuckTerminating, "Pod", "kafka-2")]);
+        assert_eq!(held[0].severity, Severity::Critical, "a StatefulSet's replacement waits for it");
+        assert_eq!(
+            held[0].summary,
+            "Pod kafka-2 has been terminating for 1h 59m, past its 60 s grace period: the finalizer kafka.example.com/partition-drain holds it"
+        );
+        assert!(
+            evidence(&held[0]).contains("metadata.finalizers: [kafka.example.com/partition-drain]"),
+            "{}",
+            evidence(&held[0])
+        );
+    }
+}

@@ -91,3 +91,22 @@ pub(super) fn findings(facts: &Facts) -> Vec<Finding> {
     }
     findings
 }
+
+#[cfg(test)]
+mod scenario_tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn errors_dominating_a_healthy_pods_log_are_a_finding_and_a_slow_query_is_not() {
+        let found = analyze(&facts("applogs"));
+        assert_eq!(summary(&found), [(Reason::LogErrors, "Pod", "checkout-179b0c233-a179b")]);
+        assert_eq!(
+            found[0].summary,
+            "container checkout of pod checkout-179b0c233-a179b is running and ready, but name resolution fails: 18 of the last 24 log lines are errors"
+        );
+        assert!(
+            evidence(&found[0])
+                .contains("lookup payments-api.payments.svc.cluster.local on 10.96.0.10:53: no such host")
+        );
+    }
+}

@@ -170,3 +170,29 @@ fn describe(np: &NetworkPolicy) -> String {
         count(spec.and_then(|s| s.egress.as_ref()).map(Vec::len)),
     )
 }
+
+#[cfg(test)]
+mod scenario_tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn network_policies_that_shut_pods_off() {
+        let findings = analyze(&facts("netpol"));
+        assert_eq!(summary(&findings), [(Reason::NetworkPolicyDeniesInbound, "NetworkPolicy", "default-deny-ingress")]);
+        let f = &findings[0];
+        assert!(f.summary.contains("2 pod(s) of Service checkout-api"), "{}", f.summary);
+        assert!(evidence(f).contains("networkpolicy default-deny-ingress: podSelector {} (every pod), policyTypes [Ingress], 0 ingress rule(s)"), "{}", evidence(f));
+
+        let findings = analyze(&facts("egress"));
+        assert_eq!(
+            summary(&findings),
+            [
+                (Reason::NetworkPolicyDeniesEgress, "NetworkPolicy", "invoice-sync-egress"),
+                (Reason::LogErrors, "Pod", findings[1].object.name.as_str()),
+            ]
+        );
+        assert!(findings[0].summary.contains("lets DNS (UDP port 53) out"), "{}", findings[0].summary);
+        assert_eq!(findings[1].caused_by.as_ref().map(|c| c.reason), Some(Reason::NetworkPolicyDeniesEgress));
+        assert!(evidence(&findings[1]).contains("lookup invoices-db.egress.svc.cluster.local on 10.96.0.10:53"));
+    }
+}

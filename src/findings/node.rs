@@ -129,3 +129,31 @@ pub(super) fn node_pressure(facts: &Facts, node: &k8s_openapi::api::core::v1::No
     ];
     Some(f)
 }
+
+#[cfg(test)]
+mod scenario_tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn a_cordoned_node_that_keeps_a_pod_off_is_its_cause() {
+        let facts = facts("cordoned");
+        assert_eq!(facts.nodes.iter().map(|n| name_of(&n.metadata)).collect::<Vec<_>>(), ["gpu-1"]);
+        let findings = analyze(&facts);
+        let pod = findings.iter().find(|f| f.reason == Reason::Unschedulable).unwrap();
+        assert_eq!(summary(&findings)[0], (Reason::NodeCordoned, "Node", "gpu-1"));
+        assert!(summary(&findings).contains(&(Reason::RolloutStuck, "Deployment", "model-train")));
+        assert_eq!(findings[0].severity, Severity::Critical);
+        assert!(findings[0].summary.contains("keeps 1 pod(s) from being placed"), "{}", findings[0].summary);
+        assert!(evidence(&findings[0]).contains("node gpu-1 spec.unschedulable: true"));
+        assert_eq!(pod.caused_by.as_ref().map(|c| c.reason), Some(Reason::NodeCordoned));
+        assert!(evidence(pod).contains("1 node(s) were unschedulable"));
+        assert!(evidence(pod).contains("node gpu-1 refuses it: cordoned"), "{}", evidence(pod));
+    }
+
+    #[test]
+    fn unreachable_node_is_found_from_the_pod_on_it() {
+        let findings = analyze(&facts("nodes"));
+        assert_eq!(summary(&findings), [(Reason::NodeNotReady, "Node", "worker-3")]);
+        assert!(evidence(&findings[0]).contains("Kubelet stopped posting node status."));
+    }
+}

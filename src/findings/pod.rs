@@ -453,3 +453,167 @@ mod tests {
         assert_eq!(missing_reference("configmap \"settings\" not found"), Some(("configmap", "settings".into())));
     }
 }
+
+#[cfg(test)]
+mod scenario_tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn crash_loop_is_found_by_container_state_with_the_previous_log() {
+        let findings = analyze(&facts("crashloop"));
+        assert_eq!(summary(&findings), [(Reason::CrashLoopBackOff, "Pod", "payments-api-7b8d9c6f5-qw7zt")]);
+        let text = evidence(&findings[0]);
+        assert!(text.contains("lastState.terminated: reason=Error exitCode=1"), "{text}");
+        assert!(text.contains("log app --previous: 2026-11-20T09:53:21.419Z ERROR payments_api: fatal: could not connect to postgres at payments-db:5432: connection refused"), "{text}");
+        assert!(
+            findings[0]
+                .commands
+                .contains(&"kubectl logs -n crashloop payments-api-7b8d9c6f5-qw7zt -c app --previous".to_string())
+        );
+    }
+
+    #[test]
+    fn crash_loop_is_found_between_two_crashes_too() {
+        let mut facts = facts("crashloop");
+        let status = &mut facts.pods[0].status.as_mut().unwrap().container_statuses.as_mut().unwrap()[0];
+        status.state = Some(k8s_openapi::api::core::v1::ContainerState {
+            running: Some(Default::default()),
+            ..Default::default()
+        });
+        let findings = analyze(&facts);
+        assert_eq!(summary(&findings), [(Reason::CrashLoopBackOff, "Pod", "payments-api-7b8d9c6f5-qw7zt")]);
+        assert!(evidence(&findings[0]).contains("state: running again, not ready"));
+    }
+
+    #[test]
+    fn oom_kill_outranks_the_back_off_it_causes() {
+        let findings = analyze(&facts("oom"));
+        assert_eq!(summary(&findings), [(Reason::OOMKilled, "Pod", "report-worker-6f7c8d9b5-x4m2n")]);
+        let text = evidence(&findings[0]);
+        assert!(text.contains("lastState.terminated: reason=OOMKilled exitCode=137"), "{text}");
+        assert!(text.contains("resources.limits.memory: 256Mi"), "{text}");
+    }
+
+    #[test]
+    fn image_pull_failure_is_the_root_of_the_stuck_rollout() {
+        let findings = analyze(&facts("imagepull"));
+        assert_eq!(
+            summary(&findings),
+            [
+                (Reason::ImagePullBackOff, "Pod", "checkout-6c9d8e7f1-k2v9d"),
+                (Reason::RolloutStuck, "Deployment", "checkout")
+            ]
+        );
+        assert_eq!(findings[1].caused_by, Some(findings[0].link()));
+        assert_eq!(findings[0].related, [findings[1].link()]);
+        assert!(evidence(&findings[0]).contains("checkout:2.3.1-rc: not found"));
+        assert!(evidence(&findings[1]).contains("reason=ProgressDeadlineExceeded"));
+    }
+
+    #[test]
+    fn missing_secret_blocks_container_creation() {
+        let findings = analyze(&facts("config"));
+        assert_eq!(summary(&findings), [(Reason::CreateContainerConfigError, "Pod", "orders-8d7c6b5a4-tr5kx")]);
+        assert!(evidence(&findings[0]).contains(r#"message="secret \"orders-db\" not found""#));
+        assert!(findings[0].commands.contains(&"kubectl get secret -n config orders-db".to_string()));
+    }
+
+    #[test]
+    fn missing_configmap_volume_is_a_mount_failure() {
+        let findings = analyze(&facts("mounts"));
+        assert_eq!(summary(&findings), [(Reason::FailedMount, "Pod", "web-5b6c7d8e9-hj3kl")]);
+        assert!(evidence(&findings[0]).contains(r#"configmap "web-config" not found"#));
+    }
+
+    #[test]
+    fn unschedulable_pod_quotes_the_scheduler() {
+        let findings = analyze(&facts("pending"));
+        // The scheduler names the unreachable node among the reasons: it is read, and is the node-side cause.
+        assert_eq!(
+            summary(&findings),
+            [(Reason::NodeNotReady, "Node", "worker-3"), (Reason::Unschedulable, "Pod", "analytics-0")]
+        );
+        assert!(evidence(&findings[1]).contains("2 Insufficient memory"));
+        assert!(evidence(&findings[1]).contains("node worker-3 refuses it: NotReady"), "{}", evidence(&findings[1]));
+        // The cordoned GPU node is no reason the scheduler gives, so it is neither read nor said.
+        assert!(!evidence(&findings[1]).contains("gpu-1"));
+    }
+
+    #[test]
+    fn failing_readiness_explains_the_empty_service() {
+        let findings = analyze(&facts("readiness"));
+        assert_eq!(
+            summary(&findings),
+            [
+                (Reason::ProbeFailing, "Pod", "search-7c8d9e6f5-abc12"),
+                (Reason::ServiceNoEndpoints, "Service", "search")
+            ]
+        );
+        assert_eq!(findings[0].also_affected, ["search-7c8d9e6f5-def34"]);
+        assert!(evidence(&findings[0]).contains("Readiness probe failed: HTTP probe failed with statuscode: 503"));
+        assert_eq!(findings[1].caused_by, Some(findings[0].link()));
+        assert!(evidence(&findings[1]).contains("0 ready addresses, 2 not ready"));
+    }
+
+    #[test]
+    fn eviction_is_reported_with_the_kubelet_message() {
+        let findings = analyze(&facts("evicted"));
+        assert_eq!(summary(&findings), [(Reason::Evicted, "Pod", "cache-7f9b8c6d5-4xq2w")]);
+        assert!(evidence(&findings[0]).contains("The node was low on resource: memory."));
+    }
+
+    #[test]
+    fn init_failures_exit_zero_loops_and_liveness_kills_are_named() {
+        let init = analyze(&facts("init"));
+        assert_eq!(
+            summary(&init),
+            [
+                (Reason::InitFailing, "Pod", "accounts-9b8c7d6e5-r2t4y"),
+                (Reason::ServiceNoEndpoints, "Service", "accounts")
+            ]
+        );
+        assert!(init[0].summary.starts_with("init container migrate of pod accounts-9b8c7d6e5-r2t4y fails (exit 1)"));
+        assert!(
+            evidence(&init[0]).contains(r#"column "flags" of relation "accounts" already exists"#),
+            "{}",
+            evidence(&init[0])
+        );
+        assert_eq!(init[1].caused_by.as_ref().map(|l| l.reason), Some(Reason::InitFailing));
+
+        let exit0 = analyze(&facts("exitzero"));
+        assert_eq!(summary(&exit0), [(Reason::CrashLoopBackOff, "Pod", "outbox-relay-9b8c7d6e5-k3j4h")]);
+        assert!(
+            exit0[0].summary.contains("exits 0 and is restarted with back-off (14 restarts)"),
+            "{}",
+            exit0[0].summary
+        );
+        assert!(evidence(&exit0[0]).contains("nothing to do, exiting"), "{}", evidence(&exit0[0]));
+
+        let liveness = analyze(&facts("liveness"));
+        assert_eq!(summary(&liveness), [(Reason::LivenessRestarts, "Pod", "inventory-9b8c7d6e5-p8o7i")]);
+        assert_eq!(liveness[0].severity, Severity::Warning, "ready again between the kills");
+        assert!(
+            liveness[0]
+                .summary
+                .contains("killed and restarted by its liveness probe (7 times lately, 7 restarts in all)"),
+            "{}",
+            liveness[0].summary
+        );
+        assert!(
+            evidence(&liveness[0]).contains("/healthz handler blocked behind stock sync lock"),
+            "{}",
+            evidence(&liveness[0])
+        );
+    }
+
+    #[test]
+    fn restarts_days_ago_a_retried_job_and_old_warnings_are_history() {
+        let mut facts = facts("history");
+        assert_eq!(facts.pods.len(), 3, "the fixture is read");
+        assert_eq!(summary(&analyze(&facts)), []);
+        // Read ten minutes after the OOM kill instead, the same pod is a finding: recent, not history.
+        let oom: jiff::Timestamp = "2026-11-28T11:59:57Z".parse().unwrap();
+        facts.observed_at = Some(oom + jiff::SignedDuration::from_mins(10));
+        assert_eq!(summary(&analyze(&facts)), [(Reason::OOMKilled, "Pod", "ledger-6b5c4d3e2-p5l9m")]);
+    }
+}

@@ -223,3 +223,91 @@ mod tests {
         assert_eq!(cause("shop", "something new").summary, "the API server refuses them");
     }
 }
+
+#[cfg(test)]
+mod scenario_tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn a_limit_range_that_refuses_the_new_pods_is_quoted() {
+        let findings = analyze(&facts("limitrange"));
+        let f = findings.iter().find(|f| f.reason == Reason::FailedCreate).expect("FailedCreate");
+        assert!(
+            f.summary.contains(
+                "the namespace's LimitRange refuses them: maximum memory usage per Container is 1Gi, but limit is 2Gi"
+            ),
+            "{}",
+            f.summary
+        );
+        assert!(
+            evidence(f)
+                .contains("limitrange container-limits: Container max memory=1Gi, Container default memory=512Mi"),
+            "{}",
+            evidence(f)
+        );
+    }
+
+    #[test]
+    fn workloads_that_cannot_create_their_pods_name_why() {
+        let quota = analyze(&facts("quota"));
+        assert_eq!(
+            summary(&quota),
+            [(Reason::FailedCreate, "ReplicaSet", "api-6d8f7c9b5"), (Reason::RolloutStuck, "Deployment", "api")]
+        );
+        assert_eq!(
+            quota[0].summary,
+            "ReplicaSet api-6d8f7c9b5 cannot create its pods: the ResourceQuota compute-resources is exhausted: it requests limits.memory=1Gi, limits.memory=3584Mi of limits.memory=4Gi is used"
+        );
+        assert!(evidence(&quota[0]).contains("condition ReplicaFailure=True reason=FailedCreate: pods \"api-6d8f7c9b5-7tq2m\" is forbidden: exceeded quota"), "{}", evidence(&quota[0]));
+        assert!(evidence(&quota[0]).contains("event Warning FailedCreate x19"), "{}", evidence(&quota[0]));
+        assert_eq!(
+            quota[1].caused_by.as_ref().map(|l| l.reason),
+            Some(Reason::FailedCreate),
+            "the rollout is stuck on it"
+        );
+        assert!(quota[0].commands.contains(&"kubectl describe resourcequota -n quota compute-resources".to_string()));
+        assert!(
+            evidence(&quota[0])
+                .contains("resourcequota compute-resources used/hard: limits.memory 3584Mi/4Gi, pods 5/20"),
+            "{}",
+            evidence(&quota[0])
+        );
+
+        let psa = analyze(&facts("podsecurity"));
+        assert_eq!(
+            summary(&psa),
+            [
+                (Reason::FailedCreate, "ReplicaSet", "web-6d8f7c9b5"),
+                (Reason::RolloutStuck, "Deployment", "web"),
+                (Reason::ServiceNoEndpoints, "Service", "web")
+            ]
+        );
+        assert!(
+            psa[0].summary.contains(
+                "Pod Security admission (restricted:latest) refuses the pods: allowPrivilegeEscalation != false"
+            ),
+            "{}",
+            psa[0].summary
+        );
+        assert_eq!(
+            psa[2].caused_by.as_ref().map(|l| l.object.name.as_str()),
+            Some("web-6d8f7c9b5"),
+            "no pods, because none can be made"
+        );
+
+        let webhook = analyze(&facts("webhook"));
+        assert_eq!(summary(&webhook), [(Reason::FailedCreate, "StatefulSet", "postgres")]);
+        assert_eq!(
+            webhook[0].summary,
+            "StatefulSet postgres cannot create its pods: the admission webhook validate.kyverno.svc-fail cannot be reached"
+        );
+        assert!(evidence(&webhook[0]).contains("context deadline exceeded"), "{}", evidence(&webhook[0]));
+
+        let account = analyze(&facts("serviceaccount"));
+        assert_eq!(summary(&account), [(Reason::FailedCreate, "Job", "nightly-export")]);
+        assert_eq!(
+            account[0].summary,
+            "Job nightly-export cannot create its pods: its ServiceAccount report-writer does not exist"
+        );
+    }
+}

@@ -133,3 +133,48 @@ pub(super) fn ingress_class_findings(facts: &Facts) -> Vec<Finding> {
     }
     findings
 }
+
+#[cfg(test)]
+mod scenario_tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn an_ingress_asking_for_a_class_nobody_serves() {
+        let facts = facts("ingressclass");
+        assert_eq!(facts.ingress_classes.len(), 2);
+        let findings = analyze(&facts);
+        assert_eq!(summary(&findings), [(Reason::IngressClassMissing, "Ingress", "docs")]);
+        assert!(
+            findings[0].summary.contains("IngressClass ngnix, which the cluster does not have; did you mean nginx?")
+        );
+        assert!(evidence(&findings[0]).contains("ingressclasses: nginx (k8s.io/ingress-nginx, default), traefik"));
+    }
+
+    #[test]
+    fn ingresses_autoscalers_and_budgets_that_get_in_the_way() {
+        let ingress = analyze(&facts("ingress"));
+        assert_eq!(summary(&ingress), [(Reason::IngressBackendMissing, "Ingress", "shop")]);
+        assert_eq!(
+            ingress[0].summary,
+            "Ingress shop routes shop.example.com/api nowhere: its Service api-gatway does not exist; did you mean api-gateway?"
+        );
+        let hpa = analyze(&facts("hpa"));
+        assert_eq!(
+            summary(&hpa),
+            [
+                (Reason::HPAScalingInactive, "HorizontalPodAutoscaler", "search-api"),
+                (Reason::HPAAtMaximum, "HorizontalPodAutoscaler", "thumbnails")
+            ]
+        );
+        let inactive = evidence(&hpa[0]);
+        assert!(inactive.contains("unable to fetch metrics from resource metrics API"), "{inactive}");
+        assert!(evidence(&hpa[1]).contains("metric cpu: 184% (target 70%)"), "{}", evidence(&hpa[1]));
+        let pdb = analyze(&facts("pdb"));
+        assert_eq!(summary(&pdb), [(Reason::PDBBlocking, "PodDisruptionBudget", "ledger-api")]);
+        assert!(
+            pdb[0].summary.contains("allows no disruption (minAvailable 2, 2 of 2 pods healthy)"),
+            "{}",
+            pdb[0].summary
+        );
+    }
+}

@@ -152,3 +152,23 @@ fn int_or_string(value: &k8s_openapi::apimachinery::pkg::util::intstr::IntOrStri
         k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => s.clone(),
     }
 }
+
+#[cfg(test)]
+mod scenario_tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn autoscalers_without_a_target_or_requests_and_statefulsets_without_their_service() {
+        let target = analyze(&facts("hpatarget"));
+        assert_eq!(summary(&target), [(Reason::HPATargetMissing, "HorizontalPodAutoscaler", "orders-api")]);
+        assert_eq!(
+            target[0].summary,
+            "HorizontalPodAutoscaler orders-api scales deployment/orders-api, which does not exist; did you mean orders-api-v2?"
+        );
+        let requests = analyze(&facts("hparequests"));
+        assert_eq!(summary(&requests), [(Reason::HPAScalingInactive, "HorizontalPodAutoscaler", "email-worker")]);
+        assert!(evidence(&requests[0]).contains("deployment/email-worker's containers set no resources.requests"));
+        let governing = analyze(&facts("governing"));
+        assert_eq!(summary(&governing), [(Reason::StatefulSetServiceMissing, "StatefulSet", "redis")]);
+    }
+}

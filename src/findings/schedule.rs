@@ -112,3 +112,28 @@ pub(super) fn findings(facts: &Facts, now: Option<jiff::Timestamp>, earlier: &[F
     }
     findings
 }
+
+#[cfg(test)]
+mod scenario_tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn a_cron_job_that_stopped_succeeding_is_found_by_its_schedule() {
+        let findings = analyze(&facts("backups"));
+        let stale =
+            findings.iter().find(|f| f.reason == Reason::CronJobNoRecentSuccess).expect("CronJobNoRecentSuccess");
+        assert_eq!(stale.object.name, "nightly-backup");
+        assert!(
+            stale.summary.contains("has not succeeded for 4d 9h (last success 2026-11-26T02:04:12Z)"),
+            "{}",
+            stale.summary
+        );
+        assert_eq!(stale.caused_by.as_ref().map(|c| c.reason), Some(Reason::JobFailed));
+        let failed = findings.iter().find(|f| f.reason == Reason::JobFailed).unwrap();
+        assert!(evidence(failed).contains("password authentication failed"), "{}", evidence(failed));
+        // The hourly neighbour ran an hour ago; nothing is said of it.
+        assert!(!findings.iter().any(|f| f.object.name.starts_with("hourly-metrics")));
+        // The jobs scenario's report ran last night.
+        assert!(!analyze(&facts("jobs")).iter().any(|f| f.reason == Reason::CronJobNoRecentSuccess));
+    }
+}

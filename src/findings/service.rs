@@ -202,3 +202,45 @@ pub(super) fn template_labels<'a>(facts: &'a Facts, kind: &str, name: &str) -> O
     }?;
     template.metadata.as_ref()?.labels.as_ref()
 }
+
+#[cfg(test)]
+mod scenario_tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn service_without_matching_pods_has_no_endpoints() {
+        let findings = analyze(&facts("services"));
+        assert_eq!(summary(&findings), [(Reason::ServiceNoEndpoints, "Service", "legacy-api")]);
+        assert!(findings[0].summary.contains("no pod matches its selector app=legacy-api"));
+    }
+
+    #[test]
+    fn services_pointing_nowhere_name_the_port_or_label_that_misses() {
+        let ports = analyze(&facts("ports"));
+        assert_eq!(summary(&ports), [(Reason::ServicePortMismatch, "Service", "recommendations")]);
+        assert_eq!(
+            ports[0].summary,
+            "Service recommendations sends port 80 (http) to targetPort 8080, but its pods declare no such port: they listen on 3000/http (container recommendations)"
+        );
+        let selector = analyze(&facts("selector"));
+        assert_eq!(summary(&selector), [(Reason::ServiceNoEndpoints, "Service", "payments-api")]);
+        assert!(
+            selector[0].summary.ends_with("carries app=payments-api, not app=paymnets-api"),
+            "{}",
+            selector[0].summary
+        );
+    }
+
+    #[test]
+    fn a_target_port_one_of_the_selected_pods_declares_is_no_mismatch() {
+        // A Service over two workloads, one declaring the port: traffic reaches that one, so no finding.
+        let mut facts = facts("ports");
+        let mut other = facts.pods[facts.pods.len() - 1].clone();
+        other.metadata.name = Some("recommendations-canary-0".into());
+        let container = &mut other.spec.as_mut().unwrap().containers[0];
+        container.ports.as_mut().unwrap()[0].container_port = 8080;
+        facts.pods.push(other);
+        let found = analyze(&facts);
+        assert!(!summary(&found).iter().any(|(r, _, _)| *r == Reason::ServicePortMismatch), "{:?}", summary(&found));
+    }
+}

@@ -36,3 +36,22 @@ pub(super) fn pvc_findings(facts: &Facts, index: &EventIndex<'_>) -> Vec<Finding
     }
     findings
 }
+
+#[cfg(test)]
+mod scenario_tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn pending_claim_is_the_root_of_the_unschedulable_pod() {
+        let findings = analyze(&facts("storage"));
+        assert_eq!(
+            summary(&findings),
+            [
+                (Reason::PVCPending, "PersistentVolumeClaim", "data-postgres-0"),
+                (Reason::Unschedulable, "Pod", "postgres-0")
+            ]
+        );
+        assert!(evidence(&findings[0]).contains(r#"storageclass.storage.k8s.io "fast-ssd" not found"#));
+        assert_eq!(findings[1].caused_by, Some(findings[0].link()));
+    }
+}

@@ -390,3 +390,90 @@ pub(super) fn cronjob_findings(facts: &Facts, index: &EventIndex<'_>, now: Optio
     }
     findings
 }
+
+#[cfg(test)]
+mod scenario_tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn failed_job_quotes_its_pods_logs_and_completed_jobs_stay_quiet() {
+        let findings = analyze(&facts("jobs"));
+        assert_eq!(summary(&findings), [(Reason::JobFailed, "Job", "db-migrate-5-0-1")]);
+        let text = evidence(&findings[0]);
+        assert!(text.contains("reason=BackoffLimitExceeded"), "{text}");
+        assert!(text.contains(r#"relation "users" already exists"#), "{text}");
+    }
+
+    #[test]
+    fn nodes_ordinals_and_schedules_that_hold_work_back() {
+        let pressure = analyze(&facts("pressure"));
+        assert_eq!(
+            summary(&pressure),
+            [(Reason::NodePressure, "Node", "worker-5"), (Reason::Evicted, "Pod", "log-shipper-5f4e3d2c1-e7r8t")]
+        );
+        assert_eq!(pressure[1].caused_by.as_ref().map(|l| l.reason), Some(Reason::NodePressure));
+        assert!(evidence(&pressure[0]).contains("node worker-5 taint: node.kubernetes.io/disk-pressure:NoSchedule"));
+
+        let sts = analyze(&facts("statefulset"));
+        assert_eq!(
+            summary(&sts),
+            [(Reason::ProbeFailing, "Pod", "zookeeper-1"), (Reason::StatefulSetStuck, "StatefulSet", "zookeeper")]
+        );
+        assert_eq!(
+            sts[1].summary,
+            "StatefulSet zookeeper has 2 of 3 pods: zookeeper-1 is not ready, so zookeeper-2 is never created (podManagementPolicy OrderedReady)"
+        );
+        assert_eq!(sts[1].caused_by.as_ref().map(|l| l.object.name.as_str()), Some("zookeeper-1"));
+
+        let cron = analyze(&facts("cronjob"));
+        assert_eq!(
+            summary(&cron),
+            [
+                (Reason::CronJobMissedSchedule, "CronJob", "ledger-sync"),
+                (Reason::CronJobSuspended, "CronJob", "invoice-run")
+            ]
+        );
+        assert!(
+            cron[0].summary.contains("Missed scheduled time to start a job: 2026-11-30T11:50:00Z"),
+            "{}",
+            cron[0].summary
+        );
+    }
+
+    #[test]
+    fn a_daemonset_missing_on_a_node_names_the_pod_there() {
+        let ds = analyze(&facts("daemonset"));
+        assert_eq!(
+            summary(&ds),
+            [
+                (Reason::CrashLoopBackOff, "Pod", "node-exporter-m8n2b"),
+                (Reason::DaemonSetUnavailable, "DaemonSet", "node-exporter")
+            ]
+        );
+        assert_eq!(
+            ds[1].summary,
+            "DaemonSet node-exporter is missing on 1 of 2 nodes: pod node-exporter-m8n2b CrashLoopBackOff"
+        );
+        assert_eq!(ds[1].severity, Severity::Warning, "one node of two");
+        assert!(evidence(&ds[0]).contains("bind: address already in use"), "{}", evidence(&ds[0]));
+    }
+
+    #[test]
+    fn a_rollout_in_progress_with_a_pod_inside_its_readiness_window_is_no_finding() {
+        let mut facts = facts("rollout");
+        assert_eq!(facts.pods.len(), 4, "the fixture is read");
+        assert_eq!(summary(&analyze(&facts)), []);
+        // The same pod 40 s later, still failing its probe past the window: a finding again, and the rollout whose new
+        // pod fails is a warning until the controller gives up.
+        facts.observed_at = facts.now().map(|now| now + jiff::SignedDuration::from_secs(40));
+        let found = analyze(&facts);
+        assert_eq!(
+            summary(&found),
+            [
+                (Reason::ProbeFailing, "Pod", "storefront-7d9f8b6c5-z3x6c"),
+                (Reason::RolloutStuck, "Deployment", "storefront")
+            ]
+        );
+        assert_eq!(found[1].severity, Severity::Warning, "not critical inside the progress deadline");
+    }
+}
