@@ -235,7 +235,11 @@ pub fn terminal_footer(answer: &Answer, took: std::time::Duration) -> String {
     if !answer.commands.is_empty() {
         out.push_str("\nSuggested commands (kubechat runs none of them):\n");
         for c in &answer.commands {
-            let badge = if c.read_only { "read-only" } else { "MUTATING " };
+            let badge = match c.label {
+                crate::commands::Label::ReadOnly => "read-only",
+                crate::commands::Label::Mutating => "MUTATING ",
+                crate::commands::Label::Review => "REVIEW   ",
+            };
             let _ = writeln!(out, "  [{badge}] {}", c.command);
             if let Some(note) = &c.note {
                 let _ = writeln!(out, "              ! {note}");

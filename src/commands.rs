@@ -1,6 +1,12 @@
-//! Suggested kubectl commands, checked and never run: each is parsed, classed read-only or mutating, and checked
-//! against the facts, so a command that would change the cluster or names something kubechat never saw comes with a
-//! warning. kubechat executes nothing, ever.
+//! Suggested kubectl commands, checked and never run: each is parsed, labelled, and checked against the facts, so a
+//! command that would change the cluster or names something kubechat never saw comes with a warning. kubechat
+//! executes nothing, ever.
+//!
+//! The label is honest about the whole line, read as a shell reads it: `read-only` only for one plain kubectl command
+//! whose verb only reads, against the cluster kubechat reads, as itself. A mutating verb anywhere in the line makes it
+//! `mutating`; anything the shell does around kubectl (chaining, pipes, substitution, redirection, `sudo`, variables
+//! set before it, loops) or a flag that points it at another cluster or identity makes it `review`, with the reason.
+//! Reading Secrets is `sensitive` whatever the label.
 
 use std::collections::BTreeSet;
 
@@ -12,11 +18,293 @@ use crate::findings::Finding;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Command {
     pub command: String,
+    /// `label == Label::ReadOnly`, for clients that read only this.
     pub read_only: bool,
+    pub label: Label,
+    /// It reads Secret values, which kubechat itself never reads.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
     /// Every object it names was read by kubechat (in the namespace it targets).
     pub grounded: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// What running a suggested line would do, as far as kubechat can vouch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Label {
+    /// One kubectl command that only reads, against the cluster kubechat reads.
+    ReadOnly,
+    /// A kubectl verb that changes the cluster.
+    Mutating,
+    /// Not one plain kubectl command (a chain, a pipe, a substitution, `sudo`, another cluster or identity): kubechat
+    /// cannot vouch for it; the note says why.
+    Review,
+}
+
+impl Label {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::ReadOnly => "read-only",
+            Label::Mutating => "mutating",
+            Label::Review => "review",
+        }
+    }
+}
+
+/// Flags that point kubectl at another cluster, credentials or identity than the one kubechat read.
+const TARGET_FLAGS: &[&str] = &[
+    "-s",
+    "--server",
+    "--kubeconfig",
+    "--context",
+    "--cluster",
+    "--user",
+    "--token",
+    "--as",
+    "--as-group",
+    "--as-uid",
+    "--username",
+    "--password",
+    "--client-certificate",
+    "--client-key",
+    "--certificate-authority",
+    "--insecure-skip-tls-verify",
+    "--tls-server-name",
+];
+
+/// A line as a shell reads it: its simple commands (split at `&&`, `||`, `;`, `|`, `&`, newlines and inside `$(…)`
+/// and backticks) and what the shell does besides running them.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Shell {
+    commands: Vec<String>,
+    /// Why the line is more than one plain command, in words.
+    hazards: Vec<String>,
+}
+
+fn shell(line: &str) -> Shell {
+    let mut out = Shell::default();
+    let hazard = |h: String, out: &mut Shell| {
+        if !out.hazards.contains(&h) {
+            out.hazards.push(h);
+        }
+    };
+    let mut current = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        // Inside single quotes nothing is special; inside double quotes only substitutions are.
+        match (quote, c) {
+            (Some('\''), '\'') => {
+                quote = None;
+                current.push(c);
+                continue;
+            }
+            (Some('\''), _) => {
+                current.push(c);
+                continue;
+            }
+            (_, '\\') => {
+                current.push(c);
+                current.extend(chars.next());
+                continue;
+            }
+            (Some('"'), '"') => {
+                quote = None;
+                current.push(c);
+                continue;
+            }
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                current.push(c);
+                continue;
+            }
+            _ => {}
+        }
+        let substitution = match c {
+            '$' if chars.peek() == Some(&'(') => {
+                chars.next();
+                true
+            }
+            '`' => true,
+            '<' | '>' if quote.is_none() && chars.peek() == Some(&'(') => {
+                chars.next();
+                true
+            }
+            _ => false,
+        };
+        if substitution {
+            hazard("substitutes a command's output ($(…) or backticks)".into(), &mut out);
+            out.commands.push(std::mem::take(&mut current));
+            continue;
+        }
+        if quote.is_some() {
+            current.push(c);
+            continue;
+        }
+        let separator = match c {
+            '&' if chars.peek() == Some(&'&') => {
+                chars.next();
+                Some("chains commands (&&)")
+            }
+            '|' if chars.peek() == Some(&'|') => {
+                chars.next();
+                Some("chains commands (||)")
+            }
+            // Split below, where the program it pipes into is named.
+            '|' => {
+                current.push(c);
+                continue;
+            }
+            ';' | '\n' => Some("runs several commands (;)"),
+            '&' if chars.peek() == Some(&'>') => {
+                chars.next();
+                hazard("redirects output to a file (&>)".into(), &mut out);
+                current.push(' ');
+                continue;
+            }
+            '&' if current.ends_with('>') => {
+                current.push(c);
+                continue;
+            }
+            '&' => Some("runs a command in the background (&)"),
+            ')' => Some(""),
+            '>' | '<' => {
+                let what = if c == '>' { "redirects output to a file (>)" } else { "reads input from a file (<)" };
+                hazard(what.into(), &mut out);
+                // `2>`: the descriptor is the redirection's, not an argument.
+                let bytes = current.as_bytes();
+                if bytes.last().is_some_and(u8::is_ascii_digit) && bytes.len() >= 2 && bytes[bytes.len() - 2] == b' ' {
+                    current.pop();
+                }
+                current.push(' ');
+                // The target word is the redirection's, not an argument.
+                while chars.peek().is_some_and(|c| *c == '>' || *c == '&' || c.is_whitespace()) {
+                    chars.next();
+                }
+                while chars.peek().is_some_and(|c| !c.is_whitespace() && !";|&".contains(*c)) {
+                    chars.next();
+                }
+                continue;
+            }
+            _ => {
+                current.push(c);
+                continue;
+            }
+        };
+        if let Some(why) = separator.filter(|w| !w.is_empty()) {
+            hazard(why.into(), &mut out);
+        }
+        out.commands.push(std::mem::take(&mut current));
+    }
+    out.commands.push(current);
+    out.commands.retain(|c| !c.trim().is_empty());
+    // A pipe: split here, naming the program that reads kubectl's output.
+    let mut commands = Vec::new();
+    for command in std::mem::take(&mut out.commands) {
+        let mut parts = split_unquoted(&command, '|').into_iter();
+        if let Some(first) = parts.next() {
+            commands.push(first);
+        }
+        for part in parts {
+            let program = split(&part).into_iter().next().unwrap_or_default();
+            hazard(format!("pipes its output into {program}"), &mut out);
+            commands.push(part);
+        }
+    }
+    out.commands = commands;
+    out
+}
+
+/// Splits at `sep` outside quotes.
+fn split_unquoted(text: &str, sep: char) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut quote: Option<char> = None;
+    for c in text.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '"') => quote = Some(c),
+            (None, c) if c == sep => {
+                parts.push(String::new());
+                continue;
+            }
+            _ => {}
+        }
+        parts.last_mut().expect("one part at least").push(c);
+    }
+    parts
+}
+
+/// The kubectl command in a simple command, after what may come before it (`sudo`, `VAR=value`, `env`, `time`,
+/// `do`, `then`), with what came before said as hazards.
+fn kubectl_in(command: &str, hazards: &mut Vec<String>) -> Option<String> {
+    let words = split(command);
+    let mut i = 0;
+    while i < words.len() {
+        let word = words[i].as_str();
+        let said = match word {
+            "sudo" | "doas" => Some(format!("runs as another user ({word})")),
+            "env" | "time" | "nohup" | "exec" | "do" | "then" | "else" | "!" | "{" | "(" => None,
+            "xargs" | "watch" => Some(format!("runs kubectl through {word}")),
+            "for" | "while" | "until" | "if" => Some(format!("runs in a shell `{word}`")),
+            w if w.contains('=') && !w.starts_with('-') && w.split('=').next().is_some_and(is_variable) => {
+                Some(format!("sets {} before it", w.split('=').next().unwrap_or_default()))
+            }
+            "kubectl" => {
+                let rest: Vec<String> = words[i..].to_vec();
+                return Some(rest.iter().map(|w| quote_word(w)).collect::<Vec<_>>().join(" "));
+            }
+            _ => return None,
+        };
+        if let Some(h) = said.filter(|h| !hazards.contains(h)) {
+            hazards.push(h);
+        }
+        // `sudo -u root kubectl`, `xargs -n 1 kubectl`, `watch -n 5 kubectl`: the prefix's own flags and values.
+        let valued: &[&str] = match word {
+            "sudo" | "doas" => &["-u", "-g", "-h", "-p", "-C", "-D", "-R", "-T"],
+            "xargs" => &["-n", "-I", "-L", "-P", "-d", "-s", "-E"],
+            "watch" => &["-n"],
+            _ => &[],
+        };
+        if !valued.is_empty() {
+            while words.get(i + 1).is_some_and(|w| w.starts_with('-')) {
+                i += 1;
+                if valued.contains(&words[i].as_str()) {
+                    i += 1;
+                }
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+fn is_variable(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn quote_word(word: &str) -> String {
+    if word.is_empty() || word.chars().any(|c| c.is_whitespace() || "'\"$`\\".contains(c)) {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    } else {
+        word.to_string()
+    }
+}
+
+/// Words of the shell's own syntax: a simple command that starts with one is no other program.
+const SHELL_WORDS: &[&str] =
+    &["for", "while", "until", "if", "do", "done", "then", "else", "elif", "fi", "case", "esac"];
+
+/// Whether a text holds a kubectl command: `kubectl` as a command word (after `sudo`, `VAR=…`, in a loop or a
+/// substitution) followed by one of its verbs, so prose that merely names kubectl is not taken for one.
+fn holds_kubectl(text: &str) -> bool {
+    shell(text)
+        .commands
+        .iter()
+        .filter_map(|c| kubectl_in(c, &mut Vec::new()))
+        .any(|c| parse(&c).is_some_and(|p| VERBS.contains(&p.verb.split(' ').next().unwrap_or_default())))
 }
 
 /// A kubectl command line taken apart.
@@ -28,6 +316,8 @@ pub struct Parsed {
     pub objects: Vec<(String, String)>,
     pub namespace: Option<String>,
     pub all_namespaces: bool,
+    /// The path of `--raw`.
+    pub raw: Option<String>,
 }
 
 const READ_ONLY: &[&str] = &[
@@ -83,6 +373,15 @@ const VALUED_FLAGS: &[&str] = &[
     "--server",
     "-s",
     "--token",
+    "--raw",
+    "--as-group",
+    "--as-uid",
+    "--username",
+    "--password",
+    "--client-certificate",
+    "--client-key",
+    "--certificate-authority",
+    "--tls-server-name",
 ];
 /// Every kubectl verb, so prose that starts with "kubectl" is not taken for a command.
 const VERBS: &[&str] = &[
@@ -190,6 +489,7 @@ pub fn parse(line: &str) -> Option<Parsed> {
             match name {
                 "-n" | "--namespace" => parsed.namespace = value.map(str::to_string),
                 "-A" | "--all-namespaces" => parsed.all_namespaces = true,
+                "--raw" => parsed.raw = value.map(str::to_string),
                 _ => {}
             }
             continue;
@@ -258,6 +558,16 @@ impl Parsed {
     pub fn read_only(&self) -> bool {
         READ_ONLY.contains(&self.verb.as_str())
     }
+
+    /// Whether it shows Secrets: `get`/`describe` of secrets (by any of kubectl's names), or a raw read of them.
+    pub fn reads_secrets(&self) -> bool {
+        let secret = |r: &str| {
+            let r = r.split('.').next().unwrap_or_default().to_ascii_lowercase();
+            r == "secret" || r == "secrets"
+        };
+        (self.verb == "get" || self.verb == "describe") && self.objects.iter().any(|(r, _)| secret(r))
+            || self.raw.as_deref().is_some_and(|raw| raw.contains("/secrets"))
+    }
 }
 
 /// The kind a resource word means, as the facts name kinds (`deploy`, `deployments.apps` → `Deployment`), from the one
@@ -295,66 +605,145 @@ fn known(facts: &Facts) -> BTreeSet<(&'static str, String)> {
     known
 }
 
-/// Checks one command against the facts.
+/// Checks one line against the facts: its label, why, and whether what it names was read.
 pub fn check(line: &str, facts: &Facts) -> Command {
     let command = line.trim().to_string();
-    let Some(parsed) = parse(&command) else {
+    let parsed_shell = shell(&command);
+    let mut hazards = parsed_shell.hazards;
+    let invocations: Vec<String> = parsed_shell.commands.iter().filter_map(|c| kubectl_in(c, &mut hazards)).collect();
+    let parsed: Vec<Parsed> = invocations.iter().filter_map(|c| parse(c)).collect();
+    if parsed.is_empty() {
         return Command {
             command,
             read_only: false,
+            label: Label::Review,
+            sensitive: false,
             grounded: false,
             note: Some("not a kubectl command kubechat can read; review it before running".into()),
         };
-    };
-    let read_only = parsed.read_only();
-    let known = known(facts);
-    let mut problems = Vec::new();
-    if let Some(ns) = parsed.namespace.as_deref().filter(|ns| *ns != facts.namespace) {
-        problems.push(format!("targets namespace {ns}, but kubechat read {}", facts.namespace));
     }
-    for (resource, name) in &parsed.objects {
-        match kind_of(resource) {
-            None if parsed.verb != "explain" => {
-                problems.push(format!("names {resource}, which kubechat does not read"))
+    // Flags that point kubectl elsewhere, and other programs the line runs.
+    for words in invocations.iter().map(|c| split(c)) {
+        for word in &words {
+            let flag = word.split('=').next().unwrap_or_default();
+            if TARGET_FLAGS.contains(&flag) {
+                let h = format!("points kubectl at another cluster or identity ({flag})");
+                if !hazards.contains(&h) {
+                    hazards.push(h);
+                }
             }
-            Some(kind) if !name.is_empty() && kind != "StorageClass" && !known.contains(&(kind, name.clone())) => {
-                problems.push(format!("{} {name} was not seen in namespace {}", kind.to_lowercase(), facts.namespace))
-            }
-            _ => {}
         }
     }
+    let others = parsed_shell
+        .commands
+        .iter()
+        .filter(|c| split(c).first().is_some_and(|w| !SHELL_WORDS.contains(&w.as_str())))
+        .filter(|c| kubectl_in(c, &mut Vec::new()).is_none())
+        .count();
+    if others > 0 && !hazards.iter().any(|h| h.starts_with("pipes")) {
+        hazards.push(format!("runs {others} other command(s) besides kubectl"));
+    }
+    let mutating: Vec<&str> = parsed.iter().filter(|p| !p.read_only()).map(|p| p.verb.as_str()).collect();
+    let sensitive = parsed.iter().any(Parsed::reads_secrets);
+    let label = if !mutating.is_empty() {
+        Label::Mutating
+    } else if !hazards.is_empty() {
+        Label::Review
+    } else {
+        Label::ReadOnly
+    };
+    let known = known(facts);
+    let mut problems = Vec::new();
+    for p in &parsed {
+        if let Some(ns) = p.namespace.as_deref().filter(|ns| *ns != facts.namespace) {
+            problems.push(format!("targets namespace {ns}, but kubechat read {}", facts.namespace));
+        }
+        for (resource, name) in &p.objects {
+            match kind_of(resource) {
+                None if p.verb != "explain" => problems.push(format!("names {resource}, which kubechat does not read")),
+                Some(kind) if !name.is_empty() && kind != "StorageClass" && !known.contains(&(kind, name.clone())) => {
+                    problems.push(format!(
+                        "{} {name} was not seen in namespace {}",
+                        kind.to_lowercase(),
+                        facts.namespace
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
+    problems.dedup();
     let grounded = problems.is_empty();
     let mut notes = Vec::new();
-    if !read_only {
+    if !mutating.is_empty() {
+        let verbs: Vec<String> = mutating.iter().map(|v| format!("`kubectl {v}`")).collect();
         notes.push(format!(
-            "mutating: `kubectl {}` changes the cluster; kubechat never runs it, review it before you do",
-            parsed.verb
+            "mutating: {} changes the cluster; kubechat never runs it, review it before you do",
+            verbs.join(", ")
         ));
+    }
+    if !hazards.is_empty() {
+        notes.push(format!(
+            "review: not one plain kubectl command, it {}; kubechat vouches only for a single kubectl command against the cluster it read",
+            hazards.join(", ")
+        ));
+    }
+    if sensitive {
+        notes.push("sensitive: it shows Secret values, which kubechat itself never reads".to_string());
     }
     if !grounded {
         notes.push(format!("not grounded: {}", problems.join("; ")));
     }
-    Command { command, read_only, grounded, note: (!notes.is_empty()).then(|| notes.join(". ")) }
+    Command {
+        command,
+        read_only: label == Label::ReadOnly,
+        label,
+        sensitive,
+        grounded,
+        note: (!notes.is_empty()).then(|| notes.join(". ")),
+    }
 }
 
-/// Every `kubectl …` line in a text: in code blocks, inline code, or on a line of its own.
+/// Every command line in a text that runs kubectl: a line of a code block, an inline code span, a line of its own
+/// (after `$`, `-` or `*`), each taken whole so that its label covers what the shell does around kubectl; and in
+/// prose, from `kubectl` to the end of the sentence.
 pub fn extract(text: &str) -> Vec<String> {
-    let mut found = Vec::new();
+    let mut found: Vec<String> = Vec::new();
+    let mut push = |candidate: &str| {
+        let command = candidate.trim().trim_end_matches(['.', ',']).trim();
+        if holds_kubectl(command) && !found.iter().any(|c| c == command) {
+            found.push(command.to_string());
+        }
+    };
+    let mut fenced = false;
     for line in text.lines() {
-        let mut rest = line;
-        while let Some(start) = rest.find("kubectl ") {
-            let before = &rest[..start];
-            let candidate = &rest[start..];
-            let in_code = before.ends_with('`');
-            let end = if in_code { candidate.find('`').unwrap_or(candidate.len()) } else { candidate.len() };
-            let command = candidate[..end].trim().trim_end_matches(['.', ',', ';']).trim();
-            let at_line_start = before.trim_start_matches(['$', '#', '>', '-', '*', ' ', '\t']).is_empty();
-            let is_kubectl =
-                parse(command).is_some_and(|p| VERBS.contains(&p.verb.split(' ').next().unwrap_or_default()));
-            if (in_code || at_line_start) && is_kubectl && !found.iter().any(|c| c == command) {
-                found.push(command.to_string());
-            }
-            rest = &candidate[end.min(candidate.len()).max(1)..];
+        let trimmed = line.trim();
+        if trimmed.starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        let bare = trimmed.trim_start_matches(['$', '>', '-', '*', ' ', '\t']);
+        if fenced {
+            push(bare);
+            continue;
+        }
+        let spans: Vec<&str> = line.split('`').skip(1).step_by(2).collect();
+        if spans.iter().any(|span| holds_kubectl(span)) {
+            spans.into_iter().for_each(&mut push);
+            continue;
+        }
+        // A line of its own, unless it is prose that mentions a command midway ("Run kubectl … to see").
+        let first = split(bare).into_iter().next().unwrap_or_default();
+        let command_word =
+            first == "kubectl" || first == "sudo" || first.contains('=') || SHELL_WORDS.contains(&first.as_str());
+        if command_word && holds_kubectl(bare) {
+            push(bare);
+            continue;
+        }
+        if let Some(at) = line.find("kubectl ") {
+            let sentence = &line[at..];
+            let end = sentence.find(". ").unwrap_or(sentence.len());
+            push(&sentence[..end]);
         }
     }
     found
@@ -433,6 +822,85 @@ mod tests {
         assert_eq!(invented.note.as_deref(), Some("not grounded: pod web-2 was not seen in namespace shop"));
         assert!(!check("kubectl get pods -n payments", &facts).grounded);
         assert!(!check("kubectl get secret db -n shop", &facts).grounded);
+    }
+
+    #[test]
+    fn shell_around_kubectl_is_never_vouched_for() {
+        let facts = facts();
+        let cases: &[(&str, Label, &str)] = &[
+            ("kubectl get pods -n shop && kubectl delete ns shop", Label::Mutating, "`kubectl delete`"),
+            ("kubectl get pods -n shop; kubectl delete ns shop", Label::Mutating, "runs several commands (;)"),
+            ("kubectl get pods -n shop || kubectl get pods -A", Label::Review, "chains commands (||)"),
+            ("kubectl get pods -n shop | grep Crash", Label::Review, "pipes its output into grep"),
+            ("kubectl get pods -n shop -o name | xargs kubectl delete", Label::Mutating, "pipes its output into xargs"),
+            ("kubectl logs $(kubectl get pods -n shop -o name | head -1) -n shop", Label::Review, "substitutes"),
+            ("kubectl logs `kubectl get pods -n shop -o name` -n shop", Label::Review, "substitutes"),
+            ("kubectl get pods -n shop -o yaml > pods.yaml", Label::Review, "redirects output to a file (>)"),
+            ("kubectl get pods -n shop 2>/dev/null", Label::Review, "redirects output to a file (>)"),
+            ("kubectl apply -n shop -f - < fix.yaml", Label::Mutating, "reads input from a file (<)"),
+            ("kubectl get pods -n shop &", Label::Review, "in the background"),
+            ("sudo kubectl get pods -n shop", Label::Review, "runs as another user (sudo)"),
+            ("sudo -u admin kubectl delete pod web-1 -n shop", Label::Mutating, "runs as another user (sudo)"),
+            ("KUBECONFIG=/tmp/prod.conf kubectl get pods -n shop", Label::Review, "sets KUBECONFIG before it"),
+            (
+                "for p in $(kubectl get pods -n shop -o name); do kubectl delete $p -n shop; done",
+                Label::Mutating,
+                "runs in a shell `for`",
+            ),
+            ("kubectl get pods -n shop --server https://10.0.0.1:6443", Label::Review, "(--server)"),
+            ("kubectl get pods -n shop -s https://evil.example.com", Label::Review, "(-s)"),
+            ("kubectl --kubeconfig ~/.kube/prod get pods -n shop", Label::Review, "(--kubeconfig)"),
+            ("kubectl get pods -n shop --context prod", Label::Review, "(--context)"),
+            ("kubectl get pods -n shop --token=eyJhbGciOi", Label::Review, "(--token)"),
+            ("kubectl get pods -n shop --as=system:admin", Label::Review, "(--as)"),
+            ("kubectl get pods -n shop --as-group=system:masters", Label::Review, "(--as-group)"),
+            ("kubectl get pods -n shop --insecure-skip-tls-verify", Label::Review, "(--insecure-skip-tls-verify)"),
+            // Quoted operators are arguments, not shell.
+            ("kubectl get pods -n shop -l 'app in (web, api)'", Label::ReadOnly, ""),
+            ("kubectl get pods -n shop -o jsonpath='{.items[*].metadata.name}'", Label::ReadOnly, ""),
+        ];
+        for (line, label, why) in cases {
+            let command = check(line, &facts);
+            assert_eq!(command.label, *label, "{line}: {:?}", command.note);
+            assert_eq!(command.read_only, *label == Label::ReadOnly, "{line}");
+            let note = command.note.unwrap_or_default();
+            assert!(note.contains(why), "{line}: {note}");
+        }
+    }
+
+    #[test]
+    fn reading_secrets_is_sensitive() {
+        let facts = facts();
+        for line in [
+            "kubectl get secret db -n shop -o yaml",
+            "kubectl get secrets -n shop",
+            "kubectl describe secret db -n shop",
+            "kubectl get secrets.v1 -n shop -o jsonpath='{.data.password}'",
+            "kubectl get --raw /api/v1/namespaces/shop/secrets/db",
+        ] {
+            let command = check(line, &facts);
+            assert!(command.sensitive, "{line}");
+            assert!(command.note.unwrap().contains("sensitive: it shows Secret values"), "{line}");
+        }
+        assert!(!check("kubectl get pods -n shop", &facts).sensitive);
+    }
+
+    #[test]
+    fn kubectl_is_found_wherever_a_line_runs_it() {
+        let answer = "Try:\n```sh\nsudo kubectl delete pod web-1 -n shop\nKUBECONFIG=prod.conf kubectl get pods\nfor p in $(kubectl get pods -o name); do kubectl delete $p; done\n```\n- `kubectl get pods -n shop | grep web`\nIf that fails, run kubectl rollout restart deployment/web -n shop. Then wait.\nkubectl is great.";
+        assert_eq!(
+            extract(answer),
+            [
+                "sudo kubectl delete pod web-1 -n shop",
+                "KUBECONFIG=prod.conf kubectl get pods",
+                "for p in $(kubectl get pods -o name); do kubectl delete $p; done",
+                "kubectl get pods -n shop | grep web",
+                "kubectl rollout restart deployment/web -n shop",
+            ]
+        );
+        let facts = facts();
+        let labels: Vec<Label> = extract(answer).iter().map(|c| check(c, &facts).label).collect();
+        assert_eq!(labels, [Label::Mutating, Label::Review, Label::Mutating, Label::Review, Label::Mutating]);
     }
 
     #[test]

@@ -190,7 +190,11 @@ pub fn answer(answer: &Answer, took_seconds: f32, scope_note: Option<&str>) -> R
         body.push_str("\nSuggested commands (kubechat runs none of them):\n");
         html.push_str("<p><strong>Suggested commands</strong> (kubechat runs none of them)</p>");
         for command in answer.commands.iter().take(COMMANDS_SHOWN) {
-            let label = if command.read_only { "read-only" } else { "MUTATING: review before running" };
+            let label = match command.label {
+                crate::commands::Label::ReadOnly => "read-only",
+                crate::commands::Label::Mutating => "MUTATING: review before running",
+                crate::commands::Label::Review => "REVIEW: not one plain kubectl command",
+            };
             let note = command.note.as_deref().map(|n| format!(" · {n}")).unwrap_or_default();
             let _ = writeln!(body, "[{label}{note}] {}", command.command);
             let _ = write!(

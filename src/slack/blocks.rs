@@ -172,7 +172,11 @@ pub fn answer(answer: &Answer, footer: &Footer) -> Rendered {
     if !answer.commands.is_empty() {
         blocks.push(json!({"type": "divider"}));
         for command in answer.commands.iter().take(COMMANDS_SHOWN) {
-            let label = if command.read_only { "read-only" } else { ":warning: mutating: review before running" };
+            let label = match command.label {
+                crate::commands::Label::ReadOnly => "read-only",
+                crate::commands::Label::Mutating => ":warning: mutating: review before running",
+                crate::commands::Label::Review => ":warning: review: not one plain kubectl command",
+            };
             let mut text = format!("*{label}*");
             if let Some(note) = &command.note {
                 text.push_str(&format!(" · {}", mrkdwn::escape(note)));
@@ -326,6 +330,8 @@ mod tests {
             commands: vec![crate::commands::Command {
                 command: "kubectl delete pod -n payments api-1".into(),
                 read_only: false,
+                label: crate::commands::Label::Mutating,
+                sensitive: false,
                 grounded: true,
                 note: None,
             }],

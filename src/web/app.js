@@ -128,8 +128,10 @@ function showCommands(view, commands) {
   for (const command of commands || []) {
     const li = document.createElement("li");
     const badge = document.createElement("span");
-    badge.className = "badge " + (command.read_only ? "read-only" : "mutating");
-    badge.textContent = command.read_only ? "read-only" : "mutating";
+    // "read-only", "mutating" or "review"; older answers carry only read_only.
+    const label = command.label || (command.read_only ? "read-only" : "mutating");
+    badge.className = "badge " + label;
+    badge.textContent = label;
     const code = document.createElement("code");
     code.textContent = command.command;
     const copy = document.createElement("button");
