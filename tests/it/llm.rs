@@ -240,7 +240,8 @@ async fn a_mutating_command_from_the_model_comes_back_flagged() {
     let events = [
         r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"Delete the pod to restart it:\n"}}]}"#,
         r#"{"choices":[{"index":0,"delta":{"content":"```\nkubectl delete pod -n crashloop payments-api-7b8d9c6f5-qw7zt\n```\n"}}]}"#,
-        r#"{"choices":[{"index":0,"delta":{"content":"Then `kubectl describe pod -n crashloop payments-api-7b8d9c6f5-zzzzz`."}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":"Then `kubectl describe pod -n crashloop payments-api-7b8d9c6f5-zzzzz`.\n"}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":"Or `kubectl get pods -n crashloop && kubectl delete ns crashloop`, or `kubectl get pods -n crashloop --server https://10.9.9.9`.\n"}}]}"#,
         r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
         r#"{"choices":[],"usage":{"prompt_tokens":1500,"completion_tokens":40,"total_tokens":1540}}"#,
     ];
@@ -271,7 +272,15 @@ async fn a_mutating_command_from_the_model_comes_back_flagged() {
         .find(|c| c["command"] == "kubectl delete pod -n crashloop payments-api-7b8d9c6f5-qw7zt")
         .expect("the model's command is listed");
     assert_eq!(delete["read_only"], false);
+    assert_eq!(delete["label"], "mutating");
     assert!(delete["note"].as_str().unwrap().starts_with("mutating:"), "{delete}");
+    // A read hiding a delete behind `&&`, and a read of another API server, are not read-only.
+    let label = |line: &str| {
+        let c = commands.iter().find(|c| c["command"] == line).unwrap_or_else(|| panic!("{line} in {commands:?}"));
+        (c["label"].as_str().unwrap().to_string(), c["read_only"].as_bool().unwrap())
+    };
+    assert_eq!(label("kubectl get pods -n crashloop && kubectl delete ns crashloop"), ("mutating".to_string(), false));
+    assert_eq!(label("kubectl get pods -n crashloop --server https://10.9.9.9"), ("review".to_string(), false));
     let invented = commands
         .iter()
         .find(|c| c["command"] == "kubectl describe pod -n crashloop payments-api-7b8d9c6f5-zzzzz")
