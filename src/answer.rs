@@ -191,7 +191,9 @@ pub async fn answer(
         }
         Err(error) => {
             tracing::warn!("answering without the model: {error}");
-            (fallback(&diagnosis, &error.to_string()), Usage::default(), false, Some(error))
+            // The error may quote the server's reply or its URL: redacted like everything that leaves.
+            let text = crate::redact::text(&fallback(&diagnosis, &error.to_string())).into_owned();
+            (text, Usage::default(), false, Some(error))
         }
     };
     let commands = commands::suggested(&diagnosis.findings, &text, facts);
@@ -275,10 +277,27 @@ impl<F: FnMut(&str)> Redacting<F> {
 
     fn push(&mut self, token: &str) {
         self.pending.push_str(token);
-        if let Some(end) = self.pending.rfind('\n') {
-            let complete: String = self.pending.drain(..=end).collect();
-            (self.sink)(&crate::redact::text(&complete));
+        let Some(end) = self.pending.rfind('\n') else { return };
+        // A private key block is held whole until its END line (or the end of the answer), so none of its lines
+        // streams out before the block as a whole is redacted.
+        if let Some(begin) = self.pending.find("-----BEGIN ").filter(|b| self.pending[*b..].contains("PRIVATE KEY")) {
+            let block = &self.pending[begin..];
+            let closed = block.find("-----END ").and_then(|e| block[e..].find('\n').map(|n| begin + e + n));
+            match closed {
+                Some(close) => {
+                    let complete: String = self.pending.drain(..=close).collect();
+                    (self.sink)(&crate::redact::text(&complete));
+                }
+                None if begin > 0 => {
+                    let before: String = self.pending.drain(..begin).collect();
+                    (self.sink)(&crate::redact::text(&before));
+                }
+                None => {}
+            }
+            return;
         }
+        let complete: String = self.pending.drain(..=end).collect();
+        (self.sink)(&crate::redact::text(&complete));
     }
 
     fn flush(&mut self) {
@@ -306,6 +325,35 @@ pub fn without_model(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_streamed_private_key_is_held_until_its_block_closes() {
+        let body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7";
+        let tokens = [
+            "Use this key:\n-----BEGIN ",
+            "PRIVATE KEY-----\n",
+            &body[..20],
+            &body[20..],
+            "\nAAAAB3NzaC1yc2EAAAADAQABAAABAQC8\n",
+            "-----END PRIVATE KEY-----\nThen restart.\n",
+        ];
+        let mut seen = Vec::new();
+        let mut redacting = Redacting::new(|chunk: &str| seen.push(chunk.to_string()));
+        for token in tokens {
+            redacting.push(token);
+        }
+        redacting.flush();
+        let all = seen.concat();
+        assert!(!all.contains(&body[..20]) && !all.contains("AAAAB3NzaC1yc2E"), "{seen:?}");
+        assert!(all.contains("Use this key:\n[REDACTED:private-key]\nThen restart."), "{all}");
+        // Cut off before its END line, the block is still redacted when the answer ends.
+        let mut seen = Vec::new();
+        let mut redacting = Redacting::new(|chunk: &str| seen.push(chunk.to_string()));
+        redacting.push("-----BEGIN RSA PRIVATE KEY-----\n");
+        redacting.push(&format!("{body}\n"));
+        redacting.flush();
+        assert!(!seen.concat().contains(&body[..20]), "{seen:?}");
+    }
 
     fn turn(n: usize) -> Turn {
         Turn { question: format!("question {n}"), answer: format!("answer {n} {}", "word ".repeat(40)) }

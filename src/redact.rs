@@ -17,9 +17,14 @@ struct Rule {
     replacement: &'static str,
 }
 
+/// The rules, each documented in `docs/redaction.md` (same order). Their ideas come from the rule sets secret scanners
+/// maintain (vendor prefixes, key/value forms, connection strings, key blocks); the patterns are kubechat's own. No rule
+/// matches a `[REDACTED:…]` marker, so redacting twice changes nothing.
 const RULES: &[Rule] = &[
+    // Key blocks: PEM and PGP private keys, with their END line, or cut off without it (the key's lines up to the
+    // first line that is not base64 or a header), with real or `\n`-escaped newlines.
     Rule {
-        pattern: r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY-----",
+        pattern: r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|(?:(?:\s|\\n)*(?:[A-Za-z-]+: [^\n\\]*|[A-Za-z0-9+/=]{4,}))*)",
         replacement: "[REDACTED:private-key]",
     },
     Rule { pattern: r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}", replacement: "[REDACTED:jwt]" },
@@ -31,13 +36,48 @@ const RULES: &[Rule] = &[
         pattern: r"(?P<keep>\b(?i:bearer)\s+)[A-Za-z0-9._~+/-]{16,}=*",
         replacement: "${keep}[REDACTED:authorization]",
     },
+    // URLs with a password: any user, an empty one too (`redis://:pw@`), and a `/` in the password, but not a
+    // `host:port/path@` (a port is digits).
     Rule {
-        pattern: r"(?P<keep>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@]+:)[^\s@/]+@",
+        pattern: r"(?P<keep>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@\[\]]*:)(?:[^\s@/\[\]]+|[^\s@/\[\]]*[^\s@/\d\[\]][^\s@/\[\]]*/[^\s@\[\]]*)@",
         replacement: "${keep}[REDACTED:password]@",
     },
+    // Go MySQL DSNs: `user:password@tcp(host:3306)/db`.
+    Rule {
+        pattern: r"(?P<keep>\b[A-Za-z0-9_.-]+:)[^\s@:/\[\]]+(?P<at>@(?:tcp|tcp6|udp|unix)\()",
+        replacement: "${keep}[REDACTED:password]${at}",
+    },
+    // Credentials on a command line: `curl -u user:password`, `--user user:password`.
+    Rule {
+        pattern: r#"(?P<keep>(?:\s|^)(?:-u|--user|--proxy-user)(?:\s+|=)["']?[^\s:"'\[]+:)[^\s"'\[]+"#,
+        replacement: "${keep}[REDACTED:password]",
+    },
+    // Flags that take a secret: `--password X`, `--db-password=X`, `--token X`, `--client-secret X`.
+    Rule {
+        pattern: r#"(?i)(?P<keep>(?:\s|^)--?[a-z0-9-]*(?:password|passwd|passphrase|token|secret|api-?key|access-key|private-key|credentials?)[a-z0-9-]*(?:\s+|=))(?:"[^"\n]*"|'[^'\n]*'|[^\s"'\[-][^\s"'\[]*)"#,
+        replacement: "${keep}[REDACTED:secret]",
+    },
+    // MySQL and MariaDB clients take the password glued to `-p`; sshpass after `-p`.
+    Rule {
+        pattern: r"(?P<keep>\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump)\b[^\n]*?\s-p|\bsshpass\b[^\n]*?\s-p\s*)[^\s\[-][^\s]*",
+        replacement: "${keep}[REDACTED:password]",
+    },
+    // Docker config `"auth": "base64(user:password)"` and `"identitytoken"`; npm's `_auth=`.
+    Rule {
+        pattern: r#"(?P<keep>"(?:auth|identitytoken|registrytoken)"\s*:\s*")[^"\[]+"#,
+        replacement: "${keep}[REDACTED:registry-auth]",
+    },
+    Rule { pattern: r"(?P<keep>(?:^|[\s:/])_auth\s*=\s*)[^\s\[]+", replacement: "${keep}[REDACTED:registry-auth]" },
+    // Azure: storage connection strings' `AccountKey=` and `SharedAccessKey=`, and SAS tokens' `sig=`.
+    Rule {
+        pattern: r"(?i)(?P<keep>\b(?:AccountKey|SharedAccessKey|SharedAccessSignature)\s*=\s*)[^;\s\[]+",
+        replacement: "${keep}[REDACTED:azure-key]",
+    },
+    Rule { pattern: r"(?P<keep>[?&]sig=)[^&\s\[]+", replacement: "${keep}[REDACTED:azure-sas]" },
+    // Vendor tokens, known by their prefixes.
     Rule { pattern: r"\b(?:AKIA|ASIA|ABIA|ACCA|AROA|AIDA)[0-9A-Z]{16}\b", replacement: "[REDACTED:aws-access-key-id]" },
     Rule {
-        pattern: r#"(?i)(?P<keep>aws_?secret_?(?:access_?)?key["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}"#,
+        pattern: r#"(?i)(?P<keep>aws_?secret_?(?:access_?)?key["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40,}"#,
         replacement: "${keep}[REDACTED:aws-secret-access-key]",
     },
     Rule { pattern: r"\bxox[abposr]-[A-Za-z0-9-]{10,}", replacement: "[REDACTED:slack-token]" },
@@ -48,17 +88,52 @@ const RULES: &[Rule] = &[
     },
     Rule { pattern: r"\bgh[pousr]_[A-Za-z0-9]{36,}\b", replacement: "[REDACTED:github-token]" },
     Rule { pattern: r"\bgithub_pat_[A-Za-z0-9_]{22,}", replacement: "[REDACTED:github-token]" },
+    Rule {
+        pattern: r"\bgl(?:pat|dt|rt|ptt|ft|imt|agent|oas|cbt)-[0-9A-Za-z_-]{20,}",
+        replacement: "[REDACTED:gitlab-token]",
+    },
     Rule { pattern: r"\bAIza[0-9A-Za-z_-]{35}\b", replacement: "[REDACTED:gcp-api-key]" },
     Rule { pattern: r"\bya29\.[0-9A-Za-z_-]{20,}", replacement: "[REDACTED:gcp-token]" },
     Rule {
         pattern: r#"(?P<keep>"private_key_id"\s*:\s*")[0-9a-f]{40}"#,
         replacement: "${keep}[REDACTED:gcp-private-key-id]",
     },
+    Rule { pattern: r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}", replacement: "[REDACTED:stripe-key]" },
     Rule {
-        pattern: r#"(?i)(?P<keep>\b[A-Za-z0-9_.-]*(?:password|passwd|pwd|passphrase|token|secret|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)[A-Za-z0-9_.-]*["']?\s*[=:]\s*)(?:"[^"\n]*"|'[^'\n]*'|[^\s,;"'\[\]{}]+)"#,
+        pattern: r"\bsk-(?:proj-|svcacct-|admin-|ant-(?:api|admin)\d\d-)?[A-Za-z0-9_-]{20,}",
+        replacement: "[REDACTED:api-key]",
+    },
+    Rule { pattern: r"\bnpm_[A-Za-z0-9]{36}\b", replacement: "[REDACTED:npm-token]" },
+    Rule { pattern: r"\bpypi-AgE[A-Za-z0-9_-]{50,}", replacement: "[REDACTED:pypi-token]" },
+    Rule { pattern: r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}", replacement: "[REDACTED:sendgrid-key]" },
+    Rule { pattern: r"\bhv[sbr]\.[A-Za-z0-9_-]{24,}", replacement: "[REDACTED:vault-token]" },
+    Rule { pattern: r"\bdckr_pat_[A-Za-z0-9_-]{20,}", replacement: "[REDACTED:docker-token]" },
+    Rule { pattern: r"\bhf_[A-Za-z0-9]{30,}\b", replacement: "[REDACTED:huggingface-token]" },
+    Rule { pattern: r"\bdop_v1_[a-f0-9]{64}\b", replacement: "[REDACTED:digitalocean-token]" },
+    Rule { pattern: r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b", replacement: "[REDACTED:shopify-token]" },
+    Rule { pattern: r"\bglsa_[A-Za-z0-9]{32}_[a-f0-9]{8}\b", replacement: "[REDACTED:grafana-token]" },
+    Rule { pattern: r"\bkey-[0-9a-f]{32}\b", replacement: "[REDACTED:mailgun-key]" },
+    Rule { pattern: r"\bSK[0-9a-fA-F]{32}\b", replacement: "[REDACTED:twilio-key]" },
+    // Key/value pairs whose name says secret: `password=x`, `password: x`, `"apiKey": "x"`, `DB_PASS=x`,
+    // kubeconfig's `client-key-data: …`, in env, YAML, JSON, INI and logfmt.
+    Rule {
+        pattern: r#"(?i)(?P<keep>\b[A-Za-z0-9_.-]*(?:password|passwd|pwd|passphrase|token|secret|api[_-]?key|access[_-]?key|private[_-]?key|client[_-]?key[_-]?data|credentials?|_pass\b|_pw\b)[A-Za-z0-9_.-]*["']?\s*[=:]\s*)(?:"[^"\n]*"|'[^'\n]*'|[^\s,;"'\[\]{}]+)"#,
         replacement: "${keep}[REDACTED:secret]",
     },
 ];
+
+/// The shortest run of base64 that is decoded to look for a secret inside.
+const BASE64_MIN: usize = 16;
+/// Entropy (bits per character) above which a long token after a secret-sounding word is taken for a secret.
+const ENTROPY_MIN: f64 = 3.5;
+
+static BASE64: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[A-Za-z0-9+/]{16,}={0,2}").expect("compiles"));
+/// A long token right after a word that says secret (`key 8f7a…`, `token is Zm9v…`), where no `=` or `:` made it a
+/// pair the rules above would see.
+static NEAR_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)(?P<keep>\b(?:key|token|secret|password|passwd|credential|apikey|api key|signature)s?\b[^\S\n]+(?:is[^\S\n]+|of[^\S\n]+|was[^\S\n]+)?["'`]?)(?P<value>[A-Za-z0-9+/_=.-]{20,})"#)
+        .expect("compiles")
+});
 
 struct Compiled {
     set: RegexSet,
@@ -70,32 +145,71 @@ static COMPILED: LazyLock<Compiled> = LazyLock::new(|| Compiled {
     rules: RULES.iter().map(|r| (Regex::new(r.pattern).expect("redaction rule compiles"), r.replacement)).collect(),
 });
 
-/// Text with every secret the rules find replaced.
+/// Text with every secret the rules find replaced, then secrets wrapped in base64, then long random tokens right
+/// after a secret-sounding word.
 pub fn text(input: &str) -> Cow<'_, str> {
     let compiled = &*COMPILED;
     let matched = compiled.set.matches(input);
-    if !matched.matched_any() {
-        return Cow::Borrowed(input);
-    }
-    let mut out = input.to_string();
+    let mut out = Cow::Borrowed(input);
     for i in matched.iter() {
         let (regex, replacement) = &compiled.rules[i];
         // No rule matches a marker, so a secret is never redacted twice ("token=[REDACTED:…]" stays as it is).
-        let replaced = regex.replace_all(&out, *replacement);
-        out = replaced.into_owned();
+        if let Cow::Owned(replaced) = regex.replace_all(&out, *replacement) {
+            out = Cow::Owned(replaced);
+        }
     }
-    Cow::Owned(out)
+    if let Cow::Owned(replaced) = wrapped(&out) {
+        out = Cow::Owned(replaced);
+    }
+    if let Cow::Owned(replaced) = near_name(&out) {
+        out = Cow::Owned(replaced);
+    }
+    out
+}
+
+/// Runs of base64 that decode to text holding a secret (`cGFzc3dvcmQ9aHVudGVyMg==` is `password=hunter2`).
+fn wrapped(input: &str) -> Cow<'_, str> {
+    use base64::Engine as _;
+    BASE64.replace_all(input, |c: &regex::Captures<'_>| {
+        let run = &c[0];
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(run)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(run.trim_end_matches('=')));
+        match decoded.ok().and_then(|d| String::from_utf8(d).ok()) {
+            Some(plain) if run.len() >= BASE64_MIN && secret_inside(&plain) => "[REDACTED:base64]".to_string(),
+            _ => run.to_string(),
+        }
+    })
+}
+
+/// Whether decoded text holds something a rule would redact (one level deep: no base64 in base64).
+fn secret_inside(plain: &str) -> bool {
+    COMPILED.set.is_match(plain) || NEAR_NAME.captures_iter(plain).any(|c| random(&c["value"]))
+}
+
+fn near_name(input: &str) -> Cow<'_, str> {
+    NEAR_NAME.replace_all(input, |c: &regex::Captures<'_>| {
+        if random(&c["value"]) { format!("{}[REDACTED:high-entropy]", &c["keep"]) } else { c[0].to_string() }
+    })
+}
+
+/// Whether a token looks random: Shannon entropy above [`ENTROPY_MIN`] bits per character, with digits and letters
+/// mixed (so a long word or a version string is not).
+fn random(token: &str) -> bool {
+    let mut counts = std::collections::HashMap::new();
+    for c in token.chars() {
+        *counts.entry(c).or_insert(0usize) += 1;
+    }
+    let n = token.chars().count() as f64;
+    let entropy: f64 = counts.values().map(|&k| k as f64 / n).map(|p| -p * p.log2()).sum();
+    entropy >= ENTROPY_MIN
+        && token.chars().any(|c| c.is_ascii_digit())
+        && token.chars().any(|c| c.is_ascii_alphabetic())
 }
 
 fn in_place(value: &mut String) {
     if let Cow::Owned(clean) = text(value) {
         *value = clean;
-    }
-}
-
-fn in_place_opt(value: &mut Option<String>) {
-    if let Some(v) = value {
-        in_place(v);
     }
 }
 
@@ -107,55 +221,48 @@ pub fn secret_name(name: &str) -> bool {
         .any(|w| upper.contains(w))
 }
 
-/// Cleans everything the reader gathered, in place.
+/// Cleans everything the reader gathered, in place: every string of every object (names, labels, annotations,
+/// specs, status and condition messages), after the values of env vars whose names say secret, and the logs and gaps.
 pub fn facts(facts: &mut Facts) {
     for pod in &mut facts.pods {
-        for annotations in pod.metadata.annotations.iter_mut() {
-            annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-            annotations.values_mut().for_each(in_place);
-        }
         if let Some(spec) = &mut pod.spec {
             let containers = spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten());
-            for container in containers {
-                for env in container.env.iter_mut().flatten() {
-                    if secret_name(&env.name) && env.value.is_some() {
-                        env.value = Some("[REDACTED:env]".to_string());
-                    } else {
-                        in_place_opt(&mut env.value);
-                    }
-                }
-                for arg in container.args.iter_mut().flatten().chain(container.command.iter_mut().flatten()) {
-                    in_place(arg);
-                }
-            }
-        }
-        if let Some(status) = &mut pod.status {
-            in_place_opt(&mut status.message);
-            let statuses = status
-                .container_statuses
-                .iter_mut()
-                .flatten()
-                .chain(status.init_container_statuses.iter_mut().flatten());
-            for c in statuses {
-                for state in [c.state.as_mut(), c.last_state.as_mut()].into_iter().flatten() {
-                    if let Some(w) = &mut state.waiting {
-                        in_place_opt(&mut w.message);
-                    }
-                    if let Some(t) = &mut state.terminated {
-                        in_place_opt(&mut t.message);
-                    }
+            for env in containers.flat_map(|c| c.env.iter_mut().flatten()) {
+                if secret_name(&env.name) && env.value.is_some() {
+                    env.value = Some("[REDACTED:env]".to_string());
                 }
             }
         }
     }
-    for deployment in &mut facts.deployments {
-        for annotations in deployment.metadata.annotations.iter_mut() {
-            annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    // A full copy of the object, env values included, that nothing needs.
+    let applied = |meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        if let Some(a) = meta.annotations.as_mut() {
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
         }
-    }
-    for event in &mut facts.events {
-        in_place_opt(&mut event.message);
-    }
+    };
+    facts.pods.iter_mut().for_each(|o| applied(&mut o.metadata));
+    facts.deployments.iter_mut().for_each(|o| applied(&mut o.metadata));
+    facts.statefulsets.iter_mut().for_each(|o| applied(&mut o.metadata));
+    facts.daemonsets.iter_mut().for_each(|o| applied(&mut o.metadata));
+    objects(&mut facts.pods);
+    objects(&mut facts.events);
+    objects(&mut facts.deployments);
+    objects(&mut facts.replicasets);
+    objects(&mut facts.statefulsets);
+    objects(&mut facts.daemonsets);
+    objects(&mut facts.jobs);
+    objects(&mut facts.cronjobs);
+    objects(&mut facts.services);
+    objects(&mut facts.endpoints);
+    objects(&mut facts.pvcs);
+    objects(&mut facts.quotas);
+    objects(&mut facts.hpas);
+    objects(&mut facts.ingresses);
+    objects(&mut facts.pdbs);
+    objects(&mut facts.limit_ranges);
+    objects(&mut facts.network_policies);
+    objects(&mut facts.ingress_classes);
+    objects(&mut facts.nodes);
     for log in &mut facts.logs {
         match &mut log.text {
             Ok(text) | Err(text) => in_place(text),
@@ -163,6 +270,62 @@ pub fn facts(facts: &mut Facts) {
     }
     for gap in &mut facts.gaps {
         in_place(&mut gap.message);
+    }
+}
+
+/// Every string of each object redacted; an object is rebuilt only when one of its strings changes.
+fn objects<T: serde::Serialize + serde::de::DeserializeOwned>(objects: &mut [T]) {
+    for object in objects {
+        let Ok(mut value) = serde_json::to_value(&*object) else { continue };
+        if strings(&mut value) {
+            match serde_json::from_value(value) {
+                Ok(clean) => *object = clean,
+                // A redacted string in a field of another type cannot be: the rules only write strings.
+                Err(e) => tracing::warn!("a redacted object no longer reads: {e}"),
+            }
+        }
+    }
+}
+
+/// Redacts every string in a JSON value (map keys stay: they are names); whether any changed.
+fn strings(value: &mut serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => match text(s) {
+            Cow::Owned(clean) => {
+                *s = clean;
+                true
+            }
+            Cow::Borrowed(_) => false,
+        },
+        serde_json::Value::Array(items) => items.iter_mut().fold(false, |changed, v| strings(v) | changed),
+        serde_json::Value::Object(map) => {
+            // `name: value` pairs whose name says secret (annotations, labels, env-like maps); not references to a
+            // Secret by name (`secretName`, `tokenSecretRef`), which are names, not secrets.
+            let mut changed = false;
+            for (key, v) in map.iter_mut() {
+                let reference = key.ends_with("Name") || key.ends_with("name") || key.ends_with("Ref");
+                if let (serde_json::Value::String(s), false) = (&mut *v, reference) {
+                    let pair = format!("{key}={s}");
+                    if let Cow::Owned(clean) = text(&pair) {
+                        *s = clean.split_once('=').map_or(clean.clone(), |(_, v)| v.to_string());
+                        changed = true;
+                        continue;
+                    }
+                }
+                changed |= strings(v);
+            }
+            changed
+        }
+        _ => false,
+    }
+}
+
+/// Cleans findings in place: their summaries and evidence are built from the facts, and are cleaned again as they
+/// leave.
+pub fn findings(findings: &mut [crate::findings::Finding]) {
+    for f in findings {
+        in_place(&mut f.summary);
+        f.evidence.iter_mut().for_each(in_place);
     }
 }
 

@@ -24,7 +24,9 @@ pub fn diagnose(facts: &Facts, budget: usize) -> Diagnosis {
 }
 
 /// The diagnosis of findings already made: the context block within `budget` tokens around them; pure.
-pub fn assemble(facts: &Facts, findings: Vec<Finding>, budget: usize) -> Diagnosis {
+pub fn assemble(facts: &Facts, mut findings: Vec<Finding>, budget: usize) -> Diagnosis {
+    // Built from redacted facts, and cleaned again as they leave: a secret split across two fields is whole here.
+    crate::redact::findings(&mut findings);
     let context = crate::context::render(facts, &findings, budget).text;
     Diagnosis {
         namespace: facts.namespace.clone(),

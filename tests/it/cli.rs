@@ -196,7 +196,11 @@ const CASES: &[(&str, &[Expected], &str)] = &[
     ("history", &[], "running, ready true, restarts 1, last terminated OOMKilled exit 137"),
     (
         "secrets",
-        &[("CrashLoopBackOff", "Pod", "billing-5f6d7c8b9a-zt4kq")],
+        &[
+            ("CrashLoopBackOff", "Pod", "billing-5f6d7c8b9a-zt4kq"),
+            ("JobFailed", "Job", "billing-export"),
+            ("FailedCreate", "ReplicaSet", "billing-5f6d7c8b9a"),
+        ],
         "postgres://payments:[REDACTED:password]@payments-db:5432/payments",
     ),
 ];
