@@ -16,7 +16,8 @@ pub enum Platform {
     Slack,
     Matrix,
     Http,
-    /// Alertmanager's webhook: trusted by its receiver's configuration.
+    /// Alertmanager's webhook: the receiver is the user, the destination (`slack:C123`, `matrix:!room:server`) the
+    /// place; held to the receiver's namespaces, else to the destination's entry.
     Alertmanager,
     /// The command line, as whoever runs it: their own kubeconfig decides what they read.
     Cli,
@@ -64,6 +65,9 @@ pub struct Access {
     pub slack: Vec<Rule>,
     pub matrix: Vec<Rule>,
     pub http: Vec<Rule>,
+    /// Alertmanager receivers that name the namespaces they may diagnose (place: the receiver's name); a receiver
+    /// that names none is held to its destination channel's or room's entry.
+    pub alertmanager: Vec<Rule>,
     /// Namespaces for askers no entry matches; empty denies them.
     pub default: Vec<String>,
     /// Whom to ask for access, named in every refusal.
@@ -114,7 +118,8 @@ impl Access {
             Platform::Slack => &self.slack,
             Platform::Matrix => &self.matrix,
             Platform::Http => &self.http,
-            Platform::Alertmanager | Platform::Cli => return vec!["*".into()],
+            Platform::Alertmanager => return self.alert_globs(asker),
+            Platform::Cli => return vec!["*".into()],
         };
         let place = asker.place.as_deref().unwrap_or(&asker.user);
         let matching: Vec<&Rule> = rules
@@ -122,6 +127,32 @@ impl Access {
             .filter(|r| glob(&r.place, place))
             .filter(|r| r.users.is_empty() || r.users.iter().any(|u| glob(u, &asker.user)))
             .collect();
+        if matching.is_empty() {
+            return self.default.clone();
+        }
+        matching.iter().flat_map(|r| r.namespaces.iter().cloned()).collect()
+    }
+
+    /// An alert's: its receiver's namespaces when it names some, else those of the channel or room it is posted to
+    /// (entries for listed users only do not apply: no user asked), else the default.
+    fn alert_globs(&self, asker: &Asker) -> Vec<String> {
+        let receiver: Vec<String> = self
+            .alertmanager
+            .iter()
+            .filter(|r| r.place == asker.user)
+            .flat_map(|r| r.namespaces.iter().cloned())
+            .collect();
+        if !receiver.is_empty() {
+            return receiver;
+        }
+        let destination = asker.place.as_deref().and_then(|p| p.split_once(':'));
+        let rules = match destination {
+            Some(("slack", _)) => &self.slack,
+            Some(("matrix", _)) => &self.matrix,
+            _ => return self.default.clone(),
+        };
+        let place = destination.map_or("", |(_, place)| place);
+        let matching: Vec<&Rule> = rules.iter().filter(|r| r.users.is_empty() && glob(&r.place, place)).collect();
         if matching.is_empty() {
             return self.default.clone();
         }
@@ -217,6 +248,7 @@ mod tests {
             ],
             matrix: vec![Rule { place: "#ops:example.org".into(), namespaces: vec!["shop".into()], users: vec![] }],
             http: vec![Rule { place: "alice".into(), namespaces: vec!["*".into()], users: vec![] }],
+            alertmanager: vec![],
             default: vec![],
             contact: "#platform-help".into(),
         };
@@ -250,5 +282,24 @@ mod tests {
         let wait = buckets.take("u").unwrap_err();
         assert!(wait >= Duration::from_secs(1) && wait <= Duration::from_secs(2), "{wait:?}");
         assert!(buckets.take("v").is_ok(), "buckets are per key");
+    }
+
+    #[test]
+    fn alerts_are_held_to_their_receiver_or_their_destination() {
+        let access = Access {
+            slack: vec![
+                Rule { place: "CPAY".into(), namespaces: vec!["payments".into()], users: vec![] },
+                Rule { place: "CPAY".into(), namespaces: vec!["*".into()], users: vec!["UADMIN".into()] },
+            ],
+            alertmanager: vec![Rule { place: "team-shop".into(), namespaces: vec!["shop-*".into()], users: vec![] }],
+            ..Access::default()
+        };
+        let alert = |receiver: &str, place: &str| asker(Platform::Alertmanager, Some(place), receiver);
+        assert!(access.check(&alert("team-shop", "slack:CPAY"), "shop-eu").is_ok());
+        assert!(access.check(&alert("team-shop", "slack:CPAY"), "payments").is_err(), "the receiver's own namespaces");
+        assert!(access.check(&alert("team-pay", "slack:CPAY"), "payments").is_ok(), "the channel's entry");
+        assert!(access.check(&alert("team-pay", "slack:CPAY"), "kube-system").is_err(), "not a user's entry");
+        assert!(access.check(&alert("team-pay", "slack:COTHER"), "payments").is_err(), "deny by default");
+        assert!(access.check(&alert("team-pay", "matrix:!room:example.org"), "payments").is_err());
     }
 }

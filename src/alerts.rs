@@ -71,6 +71,33 @@ pub struct Receiver {
     pub slack_channel: Option<String>,
     #[serde(default)]
     pub matrix_room: Option<String>,
+    /// Namespace globs its alerts may be diagnosed in; when empty, the destination channel's or room's access entry
+    /// decides (and with none, the default, which denies).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+}
+
+impl Receiver {
+    /// Where its diagnoses go, each with the asker access judges them as: the receiver, at that destination.
+    fn destinations(&self) -> Vec<(Destination, Asker)> {
+        let asker =
+            |place: String| Asker { platform: Platform::Alertmanager, place: Some(place), user: self.name.clone() };
+        let mut out = Vec::new();
+        if let Some(channel) = &self.slack_channel {
+            out.push((Destination::Slack(channel.clone()), asker(format!("slack:{channel}"))));
+        }
+        if let Some(room) = &self.matrix_room {
+            out.push((Destination::Matrix(room.clone()), asker(format!("matrix:{room}"))));
+        }
+        out
+    }
+}
+
+/// A channel or room an alert's diagnosis is posted to.
+#[derive(Debug, Clone)]
+enum Destination {
+    Slack(String),
+    Matrix(String),
 }
 
 /// The Alertmanager webhook, validated.
@@ -185,6 +212,25 @@ impl Alerts {
             }
         };
         let namespace = scope.namespace();
+        // Where it may go: a destination whose access does not cover the namespace gets nothing and the refusal is
+        // audited; with no destination left, nothing is read.
+        let mut allowed = Vec::new();
+        if alert.status != "resolved" {
+            for (destination, asker) in receiver.destinations() {
+                if self.app.policy.access.check(&asker, namespace).is_ok() {
+                    allowed.push((destination, asker));
+                    continue;
+                }
+                // The ticket records the refusal in the audit log as it drops.
+                let mut ticket = self.app.ticket(&asker, Intent::Diagnose, &self.app.request_id());
+                if let Err(refusal) = ticket.admit(&scope) {
+                    tracing::warn!(alert = %alert.name(), receiver = %receiver.name, "an alert is refused: {refusal}");
+                }
+            }
+            if allowed.is_empty() {
+                return false;
+            }
+        }
         let key = alert.fingerprint.clone();
         if alert.status == "resolved" {
             let threads = self.diagnosed.lock().expect("not poisoned").remove(&key).map(|d| d.threads);
@@ -221,31 +267,33 @@ impl Alerts {
             let threads = diagnosed.get(&key).map(|d| d.threads.clone()).unwrap_or_default();
             diagnosed.insert(key.clone(), Diagnosed { reasons, at: Instant::now(), threads });
         }
-        let asker =
-            Asker { platform: Platform::Alertmanager, place: Some(receiver.name.clone()), user: "alertmanager".into() };
         let mut threads = Vec::new();
-        if let (Some(channel), Some(slack)) = (&receiver.slack_channel, &self.slack) {
+        for (destination, asker) in allowed {
             let mut ticket = self.app.ticket(&asker, Intent::Diagnose, &self.app.request_id());
-            if ticket.admit(&scope).is_ok()
-                && let Some(ts) = Box::pin(
-                    slack.diagnose_alert(channel, ticket, scope.clone(), |m| alert.is_named_in(&scope, &m.to_string())),
-                )
-                .await
-            {
-                threads.push(Thread::Slack { channel: channel.clone(), ts });
+            if ticket.admit(&scope).is_err() {
+                continue;
             }
-        }
-        #[cfg(feature = "matrix")]
-        if let (Some(room), Some(matrix)) = (&receiver.matrix_room, &self.matrix) {
-            let mut ticket = self.app.ticket(&asker, Intent::Diagnose, &self.app.request_id());
-            let title = format!("Alert {} is firing in {namespace}: diagnosing", alert.name());
-            if ticket.admit(&scope).is_ok()
-                && let Some(root) = Box::pin(
-                    matrix.diagnose_alert(room, ticket, scope.clone(), &title, |body| alert.is_named_in(&scope, body)),
-                )
-                .await
-            {
-                threads.push(Thread::Matrix { room: room.clone(), root });
+            match destination {
+                Destination::Slack(channel) => {
+                    let Some(slack) = &self.slack else { continue };
+                    let named = |m: &serde_json::Value| alert.is_named_in(&scope, &m.to_string());
+                    if let Some(ts) = Box::pin(slack.diagnose_alert(&channel, ticket, scope.clone(), named)).await {
+                        threads.push(Thread::Slack { channel, ts });
+                    }
+                }
+                #[cfg(feature = "matrix")]
+                Destination::Matrix(room) => {
+                    let Some(matrix) = &self.matrix else { continue };
+                    let title = format!("Alert {} is firing in {namespace}: diagnosing", alert.name());
+                    let named = |body: &str| alert.is_named_in(&scope, body);
+                    if let Some(root) =
+                        Box::pin(matrix.diagnose_alert(&room, ticket, scope.clone(), &title, named)).await
+                    {
+                        threads.push(Thread::Matrix { room, root });
+                    }
+                }
+                #[cfg(not(feature = "matrix"))]
+                Destination::Matrix(_) => drop(ticket),
             }
         }
         let posted = !threads.is_empty();
@@ -258,8 +306,7 @@ impl Alerts {
     /// An alert whose labels are not valid names: nothing is read or posted; the refusal is logged and audited.
     fn refuse(&self, receiver: &Receiver, alert: &Alert, invalid: &Invalid) {
         tracing::warn!(alert = %alert.name(), receiver = %receiver.name, "an alert's labels are refused: {invalid}");
-        let asker =
-            Asker { platform: Platform::Alertmanager, place: Some(receiver.name.clone()), user: "alertmanager".into() };
+        let asker = Asker { platform: Platform::Alertmanager, place: None, user: receiver.name.clone() };
         self.app.ticket(&asker, Intent::Diagnose, &self.app.request_id()).fail(Outcome::Invalid, invalid.to_string());
     }
 

@@ -78,8 +78,17 @@ impl App {
         if matches!(config.http_auth, HttpAuth::Open) {
             tracing::warn!("http.auth is open: anyone who can reach kubechat's HTTP API may ask, as `anonymous`");
         }
+        // A receiver that names namespaces is held to them; one that names none, to its destination's entry.
+        let mut access = config.access.clone();
+        access.alertmanager = config
+            .alertmanager
+            .receivers
+            .iter()
+            .filter(|r| !r.namespaces.is_empty())
+            .map(|r| crate::access::Rule { place: r.name.clone(), namespaces: r.namespaces.clone(), users: vec![] })
+            .collect();
         let policy = Policy {
-            access: config.access.clone(),
+            access,
             user_rate: config.user_rate.map(Buckets::new),
             place_rate: config.place_rate.map(Buckets::new),
             audit,

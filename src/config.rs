@@ -447,6 +447,8 @@ impl RawConfig {
             slack: self.access.slack,
             matrix: self.access.matrix,
             http: self.access.http,
+            // The receivers' own, added where the policy is built (`App::build`).
+            alertmanager: Vec::new(),
             default: self.access.default,
             contact: self.access.contact,
         };

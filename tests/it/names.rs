@@ -77,7 +77,12 @@ fn dev_only(config: &mut Config) {
     config.alertmanager = AlertmanagerConfig {
         token: Secret::new("alertmanager-token-123"),
         cooldown: Duration::from_secs(600),
-        receivers: vec![Receiver { name: "dev".into(), slack_channel: Some(CHANNEL.into()), matrix_room: None }],
+        receivers: vec![Receiver {
+            name: "dev".into(),
+            slack_channel: Some(CHANNEL.into()),
+            matrix_room: None,
+            namespaces: vec!["*-dev".into()],
+        }],
     };
 }
 

@@ -36,11 +36,21 @@ fn policy(audit: &Audit, rate: Option<Rate>) -> impl FnOnce(&mut Config) {
         config.alertmanager = AlertmanagerConfig {
             token: Secret::new("alertmanager-token-123"),
             cooldown: Duration::from_secs(600),
-            receivers: vec![Receiver {
-                name: "team-payments".into(),
-                slack_channel: Some(CHANNEL.into()),
-                matrix_room: None,
-            }],
+            receivers: vec![
+                Receiver {
+                    name: "team-payments".into(),
+                    slack_channel: Some(CHANNEL.into()),
+                    matrix_room: None,
+                    namespaces: vec!["crash*".into()],
+                },
+                // No namespaces of its own: held to its channel's entry, and PAYMENTS may read only `crash*`.
+                Receiver {
+                    name: "payments-channel".into(),
+                    slack_channel: Some(PAYMENTS.into()),
+                    matrix_room: None,
+                    namespaces: vec![],
+                },
+            ],
         };
     }
 }
@@ -337,4 +347,62 @@ async fn an_alert_is_diagnosed_once_per_fingerprint_in_its_own_thread_and_resolv
         .unwrap();
     assert_eq!(bad.status(), 400);
     assert!(bot.slack.violations().is_empty(), "{:#?}", bot.slack.violations());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_for_a_namespace_its_receiver_may_not_read_is_refused_and_nothing_is_posted() {
+    let audit = Audit::new();
+    let bot = bot(&audit, None).await;
+    let url = format!("{}/alertmanager", bot.url);
+    let alert = |receiver: &str, namespace: &str, fingerprint: &str| {
+        json!({"version": "4", "groupKey": "{}", "truncatedAlerts": 0, "status": "firing", "receiver": receiver,
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://alertmanager:9093",
+        "alerts": [{"status": "firing", "labels": {"alertname": "KubePodOOMKilled", "namespace": namespace},
+            "annotations": {}, "startsAt": "2026-11-22T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "",
+            "fingerprint": fingerprint}]})
+    };
+    let http = crate::common::http_client();
+    // `oom` is neither the receiver's (`crash*`) nor, for the receiver without namespaces, its channel's.
+    for (receiver, fingerprint) in [("team-payments", "0000000000000001"), ("payments-channel", "0000000000000002")] {
+        let response = http
+            .post(&url)
+            .bearer_auth("alertmanager-token-123")
+            .json(&alert(receiver, "oom", fingerprint))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "accepted for diagnosis, then refused by access");
+    }
+    let lines = audit.wait_for(2).await;
+    for (line, receiver, place) in [
+        (&lines[0], "team-payments", format!("slack:{CHANNEL}")),
+        (&lines[1], "payments-channel", format!("slack:{PAYMENTS}")),
+    ] {
+        assert_eq!(line["outcome"], "refused", "{line}");
+        assert_eq!(line["platform"], "alertmanager", "{line}");
+        assert_eq!(line["namespace"], "oom", "{line}");
+        assert!(lines.iter().any(|l| l["user"] == receiver && l["channel"] == place.as_str()), "{lines:?}");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        bot.slack.calls("chat.postMessage").is_empty(),
+        "nothing is posted: {:?}",
+        bot.slack.calls("chat.postMessage")
+    );
+    assert!(bot.model.requests.lock().unwrap().is_empty(), "nothing is read for the model");
+
+    // The channel's own entry admits what it covers.
+    let response = http
+        .post(&url)
+        .bearer_auth("alertmanager-token-123")
+        .json(&alert("payments-channel", "crashloop", "0000000000000003"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    bot.slack
+        .until(Duration::from_secs(20), "the diagnosis in the payments channel", |calls| {
+            calls.iter().any(|c| c.method == "chat.postMessage" && c.body["channel"] == PAYMENTS)
+        })
+        .await;
 }
