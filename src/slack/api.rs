@@ -133,7 +133,7 @@ impl WebApi {
     ) -> Result<String, ApiError> {
         let mut body = json!({
             "channel": channel,
-            "text": message.text,
+            "text": message.fallback(),
             "blocks": message.blocks,
             "unfurl_links": false,
             "unfurl_media": false,
@@ -147,7 +147,7 @@ impl WebApi {
 
     /// Replaces the message `ts`.
     pub async fn update(&self, channel: &str, ts: &str, message: &Message) -> Result<(), ApiError> {
-        let body = json!({"channel": channel, "ts": ts, "text": message.text, "blocks": message.blocks});
+        let body = json!({"channel": channel, "ts": ts, "text": message.fallback(), "blocks": message.blocks});
         self.call("chat.update", &self.token, Body::Json(&body)).await.map(drop)
     }
 
@@ -204,7 +204,7 @@ impl WebApi {
         let body = json!({
             "response_type": if in_channel { "in_channel" } else { "ephemeral" },
             "replace_original": false,
-            "text": message.text,
+            "text": message.fallback(),
             "blocks": message.blocks,
         });
         let method = "response_url";

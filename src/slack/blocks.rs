@@ -25,8 +25,18 @@ const TEXT_LIMIT: usize = 3500;
 /// One message: the plain `text` Slack shows in notifications, and the blocks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
+    /// Plain words; Slack reads the top-level `text` (notifications, fallbacks) as mrkdwn, so it is escaped as it is
+    /// sent ([`Message::fallback`]), exactly as the blocks are.
     pub text: String,
     pub blocks: Vec<Value>,
+}
+
+impl Message {
+    /// The top-level `text` as sent: escaped, so that nothing in it pings (`<!channel>`, `<@U…>`, `@here`) or links
+    /// under another name (`<https://evil|https://good>`).
+    pub fn fallback(&self) -> String {
+        mrkdwn::escape(&self.text)
+    }
 }
 
 /// An answer, rendered; `file` holds the whole answer when it is too long for the messages.

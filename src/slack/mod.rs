@@ -215,7 +215,7 @@ impl Slack {
         let route = route::route(Some(name), &command.text);
         let Route::Question { intent, namespace, object, question } = route else {
             let help = self.help(&asker);
-            return json!({"response_type": "ephemeral", "text": help.text, "blocks": help.blocks});
+            return json!({"response_type": "ephemeral", "text": help.fallback(), "blocks": help.blocks});
         };
         let shown = namespace.clone().unwrap_or_else(|| self.channel_namespace(&command.channel_id));
         let mut ticket = self.app.ticket(&asker, intent, &request_id);
@@ -732,8 +732,9 @@ async fn update_loop(
     }
 }
 
+/// A reply only the asker sees, its text escaped like every text kubechat sends.
 fn ephemeral(text: &str) -> Value {
-    json!({"response_type": "ephemeral", "text": text})
+    json!({"response_type": "ephemeral", "text": mrkdwn::escape(text)})
 }
 
 #[cfg(test)]

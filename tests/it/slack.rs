@@ -27,6 +27,8 @@ fn answer_stream() -> String {
         "Look at the events first:\\n",
         "```\\nkubectl get events -n NAMESPACE --sort-by=.lastTimestamp\\n```\\n",
         "Then fix the cause named in the findings.\\n",
+        // What a model might echo from a hostile log line: nothing of it may ping or link under another name.
+        "Beware <!channel> <@U0HOSTILE> <https://evil.example|https://good.example> & @here.\\n",
     ];
     let mut out = String::new();
     for (i, line) in lines.iter().enumerate() {
@@ -263,6 +265,18 @@ async fn a_slash_command_is_acknowledged_at_once_and_answered_in_a_new_thread() 
     assert!(text.contains("ImagePullBackOff") && text.contains("checkout-6c9d8e7f1-k2v9d"), "findings: {text}");
     assert!(text.contains("*read-only*") && text.contains("```kubectl "), "commands: {text}");
     assert!(text.contains("model `recorded`") && text.contains("prompt `diagnose@"), "footer: {text}");
+    // The top-level text (notifications, fallbacks) is escaped exactly as the blocks are, in every call.
+    for call in calls.iter().filter(|c| c.method.starts_with("chat.")) {
+        let top = call.body["text"].as_str().unwrap_or_default();
+        for raw in ["<!channel>", "<@U0HOSTILE>", "<https://evil.example|", "@here"] {
+            assert!(!top.contains(raw) && !text.contains(raw), "{raw} unescaped in {}: {top}", call.method);
+        }
+    }
+    let top = answer.body["text"].as_str().unwrap();
+    assert!(
+        top.contains("&lt;!channel&gt; &lt;@U0HOSTILE&gt; &lt;https://evil.example|https://good.example&gt; &amp;"),
+        "{top}"
+    );
 
     // Streaming: progress updates came while tokens arrived, never more than one a second.
     let updates: Vec<&Call> =
