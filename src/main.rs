@@ -259,7 +259,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     );
     eprintln!(
         "model: {} at {} ({:?} API); without one, answers are kubechat's findings alone",
-        args.llm.model, args.llm.llm_url, args.llm.llm_api
+        args.llm.model,
+        kubechat::secret::without_credentials(&args.llm.llm_url),
+        args.llm.llm_api
     );
     eprintln!("open http://{}/", listener.local_addr()?);
     app.serve(listener, kubechat::app::shutdown_signal()).await.context("the HTTP server failed")

@@ -333,8 +333,12 @@ async fn readyz(State(http): State<Arc<Http>>) -> Response {
     }
 }
 
-async fn models(State(http): State<Arc<Http>>) -> Response {
+/// The models the server offers, for operators: behind the same authentication as the API.
+async fn models(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
     let request_id = http.core.request_id();
+    if let Err(why) = http.auth.identify(&headers) {
+        return error(StatusCode::UNAUTHORIZED, why, &request_id);
+    }
     match http.core.llm.models().await {
         Ok(models) => Json(json!({"models": models, "configured": http.core.llm.config.model})).into_response(),
         Err(e) => error(StatusCode::BAD_GATEWAY, &e.to_string(), &request_id),

@@ -24,7 +24,7 @@ pub enum Api {
     Openai,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LlmConfig {
     /// Base URL: `http://ollama:11434`, or `http://host:8000` (or `…/v1`) for an OpenAI-compatible server.
     pub url: String,
@@ -44,6 +44,26 @@ pub struct LlmConfig {
     pub total_timeout: Duration,
     /// Requests to the model at once; more wait in line.
     pub concurrency: usize,
+}
+
+/// Printed without the URL's credentials.
+impl std::fmt::Debug for LlmConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmConfig")
+            .field("url", &crate::secret::without_credentials(&self.url))
+            .field("api", &self.api)
+            .field("model", &self.model)
+            .field("num_ctx", &self.num_ctx)
+            .field("answer_tokens", &self.answer_tokens)
+            .field("temperature", &self.temperature)
+            .field("keep_alive", &self.keep_alive)
+            .field("fold_system", &self.fold_system)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("first_token_timeout", &self.first_token_timeout)
+            .field("total_timeout", &self.total_timeout)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
 }
 
 impl Default for LlmConfig {
@@ -88,6 +108,16 @@ impl LlmError {
             LlmError::Status { .. } => "status",
             LlmError::Stream(_) => "stream",
             LlmError::Decode(_) => "decode",
+        }
+    }
+
+    /// A connection failure, the URL and the message without the URL's credentials (the error of the HTTP client
+    /// quotes the whole URL).
+    fn connect(url: &str, message: &str) -> LlmError {
+        use crate::secret::without_credentials;
+        LlmError::Connect {
+            url: without_credentials(url).into_owned(),
+            message: without_credentials(message).into_owned(),
         }
     }
 
@@ -155,7 +185,7 @@ impl Llm {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .build()
-            .map_err(|e| LlmError::Connect { url: config.url.clone(), message: e.to_string() })?;
+            .map_err(|e| LlmError::connect(&config.url, &e.to_string()))?;
         let api: Box<dyn ChatApi> = match config.api {
             Api::Ollama => Box::new(ollama::Ollama { http }),
             Api::Openai => Box::new(openai::OpenAi { http }),
@@ -293,7 +323,8 @@ fn lines<'a>(response: reqwest::Response) -> Pin<Box<dyn Stream<Item = Result<St
                 match bytes.next().await {
                     Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
                     Some(Err(e)) => {
-                        return Some((Err(LlmError::Stream(crate::error_chain(&e))), (bytes, Vec::new(), true)));
+                        let message = crate::secret::without_credentials(&crate::error_chain(&e)).into_owned();
+                        return Some((Err(LlmError::Stream(message)), (bytes, Vec::new(), true)));
                     }
                     None => ended = true,
                 }
@@ -336,9 +367,9 @@ fn chunk_stream<'a>(
 /// Maps a request error to a connection failure or a stream failure.
 fn request_error(url: &str, error: reqwest::Error) -> LlmError {
     if error.is_connect() || error.is_timeout() && !error.is_body() {
-        LlmError::Connect { url: url.to_string(), message: crate::error_chain(&error) }
+        LlmError::connect(url, &crate::error_chain(&error))
     } else {
-        LlmError::Stream(crate::error_chain(&error))
+        LlmError::Stream(crate::secret::without_credentials(&crate::error_chain(&error)).into_owned())
     }
 }
 
@@ -350,5 +381,5 @@ async fn status_error(response: reqwest::Response) -> LlmError {
         .ok()
         .and_then(|v| v["error"]["message"].as_str().or(v["error"].as_str()).map(str::to_string))
         .unwrap_or_else(|| body.chars().take(300).collect());
-    LlmError::Status { code, message }
+    LlmError::Status { code, message: crate::secret::without_credentials(&message).into_owned() }
 }

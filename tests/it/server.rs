@@ -413,3 +413,44 @@ async fn answering(http: &reqwest::Client, url: &str, failure: &str) -> reqwest:
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_urls_credentials_show_nowhere_and_models_needs_the_apis_authentication() {
+    // A model server behind basic authentication in its URL, down: every error quotes the URL.
+    let no_model = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let password = "Llm-Pa55-2026";
+    let replay = serve(scenarios(), &[]).await;
+    let audit = crate::common::Audit::new();
+    let mut config = config(&replay.url(), &format!("http://kubechat:{password}@127.0.0.1:{no_model}"), "crashloop");
+    config.http_auth = kubechat::server::HttpAuth::Tokens(vec![(
+        "alice".into(),
+        kubechat::secret::Secret::new("0123456789abcdef-alice"),
+    )]);
+    config.audit = Some(audit.path.clone());
+    assert!(!format!("{:?}", config.llm).contains(password), "the settings print without it");
+    let app = spawn_app(config).await;
+    let http = crate::common::http_client();
+
+    let models = http.get(format!("{}/models", app.url)).send().await.unwrap();
+    assert_eq!(models.status(), 401, "/models asks for the API's authentication");
+    let models = http.get(format!("{}/models", app.url)).bearer_auth("0123456789abcdef-alice").send().await.unwrap();
+    assert_eq!(models.status(), 502);
+    let body = models.text().await.unwrap();
+    assert!(body.contains(&format!("http://127.0.0.1:{no_model}")), "the server is still named: {body}");
+    assert!(!body.contains(password) && !body.contains("kubechat:"), "{body}");
+
+    let answer = http
+        .post(format!("{}/diagnose", app.url))
+        .bearer_auth("0123456789abcdef-alice")
+        .json(&json!({"namespace": "crashloop"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer = answer.text().await.unwrap();
+    assert!(answer.contains("\"degraded\":\"cannot connect to the model server"), "{answer}");
+    assert!(!answer.contains(password), "{answer}");
+    let lines = audit.wait_for(1).await;
+    assert_eq!(lines[0]["outcome"], "degraded");
+    assert!(!std::fs::read_to_string(&audit.path).unwrap().contains(password));
+}
