@@ -207,7 +207,11 @@ impl Ticket {
         metrics.stage("retrieve", retrieve.as_secs_f64());
         let facts = match facts {
             Ok(facts) => facts,
-            Err(e) => {
+            Err(mut e) => {
+                // "Did you mean …" names only namespaces the asker may read.
+                if let ReadError::NamespaceNotFound { closest, .. } = &mut e {
+                    *closest = state.policy.access.visible(&self.asker, closest);
+                }
                 metrics.kube_error(&kube_code(&e));
                 self.fail(Outcome::Error, e.to_string());
                 return Err(e.into());

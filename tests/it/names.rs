@@ -127,6 +127,13 @@ async fn the_http_api_refuses_names_that_are_not_names_and_reads_only_what_the_a
     let asked = asked(&api);
     assert!(asked.iter().any(|p| p.contains("/namespaces/payments-dev/")), "{asked:?}");
     assert!(!asked.iter().any(|p| p.contains(SECRET)), "secret-project was read: {asked:?}");
+
+    // A namespace that does not exist: "did you mean" names only what the asker may read, never secret-project.
+    let (status, body) = post(json!({"namespace": "secret-projec-dev"}), false).await;
+    assert_eq!(status, 404, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.starts_with("namespace secret-projec-dev does not exist"), "{error}");
+    assert!(!error.contains(SECRET), "an unreadable namespace is named: {error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
