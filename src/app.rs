@@ -75,8 +75,14 @@ impl App {
             Some(path) => AuditLog::file(path).map_err(|source| BuildError::Audit { path: path.clone(), source })?,
             None => AuditLog::stdout(),
         };
-        if matches!(config.http_auth, HttpAuth::Open) {
-            tracing::warn!("http.auth is open: anyone who can reach kubechat's HTTP API may ask, as `anonymous`");
+        match &config.http_auth {
+            HttpAuth::Open => tracing::warn!(
+                "http.auth is open: anyone who can reach kubechat's HTTP API may ask, as `anonymous`; it answers only at loopback names"
+            ),
+            HttpAuth::Header(name) => tracing::warn!(
+                "http.auth trusts the {name} header: only the authenticating proxy may reach kubechat's HTTP port (a NetworkPolicy), or anyone can claim any identity"
+            ),
+            HttpAuth::Tokens(_) => {}
         }
         // A receiver that names namespaces is held to them; one that names none, to its destination's entry.
         let mut access = config.access.clone();

@@ -88,7 +88,57 @@ pub fn router(http: Http) -> Router {
         .route("/style.css", get(|| async { page("text/css; charset=utf-8", include_str!("web/style.css")) }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(state.clone(), cors))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
+}
+
+/// What a browser on another site must not do: in open mode, reach kubechat through a name that is not loopback (DNS
+/// rebinding: `evil.example` resolving to 127.0.0.1); post anything but JSON (a form or `text/plain` is a "simple"
+/// request, sent cross-site without a preflight); post from a foreign page (an `Origin` that is neither kubechat's
+/// own nor one of `http.cors_origins`).
+async fn guard(
+    State(state): State<Arc<Http>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_string();
+    let refuse = |code: StatusCode, why: &str| error(code, why, &state.core.request_id());
+    if matches!(state.auth, HttpAuth::Open) && !loopback(&host) {
+        return refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            "http.auth is open, so kubechat answers only at a loopback name (localhost, 127.0.0.1, [::1]); use tokens or a proxy's header to serve other names",
+        );
+    }
+    if request.method() == axum::http::Method::POST {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the request as Content-Type: application/json");
+        }
+        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+        let own = |o: &str| o.split_once("://").is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(&host));
+        if let Some(origin) = origin.filter(|o| !own(o) && !state.cors_origins.iter().any(|allowed| allowed == o)) {
+            tracing::warn!(%origin, "a POST from a foreign page is refused");
+            return refuse(StatusCode::FORBIDDEN, "requests from other sites are refused (http.cors_origins)");
+        }
+    }
+    next.run(request).await
+}
+
+/// Whether a `Host` header names this machine's loopback: `localhost`, `127.0.0.1` (any of 127/8) or `[::1]`, with
+/// any port.
+fn loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => {
+            host.rsplit_once(':').map_or(host, |(name, port)| if port.parse::<u16>().is_ok() { name } else { host })
+        }
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// CORS, closed unless `http.cors_origins` lists the page's origin: then that origin may call the API, with the

@@ -107,7 +107,13 @@ async fn the_event_stream_delivers_tokens_before_the_answer_is_complete() {
 async fn errors_are_json_with_a_request_id() {
     let app = app(Duration::from_millis(1)).await;
     let http = crate::common::http_client();
-    let bad = http.post(format!("{}/diagnose", app.url)).body("{not json").send().await.unwrap();
+    let bad = http
+        .post(format!("{}/diagnose", app.url))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
     let bad: Value = bad.json().await.unwrap();
     assert!(bad["error"].as_str().unwrap().starts_with("invalid request body"));
@@ -121,6 +127,7 @@ async fn errors_are_json_with_a_request_id() {
     assert_eq!(empty.status(), 400);
     let huge = http
         .post(format!("{}/ask", app.url))
+        .header("content-type", "application/json")
         .body(format!("{{\"question\": \"{}\"}}", "x".repeat(100_000)))
         .send()
         .await
@@ -453,4 +460,46 @@ async fn the_model_urls_credentials_show_nowhere_and_models_needs_the_apis_authe
     let lines = audit.wait_for(1).await;
     assert_eq!(lines[0]["outcome"], "degraded");
     assert!(!std::fs::read_to_string(&audit.path).unwrap().contains(password));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_mode_answers_only_loopback_names_json_posts_and_its_own_pages() {
+    let app = app(Duration::from_millis(1)).await;
+    let http = crate::common::http_client();
+    let url = format!("{}/diagnose", app.url);
+    let port = app.url.rsplit(':').next().unwrap().to_string();
+    let body = json!({"namespace": "imagepull"}).to_string();
+    let post = |host: Option<String>, content_type: &str, origin: Option<&str>| {
+        let mut request = http.post(&url).header("content-type", content_type).body(body.clone());
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    // DNS rebinding: a foreign name resolving to the loopback address.
+    let (status, text) = post(Some(format!("evil.example:{port}")), "application/json", None).await;
+    assert_eq!(status, 421, "{text}");
+    assert!(text.contains("answers only at a loopback name"), "{text}");
+    let page = http.get(format!("{}/namespaces", app.url)).header("host", "evil.example").send().await.unwrap();
+    assert_eq!(page.status(), 421, "reads are refused too");
+    // A form or text/plain post is sent cross-site without a preflight: refused.
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        let (status, text) = post(None, content_type, None).await;
+        assert_eq!(status, 415, "{content_type}: {text}");
+    }
+    // A foreign page's fetch is refused; kubechat's own page, and localhost names, are not.
+    let (status, _) = post(None, "application/json", Some("https://evil.example")).await;
+    assert_eq!(status, 403);
+    let (status, text) = post(None, "application/json; charset=utf-8", Some(&app.url)).await;
+    assert_eq!(status, 200, "{text}");
+    let (status, text) =
+        post(Some(format!("localhost:{port}")), "application/json", Some(&format!("http://localhost:{port}"))).await;
+    assert_eq!(status, 200, "{text}");
 }
