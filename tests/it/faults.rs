@@ -163,3 +163,30 @@ async fn a_failing_slack_web_api_is_told_to_the_asker_with_a_request_id() {
         })
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_the_kube_client_cannot_decode_is_not_logged() {
+    // An API server (or a proxy in front of it) that answers with something that is not the object asked for, and
+    // holds what a pod's env would: the client's own WARN line would quote it whole.
+    let body = r#"{"kind": "Namespace", "metadata": {"name": 5}, "spec": {"env": [{"name": "DB", "value": "Undecodable-Pa55-88"}]}}"#;
+    let server = crate::common::recorded("application/json", body.to_string()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        crate::common::kubechat(&["diagnose", "--kubeconfig", kubeconfig.to_str().unwrap(), "-n", "shop", "--no-llm"])
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(!stderr.contains("Undecodable-Pa55-88"), "the body reached the log: {stderr}");
+    assert!(!stderr.contains("\u{1b}["), "no colour codes when the log is not a terminal: {stderr:?}");
+}
