@@ -81,6 +81,8 @@ pub enum Refusal {
     Namespace { namespace: String, contact: String },
     #[error("you are asking faster than kubechat answers; try again in {} s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration },
+    #[error("kubechat is answering as many questions as it takes at once ({in_flight}); please ask again in a minute")]
+    Busy { in_flight: usize },
 }
 
 /// `*` matches any run of characters, `?` one character; everything else matches itself.

@@ -97,6 +97,7 @@ impl App {
             access,
             user_rate: config.user_rate.map(Buckets::new),
             place_rate: config.place_rate.map(Buckets::new),
+            in_flight: crate::service::InFlight::new(config.in_flight),
             audit,
         };
         let state = AppState::new(cluster, prompts, llm, config.limits.clone(), namespace, policy);

@@ -74,11 +74,18 @@ pub struct RawLimits {
     pub user_burst: u32,
     pub place_per_minute: u32,
     pub place_burst: u32,
+    pub in_flight: usize,
 }
 
 impl Default for RawLimits {
     fn default() -> RawLimits {
-        RawLimits { user_per_minute: 6, user_burst: 3, place_per_minute: 20, place_burst: 10 }
+        RawLimits {
+            user_per_minute: 6,
+            user_burst: 3,
+            place_per_minute: 20,
+            place_burst: 10,
+            in_flight: crate::service::DEFAULT_IN_FLIGHT,
+        }
     }
 }
 
@@ -236,6 +243,8 @@ pub struct Config {
     /// Token buckets per user and per channel or room; none when disabled (0 per minute).
     pub user_rate: Option<Rate>,
     pub place_rate: Option<Rate>,
+    /// Questions answered at once, all front-ends together; past it, askers are told kubechat is busy.
+    pub in_flight: usize,
     /// The audit log file; none for standard output.
     pub audit: Option<PathBuf>,
     /// The metrics endpoint's address; none when disabled.
@@ -271,6 +280,7 @@ impl Config {
             access: Access::open(),
             user_rate: None,
             place_rate: None,
+            in_flight: crate::service::DEFAULT_IN_FLIGHT,
             audit: None,
             metrics: None,
             http_auth: HttpAuth::Open,
@@ -400,6 +410,7 @@ impl RawConfig {
             ("reader.tail_lines", self.reader.tail_lines.max(0) as u64),
             ("reader.limit_bytes", self.reader.limit_bytes.max(0) as u64),
             ("reader.concurrency", self.reader.concurrency as u64),
+            ("limits.in_flight", self.limits.in_flight as u64),
         ] {
             if value == 0 {
                 return Err(invalid(setting, "must be more than 0"));
@@ -502,6 +513,7 @@ impl RawConfig {
             access,
             user_rate: rate(self.limits.user_per_minute, self.limits.user_burst),
             place_rate: rate(self.limits.place_per_minute, self.limits.place_burst),
+            in_flight: self.limits.in_flight,
             audit,
             metrics,
             http_auth,

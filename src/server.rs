@@ -303,9 +303,15 @@ async fn respond(
         let mut response = match &refusal {
             Refusal::Namespace { .. } => error(StatusCode::FORBIDDEN, &refusal.to_string(), &request_id),
             Refusal::RateLimited { .. } => error(StatusCode::TOO_MANY_REQUESTS, &refusal.to_string(), &request_id),
+            Refusal::Busy { .. } => error(StatusCode::SERVICE_UNAVAILABLE, &refusal.to_string(), &request_id),
         };
-        if let Refusal::RateLimited { retry_after } = refusal
-            && let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string())
+        let retry_after = match refusal {
+            Refusal::RateLimited { retry_after } => Some(retry_after.as_secs().max(1)),
+            Refusal::Busy { .. } => Some(30),
+            Refusal::Namespace { .. } => None,
+        };
+        if let Some(retry_after) = retry_after
+            && let Ok(value) = HeaderValue::from_str(&retry_after.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }

@@ -5,7 +5,7 @@
 //! a [`Request`] and render the [`Answer`]; they never reach the cluster or the model but through here.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
@@ -37,19 +37,56 @@ pub struct AppState {
     reads: tokio::sync::Semaphore,
 }
 
+/// Questions in flight at once by default (`limits.in_flight`).
+pub const DEFAULT_IN_FLIGHT: usize = 16;
+
 /// Who may ask what, how often, and where requests are recorded.
 pub struct Policy {
     pub access: Access,
     /// Token buckets per user, and per channel or room.
     pub user_rate: Option<Buckets>,
     pub place_rate: Option<Buckets>,
+    /// Questions being answered at once, all front-ends together.
+    pub in_flight: InFlight,
     pub audit: AuditLog,
+}
+
+/// A count of questions in flight under a cap: past it, a question is refused as busy at once rather than queued
+/// without bound (each holds what it read of the cluster while it waits for the model).
+pub struct InFlight {
+    max: usize,
+    count: AtomicUsize,
+}
+
+impl InFlight {
+    pub fn new(max: usize) -> InFlight {
+        InFlight { max: max.max(1), count: AtomicUsize::new(0) }
+    }
+
+    /// Takes a place, or says how many questions are in flight.
+    fn enter(&self) -> Result<(), usize> {
+        self.count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1)).map(drop)
+    }
+
+    fn leave(&self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub fn current(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
 }
 
 impl Policy {
     /// Everyone may read everything, with no limit: the demo, tests, and local use configured so.
     pub fn open() -> Policy {
-        Policy { access: Access::open(), user_rate: None, place_rate: None, audit: AuditLog::stdout() }
+        Policy {
+            access: Access::open(),
+            user_rate: None,
+            place_rate: None,
+            in_flight: InFlight::new(DEFAULT_IN_FLIGHT),
+            audit: AuditLog::stdout(),
+        }
     }
 }
 
@@ -136,6 +173,7 @@ impl AppState {
                 ..Record::default()
             },
             started: Instant::now(),
+            in_flight: false,
         }
     }
 }
@@ -146,6 +184,8 @@ pub struct Ticket {
     asker: Asker,
     record: Record,
     started: Instant,
+    /// Whether it holds a place among the questions in flight.
+    in_flight: bool,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -176,12 +216,20 @@ impl Ticket {
                 _ => None,
             }
         };
+        let refusal = refusal.or_else(|| match state.policy.in_flight.enter() {
+            Ok(()) => {
+                self.in_flight = true;
+                None
+            }
+            Err(in_flight) => Some(Refusal::Busy { in_flight }),
+        });
         match refusal {
             None => Ok(()),
             Some(refusal) => {
                 self.record.outcome = match refusal {
                     Refusal::Namespace { .. } => Outcome::Refused,
                     Refusal::RateLimited { .. } => Outcome::RateLimited,
+                    Refusal::Busy { .. } => Outcome::Busy,
                 };
                 self.record.reason = Some(refusal.to_string());
                 Err(refusal)
@@ -302,6 +350,9 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        if self.in_flight {
+            self.state.policy.in_flight.leave();
+        }
         self.record.latency_ms = Latency { total: millis(self.started.elapsed()), ..self.record.latency_ms };
         self.state.metrics.request(self.record.platform, self.record.intent, self.record.outcome.as_str());
         self.state.policy.audit.write(&self.record);

@@ -503,3 +503,30 @@ async fn open_mode_answers_only_loopback_names_json_posts_and_its_own_pages() {
         post(Some(format!("localhost:{port}")), "application/json", Some(&format!("http://localhost:{port}"))).await;
     assert_eq!(status, 200, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_questions_in_flight_the_asker_is_told_kubechat_is_busy() {
+    let model = recorded_slowly("text/event-stream", answer_stream(), Duration::from_millis(400)).await;
+    let replay = serve(scenarios(), &[]).await;
+    let audit = crate::common::Audit::new();
+    let mut config = config(&replay.url(), &model.url, "imagepull");
+    config.in_flight = 1;
+    config.audit = Some(audit.path.clone());
+    let app = spawn_app(config).await;
+    let http = crate::common::http_client();
+    let url = format!("{}/diagnose", app.url);
+    let first = tokio::spawn(http.post(&url).json(&json!({"namespace": "imagepull"})).send());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = http.post(&url).json(&json!({"namespace": "imagepull"})).send().await.unwrap();
+    assert_eq!(second.status(), 503);
+    assert_eq!(second.headers()["retry-after"], "30");
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"], "kubechat is answering as many questions as it takes at once (1); please ask again in a minute");
+    assert_eq!(first.await.unwrap().unwrap().status(), 200, "the first is answered");
+    let lines = audit.wait_for(2).await;
+    assert_eq!(lines[0]["outcome"], "busy");
+    assert_eq!(lines[1]["outcome"], "answered");
+    // Its place is free again.
+    let third = http.post(&url).json(&json!({"namespace": "imagepull"})).send().await.unwrap();
+    assert_eq!(third.status(), 200);
+}
