@@ -17,7 +17,7 @@ use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::access::{Asker, Platform};
+use crate::access::{Asker, Buckets, Platform, Rate};
 use crate::audit::Outcome;
 use crate::request::Scope;
 use crate::request::{Intent, Invalid};
@@ -33,11 +33,19 @@ pub struct RawAlertmanager {
     pub token: Secret,
     pub cooldown_seconds: u64,
     pub receivers: Vec<Receiver>,
+    pub max_per_webhook: usize,
+    pub per_minute: u32,
 }
 
 impl Default for RawAlertmanager {
     fn default() -> RawAlertmanager {
-        RawAlertmanager { token: Secret::default(), cooldown_seconds: 3600, receivers: Vec::new() }
+        RawAlertmanager {
+            token: Secret::default(),
+            cooldown_seconds: 3600,
+            receivers: Vec::new(),
+            max_per_webhook: 20,
+            per_minute: 30,
+        }
     }
 }
 
@@ -51,13 +59,20 @@ impl RawAlertmanager {
                 format!("{receiver:?} needs a name and a slack_channel or matrix_room"),
             ));
         }
-        if self.cooldown_seconds == 0 {
-            return Err(invalid("alertmanager.cooldown_seconds", "must be more than 0"));
+        for (setting, value) in [
+            ("alertmanager.cooldown_seconds", self.cooldown_seconds),
+            ("alertmanager.max_per_webhook", self.max_per_webhook as u64),
+            ("alertmanager.per_minute", u64::from(self.per_minute)),
+        ] {
+            if value == 0 {
+                return Err(invalid(setting, "must be more than 0"));
+            }
         }
         Ok(AlertmanagerConfig {
             token: self.token,
             cooldown: Duration::from_secs(self.cooldown_seconds),
             receivers: self.receivers,
+            diagnoses: Rate { burst: self.max_per_webhook as u32, per_minute: self.per_minute },
         })
     }
 }
@@ -107,6 +122,9 @@ pub struct AlertmanagerConfig {
     pub token: Secret,
     pub cooldown: Duration,
     pub receivers: Vec<Receiver>,
+    /// Diagnoses started: at most `burst` from one webhook, `per_minute` on average. An alert storm starts a
+    /// bounded number of reads; the rest are named in the reply and audited as busy.
+    pub diagnoses: Rate,
 }
 
 /// Alertmanager's webhook body (version 4); fields kubechat does not use are ignored.
@@ -179,6 +197,8 @@ pub struct Alerts {
     #[cfg(feature = "matrix")]
     matrix: Option<Arc<crate::matrix::Matrix>>,
     diagnosed: Mutex<HashMap<String, Diagnosed>>,
+    /// One bucket for all webhooks: the diagnoses started.
+    started: Buckets,
 }
 
 impl Alerts {
@@ -189,12 +209,13 @@ impl Alerts {
         #[cfg(feature = "matrix")] matrix: Option<Arc<crate::matrix::Matrix>>,
     ) -> Arc<Alerts> {
         Arc::new(Alerts {
-            config,
             app,
             slack,
             #[cfg(feature = "matrix")]
             matrix,
+            started: Buckets::new(config.diagnoses),
             diagnosed: Mutex::new(HashMap::new()),
+            config,
         })
     }
 
@@ -331,7 +352,12 @@ pub fn routes(alerts: Arc<Alerts>) -> Router {
     Router::new().route("/alertmanager", post(webhook)).with_state(alerts)
 }
 
-async fn webhook(State(alerts): State<Arc<Alerts>>, headers: HeaderMap, body: Bytes) -> Response {
+/// The largest webhook body read, once its token is checked: a group of a few thousand alerts. Alertmanager's
+/// `max_alerts` keeps groups smaller.
+const WEBHOOK_LIMIT: usize = 4 * 1024 * 1024;
+
+async fn webhook(State(alerts): State<Arc<Alerts>>, headers: HeaderMap, body: axum::body::Body) -> Response {
+    // The token is in the headers: nothing of the body is read before it is checked.
     let auth = HttpAuth::Tokens(vec![("alertmanager".into(), alerts.config.token.clone())]);
     if alerts.config.token.is_empty() || auth.identify(&headers).is_err() {
         return (
@@ -340,6 +366,16 @@ async fn webhook(State(alerts): State<Arc<Alerts>>, headers: HeaderMap, body: By
         )
             .into_response();
     }
+    let body: Bytes = match axum::body::to_bytes(body, WEBHOOK_LIMIT).await {
+        Ok(body) => body,
+        Err(_) => {
+            let error = format!(
+                "the webhook body is over {} MiB; set max_alerts in Alertmanager's webhook_config",
+                WEBHOOK_LIMIT >> 20
+            );
+            return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(json!({"error": error}))).into_response();
+        }
+    };
     let payload: Payload = match serde_json::from_slice(&body) {
         Ok(payload) => payload,
         Err(e) => {
@@ -368,6 +404,18 @@ async fn webhook(State(alerts): State<Arc<Alerts>>, headers: HeaderMap, body: By
             alerts.refuse(&receiver, &alert, &invalid);
             refused
                 .push(json!({"alert": alert.name(), "fingerprint": alert.fingerprint, "error": invalid.to_string()}));
+            continue;
+        }
+        // A firing alert starts a diagnosis only within the bound; a resolved one only posts a note.
+        let diagnoses = alert.status != "resolved" && matches!(alert.scope(), Some(Ok(_)));
+        if diagnoses && alerts.started.take("alertmanager").is_err() {
+            let why = format!(
+                "kubechat starts at most {} alert diagnoses at once and {} a minute; this one was not diagnosed",
+                alerts.config.diagnoses.burst, alerts.config.diagnoses.per_minute
+            );
+            let asker = Asker { platform: Platform::Alertmanager, place: None, user: receiver.name.clone() };
+            alerts.app.ticket(&asker, Intent::Diagnose, &alerts.app.request_id()).fail(Outcome::Busy, why.clone());
+            refused.push(json!({"alert": alert.name(), "fingerprint": alert.fingerprint, "error": why}));
             continue;
         }
         accepted += 1;

@@ -77,6 +77,7 @@ fn dev_only(config: &mut Config) {
     config.alertmanager = AlertmanagerConfig {
         token: Secret::new("alertmanager-token-123"),
         cooldown: Duration::from_secs(600),
+        diagnoses: kubechat::access::Rate { burst: 20, per_minute: 30 },
         receivers: vec![Receiver {
             name: "dev".into(),
             slack_channel: Some(CHANNEL.into()),

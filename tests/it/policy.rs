@@ -36,6 +36,7 @@ fn policy(audit: &Audit, rate: Option<Rate>) -> impl FnOnce(&mut Config) {
         config.alertmanager = AlertmanagerConfig {
             token: Secret::new("alertmanager-token-123"),
             cooldown: Duration::from_secs(600),
+            diagnoses: kubechat::access::Rate { burst: 5, per_minute: 5 },
             receivers: vec![
                 Receiver {
                     name: "team-payments".into(),
@@ -405,4 +406,49 @@ async fn an_alert_for_a_namespace_its_receiver_may_not_read_is_refused_and_nothi
             calls.iter().any(|c| c.method == "chat.postMessage" && c.body["channel"] == PAYMENTS)
         })
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_storm_starts_a_bounded_number_of_diagnoses() {
+    let audit = Audit::new();
+    let bot = bot(&audit, None).await;
+    let alerts: Vec<Value> = (0..1000)
+        .map(|i| {
+            json!({"status": "firing", "labels": {"alertname": "KubePodCrashLooping", "namespace": "crashloop"},
+                "annotations": {}, "startsAt": "2026-11-22T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "", "fingerprint": format!("{i:016x}")})
+        })
+        .collect();
+    let payload = json!({"version": "4", "groupKey": "{}", "truncatedAlerts": 0, "status": "firing",
+        "receiver": "team-payments", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093", "alerts": alerts});
+    assert!(payload.to_string().len() > 64 * 1024, "a storm is larger than the other routes' limit");
+    let http = crate::common::http_client();
+    let response = http
+        .post(format!("{}/alertmanager", bot.url))
+        .bearer_auth("alertmanager-token-123")
+        .json(&payload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(reply["accepted"], 5, "the configured burst");
+    let refused = reply["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 995);
+    assert!(refused[0]["error"].as_str().unwrap().starts_with("kubechat starts at most 5 alert diagnoses at once"));
+    let busy = audit.wait_for(995).await.iter().filter(|l| l["outcome"] == "busy").count();
+    assert_eq!(busy, 995);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(bot.model.requests.lock().unwrap().len() <= 5, "at most 5 diagnoses reached the model");
+
+    // Without its token, a large body is refused before it is read.
+    let huge = http
+        .post(format!("{}/alertmanager", bot.url))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 3 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 401);
 }

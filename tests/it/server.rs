@@ -521,7 +521,10 @@ async fn past_the_questions_in_flight_the_asker_is_told_kubechat_is_busy() {
     assert_eq!(second.status(), 503);
     assert_eq!(second.headers()["retry-after"], "30");
     let body: Value = second.json().await.unwrap();
-    assert_eq!(body["error"], "kubechat is answering as many questions as it takes at once (1); please ask again in a minute");
+    assert_eq!(
+        body["error"],
+        "kubechat is answering as many questions as it takes at once (1); please ask again in a minute"
+    );
     assert_eq!(first.await.unwrap().unwrap().status(), 200, "the first is answered");
     let lines = audit.wait_for(2).await;
     assert_eq!(lines[0]["outcome"], "busy");

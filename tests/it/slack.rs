@@ -609,3 +609,24 @@ async fn kubechat_serve_connects_to_slack_in_socket_mode_by_default() {
     assert!(text.contains("OOMKilled") && text.contains("without the model"), "{text}");
     assert!(slack.violations().is_empty(), "{:#?}", slack.violations());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_64_kib_is_refused_before_its_signature_is_checked() {
+    let bot = bot(SlackMode::Http, Duration::from_millis(1)).await;
+    let http = crate::common::http_client();
+    for route in ["/slack/events", "/slack/commands", "/slack/interactivity"] {
+        let response = http
+            .post(format!("{}{route}", bot.url))
+            .header("content-type", "application/json")
+            .header("x-slack-signature", "v0=00")
+            .header("x-slack-request-timestamp", "0")
+            .body(vec![b'a'; 100 * 1024])
+            .send()
+            .await;
+        // Over 64 KiB: refused unread (a 401 would mean it was read to check its signature). The 413 comes before the body is sent whole, so the server may close while the client still writes.
+        match response {
+            Ok(response) => assert_eq!(response.status(), 413, "{route}"),
+            Err(e) => assert!(format!("{e:?}").contains("BodyWrite"), "{route}: {e:?}"),
+        }
+    }
+}
