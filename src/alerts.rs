@@ -245,7 +245,9 @@ impl Alerts {
                 // The ticket records the refusal in the audit log as it drops.
                 let mut ticket = self.app.ticket(&asker, Intent::Diagnose, &self.app.request_id());
                 if let Err(refusal) = ticket.admit(&scope) {
-                    tracing::warn!(alert = %alert.name(), receiver = %receiver.name, "an alert is refused: {refusal}");
+                    let message =
+                        format!("an alert ({}, receiver {}) is refused: {refusal}", alert.name(), receiver.name);
+                    crate::audit::refused("alert-access", &message);
                 }
             }
             if allowed.is_empty() {
@@ -326,7 +328,9 @@ impl Alerts {
 
     /// An alert whose labels are not valid names: nothing is read or posted; the refusal is logged and audited.
     fn refuse(&self, receiver: &Receiver, alert: &Alert, invalid: &Invalid) {
-        tracing::warn!(alert = %alert.name(), receiver = %receiver.name, "an alert's labels are refused: {invalid}");
+        let message =
+            format!("an alert's labels ({}, receiver {}) are refused: {invalid}", alert.name(), receiver.name);
+        crate::audit::refused("alert-labels", &message);
         let asker = Asker { platform: Platform::Alertmanager, place: None, user: receiver.name.clone() };
         self.app.ticket(&asker, Intent::Diagnose, &self.app.request_id()).fail(Outcome::Invalid, invalid.to_string());
     }

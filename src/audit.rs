@@ -95,6 +95,68 @@ pub struct Latency {
     pub total: u64,
 }
 
+/// The longest a text field of an audit line gets (a user name from a proxy's header, a refusal's reason), in
+/// characters; longer ones are cut and marked. The findings listed are capped too, so no request writes a long line.
+const FIELD_LIMIT: usize = 512;
+const FINDINGS_LIMIT: usize = 50;
+
+fn cut(text: &mut String) {
+    if text.chars().count() > FIELD_LIMIT {
+        *text = format!("{}… (cut)", text.chars().take(FIELD_LIMIT).collect::<String>());
+    }
+}
+
+/// The record with every text field at most [`FIELD_LIMIT`] characters and at most [`FINDINGS_LIMIT`] findings.
+fn bounded(record: &Record) -> Record {
+    let mut record = record.clone();
+    cut(&mut record.request_id);
+    cut(&mut record.user);
+    for field in [&mut record.channel, &mut record.namespace, &mut record.object, &mut record.reason] {
+        if let Some(text) = field {
+            cut(text);
+        }
+    }
+    if record.findings.len() > FINDINGS_LIMIT {
+        let more = record.findings.len() - FINDINGS_LIMIT;
+        record.findings.truncate(FINDINGS_LIMIT);
+        record.findings.push(format!("… and {more} more"));
+    }
+    record
+}
+
+/// Warnings about refused requests (bad signatures, foreign pages, refused alerts): at most [`REFUSALS_LOGGED`] a
+/// minute of each kind, then one line saying how many were not logged, so a flood cannot flood the logs. The audit
+/// log still has one line per request.
+pub fn refused(kind: &'static str, message: &str) {
+    use std::collections::HashMap;
+    use std::sync::LazyLock;
+    use std::time::{Duration, Instant};
+    static WINDOWS: LazyLock<Mutex<HashMap<&'static str, (Instant, usize)>>> = LazyLock::new(Mutex::default);
+    let mut windows = WINDOWS.lock().expect("not poisoned");
+    let (start, count) = windows.entry(kind).or_insert((Instant::now(), 0));
+    if start.elapsed() >= Duration::from_secs(60) {
+        if *count > REFUSALS_LOGGED {
+            tracing::warn!(
+                kind,
+                "{} more refused requests were not logged in the last minute",
+                *count - REFUSALS_LOGGED
+            );
+        }
+        (*start, *count) = (Instant::now(), 0);
+    }
+    *count += 1;
+    if *count <= REFUSALS_LOGGED {
+        tracing::warn!(kind, "{message}");
+    } else if *count == REFUSALS_LOGGED + 1 {
+        tracing::warn!(
+            kind,
+            "more than {REFUSALS_LOGGED} refused requests this minute: the rest are counted, not logged"
+        );
+    }
+}
+
+const REFUSALS_LOGGED: usize = 20;
+
 /// Where the lines go.
 pub struct AuditLog {
     sink: Mutex<Box<dyn Write + Send>>,
@@ -127,11 +189,33 @@ impl AuditLog {
     }
 
     pub fn write(&self, record: &Record) {
-        let mut line = serde_json::to_string(record).expect("an audit record serializes");
+        let record = bounded(record);
+        let mut line = serde_json::to_string(&record).expect("an audit record serializes");
         line.push('\n');
         let mut sink = self.sink.lock().expect("not poisoned");
         if let Err(e) = sink.write_all(line.as_bytes()).and_then(|()| sink.flush()) {
             tracing::error!(request_id = %record.request_id, "cannot write the audit log: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_lines_stay_short_whatever_comes_in() {
+        let buffer = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let log = AuditLog::memory(buffer.clone());
+        let record = Record {
+            user: "u".repeat(100_000),
+            reason: Some("r".repeat(120_000)),
+            findings: vec!["CrashLoopBackOff".to_string(); 500],
+            ..Record::default()
+        };
+        log.write(&record);
+        let line = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        assert!(line.len() < 4 * 1024, "{} bytes", line.len());
+        assert!(line.contains("… (cut)") && line.contains("… and 450 more"), "{line}");
     }
 }

@@ -123,7 +123,7 @@ async fn guard(
         let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
         let own = |o: &str| o.split_once("://").is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(&host));
         if let Some(origin) = origin.filter(|o| !own(o) && !state.cors_origins.iter().any(|allowed| allowed == o)) {
-            tracing::warn!(%origin, "a POST from a foreign page is refused");
+            crate::audit::refused("foreign-origin", &format!("a POST from a foreign page ({origin}) is refused"));
             return refuse(StatusCode::FORBIDDEN, "requests from other sites are refused (http.cors_origins)");
         }
     }

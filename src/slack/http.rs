@@ -36,7 +36,7 @@ fn refusal(slack: &Slack, headers: &HeaderMap, body: &[u8]) -> Option<Response> 
     )
     .err()
     .map(|e| {
-        tracing::warn!("refused a Slack request: {e}");
+        crate::audit::refused("slack-signature", &format!("refused a Slack request: {e}"));
         (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": e.to_string()}))).into_response()
     })
 }
