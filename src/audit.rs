@@ -111,10 +111,10 @@ fn bounded(record: &Record) -> Record {
     let mut record = record.clone();
     cut(&mut record.request_id);
     cut(&mut record.user);
-    for field in [&mut record.channel, &mut record.namespace, &mut record.object, &mut record.reason] {
-        if let Some(text) = field {
-            cut(text);
-        }
+    for text in
+        [&mut record.channel, &mut record.namespace, &mut record.object, &mut record.reason].into_iter().flatten()
+    {
+        cut(text);
     }
     if record.findings.len() > FINDINGS_LIMIT {
         let more = record.findings.len() - FINDINGS_LIMIT;
