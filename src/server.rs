@@ -402,12 +402,69 @@ async fn models(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
     }
 }
 
+/// How long a client has to send a request's headers, the next request's on a kept-alive connection included: a
+/// connection that sends nothing, or its headers a byte at a time, is closed.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Connections open at once; past it, new ones are closed at once, so slow clients cannot hold every socket.
+pub const MAX_CONNECTIONS: usize = 512;
+
 /// Serves `app` (the [`router`], with the Slack routes when Slack runs in HTTP mode) until `shutdown` resolves;
-/// requests in flight finish first.
+/// requests in flight finish first. Each connection has [`HEADER_TIMEOUT`] to send each request's headers, and at
+/// most [`MAX_CONNECTIONS`] are open at once.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let (closing, _) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors and the like: wait a moment rather than spin.
+                Err(e) => {
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(place) = places.clone().try_acquire_owned() else {
+            crate::audit::refused(
+                "connections",
+                &format!("{MAX_CONNECTIONS} connections are open: one more is closed"),
+            );
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let mut closing = closing.subscribe();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+            let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+            let mut connection = std::pin::pin!(connection);
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!("a connection ended: {e}");
+                        }
+                        break;
+                    }
+                    _ = closing.changed() => connection.as_mut().graceful_shutdown(),
+                }
+            }
+            drop(place);
+        });
+    }
+    // Stop taking requests on open connections; wait for those in flight.
+    let _ = closing.send(true);
+    let _ = places.acquire_many(MAX_CONNECTIONS as u32).await;
+    Ok(())
 }

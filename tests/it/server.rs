@@ -533,3 +533,32 @@ async fn past_the_questions_in_flight_the_asker_is_told_kubechat_is_busy() {
     let third = http.post(&url).json(&json!({"namespace": "imagepull"})).send().await.unwrap();
     assert_eq!(third.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_connections_are_closed_by_the_header_timeout_and_the_rest_still_answers() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = app(Duration::from_millis(1)).await;
+    let address = app.url.trim_start_matches("http://").to_string();
+    // 200 clients that start a request and never finish its headers.
+    let mut slow = Vec::new();
+    for _ in 0..200 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").await.unwrap();
+        slow.push(stream);
+    }
+    let http = crate::common::http_client();
+    let started = Instant::now();
+    let health = http.get(format!("{}/healthz", app.url)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(2), "healthz took {:?}", started.elapsed());
+    // Past the header timeout every one of them is closed (a read ends), without an answer.
+    let deadline = kubechat::server::HEADER_TIMEOUT + Duration::from_secs(5);
+    for mut stream in slow {
+        let mut buffer = Vec::new();
+        let read = tokio::time::timeout(deadline, stream.read_to_end(&mut buffer)).await;
+        assert!(read.is_ok(), "a slow connection was still open after {deadline:?}");
+        assert!(!String::from_utf8_lossy(&buffer).contains("200 OK"), "{}", String::from_utf8_lossy(&buffer));
+    }
+    let health = http.get(format!("{}/healthz", app.url)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
