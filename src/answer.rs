@@ -150,9 +150,10 @@ fn message<S: serde::Serializer>(error: &Option<LlmError>, serializer: S) -> Res
     }
 }
 
-/// Asks the model about the facts; `on_token` sees the answer as it streams, `on_queued` the place in line.
+/// Asks the model about the facts; `on_token` sees the answer as it streams, `on_queued` the place in line. The facts
+/// are let go once the prompt is made: a question waiting for the model holds its prompt, not the namespace it read.
 pub async fn answer(
-    facts: &Facts,
+    facts: Facts,
     request: &Request,
     prompts: &Prompts,
     llm: &Llm,
@@ -162,7 +163,9 @@ pub async fn answer(
     let config: &LlmConfig = &llm.config;
     let name = request.intent.prompt_name();
     let prompt = prompts.get(name).ok_or_else(|| BudgetError::NoPrompt(name.to_string()))?;
-    let prepared = prepare(facts, request, prompt, config.num_ctx, config.answer_tokens, jiff::Timestamp::now())?;
+    let prepared = prepare(&facts, request, prompt, config.num_ctx, config.answer_tokens, jiff::Timestamp::now())?;
+    let grounds = commands::Grounds::of(&facts);
+    drop(facts);
     let messages = llm.messages(&prepared.rendered.system, &prepared.rendered.user);
     tracing::info!(
         prompt = %prepared.prompt.version,
@@ -196,7 +199,7 @@ pub async fn answer(
             (text, Usage::default(), false, Some(error))
         }
     };
-    let commands = commands::suggested(&diagnosis.findings, &text, facts);
+    let commands = commands::suggested(&diagnosis.findings, &text, &grounds);
     Ok(Answer {
         namespace: diagnosis.namespace,
         answer: text,
@@ -318,7 +321,7 @@ pub fn without_model(
     let name = request.intent.prompt_name();
     let prompt = prompts.get(name).ok_or_else(|| BudgetError::NoPrompt(name.to_string()))?;
     let prepared = prepare(facts, request, prompt, config.num_ctx, config.answer_tokens, jiff::Timestamp::now())?;
-    let commands = commands::suggested(&prepared.diagnosis.findings, "", facts);
+    let commands = commands::suggested(&prepared.diagnosis.findings, "", &commands::Grounds::of(facts));
     Ok((prepared.diagnosis, commands, prepared.prompt))
 }
 

@@ -62,7 +62,7 @@ impl Default for Limits {
             limit_bytes: 64 * 1024,
             concurrency: 8,
             healthy_log_pods: 5,
-            reads: 4,
+            reads: 2,
         }
     }
 }

@@ -605,8 +605,27 @@ fn known(facts: &Facts) -> BTreeSet<(&'static str, String)> {
     known
 }
 
+/// What a command is checked against: the namespace read and the names of what it held. Small, so an answer can
+/// let go of the facts while it waits for the model.
+#[derive(Debug, Clone, Default)]
+pub struct Grounds {
+    namespace: String,
+    known: BTreeSet<(&'static str, String)>,
+}
+
+impl Grounds {
+    pub fn of(facts: &Facts) -> Grounds {
+        Grounds { namespace: facts.namespace.clone(), known: known(facts) }
+    }
+}
+
 /// Checks one line against the facts: its label, why, and whether what it names was read.
 pub fn check(line: &str, facts: &Facts) -> Command {
+    check_against(line, &Grounds::of(facts))
+}
+
+/// Checks one line against what was read.
+pub fn check_against(line: &str, grounds: &Grounds) -> Command {
     let command = line.trim().to_string();
     let parsed_shell = shell(&command);
     let mut hazards = parsed_shell.hazards;
@@ -652,21 +671,17 @@ pub fn check(line: &str, facts: &Facts) -> Command {
     } else {
         Label::ReadOnly
     };
-    let known = known(facts);
+    let (known, namespace) = (&grounds.known, grounds.namespace.as_str());
     let mut problems = Vec::new();
     for p in &parsed {
-        if let Some(ns) = p.namespace.as_deref().filter(|ns| *ns != facts.namespace) {
-            problems.push(format!("targets namespace {ns}, but kubechat read {}", facts.namespace));
+        if let Some(ns) = p.namespace.as_deref().filter(|ns| *ns != namespace) {
+            problems.push(format!("targets namespace {ns}, but kubechat read {namespace}"));
         }
         for (resource, name) in &p.objects {
             match kind_of(resource) {
                 None if p.verb != "explain" => problems.push(format!("names {resource}, which kubechat does not read")),
                 Some(kind) if !name.is_empty() && kind != "StorageClass" && !known.contains(&(kind, name.clone())) => {
-                    problems.push(format!(
-                        "{} {name} was not seen in namespace {}",
-                        kind.to_lowercase(),
-                        facts.namespace
-                    ))
+                    problems.push(format!("{} {name} was not seen in namespace {}", kind.to_lowercase(), namespace))
                 }
                 _ => {}
             }
@@ -750,14 +765,14 @@ pub fn extract(text: &str) -> Vec<String> {
 }
 
 /// The commands of the findings and of the answer, each checked; duplicates once.
-pub fn suggested(findings: &[Finding], answer: &str, facts: &Facts) -> Vec<Command> {
+pub fn suggested(findings: &[Finding], answer: &str, grounds: &Grounds) -> Vec<Command> {
     let mut lines: Vec<String> = findings.iter().flat_map(|f| f.commands.iter().cloned()).collect();
     for line in extract(answer) {
         if !lines.contains(&line) {
             lines.push(line);
         }
     }
-    lines.iter().map(|line| check(line, facts)).collect()
+    lines.iter().map(|line| check_against(line, grounds)).collect()
 }
 
 #[cfg(test)]

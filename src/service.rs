@@ -35,6 +35,37 @@ pub struct AppState {
     requests: AtomicU64,
     /// Places for namespace reads (`limits.reads`).
     reads: tokio::sync::Semaphore,
+    reader: Reader,
+}
+
+/// A runtime of its own for reading namespaces: decoding thousands of objects and analysing them is CPU work, kept off
+/// the threads that answer `/healthz`, Slack's acknowledgements and the web chat, so a burst of questions about a
+/// large namespace does not make kubechat look dead to its probes.
+struct Reader(Option<tokio::runtime::Runtime>);
+
+impl Reader {
+    fn new(threads: usize) -> Reader {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("kubechat-read")
+            .enable_all()
+            .build()
+            .expect("a runtime for the reads starts");
+        Reader(Some(runtime))
+    }
+
+    fn spawn<T: Send + 'static>(&self, read: impl Future<Output = T> + Send + 'static) -> tokio::task::JoinHandle<T> {
+        self.0.as_ref().expect("running until dropped").spawn(read)
+    }
+}
+
+impl Drop for Reader {
+    /// Dropped from async code (a test's app, the server's shutdown), where a runtime may not block.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Questions in flight at once by default (`limits.in_flight`).
@@ -109,6 +140,7 @@ impl AppState {
         policy: Policy,
     ) -> Arc<AppState> {
         let reads = tokio::sync::Semaphore::new(limits.reads.max(1));
+        let reader = Reader::new(limits.reads.max(1));
         Arc::new(AppState {
             cluster,
             prompts,
@@ -120,13 +152,18 @@ impl AppState {
             ready: Mutex::new(None),
             requests: AtomicU64::new(0),
             reads,
+            reader,
         })
     }
 
     /// Reads a namespace for a question, waiting for a place among `limits.reads`.
     pub async fn read(&self, scope: &Scope) -> Result<Facts, ReadError> {
         let _place = self.reads.acquire().await.expect("the semaphore is never closed");
-        self.cluster.read(scope, &self.limits).await
+        let (cluster, scope, limits) = (self.cluster.clone(), scope.clone(), self.limits.clone());
+        match self.reader.spawn(async move { cluster.read(&scope, &limits).await }).await {
+            Ok(read) => read,
+            Err(e) => std::panic::resume_unwind(e.try_into_panic().unwrap_or_else(|_| Box::new("the reader stopped"))),
+        }
     }
 
     /// The namespaces `asker` may read, and the default namespace when it is among them (for pickers).
@@ -274,7 +311,7 @@ impl Ticket {
         let mut first: Option<Duration> = None;
         let prompts = state.prompts.current();
         let result = answer::answer(
-            &facts,
+            facts,
             request,
             &prompts,
             &state.llm,

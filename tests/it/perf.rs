@@ -34,3 +34,106 @@ async fn four_thousand_pods_are_diagnosed_quickly() {
     eprintln!("diagnosed 4000 pods and 12000 events in {elapsed:?} (bound {bound:?})");
     assert!(elapsed < bound, "took {elapsed:?}, bound {bound:?}");
 }
+
+/// The peak resident memory of a process, in MB (`VmHWM` of `/proc/PID/status`).
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_questions_about_four_thousand_pods_stay_in_memory_and_health_answers() {
+    // `kubechat serve` as shipped (its defaults, 67 users with their own tokens), a 4,000-pod namespace, a model that
+    // takes its time; 200 questions at once.
+    let replay = serve(Arc::new(crate::synthetic::namespace("large", 4000, 12000, true)), &[]).await;
+    let stream = (0..20)
+        .map(|i| {
+            format!(
+                "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"line {i} of the answer\\n\"}}}}]}}\n\n"
+            )
+        })
+        .collect::<String>()
+        + "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+    let model = crate::common::recorded_slowly("text/event-stream", stream, Duration::from_millis(20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n    namespace: large\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n",
+            replay.url()
+        ),
+    )
+    .unwrap();
+    let users: Vec<(String, String)> =
+        (0..67).map(|i| (format!("user{i}"), format!("token-of-user-{i:04}-0123456789"))).collect();
+    let tokens = users.iter().map(|(name, token)| format!("\"{name}:{token}\"")).collect::<Vec<_>>().join(", ");
+    let config = dir.path().join("kubechat.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kubeconfig: {}\nprompts: {}\nllm:\n  url: {}\n  api: openai\n  model: recorded\nhttp:\n  tokens: [{tokens}]\naccess:\n  default: [\"*\"]\naudit:\n  path: {}\nmetrics:\n  listen: \"off\"\n",
+            kubeconfig.display(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/prompts"),
+            model.url,
+            dir.path().join("audit.jsonl").display(),
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let serve = crate::common::KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubechat"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("KUBECHAT_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let http = crate::common::http_client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{url}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "kubechat serve did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let idle = peak_rss_mb(serve.0.id());
+
+    let questions: Vec<_> = (0..200)
+        .map(|i| {
+            let (_, token) = users[i % users.len()].clone();
+            let request = http
+                .post(format!("{url}/diagnose"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({"namespace": "large"}));
+            tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()).unwrap_or(0) })
+        })
+        .collect();
+    // /healthz answers all along.
+    let mut slowest = Duration::ZERO;
+    let mut statuses = Vec::new();
+    let watching = Instant::now();
+    let mut pending = questions;
+    while !pending.is_empty() {
+        let started = Instant::now();
+        let health = http.get(format!("{url}/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        slowest = slowest.max(started.elapsed());
+        let (done, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|q| q.is_finished());
+        for q in done {
+            statuses.push(q.await.unwrap());
+        }
+        pending = rest;
+        assert!(watching.elapsed() < Duration::from_secs(600), "the questions took more than 10 minutes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let peak = peak_rss_mb(serve.0.id());
+    let answered = statuses.iter().filter(|s| **s == 200).count();
+    let busy = statuses.iter().filter(|s| **s == 503).count();
+    eprintln!("idle {idle:.0} MB, peak {peak:.0} MB; {answered} answered, {busy} busy; slowest /healthz {slowest:?}");
+    assert_eq!(answered + busy, 200, "every question is answered or told kubechat is busy: {statuses:?}");
+    assert!(answered >= 16, "at least the questions in flight are answered");
+    assert!(peak < 400.0, "peak memory {peak:.0} MB, over 400 MB");
+    assert!(slowest < Duration::from_secs(2), "/healthz took {slowest:?}");
+}
