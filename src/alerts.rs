@@ -316,7 +316,10 @@ impl Alerts {
                     }
                 }
                 #[cfg(not(feature = "matrix"))]
-                Destination::Matrix(_) => drop(ticket),
+                Destination::Matrix(room) => {
+                    tracing::warn!(%room, "this kubechat was built without Matrix: the alert is not posted there");
+                    drop(ticket);
+                }
             }
         }
         let posted = !threads.is_empty();

@@ -200,6 +200,21 @@ impl App {
     }
 }
 
+/// Logs to standard error at `RUST_LOG`, else at `default_level`; colours only on a terminal. The kube client logs a
+/// body it cannot decode at WARN, and a body may hold a pod's env values: only its errors are logged, unless
+/// `RUST_LOG` names `kube_client`.
+pub fn init_logging(default_level: &str) {
+    let mut filter = std::env::var("RUST_LOG").ok().filter(|f| !f.trim().is_empty()).unwrap_or(default_level.into());
+    if !filter.contains("kube_client") {
+        filter.push_str(",kube_client=error");
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .init();
+}
+
 /// Ctrl-C or SIGTERM (what Kubernetes sends on pod shutdown).
 pub async fn shutdown_signal() {
     let terminate = async {

@@ -189,17 +189,7 @@ async fn main() -> std::process::ExitCode {
     kubechat::install_tls_provider();
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Diagnose(_) | Command::Ask(_)) { "warn" } else { "info" };
-    let mut filter = std::env::var("RUST_LOG").ok().filter(|f| !f.trim().is_empty()).unwrap_or(default_level.into());
-    // The kube client logs a body it cannot decode at WARN, and a body may hold a pod's env values: only its errors
-    // are logged, unless RUST_LOG asks for kube_client by name.
-    if !filter.contains("kube_client") {
-        filter.push_str(",kube_client=error");
-    }
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .init();
+    kubechat::app::init_logging(default_level);
     let result = match cli.command {
         Command::Diagnose(args) => diagnose(args, Intent::Diagnose).await,
         Command::Ask(args) => diagnose(args, Intent::Ask).await,

@@ -22,9 +22,7 @@ use crate::request::{Intent, Request, Scope};
 use crate::secret::Secret;
 use crate::service::{AppState, ServeError};
 
-/// Request bodies above this are refused, on every route (Slack's and Alertmanager's too): a body is read no further
-/// before its signature or token is checked.
-pub const BODY_LIMIT: usize = 64 * 1024;
+use crate::service::BODY_LIMIT;
 
 /// The HTTP front-end: the core, and who may call it how.
 pub struct Http {

@@ -68,6 +68,10 @@ impl Drop for Reader {
     }
 }
 
+/// Request bodies above this are refused, on every route (the HTTP API's and Slack's): a body is read no further
+/// before its signature is checked.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
 /// Questions in flight at once by default (`limits.in_flight`).
 pub const DEFAULT_IN_FLIGHT: usize = 16;
 

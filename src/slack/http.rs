@@ -19,7 +19,7 @@ pub fn routes(slack: Arc<Slack>) -> Router {
         .route("/slack/commands", post(commands))
         .route("/slack/events", post(events))
         .route("/slack/interactivity", post(interactivity))
-        .layer(axum::extract::DefaultBodyLimit::max(crate::server::BODY_LIMIT))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::service::BODY_LIMIT))
         .with_state(slack)
 }
 

@@ -355,3 +355,51 @@ async fn forward(
     }
     out
 }
+
+/// The redaction corpus: every (secret, line) pair of `testdata/secrets.tsv`.
+pub fn corpus() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/secrets.tsv")).unwrap();
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(secret, line)| (secret.to_string(), line.to_string()))
+        .collect()
+}
+
+/// A private key a model might write over several lines, its lines split across stream chunks.
+pub const STREAMED_KEY: &str = "MIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun";
+
+/// An OpenAI-compatible stream in which the model repeats every line of the corpus, each split across two chunks,
+/// then writes [`STREAMED_KEY`] as a key block over several chunks.
+pub fn corpus_stream() -> String {
+    let mut chunks: Vec<String> = Vec::new();
+    for (_, line) in corpus() {
+        let line = format!("{line}\n");
+        let cut = line.char_indices().map(|(i, _)| i).nth(line.chars().count() / 2).unwrap();
+        chunks.push(line[..cut].to_string());
+        chunks.push(line[cut..].to_string());
+    }
+    let key = STREAMED_KEY;
+    for part in
+        ["-----BEGIN RSA PRIVATE ", "KEY-----\n", &key[..30], &key[30..], "\n", "-----END RSA PRIVATE KEY-----\n"]
+    {
+        chunks.push(part.to_string());
+    }
+    let mut events: Vec<String> = chunks
+        .iter()
+        .map(|c| serde_json::json!({"choices": [{"index": 0, "delta": {"content": c}}]}).to_string())
+        .collect();
+    events.push(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#.to_string());
+    events.iter().map(|e| format!("data: {e}\n\n")).collect::<String>() + "data: [DONE]\n\n"
+}
+
+/// Fails naming the first secret of the corpus (or a part of the streamed key) that `text` holds.
+pub fn assert_no_secret(text: &str, what: &str) {
+    for (secret, _) in corpus() {
+        assert!(!text.contains(&secret), "{secret:?} leaked into {what}");
+    }
+    assert!(
+        !text.contains(&STREAMED_KEY[..30]) && !text.contains(&STREAMED_KEY[30..]),
+        "the streamed key leaked into {what}"
+    );
+}

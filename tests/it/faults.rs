@@ -114,7 +114,7 @@ async fn two_hundred_questions_at_once_all_end_in_an_answer_or_a_clear_reply() {
             (namespace, status, body)
         }));
     }
-    let mut answered = 0;
+    let (mut answered, mut busy, mut missing) = (0, 0, 0);
     for task in tasks {
         let (namespace, status, body) = task.await.expect("no panic");
         match status {
@@ -125,12 +125,20 @@ async fn two_hundred_questions_at_once_all_end_in_an_answer_or_a_clear_reply() {
             404 => {
                 assert_eq!(namespace, "no-such-namespace");
                 assert!(body["error"].as_str().unwrap().contains("does not exist") && body["request_id"].is_string());
+                missing += 1;
+            }
+            // Past `limits.in_flight` (16 by default) kubechat says it is busy, at once.
+            503 => {
+                assert!(body["error"].as_str().unwrap().contains("as many questions as it takes at once"), "{body}");
+                assert!(body["request_id"].is_string());
+                busy += 1;
             }
             other => panic!("{namespace}: {other} {body}"),
         }
     }
-    assert_eq!(answered, 160, "every question on a real namespace was answered");
-    assert_eq!(model.requests.lock().unwrap().len(), 160, "and each asked the model once");
+    assert_eq!(answered + busy + missing, 200, "every question ended in an answer or a clear reply");
+    assert!(answered + missing >= 16, "every place in flight was used: {answered} answered, {missing} not found");
+    assert_eq!(model.requests.lock().unwrap().len(), answered, "each answered question asked the model once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

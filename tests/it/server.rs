@@ -256,16 +256,20 @@ impl Browser {
     }
 }
 
+/// Opens the web chat at `url`, picks `namespace` and asks for its diagnosis.
+async fn ask_in_the_web_chat(browser: &Browser, url: &str, namespace: &str) {
+    browser.command(reqwest::Method::POST, "url", json!({"url": format!("{url}/")})).await;
+    let picker = format!("return document.querySelector('#namespace option[value={namespace}]') !== null");
+    browser.until("the namespace picker", &picker).await;
+    browser.script(&format!("document.querySelector('#namespace').value = '{namespace}'; return true")).await;
+    browser.click("#submit").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_chat_streams_a_diagnosis_with_badges_and_the_context_panel() {
     let app = app(Duration::from_millis(50)).await;
     let browser = Browser::start().await;
-    browser.command(reqwest::Method::POST, "url", json!({"url": format!("{}/", app.url)})).await;
-    browser
-        .until("the namespace picker", "return document.querySelector('#namespace option[value=imagepull]') !== null")
-        .await;
-    browser.script("document.querySelector('#namespace').value = 'imagepull'; return true").await;
-    browser.click("#submit").await;
+    ask_in_the_web_chat(&browser, &app.url, "imagepull").await;
     let footer =
         browser.until("the answer's footer", "return document.querySelector('.answer footer').textContent").await;
     let footer = footer.as_str().unwrap();
@@ -561,4 +565,43 @@ async fn slow_connections_are_closed_by_the_header_timeout_and_the_rest_still_an
     }
     let health = http.get(format!("{}/healthz", app.url)).send().await.unwrap();
     assert_eq!(health.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_of_the_corpus_reaches_the_event_stream_or_the_json_answer() {
+    let model = recorded_slowly("text/event-stream", crate::common::corpus_stream(), Duration::from_millis(1)).await;
+    let replay = serve(scenarios(), &[]).await;
+    let app = spawn_app(config(&replay.url(), &model.url, "secrets")).await;
+    let http = crate::common::http_client();
+    let url = format!("{}/diagnose", app.url);
+    let streamed = http
+        .post(&url)
+        .header("accept", "text/event-stream")
+        .json(&json!({"namespace": "secrets"}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(streamed.contains("event: token") && streamed.contains("[REDACTED:"), "{streamed}");
+    crate::common::assert_no_secret(&streamed, "the event stream");
+    let answered = http.post(&url).json(&json!({"namespace": "secrets"})).send().await.unwrap().text().await.unwrap();
+    assert!(answered.contains("[REDACTED:private-key]"), "{answered}");
+    crate::common::assert_no_secret(&answered, "the JSON answer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_of_the_corpus_reaches_the_web_chats_page() {
+    let model = recorded_slowly("text/event-stream", crate::common::corpus_stream(), Duration::from_millis(1)).await;
+    let replay = serve(scenarios(), &[]).await;
+    let app = spawn_app(config(&replay.url(), &model.url, "secrets")).await;
+    let browser = Browser::start().await;
+    ask_in_the_web_chat(&browser, &app.url, "secrets").await;
+    browser.until("the answer's footer", "return document.querySelector('.answer footer').textContent").await;
+    // Everything the page holds, the context panel's text and every attribute included.
+    let page = browser.script("return document.documentElement.outerHTML").await;
+    let page = page.as_str().unwrap();
+    assert!(page.contains("[REDACTED:"), "the redacted lines are shown");
+    crate::common::assert_no_secret(page, "the web chat's page");
 }

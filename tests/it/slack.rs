@@ -161,6 +161,15 @@ fn final_update<'a>(calls: &'a [Call], ts: &str) -> Option<&'a Call> {
     calls.iter().find(|c| c.method == "chat.update" && c.body["ts"] == ts && c.body["blocks"][0]["type"] == "header")
 }
 
+/// Every call to Slack until the answer is there with its context file.
+async fn answered_with_its_context(bot: &Bot) -> Vec<Call> {
+    bot.slack
+        .until(WAIT, "the answer and the context file", |calls| {
+            calls.iter().any(|c| c.method == "files.completeUploadExternal")
+        })
+        .await
+}
+
 fn first_post(calls: &[Call]) -> &Call {
     calls.iter().find(|c| c.method == "chat.postMessage" && c.status == 200).expect("a message was posted")
 }
@@ -185,7 +194,8 @@ async fn requests_are_verified_before_anything_is_parsed() {
     let form = "application/x-www-form-urlencoded";
     let body = command_body(&bot, "/diagnose", "imagepull", CHANNEL);
     let fresh = now();
-    let future = (jiff::Timestamp::now().as_second() + 301).to_string();
+    // Well past the five minutes allowed, so a slow run cannot bring it back inside them.
+    let future = (jiff::Timestamp::now().as_second() + 400).to_string();
     let forged = signature::sign(b"not the signing secret", &fresh, body.as_bytes());
     let valid = signature::sign(SIGNING_SECRET.as_bytes(), &fresh, body.as_bytes());
     for (what, path, content_type, sent, timestamp, sig) in [
@@ -248,12 +258,7 @@ async fn a_slash_command_is_acknowledged_at_once_and_answered_in_a_new_thread() 
     assert_eq!(ack["response_type"], "ephemeral");
     assert_eq!(ack["text"], "Diagnosing imagepull…");
 
-    let calls = bot
-        .slack
-        .until(WAIT, "the answer and the context file", |calls| {
-            calls.iter().any(|c| c.method == "files.completeUploadExternal")
-        })
-        .await;
+    let calls = answered_with_its_context(&bot).await;
     let root = first_post(&calls);
     assert_eq!(root.body["channel"], CHANNEL);
     assert!(root.body.get("thread_ts").is_none(), "the answer starts a thread");
@@ -629,4 +634,32 @@ async fn a_body_over_64_kib_is_refused_before_its_signature_is_checked() {
             Err(e) => assert!(format!("{e:?}").contains("BodyWrite"), "{route}: {e:?}"),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_of_the_corpus_reaches_slacks_messages_or_files() {
+    // The secrets namespace (the corpus in its logs, events and conditions), a model that repeats the corpus.
+    let model = recorded_slowly("text/event-stream", crate::common::corpus_stream(), Duration::from_millis(1)).await;
+    let model_url = model.url.clone();
+    let bot = bot_with_policy(
+        SlackMode::Http,
+        Duration::from_millis(1),
+        |_, _| {},
+        move |config| {
+            config.llm.url = model_url;
+        },
+    )
+    .await;
+    let body = command_body(&bot, "/diagnose", "secrets", CHANNEL);
+    let response = signed(&bot, "/slack/commands", "application/x-www-form-urlencoded", &body, &now(), None).await;
+    assert_eq!(response.status(), 200);
+    let calls = answered_with_its_context(&bot).await;
+    let root = first_post(&calls);
+    let answer = final_update(&calls, root.ts.as_ref().unwrap()).expect("the answer");
+    assert!(text_of(&answer.body).contains("[REDACTED:"), "{}", text_of(&answer.body));
+    assert!(calls.iter().any(|c| c.method == "upload"), "the context file was uploaded");
+    for call in &calls {
+        crate::common::assert_no_secret(&call.body.to_string(), &format!("Slack's {}", call.method));
+    }
+    drop(model);
 }
