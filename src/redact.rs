@@ -158,11 +158,14 @@ pub fn text(input: &str) -> Cow<'_, str> {
             out = Cow::Owned(replaced);
         }
     }
-    if let Cow::Owned(replaced) = wrapped(&out) {
-        out = Cow::Owned(replaced);
-    }
-    if let Cow::Owned(replaced) = near_name(&out) {
-        out = Cow::Owned(replaced);
+    // These two replace through a closure, which gives a new string for every match even when it is kept as it was:
+    // only a real change counts, so that text with nothing to redact stays borrowed (and its object is not rebuilt).
+    for pass in [wrapped, near_name] {
+        if let Cow::Owned(replaced) = pass(&out)
+            && replaced != *out
+        {
+            out = Cow::Owned(replaced);
+        }
     }
     out
 }
@@ -244,8 +247,25 @@ pub fn facts(facts: &mut Facts) {
     facts.deployments.iter_mut().for_each(|o| applied(&mut o.metadata));
     facts.statefulsets.iter_mut().for_each(|o| applied(&mut o.metadata));
     facts.daemonsets.iter_mut().for_each(|o| applied(&mut o.metadata));
-    objects(&mut facts.pods);
-    objects(&mut facts.events);
+    // Every string of the pods whose details can be quoted (those with a problem, or on their way out); of the others,
+    // which are counted rather than quoted, what may hold a secret: annotations, env values, args and commands,
+    // status and condition messages. Walking 4,000 healthy pods whole would double the read.
+    let (quoted, counted): (Vec<&mut k8s_openapi::api::core::v1::Pod>, Vec<_>) =
+        facts.pods.iter_mut().partition(|p| crate::facts::is_problem_pod(p) || p.metadata.deletion_timestamp.is_some());
+    for pod in quoted {
+        objects(std::slice::from_mut(pod));
+    }
+    counted.into_iter().for_each(healthy_pod);
+    // An event's only free text is its message (the rest the API server and controllers write): 12,000 events are
+    // cleaned field by field rather than walked whole.
+    for event in &mut facts.events {
+        if let Some(message) = &mut event.message {
+            in_place(message);
+        }
+        for value in event.metadata.annotations.iter_mut().flat_map(|a| a.values_mut()) {
+            in_place(value);
+        }
+    }
     objects(&mut facts.deployments);
     objects(&mut facts.replicasets);
     objects(&mut facts.statefulsets);
@@ -270,6 +290,40 @@ pub fn facts(facts: &mut Facts) {
     }
     for gap in &mut facts.gaps {
         in_place(&mut gap.message);
+    }
+}
+
+/// What of a healthy pod may hold a secret, redacted in place.
+fn healthy_pod(pod: &mut k8s_openapi::api::core::v1::Pod) {
+    for value in pod.metadata.annotations.iter_mut().flat_map(|a| a.values_mut()) {
+        in_place(value);
+    }
+    if let Some(spec) = &mut pod.spec {
+        let containers = spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten());
+        for container in containers {
+            for value in container.env.iter_mut().flatten().filter_map(|e| e.value.as_mut()) {
+                in_place(value);
+            }
+            for arg in container.args.iter_mut().flatten().chain(container.command.iter_mut().flatten()) {
+                in_place(arg);
+            }
+        }
+    }
+    if let Some(status) = &mut pod.status {
+        status.message.iter_mut().for_each(in_place);
+        for c in status.conditions.iter_mut().flatten() {
+            c.message.iter_mut().for_each(in_place);
+        }
+        let statuses =
+            status.container_statuses.iter_mut().flatten().chain(status.init_container_statuses.iter_mut().flatten());
+        for state in statuses.flat_map(|c| [c.state.as_mut(), c.last_state.as_mut()]).flatten() {
+            if let Some(w) = &mut state.waiting {
+                w.message.iter_mut().for_each(in_place);
+            }
+            if let Some(t) = &mut state.terminated {
+                t.message.iter_mut().for_each(in_place);
+            }
+        }
     }
 }
 
