@@ -87,7 +87,7 @@ pub struct Policy {
 }
 
 /// A count of questions in flight under a cap: past it, a question is refused as busy at once rather than queued
-/// without bound (each holds what it read of the cluster while it waits for the model).
+/// without bound (each holds its prompt, and its read while it reads, while it waits for the model).
 pub struct InFlight {
     max: usize,
     count: AtomicUsize,
