@@ -26,8 +26,8 @@ use serde::de::DeserializeOwned;
 
 use crate::dump::{Dump, DumpError};
 use crate::facts::{
-    Cause, ContainerLog, Facts, Gap, closest, is_problem_pod, label_selector_string, log_priority, narrow,
-    node_matters, node_needs, order_events,
+    Cause, ContainerLog, Facts, Gap, NodeJudge, closest, is_problem_pod, label_selector_string, log_priority, narrow,
+    node_needs, order_events,
 };
 use crate::replay::{self, Forbid};
 use crate::request::Scope;
@@ -214,6 +214,20 @@ async fn list_all<K>(api: Api<K>, params: ListParams, limits: &Limits, namespace
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
 {
+    list_kept(api, params, limits, namespace, |_| true).await
+}
+
+/// Lists page by page, keeping only the objects `keep` wants, so a large list is never held whole.
+async fn list_kept<K>(
+    api: Api<K>,
+    params: ListParams,
+    limits: &Limits,
+    namespace: &str,
+    mut keep: impl FnMut(&K) -> bool,
+) -> Result<Vec<K>, ReadError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
+{
     let call = call::<K>("list", Some(namespace).filter(|ns| !ns.is_empty()), None);
     let mut items = Vec::new();
     let mut token: Option<String> = None;
@@ -221,7 +235,7 @@ where
         let mut page_params = params.clone().limit(limits.page_size);
         page_params.continue_token = token.take();
         let page = timed(limits, &call, api.list(&page_params)).await?;
-        items.extend(page.items);
+        items.extend(page.items.into_iter().filter(|item| keep(item)));
         match page.metadata.continue_ {
             Some(next) if !next.is_empty() => token = Some(next),
             _ => return Ok(items),
@@ -614,7 +628,7 @@ fn unnamed(error: ReadError) -> ReadError {
 }
 
 /// The nodes that matter to the namespace ([`node_needs`]): those of its problem pods, one by one, and when a pod
-/// waits to be scheduled or a DaemonSet may be kept off some, the listed nodes [`node_matters`] keeps, page by page
+/// waits to be scheduled or a DaemonSet may be kept off some, the listed nodes [`NodeJudge`] keeps, page by page
 /// so that a large cluster's nodes are never all held, and at most [`MAX_LISTED_NODES`] of them.
 async fn read_nodes(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<Node>, Vec<Gap>) {
     let needs = node_needs(facts);
@@ -640,28 +654,19 @@ async fn read_nodes(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<Nod
         }
     }
     if needs.list {
-        let list = call::<Node>("list", None, None);
-        let mut params = ListParams::default().limit(limits.page_size);
+        let judge = NodeJudge::new(facts);
         let mut listed = 0;
-        loop {
-            let page = match timed(limits, &list, api.list(&params)).await {
-                Ok(page) => page,
-                Err(e) => {
-                    let gap = e.gap();
-                    gaps.insert(gap.message.clone(), gap);
-                    break;
-                }
-            };
-            for node in page.items {
-                let name = node.metadata.name.as_deref().unwrap_or_default();
-                if listed < MAX_LISTED_NODES && !needs.named.contains(name) && node_matters(facts, &node) {
-                    listed += 1;
-                    nodes.push(node);
-                }
-            }
-            match page.metadata.continue_ {
-                Some(next) if !next.is_empty() => params = params.continue_token(&next),
-                _ => break,
+        let keep = |node: &Node| {
+            let name = node.metadata.name.as_deref().unwrap_or_default();
+            let kept = listed < MAX_LISTED_NODES && !needs.named.contains(name) && judge.matters(node);
+            listed += usize::from(kept);
+            kept
+        };
+        match list_kept(api, ListParams::default(), limits, "", keep).await {
+            Ok(listed) => nodes.extend(listed),
+            Err(e) => {
+                let gap = e.gap();
+                gaps.insert(gap.message.clone(), gap);
             }
         }
     }

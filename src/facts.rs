@@ -59,7 +59,7 @@ pub struct Facts {
     pub network_policies: Vec<k8s_openapi::api::networking::v1::NetworkPolicy>,
     /// The cluster's IngressClasses, read only when the namespace has Ingresses.
     pub ingress_classes: Vec<k8s_openapi::api::networking::v1::IngressClass>,
-    /// The nodes that matter to the namespace (see [`node_matters`]): those its problem pods run on, those its
+    /// The nodes that matter to the namespace (see [`NodeJudge`]): those its problem pods run on, those its
     /// unscheduled pods could go to but cannot, and those its DaemonSets are kept off by a taint.
     pub nodes: Vec<Node>,
     pub logs: Vec<ContainerLog>,
@@ -382,7 +382,7 @@ pub fn selects(
 }
 
 /// Which nodes the analyzers need: those named here are read one by one; when `list` is set, every node is listed
-/// (in pages) and those for which [`node_matters`] holds are kept.
+/// (in pages) and those [`NodeJudge::matters`] says matter are kept.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct NodeNeeds {
     pub named: BTreeSet<String>,
@@ -408,40 +408,58 @@ pub fn unscheduled(pod: &Pod) -> bool {
         && pod.spec.as_ref().is_none_or(|s| s.node_name.is_none())
 }
 
-/// Whether a listed node matters to the namespace: an unscheduled pod could go there (its nodeSelector matches) but
-/// the node refuses it ([`refuses`]), or a DaemonSet has no pod there because of a taint it does not tolerate.
-pub fn node_matters(facts: &Facts, node: &Node) -> bool {
-    let pending = facts.pods.iter().filter(|p| unscheduled(p));
-    pending.into_iter().any(|p| refused_by_nodes(p) && selects_node(p, node) && !refuses(node, p).is_empty())
-        || facts.daemonsets.iter().any(|d| !kept_off(facts, d, node).is_empty())
+/// Which listed nodes matter to the namespace, judged with what is worked out once per read (the waiting pods, where
+/// the DaemonSets' pods run) rather than once per node of a large cluster.
+pub struct NodeJudge<'a> {
+    facts: &'a Facts,
+    /// Pods waiting to be scheduled that the scheduler says nodes refuse.
+    refused: Vec<&'a Pod>,
+    /// (DaemonSet, node) for every DaemonSet pod placed on a node.
+    placed: BTreeSet<(&'a str, &'a str)>,
 }
 
-/// The taints that keep a DaemonSet off a node it has no pod on, as [`untolerated`] words them.
-pub fn kept_off(facts: &Facts, daemonset: &DaemonSet, node: &Node) -> Vec<String> {
-    let name = node.metadata.name.as_deref();
-    let owner = daemonset.metadata.name.as_deref();
-    let runs_there = facts.pods.iter().any(|p| {
-        p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == name
-            && p.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.kind == "DaemonSet" && Some(o.name.as_str()) == owner)
-    });
-    let template = daemonset.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-    match template {
-        Some(t) if !runs_there => untolerated(node, t.tolerations.as_deref(), true),
-        _ => Vec::new(),
+impl<'a> NodeJudge<'a> {
+    pub fn new(facts: &'a Facts) -> NodeJudge<'a> {
+        let refused = facts.pods.iter().filter(|p| unscheduled(p) && refused_by_nodes(p)).collect();
+        let placed = facts
+            .pods
+            .iter()
+            .filter_map(|p| {
+                let node = p.spec.as_ref()?.node_name.as_deref()?;
+                let owner = p.metadata.owner_references.iter().flatten().find(|o| o.kind == "DaemonSet")?;
+                Some((owner.name.as_str(), node))
+            })
+            .collect();
+        NodeJudge { facts, refused, placed }
+    }
+
+    /// Whether a listed node matters: an unscheduled pod could go there (its nodeSelector matches) but the node
+    /// refuses it ([`refuses`]), or a DaemonSet has no pod there because of a taint it does not tolerate.
+    pub fn matters(&self, node: &Node) -> bool {
+        self.refused.iter().any(|p| selects_node(p, node) && !refuses(node, p).is_empty())
+            || self.facts.daemonsets.iter().any(|d| !self.kept_off(d, node).is_empty())
+    }
+
+    /// The taints that keep a DaemonSet off a node it has no pod on, as [`untolerated`] words them.
+    fn kept_off(&self, daemonset: &DaemonSet, node: &Node) -> Vec<String> {
+        let (owner, name) = (daemonset.metadata.name.as_deref(), node.metadata.name.as_deref());
+        let runs_there = owner.zip(name).is_some_and(|placed| self.placed.contains(&placed));
+        let template = daemonset.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        match template {
+            Some(t) if !runs_there => untolerated(node, t.tolerations.as_deref(), true),
+            _ => Vec::new(),
+        }
     }
 }
 
-/// `gpu-1 (taint dedicated=gpu:NoSchedule)`, for each node whose taints keep the DaemonSet off.
+/// `gpu-1 (taint dedicated=gpu:NoSchedule)`, for each node read whose taints keep the DaemonSet off.
 pub fn kept_off_nodes(facts: &Facts, daemonset: &DaemonSet) -> Vec<String> {
+    let judge = NodeJudge::new(facts);
     facts
         .nodes
         .iter()
         .filter_map(|n| {
-            let taints = kept_off(facts, daemonset, n);
+            let taints = judge.kept_off(daemonset, n);
             (!taints.is_empty())
                 .then(|| format!("{} ({})", n.metadata.name.as_deref().unwrap_or_default(), taints.join(", ")))
         })
@@ -484,14 +502,9 @@ pub fn refuses(node: &Node, pod: &Pod) -> Vec<String> {
         why.push((word, marker.to_string()));
     }
     let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref());
-    let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten();
-    for taint in taints.filter(|t| !t.key.starts_with("node.kubernetes.io/")) {
-        let one = k8s_openapi::api::core::v1::NodeSpec { taints: Some(vec![taint.clone()]), ..Default::default() };
-        let alone = Node { spec: Some(one), ..Default::default() };
-        // Cordons and conditions are said above; their `node.kubernetes.io/` taints would say them twice.
-        for word in untolerated(&alone, tolerations, false) {
-            why.push((word, format!("{{{}:", taint.key)));
-        }
+    // Cordons and conditions are said above; their `node.kubernetes.io/` taints would say them twice.
+    for taint in untolerated_taints(node, tolerations, true) {
+        why.push((taint_words(taint), format!("{{{}:", taint.key)));
     }
     let message = scheduler_message(pod);
     why.into_iter()
@@ -508,17 +521,26 @@ pub fn scheduler_message(pod: &Pod) -> Option<&str> {
 }
 
 /// The NoSchedule and NoExecute taints of a node that none of the tolerations matches, as `taint KEY=VALUE:EFFECT`.
-/// `daemon` leaves out the `node.kubernetes.io/` taints, which the DaemonSet controller tolerates for its pods.
+/// `conditions` leaves out the `node.kubernetes.io/` taints, the node's conditions and cordon said another way (which
+/// the DaemonSet controller tolerates for its pods).
 pub fn untolerated(
     node: &Node,
     tolerations: Option<&[k8s_openapi::api::core::v1::Toleration]>,
-    daemon: bool,
+    conditions: bool,
 ) -> Vec<String> {
+    untolerated_taints(node, tolerations, conditions).map(taint_words).collect()
+}
+
+fn untolerated_taints<'a>(
+    node: &'a Node,
+    tolerations: Option<&'a [k8s_openapi::api::core::v1::Toleration]>,
+    conditions: bool,
+) -> impl Iterator<Item = &'a k8s_openapi::api::core::v1::Taint> + 'a {
     let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten();
     taints
         .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-        .filter(|t| !(daemon && t.key.starts_with("node.kubernetes.io/")))
-        .filter(|t| {
+        .filter(move |t| !(conditions && t.key.starts_with("node.kubernetes.io/")))
+        .filter(move |t| {
             !tolerations.into_iter().flatten().any(|tol| {
                 let key = tol.key.as_deref().unwrap_or_default();
                 let exists = tol.operator.as_deref() == Some("Exists");
@@ -527,11 +549,13 @@ pub fn untolerated(
                     && tol.effect.as_deref().is_none_or(|e| e.is_empty() || e == t.effect)
             })
         })
-        .map(|t| match t.value.as_deref() {
-            Some(v) if !v.is_empty() => format!("taint {}={v}:{}", t.key, t.effect),
-            _ => format!("taint {}:{}", t.key, t.effect),
-        })
-        .collect()
+}
+
+fn taint_words(t: &k8s_openapi::api::core::v1::Taint) -> String {
+    match t.value.as_deref() {
+        Some(v) if !v.is_empty() => format!("taint {}={v}:{}", t.key, t.effect),
+        _ => format!("taint {}:{}", t.key, t.effect),
+    }
 }
 
 /// How urgently a problem pod's logs matter: restarting containers first.

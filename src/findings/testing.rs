@@ -73,12 +73,10 @@ pub(super) fn facts(namespace: &str) -> Facts {
     facts.events = order_events(events);
     // The nodes and classes the reader would read.
     let needs = crate::facts::node_needs(&facts);
+    let judge = crate::facts::NodeJudge::new(&facts);
     let nodes: Vec<_> = nodes
         .into_iter()
-        .filter(|n| {
-            needs.named.contains(n.metadata.name.as_ref().unwrap())
-                || (needs.list && crate::facts::node_matters(&facts, n))
-        })
+        .filter(|n| needs.named.contains(n.metadata.name.as_ref().unwrap()) || (needs.list && judge.matters(n)))
         .collect();
     facts.nodes = nodes;
     if !facts.ingresses.is_empty() {
