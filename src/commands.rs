@@ -53,7 +53,8 @@ impl Label {
     }
 }
 
-/// Flags that point kubectl at another cluster, credentials or identity than the one kubechat read.
+/// Flags that point kubectl at another cluster, credentials or identity than the one kubechat read; all take a value
+/// but the last.
 const TARGET_FLAGS: &[&str] = &[
     "-s",
     "--server",
@@ -70,9 +71,14 @@ const TARGET_FLAGS: &[&str] = &[
     "--client-certificate",
     "--client-key",
     "--certificate-authority",
-    "--insecure-skip-tls-verify",
     "--tls-server-name",
+    "--insecure-skip-tls-verify",
 ];
+
+/// Whether a flag takes a value, so the value is not mistaken for a verb or a name.
+fn takes_value(flag: &str) -> bool {
+    VALUED_FLAGS.contains(&flag) || TARGET_FLAGS.contains(&flag) && flag != "--insecure-skip-tls-verify"
+}
 
 /// A line as a shell reads it: its simple commands (split at `&&`, `||`, `;`, `|`, `&`, newlines and inside `$(…)`
 /// and backticks) and what the shell does besides running them.
@@ -337,7 +343,7 @@ const READ_ONLY: &[&str] = &[
     "rollout history",
 ];
 const SUB_VERBS: &[&str] = &["rollout", "auth", "config", "certificate", "top", "set", "create"];
-/// Flags that take a value, so the value is not mistaken for a verb or a name.
+/// Flags that take a value besides [`TARGET_FLAGS`].
 const VALUED_FLAGS: &[&str] = &[
     "-n",
     "--namespace",
@@ -347,10 +353,6 @@ const VALUED_FLAGS: &[&str] = &[
     "--selector",
     "-o",
     "--output",
-    "--context",
-    "--cluster",
-    "--user",
-    "--kubeconfig",
     "--field-selector",
     "--tail",
     "--since",
@@ -368,20 +370,8 @@ const VALUED_FLAGS: &[&str] = &[
     "--type",
     "-L",
     "--label-columns",
-    "--as",
     "--request-timeout",
-    "--server",
-    "-s",
-    "--token",
     "--raw",
-    "--as-group",
-    "--as-uid",
-    "--username",
-    "--password",
-    "--client-certificate",
-    "--client-key",
-    "--certificate-authority",
-    "--tls-server-name",
 ];
 /// Every kubectl verb, so prose that starts with "kubectl" is not taken for a command.
 const VERBS: &[&str] = &[
@@ -484,7 +474,7 @@ pub fn parse(line: &str) -> Option<Parsed> {
             };
             let _ = flag;
             let logs = positional.first() == Some(&"logs");
-            let takes_value = VALUED_FLAGS.contains(&name) && !(logs && LOGS_SWITCHES.contains(&name));
+            let takes_value = takes_value(name) && !(logs && LOGS_SWITCHES.contains(&name));
             let value = if takes_value { inline.or_else(|| words.next()) } else { inline };
             match name {
                 "-n" | "--namespace" => parsed.namespace = value.map(str::to_string),
