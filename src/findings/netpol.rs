@@ -13,6 +13,7 @@ use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::service::selects as service_selects;
 use super::{Finding, Reason, Severity, name_of, object};
 use crate::facts::{Facts, selects};
 
@@ -79,10 +80,8 @@ pub(super) fn findings(facts: &Facts) -> Vec<Finding> {
         let Some(selector) = service.spec.as_ref().and_then(|s| s.selector.as_ref()).filter(|s| !s.is_empty()) else {
             continue;
         };
-        let backing = facts.pods.iter().filter(|p| {
-            p.metadata.deletion_timestamp.is_none()
-                && selector.iter().all(|(k, v)| p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v))
-        });
+        let backing =
+            facts.pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && service_selects(selector, p));
         let mut shut: Vec<(&str, Vec<&NetworkPolicy>)> = Vec::new();
         for pod in backing {
             let policies = isolating(facts, pod.metadata.labels.as_ref(), "Ingress");
