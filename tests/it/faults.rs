@@ -180,14 +180,7 @@ async fn a_body_the_kube_client_cannot_decode_is_not_logged() {
     let server = crate::common::recorded("application/json", body.to_string()).await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n",
-            server.url
-        ),
-    )
-    .unwrap();
+    std::fs::write(&kubeconfig, kubechat::replay::kubeconfig(&server.url, "shop")).unwrap();
     let out = tokio::task::spawn_blocking(move || {
         crate::common::kubechat(&["diagnose", "--kubeconfig", kubeconfig.to_str().unwrap(), "-n", "shop", "--no-llm"])
     })

@@ -58,14 +58,7 @@ async fn two_hundred_questions_about_four_thousand_pods_stay_in_memory_and_healt
     let model = crate::common::recorded_slowly("text/event-stream", stream, Duration::from_millis(20)).await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n    namespace: large\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n",
-            replay.url()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&kubeconfig, kubechat::replay::kubeconfig(&replay.url(), "large")).unwrap();
     let users: Vec<(String, String)> =
         (0..67).map(|i| (format!("user{i}"), format!("token-of-user-{i:04}-0123456789"))).collect();
     let tokens = users.iter().map(|(name, token)| format!("\"{name}:{token}\"")).collect::<Vec<_>>().join(", ");
@@ -81,17 +74,7 @@ async fn two_hundred_questions_about_four_thousand_pods_stay_in_memory_and_healt
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let serve = crate::common::KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_kubechat"))
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .env("KUBECHAT_LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let url = format!("http://127.0.0.1:{port}");
+    let (serve, url) = crate::common::serve_process(&config);
     let http = crate::common::http_client();
     let deadline = Instant::now() + Duration::from_secs(30);
     while http.get(format!("{url}/healthz")).send().await.is_err() {

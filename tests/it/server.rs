@@ -353,17 +353,7 @@ async fn serve_takes_a_config_file_and_environment_overrides() {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _serve = crate::common::KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_kubechat"))
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .env("KUBECHAT_LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let url = format!("http://127.0.0.1:{port}");
+    let (_serve, url) = crate::common::serve_process(&config);
     let http = crate::common::http_client();
     let ready: Value =
         answering(&http, &format!("{url}/readyz"), "serve did not listen on the address KUBECHAT_LISTEN gave")
