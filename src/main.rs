@@ -231,6 +231,9 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = kubechat::config::load(args.config.as_deref(), std::env::vars())?.validate()?;
+    for name in kubechat::config::unknown_variables(std::env::vars()) {
+        tracing::warn!(variable = %name, "{name} is set but names no setting, so kubechat ignores it (docs/configuration.md)");
+    }
     let listen = config.listen;
     let app = App::build(config).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
