@@ -9,21 +9,94 @@ use std::process::Command;
 use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-/// `k8s/` and its overlays.
-pub const RENDERS: &[&str] =
-    &["k8s", "k8s/overlays/slack-socket", "k8s/overlays/slack-http", "k8s/overlays/matrix", "k8s/overlays/gpu"];
+
+/// The overlays, each a whole kubechat: the web chat alone (`k8s`), and each chat platform.
+pub const OVERLAYS: &[&str] = &["k8s", "k8s/overlays/slack-socket", "k8s/overlays/slack-http", "k8s/overlays/matrix"];
+
+/// The components of `k8s/components`, each with the overlays it combines with, as docs/install.md's table says.
+pub const COMPONENTS: &[(&str, &[&str])] = &[
+    ("gpu", OVERLAYS),
+    ("monitoring", OVERLAYS),
+    ("cilium", OVERLAYS),
+    ("model-server", OVERLAYS),
+    ("airgapped", OVERLAYS),
+    ("private-registry", OVERLAYS),
+    ("gateway-api", &["k8s/overlays/slack-http"]),
+];
+
+/// One way to install kubechat: an overlay and the components listed beside it.
+#[derive(Clone, Debug)]
+pub struct Install {
+    pub overlay: &'static str,
+    pub components: Vec<&'static str>,
+}
+
+impl std::fmt::Display for Install {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.overlay)?;
+        for component in &self.components {
+            write!(f, " + {component}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every install the docs name: each overlay alone, each with each component it combines with, and each with all of
+/// them at once (model-server replaces Ollama, so it goes with the ones that do not change Ollama).
+pub fn installs() -> Vec<Install> {
+    let mut installs = Vec::new();
+    for &overlay in OVERLAYS {
+        let fits: Vec<&str> =
+            COMPONENTS.iter().filter(|(_, overlays)| overlays.contains(&overlay)).map(|(name, _)| *name).collect();
+        installs.push(Install { overlay, components: Vec::new() });
+        installs.extend(fits.iter().map(|&component| Install { overlay, components: vec![component] }));
+        installs.push(Install { overlay, components: fits.iter().copied().filter(|&c| c != "model-server").collect() });
+        let beside_a_model_server = ["model-server", "monitoring", "cilium", "private-registry", "gateway-api"];
+        installs.push(Install {
+            overlay,
+            components: fits.into_iter().filter(|c| beside_a_model_server.contains(c)).collect(),
+        });
+    }
+    installs
+}
 
 /// `kubectl kustomize DIR`.
 pub fn render(dir: &str) -> String {
-    let out = Command::new("kubectl")
-        .args(["kustomize", &format!("{ROOT}/{dir}")])
-        .output()
-        .expect("kubectl runs (scripts/test installs it)");
+    kustomize(&format!("{ROOT}/{dir}"))
+}
+
+fn kustomize(dir: &str) -> String {
+    let out =
+        Command::new("kubectl").args(["kustomize", dir]).output().expect("kubectl runs (scripts/test installs it)");
     assert!(out.status.success(), "kubectl kustomize {dir}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn objects(yaml: &str) -> Vec<Value> {
+/// An install rendered as a user's own kustomization renders it: the overlay as a resource, the components under
+/// `components:` (kustomize wants both as relative paths).
+pub fn render_install(install: &Install) -> String {
+    if install.components.is_empty() {
+        return render(install.overlay);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let up = "../".repeat(dir.path().components().count() - 1);
+    let root = ROOT.trim_start_matches('/');
+    let mut text = format!("resources:\n  - {up}{root}/{}\ncomponents:\n", install.overlay);
+    for component in &install.components {
+        text.push_str(&format!("  - {up}{root}/k8s/components/{component}\n"));
+    }
+    std::fs::write(dir.path().join("kustomization.yaml"), text).unwrap();
+    kustomize(dir.path().to_str().unwrap())
+}
+
+/// Kinds without a namespace.
+const CLUSTER_SCOPED: &[&str] = &["Namespace", "ClusterRole", "ClusterRoleBinding"];
+
+/// The custom resources of the renders: the test API server has no CRDs for them, so they are checked against their
+/// projects' schemas instead ([`custom_resource_problems`]).
+pub const CUSTOM_KINDS: &[&str] = &["ServiceMonitor", "CiliumNetworkPolicy", "HTTPRoute"];
+
+pub fn objects(yaml: &str) -> Vec<Value> {
     serde_saphyr::from_multiple::<Value>(yaml).unwrap().into_iter().filter(|v| !v.is_null()).collect()
 }
 
@@ -45,7 +118,8 @@ fn rbac_problems(objects: &[Value]) -> Vec<String> {
                 rule[field].as_array().into_iter().flatten().filter_map(|v| v.as_str()).map(str::to_string).collect()
             };
             for verb in strings("verbs") {
-                if !["get", "list", "watch"].contains(&verb.as_str()) {
+                // kubechat reads each question's state afresh: it never watches.
+                if !["get", "list"].contains(&verb.as_str()) {
                     problems.push(format!("{name}: verb {verb}"));
                 }
             }
@@ -70,10 +144,14 @@ fn rbac_problems(objects: &[Value]) -> Vec<String> {
     problems
 }
 
+/// Every install of [`installs`], rendered.
+pub fn rendered() -> Vec<(Install, Vec<Value>)> {
+    installs().into_iter().map(|install| (install.clone(), objects(&render_install(&install)))).collect()
+}
+
 #[test]
 fn every_render_grants_reads_only() {
-    for dir in RENDERS {
-        let objects = objects(&render(dir));
+    for (dir, objects) in rendered() {
         let role = find(&objects, "ClusterRole", "kubechat-reader");
         assert!(!role["rules"].as_array().unwrap().is_empty());
         assert_eq!(rbac_problems(&objects), Vec::<String>::new(), "{dir}");
@@ -81,11 +159,11 @@ fn every_render_grants_reads_only() {
         assert_eq!(binding["subjects"][0]["name"], "kubechat");
         assert_eq!(binding["subjects"][0]["namespace"], "kubechat");
     }
-    // The check itself catches a write, a Secret and exec.
+    // The check itself catches a write, a watch, a Secret and exec.
     let bad: Vec<Value> = objects(
-        "kind: ClusterRole\nmetadata: {name: x}\nrules:\n- apiGroups: ['']\n  resources: [pods, secrets, pods/exec]\n  verbs: [get, create]\n",
+        "kind: ClusterRole\nmetadata: {name: x}\nrules:\n- apiGroups: ['']\n  resources: [pods, secrets, pods/exec]\n  verbs: [get, create, watch]\n",
     );
-    assert_eq!(rbac_problems(&bad).len(), 3, "{:?}", rbac_problems(&bad));
+    assert_eq!(rbac_problems(&bad).len(), 4, "{:?}", rbac_problems(&bad));
 }
 
 #[test]
@@ -111,8 +189,7 @@ fn the_prompts_configmap_is_the_prompts_directory_byte_for_byte() {
         .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
         .collect();
     prompts.sort();
-    for dir in RENDERS {
-        let objects = objects(&render(dir));
+    for (dir, objects) in rendered() {
         let configmap = find(&objects, "ConfigMap", "kubechat-prompts-");
         let data = configmap["data"].as_object().unwrap();
         let mut rendered: Vec<(String, String)> =
@@ -130,23 +207,27 @@ fn the_prompts_configmap_is_the_prompts_directory_byte_for_byte() {
 
 #[test]
 fn the_pods_are_locked_down_and_probed() {
-    for dir in RENDERS {
-        let objects = objects(&render(dir));
-        for deployment in objects.iter().filter(|o| o["kind"] == "Deployment") {
-            let name = deployment["metadata"]["name"].as_str().unwrap();
-            let pod = &deployment["spec"]["template"]["spec"];
-            assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{dir} {name}");
-            assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault", "{dir} {name}");
-            for container in pod["containers"].as_array().unwrap() {
+    for (dir, objects) in rendered() {
+        for workload in objects.iter().filter(|o| o["kind"] == "Deployment" || o["kind"] == "Job") {
+            let name = workload["metadata"]["name"].as_str().unwrap();
+            let pod = &workload["spec"]["template"]["spec"];
+            assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{dir}: {name}");
+            assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault", "{dir}: {name}");
+            let containers = pod["containers"].as_array().unwrap().iter();
+            for container in containers.chain(pod["initContainers"].as_array().into_iter().flatten()) {
                 let security = &container["securityContext"];
-                assert_eq!(security["readOnlyRootFilesystem"], true, "{dir} {name}");
-                assert_eq!(security["allowPrivilegeEscalation"], false, "{dir} {name}");
-                assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]), "{dir} {name}");
-                assert!(container["resources"]["requests"].is_object(), "{dir} {name}: resources");
-                assert!(container["readinessProbe"].is_object() && container["livenessProbe"].is_object());
+                assert_eq!(security["readOnlyRootFilesystem"], true, "{dir}: {name}");
+                assert_eq!(security["allowPrivilegeEscalation"], false, "{dir}: {name}");
+                assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]), "{dir}: {name}");
+                assert!(container["resources"]["requests"].is_object(), "{dir}: {name}: resources");
                 let image = container["image"].as_str().unwrap();
                 let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
-                assert!(!tag.is_empty() && tag != "latest" && !tag.contains('/'), "{dir} {name}: image {image}");
+                assert!(!tag.is_empty() && tag != "latest" && !tag.contains('/'), "{dir}: {name}: image {image}");
+            }
+            if workload["kind"] == "Deployment" {
+                for container in pod["containers"].as_array().unwrap() {
+                    assert!(container["readinessProbe"].is_object() && container["livenessProbe"].is_object());
+                }
             }
         }
         let kubechat = find(&objects, "Deployment", "kubechat");
@@ -155,20 +236,19 @@ fn the_pods_are_locked_down_and_probed() {
         assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
         assert_eq!(container["envFrom"][0]["secretRef"]["name"], "kubechat-secrets", "tokens come from a Secret");
         assert!(objects.iter().all(|o| o["kind"] != "Secret"), "{dir}: no Secret is committed");
-        let ollama = find(&objects, "Deployment", "ollama");
-        assert_eq!(ollama["spec"]["strategy"]["type"], "Recreate");
-        let service = find(&objects, "Service", "ollama");
-        assert_eq!(service["spec"]["ports"][0]["port"], 11434);
-        find(&objects, "PersistentVolumeClaim", "ollama-models");
-        find(&objects, "Job", "ollama-pull-model");
-        find(&objects, "NetworkPolicy", "kubechat");
+        if let Some(ollama) = objects.iter().find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "ollama") {
+            assert_eq!(ollama["spec"]["strategy"]["type"], "Recreate");
+            let service = find(&objects, "Service", "ollama");
+            assert_eq!(service["spec"]["ports"][0]["port"], 11434);
+            find(&objects, "PersistentVolumeClaim", "ollama-models");
+        }
         // The configuration loads, and validates with the variables the Secret would give.
         let config = find(&objects, "ConfigMap", "kubechat-config-");
         let temp = tempfile::tempdir().unwrap();
         let path = temp.path().join("kubechat.yaml");
         std::fs::write(&path, config["data"]["kubechat.yaml"].as_str().unwrap()).unwrap();
         let raw = kubechat::config::load(Some(&path), Vec::new()).unwrap();
-        let mut env = Vec::new();
+        let mut env = deployment_env(kubechat);
         if raw.slack.enabled {
             env.push(("KUBECHAT_SLACK_BOT_TOKEN".to_string(), "xoxb-test".to_string()));
             env.push(("KUBECHAT_SLACK_APP_TOKEN".to_string(), "xapp-test".to_string()));
@@ -177,6 +257,7 @@ fn the_pods_are_locked_down_and_probed() {
         if raw.matrix.enabled {
             env.push(("KUBECHAT_MATRIX_PASSWORD".to_string(), "password".to_string()));
         }
+        assert_eq!(kubechat::config::unknown_variables(env.clone()), Vec::<String>::new(), "{dir}");
         kubechat::config::load(Some(&path), env).unwrap().validate().unwrap_or_else(|e| panic!("{dir}: {e}"));
     }
     let http = objects(&render("k8s/overlays/slack-http"));
@@ -188,11 +269,94 @@ fn the_pods_are_locked_down_and_probed() {
         .map(|p| p["path"].as_str().unwrap())
         .collect();
     assert_eq!(paths, ["/slack/commands", "/slack/events", "/slack/interactivity"], "only Slack's endpoints");
-    let gpu = objects(&render("k8s/overlays/gpu"));
+    let gpu = objects(&render_install(&Install { overlay: "k8s/overlays/matrix", components: vec!["gpu"] }));
     assert_eq!(
         find(&gpu, "Deployment", "ollama")["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"],
         1
     );
+}
+
+/// The literal environment of a Deployment's first container, as (name, value) pairs.
+fn deployment_env(deployment: &Value) -> Vec<(String, String)> {
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_str()?.to_string())))
+        .collect()
+}
+
+/// The settings kubechat would run with in a render: its configuration file, under the Deployment's variables.
+fn settings_of(objects: &[Value]) -> kubechat::config::RawConfig {
+    let config = find(objects, "ConfigMap", "kubechat-config-");
+    let temp = tempfile::tempdir().unwrap();
+    let path = temp.path().join("kubechat.yaml");
+    std::fs::write(&path, config["data"]["kubechat.yaml"].as_str().unwrap()).unwrap();
+    kubechat::config::load(Some(&path), deployment_env(find(objects, "Deployment", "kubechat"))).unwrap()
+}
+
+#[test]
+fn every_namespaced_object_names_kubechats_namespace() {
+    // kustomize leaves an object without a namespace when nothing sets one, and kubectl then puts it in the context's
+    // namespace (usually default): every namespaced object of every install says kubechat.
+    let mut seen = 0;
+    for (dir, objects) in rendered() {
+        for object in &objects {
+            let kind = object["kind"].as_str().unwrap();
+            let name = object["metadata"]["name"].as_str().unwrap();
+            if CLUSTER_SCOPED.contains(&kind) {
+                assert!(object["metadata"].get("namespace").is_none(), "{dir}: {kind} {name} is cluster-wide");
+            } else {
+                assert_eq!(object["metadata"]["namespace"], "kubechat", "{dir}: {kind} {name}");
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 300, "{seen} namespaced objects");
+}
+
+#[test]
+fn the_model_kubechat_asks_for_is_the_one_pulled_and_reachable() {
+    for (dir, objects) in rendered() {
+        let llm = settings_of(&objects).llm;
+        let url = reqwest::Url::parse(&llm.url).unwrap();
+        let port = url.port_or_known_default().unwrap();
+        // The egress rule to the model server opens the URL's port.
+        let policy = find(&objects, "NetworkPolicy", "kubechat-model");
+        let ports: Vec<u64> = policy["spec"]["egress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|rule| rule["ports"].as_array().unwrap().iter().filter_map(|p| p["port"].as_u64()))
+            .collect();
+        assert!(
+            ports.contains(&u64::from(port)),
+            "{dir}: the model server is at {}, the policy opens {ports:?}",
+            llm.url
+        );
+        let pull = objects.iter().find(|o| o["kind"] == "Job");
+        let ollama = objects.iter().any(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "ollama");
+        if ollama {
+            assert_eq!(url.host_str(), Some("ollama.kubechat.svc"), "{dir}: kubechat asks the Ollama it deploys");
+        }
+        let Some(pull) = pull else {
+            assert!(
+                !ollama || dir.components.contains(&"airgapped"),
+                "{dir}: an Ollama with no pull Job is the air-gapped one"
+            );
+            continue;
+        };
+        // The pull Job pulls the model kubechat asks for, and is named after it.
+        let args = &pull["spec"]["template"]["spec"]["containers"][0]["args"];
+        assert_eq!(args, &serde_json::json!(["pull", llm.model]), "{dir}");
+        let expected: String = llm
+            .model
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '-' })
+            .collect();
+        assert_eq!(pull["metadata"]["name"], format!("ollama-pull-{expected}"), "{dir}");
+        assert!(pull["spec"].get("ttlSecondsAfterFinished").is_none(), "{dir}: a finished Job stays, in sync");
+    }
 }
 
 fn lint_bin() -> PathBuf {
@@ -219,21 +383,80 @@ fn run(program: &Path, args: &[&str], cwd: &str) -> (bool, String) {
 fn every_render_validates_against_the_kubernetes_schemas() {
     let validate = lint_bin().join("kubernetes-validate");
     let dir = tempfile::tempdir().unwrap();
-    // The monitoring overlay's ServiceMonitor is a CRD the validator has no schema for: it is checked below instead.
-    for render_dir in RENDERS.iter().chain(&["k8s/overlays/monitoring"]) {
-        let file = dir.path().join(format!("{}.yaml", render_dir.replace('/', "-")));
-        std::fs::write(&file, render(render_dir)).unwrap();
-        // The oldest version kubechat supports (k8s-openapi's v1_33) and the newest the validator knows.
-        for version in ["1.33.0", "1.37.0"] {
-            let (ok, output) = run(&validate, &["--strict", "--quiet", "-k", version, file.to_str().unwrap()], ROOT);
-            assert!(ok, "{render_dir} against Kubernetes {version}:\n{output}");
-        }
+    let mut files = Vec::new();
+    let mut custom = Vec::new();
+    for (i, (install, objects)) in rendered().into_iter().enumerate() {
+        // Custom resources are checked against their own projects' schemas below.
+        let (theirs, ours): (Vec<Value>, Vec<Value>) =
+            objects.into_iter().partition(|o| CUSTOM_KINDS.contains(&o["kind"].as_str().unwrap()));
+        custom.extend(theirs);
+        let file = dir.path().join(format!("{i}.yaml"));
+        let documents: Vec<String> = ours.iter().map(Value::to_string).collect();
+        std::fs::write(&file, format!("# {install}\n{}", documents.join("\n---\n"))).unwrap();
+        files.push(file.to_string_lossy().into_owned());
+    }
+    // The oldest version kubechat supports (k8s-openapi's v1_33) and the newest the validator knows.
+    for version in ["1.33.0", "1.37.0"] {
+        let mut args = vec!["--strict", "--quiet", "-k", version];
+        args.extend(files.iter().map(String::as_str));
+        let (ok, output) = run(&validate, &args, ROOT);
+        assert!(ok, "against Kubernetes {version}:\n{output}");
     }
     // The validator does reject a wrong manifest.
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replica: 1\n  selector: {}\n  template: {}\n").unwrap();
     let (ok, _) = run(&validate, &["--strict", "--quiet", "-k", "1.33.0", bad.to_str().unwrap()], ROOT);
     assert!(!ok, "kubernetes-validate accepted a misspelt field");
+
+    let kinds: std::collections::BTreeSet<&str> = custom.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.into_iter().collect::<Vec<_>>(), {
+        let mut all = CUSTOM_KINDS.to_vec();
+        all.sort();
+        all
+    });
+    assert_eq!(custom_resource_problems(&custom), Vec::<String>::new());
+}
+
+/// Problems with custom resources, by their projects' CRD schemas (scripts/validate-custom-resources.mjs).
+pub fn custom_resource_problems(objects: &[Value]) -> Vec<String> {
+    let models = std::env::var("KUBECHAT_CRD_MODELS").unwrap_or_else(|_| {
+        panic!("KUBECHAT_CRD_MODELS is not set: export KUBECHAT_CRD_MODELS=$(./scripts/lint-tools | sed -n 3p)")
+    });
+    let mut child = Command::new("node")
+        .args([&format!("{ROOT}/scripts/validate-custom-resources.mjs"), &models])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs (scripts/lint-tools needs it too)");
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(Value::Array(objects.to_vec()).to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let problems: Vec<String> = stdout.lines().filter(|l| !l.contains(": valid ")).map(str::to_string).collect();
+    assert_eq!(
+        out.status.success(),
+        problems.is_empty(),
+        "the validator's exit and its report disagree: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() || !problems.is_empty(),
+        "the validator failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    problems
+}
+
+#[test]
+fn the_custom_resource_check_catches_a_wrong_one() {
+    let wrong: Vec<Value> = objects(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: x, namespace: kubechat}\nspec:\n  endpointSelector: {}\n  egress:\n    - toEntities: [kube-apiservr]\n---\napiVersion: example.com/v1\nkind: Unknown\nmetadata: {name: y}\n",
+    );
+    let problems = custom_resource_problems(&wrong);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("toEntities"), "{problems:?}");
+    assert!(problems[1].contains("no schema for example.com/v1/Unknown"), "{problems:?}");
 }
 
 #[test]
@@ -244,7 +467,7 @@ fn the_dockerfile_and_the_workflows_lint_clean() {
         panic!("KUBECHAT_ACTIONLINT is not set: export KUBECHAT_ACTIONLINT=$(./scripts/lint-tools | sed -n 2p)")
     });
     let (ok, output) = run(&actionlint, &[], ROOT);
-    assert!(ok && output.contains("Checking 2 workflow file(s)"), "actionlint:\n{output}");
+    assert!(ok && output.contains("Checking 1 workflow file(s)"), "actionlint:\n{output}");
     // Every action is pinned by a full commit SHA.
     for entry in std::fs::read_dir(format!("{ROOT}/.github/workflows")).unwrap() {
         let path = entry.unwrap().path();
@@ -257,27 +480,155 @@ fn the_dockerfile_and_the_workflows_lint_clean() {
             assert!(sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit()), "{}: {line}", path.display());
         }
     }
-    let ci = std::fs::read_to_string(format!("{ROOT}/.github/workflows/ci.yml")).unwrap();
-    assert!(ci.contains("run: ./scripts/test"), "CI runs the README's test command");
-    let image = std::fs::read_to_string(format!("{ROOT}/.github/workflows/image.yml")).unwrap();
-    assert!(image.contains("platforms: linux/amd64,linux/arm64") && image.contains("GITHUB_SHA::7"));
+    assert_eq!(
+        workflow_problems(&std::fs::read_to_string(format!("{ROOT}/.github/workflows/ci.yml")).unwrap()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        dockerfile_problems(&std::fs::read_to_string(format!("{ROOT}/Dockerfile")).unwrap()),
+        Vec::<String>::new()
+    );
+}
+
+/// What the CI workflow must do: run the README's test command, and build an image only after the tests passed, only
+/// for a push to main that changed what the image is built from, under a lowercase name, for both architectures
+/// without emulation, cached, with SBOM and provenance attestations, signed with cosign by digest.
+fn workflow_problems(text: &str) -> Vec<String> {
+    let workflow: Value = serde_saphyr::from_str(text).unwrap();
+    let jobs = &workflow["jobs"];
+    let mut problems = Vec::new();
+    let mut check = |ok: bool, problem: &str| {
+        if !ok {
+            problems.push(problem.to_string());
+        }
+    };
+    let steps = |job: &str| -> Vec<Value> { jobs[job]["steps"].as_array().cloned().unwrap_or_default() };
+    check(steps("test").iter().any(|s| s["run"] == "./scripts/test"), "the test job runs ./scripts/test");
+    let image = &jobs["image"];
+    let needs: Vec<&str> = image["needs"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    check(needs.contains(&"test"), "the image job needs the test job (tests gate images)");
+    check(needs.contains(&"changes"), "the image job needs the paths filter (the changes job)");
+    check(
+        image["if"].as_str().is_some_and(|c| c.contains("needs.changes.outputs.image == 'true'")),
+        "the image job runs only when the paths filter says so",
+    );
+    let changes = &jobs["changes"];
+    check(
+        changes["if"].as_str().is_some_and(|c| c.contains("refs/heads/main") && c.contains("pull_request")),
+        "images are built for main, never for a pull request",
+    );
+    let filter = steps("changes").iter().filter_map(|s| s["run"].as_str()).collect::<String>();
+    let words: Vec<&str> = filter.split(|c: char| c.is_whitespace() || "()=\"".contains(c)).collect();
+    for path in ["Dockerfile", "Cargo.lock", "src", "prompts", "testdata/scenarios", "build.rs"] {
+        check(words.contains(&path), &format!("the paths filter watches {path}"));
+    }
+    check(!words.contains(&"docs"), "the paths filter ignores docs");
+    let image_steps = steps("image");
+    let runs: String = image_steps.iter().filter_map(|s| s["run"].as_str()).collect();
+    check(runs.contains("${REPOSITORY,,}"), "the repository is lowercased");
+    check(
+        !image_steps.iter().any(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("docker/setup-qemu-action"))),
+        "no emulation: the Dockerfile cross-compiles",
+    );
+    let build =
+        image_steps.iter().find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("docker/build-push-action")));
+    match build {
+        None => check(false, "the image is built with docker/build-push-action"),
+        Some(build) => {
+            let with = &build["with"];
+            check(with["platforms"] == "linux/amd64,linux/arm64", "both architectures");
+            check(
+                with["tags"].as_str().is_some_and(|t| t.contains("steps.name.outputs.repository")),
+                "tagged under the lowercased name",
+            );
+            check(with["sbom"] == true || with["sbom"] == "true", "an SBOM attestation");
+            check(with["provenance"].as_str().is_some_and(|p| p.starts_with("mode=max")), "a provenance attestation");
+            check(with["cache-from"].as_str().is_some_and(|c| c.starts_with("type=")), "a layer cache");
+            check(with["cache-to"].as_str().is_some_and(|c| c.contains("mode=max")), "the dependencies' layer cached");
+        }
+    }
+    check(
+        image_steps.iter().any(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("sigstore/cosign-installer"))),
+        "cosign is installed",
+    );
+    check(
+        runs.contains("cosign sign")
+            && image_steps.iter().any(|s| s["env"].to_string().contains("steps.build.outputs.digest")),
+        "the image is signed by digest",
+    );
+    problems
+}
+
+/// What the Dockerfile must do: every base image pinned by digest, on a supported Debian, the build on the build
+/// machine's own platform (cross-compiling, not emulated), the dependencies cooked in their own layer.
+fn dockerfile_problems(text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut stages = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("FROM ")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let image = words.iter().skip(1).find(|w| !w.starts_with("--")).unwrap();
+        if let Some(i) = words.iter().position(|w| w.eq_ignore_ascii_case("AS")) {
+            stages.push(words[i + 1].to_string());
+        }
+        if stages.iter().any(|s| s == image) && !image.contains('/') {
+            continue;
+        }
+        let digest = image.split_once("@sha256:").map(|(_, d)| d).unwrap_or("");
+        if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
+            problems.push(format!("{image} is not pinned by digest"));
+        }
+        if ["bookworm", "debian12", "bullseye", "debian11"].iter().any(|old| image.contains(old)) {
+            problems.push(format!("{image} is on a Debian release past its end of life or about to be"));
+        }
+    }
+    if !text.lines().any(|l| l.starts_with("FROM --platform=$BUILDPLATFORM ")) {
+        problems.push("the build runs on the build platform (no emulation)".to_string());
+    }
+    if !text.contains("cargo chef cook") {
+        problems.push("the dependencies are cooked in their own layer".to_string());
+    }
+    problems
+}
+
+#[test]
+fn the_workflow_and_dockerfile_checks_catch_what_they_look_for() {
+    let old_workflow = "on: push\njobs:\n  image:\n    steps:\n      - uses: docker/setup-qemu-action@x\n      - uses: docker/build-push-action@y\n        with:\n          platforms: linux/amd64,linux/arm64\n          tags: ${{ env.REPOSITORY }}:x\n          provenance: false\n";
+    let problems = workflow_problems(old_workflow);
+    for expected in [
+        "tests gate images",
+        "the repository is lowercased",
+        "no emulation",
+        "a provenance attestation",
+        "the image is signed by digest",
+        "the paths filter watches src",
+    ] {
+        assert!(problems.iter().any(|p| p.contains(expected)), "{expected}: {problems:?}");
+    }
+    let old_dockerfile = "FROM docker.io/library/rust:1.95-bookworm AS build\nRUN cargo build\nFROM gcr.io/distroless/cc-debian12:nonroot\nCOPY --from=build /x /y\n";
+    let problems = dockerfile_problems(old_dockerfile);
+    assert_eq!(problems.len(), 6, "{problems:?}");
 }
 
 #[test]
 fn argo_cd_syncs_automatically_and_the_image_updater_writes_back_to_git() {
     let argocd = objects(&render("argocd"));
     let application = find(&argocd, "Application", "kubechat");
+    assert_eq!(custom_resource_problems(std::slice::from_ref(application)), Vec::<String>::new());
     let automated = &application["spec"]["syncPolicy"]["automated"];
     assert_eq!((automated["prune"].as_bool(), automated["selfHeal"].as_bool()), (Some(true), Some(true)));
     let path = application["spec"]["source"]["path"].as_str().unwrap();
-    assert!(RENDERS.contains(&path), "the Application deploys {path}, which is not a checked render");
+    assert!(OVERLAYS.contains(&path), "the Application deploys {path}, which is not a checked overlay");
     let updater = find(&argocd, "ImageUpdater", "kubechat");
+    assert_eq!(image_updater_problems(updater), Vec::<String>::new());
     let image = &updater["spec"]["applicationRefs"][0]["images"][0];
     assert_eq!(image["commonUpdateSettings"]["allowTags"], "regexp:^[0-9a-f]{7}$");
     assert_eq!(image["commonUpdateSettings"]["updateStrategy"], "newest-build");
     let write_back = &updater["spec"]["writeBackConfig"];
     assert_eq!(write_back["method"], "git");
     assert_eq!(write_back["gitConfig"]["writeBackTarget"], format!("kustomization:/{path}"));
+    // Only signed images are deployed.
+    let key = &updater["spec"]["imagesVerification"]["cosignKey"];
+    assert_eq!((key["secretName"].as_str(), key["key"].as_str()), (Some("kubechat-cosign-pubkey"), Some("cosign.pub")));
     // The image the updater tracks is the one the render deploys.
     let render = objects(&render(path));
     let deployed =
@@ -285,10 +636,60 @@ fn argo_cd_syncs_automatically_and_the_image_updater_writes_back_to_git() {
     assert!(deployed.starts_with(&format!("{}:", image["imageName"].as_str().unwrap())), "{deployed}");
 }
 
+/// The ImageUpdater resource against the fields of Image Updater v1.3.0's CRD (the first with signature
+/// verification): nothing it does not know, and no `spec.namespace`, which 1.2.0 removed (1.0.0-1.0.2 and 1.1.0
+/// required it; docs/install.md names the versions that work).
+fn image_updater_problems(updater: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut only = |value: &Value, at: &str, known: &[&str]| {
+        for key in value.as_object().into_iter().flat_map(|o| o.keys()) {
+            if !known.contains(&key.as_str()) {
+                problems.push(format!("{at}.{key} is not a field of ImageUpdater v1.3.0"));
+            }
+        }
+    };
+    let spec = &updater["spec"];
+    only(spec, "spec", &["applicationRefs", "commonUpdateSettings", "imagesVerification", "writeBackConfig"]);
+    let settings = ["allowTags", "forceUpdate", "ignoreTags", "platforms", "pullSecret", "updateStrategy"];
+    let verification = ["cosignKey", "enabled"];
+    only(&spec["imagesVerification"], "spec.imagesVerification", &verification);
+    only(&spec["writeBackConfig"], "spec.writeBackConfig", &["gitConfig", "method"]);
+    only(
+        &spec["writeBackConfig"]["gitConfig"],
+        "spec.writeBackConfig.gitConfig",
+        &["branch", "pullRequest", "repository", "writeBackTarget"],
+    );
+    for reference in spec["applicationRefs"].as_array().into_iter().flatten() {
+        let at = "spec.applicationRefs[]";
+        only(
+            reference,
+            at,
+            &[
+                "commonUpdateSettings",
+                "images",
+                "imagesVerification",
+                "labelSelectors",
+                "namePattern",
+                "useAnnotations",
+                "writeBackConfig",
+            ],
+        );
+        for image in reference["images"].as_array().into_iter().flatten() {
+            let at = "spec.applicationRefs[].images[]";
+            only(image, at, &["alias", "commonUpdateSettings", "imageName", "imagesVerification", "manifestTargets"]);
+            only(&image["commonUpdateSettings"], &format!("{at}.commonUpdateSettings"), &settings);
+        }
+    }
+    problems
+}
+
 #[test]
 fn the_service_monitor_scrapes_the_metrics_port() {
-    let objects = objects(&render("k8s/overlays/monitoring"));
+    let install = Install { overlay: "k8s/overlays/slack-socket", components: vec!["monitoring"] };
+    let objects = objects(&render_install(&install));
     let monitor = find(&objects, "ServiceMonitor", "kubechat");
+    // kube-prometheus-stack's Prometheus selects ServiceMonitors by their release label.
+    assert_eq!(monitor["metadata"]["labels"]["release"], "kube-prometheus-stack");
     let service = find(&objects, "Service", "kubechat");
     let labels = service["metadata"]["labels"].as_object().unwrap();
     for (key, value) in monitor["spec"]["selector"]["matchLabels"].as_object().unwrap() {
@@ -303,6 +704,62 @@ fn the_service_monitor_scrapes_the_metrics_port() {
     assert!(config["data"]["kubechat.yaml"].as_str().unwrap().contains("listen: 0.0.0.0:9090"));
     let policy = find(&objects, "NetworkPolicy", "kubechat");
     assert!(policy["spec"]["ingress"].to_string().contains("9090"), "Prometheus may reach the port");
+}
+
+#[test]
+fn the_cilium_component_replaces_the_broad_policies() {
+    for overlay in OVERLAYS {
+        let plain = objects(&render(overlay));
+        let cilium = objects(&render_install(&Install { overlay, components: vec!["cilium"] }));
+        let names = |objects: &[Value], kind: &str| -> Vec<String> {
+            objects
+                .iter()
+                .filter(|o| o["kind"] == kind)
+                .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert!(names(&plain, "NetworkPolicy").contains(&"kubechat-apiserver".to_string()), "{overlay}");
+        let left = names(&cilium, "NetworkPolicy");
+        assert!(!left.iter().any(|n| n == "kubechat-apiserver" || n == "kubechat-chat"), "{overlay}: {left:?}");
+        assert!(left.contains(&"kubechat".to_string()) && left.contains(&"kubechat-model".to_string()), "{overlay}");
+        // No NetworkPolicy left opens 443 to any address.
+        for policy in cilium
+            .iter()
+            .filter(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["name"].as_str().unwrap().starts_with("kubechat"))
+        {
+            assert!(!policy["spec"]["egress"].to_string().contains("0.0.0.0/0"), "{overlay}: {policy}");
+        }
+        let apiserver = find(&cilium, "CiliumNetworkPolicy", "kubechat-apiserver");
+        assert_eq!(apiserver["spec"]["egress"][0]["toEntities"], serde_json::json!(["kube-apiserver"]));
+        let chat = find(&cilium, "CiliumNetworkPolicy", "kubechat-chat").to_string();
+        assert!(chat.contains("*.slack.com") && chat.contains("\"dns\""), "{overlay}: {chat}");
+    }
+}
+
+#[test]
+fn the_web_chat_alone_reaches_no_internet() {
+    // Without a chat platform kubechat needs no way out beyond the API server: no rule of its own opens 443 beyond
+    // the API server's policy.
+    let objects = objects(&render("k8s"));
+    let open: Vec<&str> = objects
+        .iter()
+        .filter(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["name"] != "kubechat-apiserver")
+        .filter(|o| o["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "kubechat")
+        .filter(|o| o["spec"]["egress"].to_string().contains("0.0.0.0/0"))
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(open, Vec::<&str>::new());
+    for overlay in &OVERLAYS[1..] {
+        let objects = objects_of(overlay);
+        assert!(
+            objects.iter().any(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["name"] == "kubechat-chat"),
+            "{overlay}"
+        );
+    }
+}
+
+fn objects_of(dir: &str) -> Vec<Value> {
+    objects(&render(dir))
 }
 
 #[test]
@@ -330,4 +787,170 @@ fn every_scenario_object_validates_against_the_kubernetes_schemas() {
     args.extend(files.iter().map(String::as_str));
     let (ok, output) = run(&validate, &args, ROOT);
     assert!(ok, "scenario objects that a 1.33 API server would refuse:\n{output}");
+}
+
+/// The text of everything a user reads to install kubechat: the docs, the README and the manifests' comments.
+fn install_texts() -> Vec<(String, String)> {
+    let mut texts = Vec::new();
+    let mut paths: Vec<PathBuf> =
+        std::fs::read_dir(format!("{ROOT}/docs")).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.push(PathBuf::from(format!("{ROOT}/README.md")));
+    fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                yaml_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                out.push(path);
+            }
+        }
+    }
+    yaml_files(Path::new(&format!("{ROOT}/k8s")), &mut paths);
+    yaml_files(Path::new(&format!("{ROOT}/argocd")), &mut paths);
+    for path in paths {
+        let text = std::fs::read_to_string(&path).unwrap();
+        texts.push((path.strip_prefix(ROOT).unwrap().display().to_string(), text));
+    }
+    texts
+}
+
+/// `kubectl [-n NS] create secret|configmap TYPE? NAME --from-literal=KEY=… --from-file=KEY=…` commands in a text
+/// (continued lines joined, comment markers dropped): (what, namespace, name, keys).
+fn create_commands(text: &str) -> Vec<(String, String, String, Vec<String>)> {
+    let joined = text.replace("\\\n", " ").replace("\n#", " ").replace("\n  #", " ");
+    let mut commands = Vec::new();
+    for line in joined.lines() {
+        let Some(at) = line.find("kubectl ") else { continue };
+        let words: Vec<&str> = line[at..].split_whitespace().collect();
+        let Some(create) = words.iter().position(|w| *w == "create") else { continue };
+        let Some(&what) = words.get(create + 1) else { continue };
+        if what != "secret" && what != "configmap" {
+            continue;
+        }
+        let mut rest = &words[create + 2..];
+        if what == "secret" && rest.first().is_some_and(|w| ["generic", "docker-registry", "tls"].contains(w)) {
+            rest = &rest[1..];
+        }
+        let name = rest.first().unwrap_or(&"").trim_matches(['`', '"']).to_string();
+        let namespace = words
+            .iter()
+            .position(|w| *w == "-n" || *w == "--namespace")
+            .and_then(|i| words.get(i + 1))
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        let keys = words
+            .iter()
+            .filter_map(|w| w.strip_prefix("--from-literal=").or_else(|| w.strip_prefix("--from-file=")))
+            .map(|kv| kv.split('=').next().unwrap().trim_matches(['"', '\'']).to_string())
+            .collect();
+        commands.push((what.to_string(), namespace, name, keys));
+    }
+    commands
+}
+
+#[test]
+fn what_the_docs_tell_you_to_create_or_set_is_what_kubechat_reads() {
+    // What the manifests read: Secrets by name (the Deployment's environment, the pods' pull secret, the Ingress's
+    // certificate), in kubechat's namespace; and in Argo CD's, what the ImageUpdater names.
+    let mut read: std::collections::BTreeSet<(String, String)> = std::collections::BTreeSet::new();
+    for (_, objects) in rendered() {
+        for object in &objects {
+            let text = object.to_string();
+            for key in ["secretName"] {
+                for found in text.split(&format!("\"{key}\":\"")).skip(1) {
+                    read.insert(("kubechat".into(), found.split('"').next().unwrap().to_string()));
+                }
+            }
+            let pod = &object["spec"]["template"]["spec"];
+            for from in pod["containers"][0]["envFrom"].as_array().into_iter().flatten() {
+                read.insert(("kubechat".into(), from["secretRef"]["name"].as_str().unwrap_or_default().to_string()));
+            }
+            for secret in pod["imagePullSecrets"].as_array().into_iter().flatten() {
+                read.insert(("kubechat".into(), secret["name"].as_str().unwrap().to_string()));
+            }
+        }
+    }
+    let updater_text = std::fs::read_to_string(format!("{ROOT}/argocd/image-updater.yaml")).unwrap();
+    let argocd = objects(&render("argocd"));
+    let updater = find(&argocd, "ImageUpdater", "kubechat");
+    let cosign = &updater["spec"]["imagesVerification"]["cosignKey"];
+    read.insert(("argocd".into(), cosign["secretName"].as_str().unwrap().to_string()));
+    // The private-image pull secret is a commented line the docs tell you to uncomment.
+    for found in updater_text.split("pullsecret:argocd/").skip(1) {
+        read.insert(("argocd".into(), found.split_whitespace().next().unwrap().to_string()));
+    }
+
+    let mut created = 0;
+    for (file, text) in install_texts() {
+        for (what, namespace, name, keys) in create_commands(&text) {
+            created += 1;
+            assert_eq!(
+                what, "secret",
+                "{file}: kubechat reads no ConfigMap you create ({name}): its own come from Git"
+            );
+            let namespace = if namespace.is_empty() { "kubechat".to_string() } else { namespace };
+            assert!(
+                read.contains(&(namespace.clone(), name.clone())),
+                "{file}: the docs create the Secret {name} in {namespace}, which nothing reads; read: {read:?}"
+            );
+            if name == "kubechat-secrets" {
+                for key in &keys {
+                    assert!(
+                        kubechat::config::unknown_variables([(key.clone(), String::new())]).is_empty()
+                            && key.starts_with("KUBECHAT_"),
+                        "{file}: {key} in kubechat-secrets is no variable kubechat reads"
+                    );
+                }
+            }
+            if name == cosign["secretName"] {
+                assert_eq!(keys, [cosign["key"].as_str().unwrap()], "{file}: the public key's file name in the Secret");
+            }
+        }
+        // Every KUBECHAT_ variable the text names is one kubechat reads.
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("KUBECHAT_") && word != "KUBECHAT_" && word != "KUBECHAT_A_B" {
+                assert!(
+                    kubechat::config::unknown_variables([(word.to_string(), String::new())]).is_empty(),
+                    "{file} names {word}, which kubechat does not read"
+                );
+            }
+        }
+        // Every kubechat configuration snippet loads: no setting in it is unknown.
+        if file.ends_with(".md") {
+            for block in text.split("```yaml\n").skip(1).map(|b| b.split("```").next().unwrap()) {
+                let indent = block
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| l.len() - l.trim_start().len())
+                    .min()
+                    .unwrap_or(0);
+                let block: String = block.lines().map(|l| format!("{}\n", l.get(indent..).unwrap_or(""))).collect();
+                let first = block.lines().next().unwrap_or("");
+                let someone_elses = first.starts_with("# ") && !first.contains("kubechat.yaml");
+                if someone_elses || block.contains("apiVersion:") {
+                    continue;
+                }
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("kubechat.yaml");
+                std::fs::write(&path, &block).unwrap();
+                if let Err(e) = kubechat::config::load(Some(&path), Vec::new()) {
+                    panic!("{file}: a configuration snippet does not load: {e}\n{block}");
+                }
+            }
+        }
+    }
+    assert!(created >= 6, "the docs' Secrets are found ({created})");
+
+    // The check finds what it looks for.
+    let sample = "kubectl -n kubechat create secret generic kubechat-slack \\\n  --from-literal=KUBECHAT_SLACK_BOT_TOKEN=xoxb-… \\\n  --from-literal=\"KUBECHAT_HTTP_TOKENS=[a:b]\"";
+    assert_eq!(
+        create_commands(sample),
+        [(
+            "secret".to_string(),
+            "kubechat".to_string(),
+            "kubechat-slack".to_string(),
+            vec!["KUBECHAT_SLACK_BOT_TOKEN".to_string(), "KUBECHAT_HTTP_TOKENS".to_string()]
+        )]
+    );
+    assert!(!read.contains(&("kubechat".to_string(), "kubechat-slack".to_string())));
 }
