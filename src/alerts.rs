@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
@@ -373,6 +373,11 @@ async fn webhook(State(alerts): State<Arc<Alerts>>, headers: HeaderMap, body: ax
         )
             .into_response();
     }
+    if alerts.app.drain.is_closing() {
+        // A 5xx, which Alertmanager retries: the retry reaches a replica that is not shutting down.
+        let body = axum::Json(json!({"error": crate::drain::RESTARTING}));
+        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "5")], body).into_response();
+    }
     let body: Bytes = match axum::body::to_bytes(body, WEBHOOK_LIMIT).await {
         Ok(body) => body,
         Err(_) => {
@@ -426,11 +431,19 @@ async fn webhook(State(alerts): State<Arc<Alerts>>, headers: HeaderMap, body: ax
             continue;
         }
         accepted += 1;
-        // Alertmanager waits for the answer and retries on failure: acknowledge now, diagnose in the background.
-        let (alerts, receiver) = (alerts.clone(), receiver.clone());
-        tokio::spawn(async move {
-            alerts.handle(&receiver, &alert).await;
-        });
+        // Alertmanager waits for the answer and retries on failure: acknowledge now, diagnose in the background, as
+        // an answer a shutdown waits for. One interrupted is not lost: Alertmanager notifies again at its
+        // repeat_interval while the alert fires, and the next kubechat diagnoses it then.
+        let (name, fingerprint) = (alert.name(), alert.fingerprint.clone());
+        let (alerts_task, receiver) = (alerts.clone(), receiver.clone());
+        alerts.app.drain.spawn(
+            async move {
+                alerts_task.handle(&receiver, &alert).await;
+            },
+            move || async move {
+                tracing::warn!(alert = %name, %fingerprint, "shut down before the alert's diagnosis was posted");
+            },
+        );
     }
     // A refusal is final: a 4xx, which Alertmanager does not retry, when every alert was refused.
     let status = if accepted == 0 && !refused.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };

@@ -100,7 +100,7 @@ impl App {
             in_flight: crate::service::InFlight::new(config.in_flight),
             audit,
         };
-        let state = AppState::new(cluster, prompts, llm, config.limits.clone(), namespace, policy);
+        let state = AppState::new(cluster, prompts, llm, config.limits.clone(), namespace, policy, config.drain);
         let http = Http { core: state.clone(), auth: config.http_auth.clone(), cors_origins: config.cors_origins };
         let mut router = server::router(http);
         let metrics = match config.metrics {
@@ -172,7 +172,9 @@ impl App {
     }
 
     /// Serves the HTTP API on `listener`, `/metrics` on its own port, Slack's Socket Mode and Matrix's sync, until
-    /// `shutdown` resolves; requests in flight finish first, then the background front-ends stop.
+    /// `shutdown` resolves; then drains ([`crate::drain`]): `/readyz` turns 503, no new question is taken, Socket
+    /// Mode and Matrix stop receiving, and the answers in flight finish (or, past `drain_seconds`, their askers are
+    /// told to ask again) before the server and the background front-ends stop.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -194,7 +196,12 @@ impl App {
         if let Some(matrix) = &self.matrix {
             background.push(KillOnDrop(tokio::spawn(matrix.clone().run())));
         }
-        let served = server::serve(listener, self.router, shutdown).await;
+        let state = self.state.clone();
+        let drained = async move {
+            shutdown.await;
+            state.drain.drain().await;
+        };
+        let served = server::serve(listener, self.router, drained).await;
         drop(background);
         served
     }
@@ -229,7 +236,7 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {},
         _ = terminate => {},
     }
-    eprintln!("shutting down: finishing the requests in flight");
+    eprintln!("shutting down: taking no new questions, finishing the answers in flight");
 }
 
 /// Stops a background task when dropped.

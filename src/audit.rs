@@ -64,6 +64,8 @@ pub enum Outcome {
     /// The asker left before the answer (an HTTP client that hung up).
     #[default]
     Abandoned,
+    /// kubechat shut down before the answer was finished (past `drain_seconds`); the asker was told to ask again.
+    Interrupted,
 }
 
 impl Outcome {
@@ -78,6 +80,7 @@ impl Outcome {
             Outcome::Unauthenticated => "unauthenticated",
             Outcome::Error => "error",
             Outcome::Abandoned => "abandoned",
+            Outcome::Interrupted => "interrupted",
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub api_timeout_seconds: u64,
     pub prompts: PathBuf,
     pub prompts_reload_seconds: u64,
+    /// On SIGTERM, how long the answers in flight may take to finish (docs/configuration.md).
+    pub drain_seconds: u64,
     pub llm: RawLlm,
     pub reader: RawReader,
     pub slack: RawSlack,
@@ -176,6 +178,7 @@ impl Default for RawConfig {
             api_timeout_seconds: 10,
             prompts: "/etc/kubechat/prompts".into(),
             prompts_reload_seconds: 5,
+            drain_seconds: 120,
             llm: RawLlm::default(),
             reader: RawReader::default(),
             slack: RawSlack::default(),
@@ -233,6 +236,8 @@ pub struct Config {
     pub cluster: Source,
     pub prompts: PromptSource,
     pub prompts_reload: Duration,
+    /// On shutdown, how long answers in flight may take to finish before their askers are told to ask again.
+    pub drain: Duration,
     pub llm: LlmConfig,
     pub limits: Limits,
     /// Set when `slack.enabled`.
@@ -273,6 +278,7 @@ impl Config {
             cluster: Source::Demo,
             prompts,
             prompts_reload: Duration::from_secs(5),
+            drain: Duration::from_secs(RawConfig::default().drain_seconds),
             llm,
             limits: Limits::default(),
             slack: None,
@@ -434,6 +440,7 @@ impl RawConfig {
             ("llm.timeout_seconds", self.llm.timeout_seconds),
             ("api_timeout_seconds", self.api_timeout_seconds),
             ("prompts_reload_seconds", self.prompts_reload_seconds),
+            ("drain_seconds", self.drain_seconds),
             ("reader.log_pods", self.reader.log_pods as u64),
             ("reader.tail_lines", self.reader.tail_lines.max(0) as u64),
             ("reader.limit_bytes", self.reader.limit_bytes.max(0) as u64),
@@ -558,6 +565,7 @@ impl RawConfig {
             },
             prompts: PromptSource::Dir(self.prompts),
             prompts_reload: Duration::from_secs(self.prompts_reload_seconds),
+            drain: Duration::from_secs(self.drain_seconds),
             llm,
             limits,
         })

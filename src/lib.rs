@@ -21,7 +21,8 @@
 //!   and [`tokens`] (the budgeted text the model reads), [`report`], [`prompt`] (files under `prompts/`),
 //!   [`commands`] (suggested kubectl commands, labelled), and [`answer`] (prompt, model, fallback).
 //! - **Wiring**: [`config`] (the settings, validated; each front-end validates its own section) and [`app`] (the one
-//!   composition root that `main`, the tests and the benchmarks use). [`secret`] keeps credentials from printing.
+//!   composition root that `main`, the tests and the benchmarks use), [`drain`] (shutting down without losing an
+//!   answer). [`secret`] keeps credentials from printing.
 
 pub mod access;
 pub mod alerts;
@@ -35,6 +36,7 @@ pub mod commands;
 pub mod config;
 pub mod context;
 pub mod cron;
+pub mod drain;
 pub mod dump;
 pub mod facts;
 pub mod findings;

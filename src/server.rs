@@ -272,6 +272,12 @@ async fn respond(
     };
     let asker = Asker { platform: Platform::Http, place: None, user };
     let mut ticket = state.ticket(&asker, intent, &request_id);
+    if state.drain.is_closing() {
+        ticket.fail(Outcome::Busy, "shutting down".into());
+        let mut response = error(StatusCode::SERVICE_UNAVAILABLE, crate::drain::RESTARTING, &request_id);
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    }
     let body: AskBody = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(e) => {
@@ -320,43 +326,55 @@ async fn respond(
     let streaming =
         headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
     if !streaming {
+        // An answer in flight, which a shutdown waits for.
+        let _answering = state.drain.token();
         return match ticket.answer(&request, |_| {}, |_| {}).await {
             Ok(answer) => with_request_id(Json(answer).into_response(), &request_id),
             Err(e) => serve_error(e, &request_id),
         };
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    tokio::spawn(async move {
-        let token_tx = tx.clone();
-        let queue_tx = tx.clone();
-        let answering = ticket.answer(
-            &request,
-            move |token| {
-                let _ = token_tx.send(Event::default().event("token").data(token));
-            },
-            move |position| {
-                let _ = queue_tx.send(Event::default().event("queued").data(position.to_string()));
-            },
-        );
-        // A client that goes away stops its answer, so the model's slot frees up for the next in line.
-        let result = tokio::select! {
-            result = answering => result,
-            () = tx.closed() => {
-                tracing::info!(request_id = %request.id, "the client left; answer abandoned");
-                ticket.fail(Outcome::Abandoned, "the client left".into());
-                return;
-            }
-        };
-        let event = match result {
-            Ok(answer) => {
-                Event::default().event("answer").json_data(&answer).unwrap_or_else(|_| Event::default().event("error"))
-            }
-            Err(e) => Event::default()
-                .event("error")
-                .data(json!({"error": e.to_string(), "request_id": request.id}).to_string()),
-        };
-        let _ = tx.send(event);
-    });
+    let note = tx.clone();
+    let request_id_note = request_id.clone();
+    let interrupted = move || async move {
+        let body = json!({"error": crate::drain::INTERRUPTED, "request_id": request_id_note});
+        let _ = note.send(Event::default().event("error").data(body.to_string()));
+    };
+    state.drain.spawn(
+        async move {
+            let token_tx = tx.clone();
+            let queue_tx = tx.clone();
+            let answering = ticket.answer(
+                &request,
+                move |token| {
+                    let _ = token_tx.send(Event::default().event("token").data(token));
+                },
+                move |position| {
+                    let _ = queue_tx.send(Event::default().event("queued").data(position.to_string()));
+                },
+            );
+            // A client that goes away stops its answer, so the model's slot frees up for the next in line.
+            let result = tokio::select! {
+                result = answering => result,
+                () = tx.closed() => {
+                    tracing::info!(request_id = %request.id, "the client left; answer abandoned");
+                    ticket.fail(Outcome::Abandoned, "the client left".into());
+                    return;
+                }
+            };
+            let event = match result {
+                Ok(answer) => Event::default()
+                    .event("answer")
+                    .json_data(&answer)
+                    .unwrap_or_else(|_| Event::default().event("error")),
+                Err(e) => Event::default()
+                    .event("error")
+                    .data(json!({"error": e.to_string(), "request_id": request.id}).to_string()),
+            };
+            let _ = tx.send(event);
+        },
+        interrupted,
+    );
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|event| (Ok::<_, std::convert::Infallible>(event), rx))
     });
@@ -380,6 +398,11 @@ fn serve_error(failure: ServeError, request_id: &str) -> Response {
 }
 
 async fn readyz(State(http): State<Arc<Http>>) -> Response {
+    // Shutting down: out of the Service at once, while the answers in flight finish.
+    if http.core.drain.is_closing() {
+        let body = json!({"status": "shutting down", "reason": crate::drain::RESTARTING});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     match http.core.ready().await {
         Ok(prompts) => Json(json!({"status": "ready", "prompts": prompts})).into_response(),
         Err(reason) => {
@@ -405,6 +428,8 @@ async fn models(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
 pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Connections open at once; past it, new ones are closed at once, so slow clients cannot hold every socket.
 pub const MAX_CONNECTIONS: usize = 512;
+/// How long open connections may take to finish once the server stops.
+pub const CLOSE_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves `app` (the [`router`], with the Slack routes when Slack runs in HTTP mode) until `shutdown` resolves;
 /// requests in flight finish first. Each connection has [`HEADER_TIMEOUT`] to send each request's headers, and at
@@ -461,8 +486,11 @@ pub async fn serve(
             drop(place);
         });
     }
-    // Stop taking requests on open connections; wait for those in flight.
+    // Stop taking requests on open connections; wait for those in flight (the answers among them have had the
+    // drain's time already: what is left is brief, or a client that does not let go).
     let _ = closing.send(true);
-    let _ = places.acquire_many(MAX_CONNECTIONS as u32).await;
+    if tokio::time::timeout(CLOSE_TIME, places.acquire_many(MAX_CONNECTIONS as u32)).await.is_err() {
+        tracing::warn!("connections still open {} s after shutdown; closing them", CLOSE_TIME.as_secs());
+    }
     Ok(())
 }

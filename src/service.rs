@@ -14,6 +14,7 @@ use crate::access::{Access, Asker, Buckets, Platform, Refusal};
 use crate::answer::{self, Answer, BudgetError};
 use crate::audit::{AuditLog, Latency, Outcome, Record};
 use crate::cluster::{Cluster, Limits, ReadError};
+use crate::drain::Drain;
 use crate::facts::{Cause, Facts};
 use crate::llm::Llm;
 use crate::metrics::Metrics;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub default_namespace: String,
     pub policy: Policy,
     pub metrics: Metrics,
+    /// Shutting down without losing answers.
+    pub drain: Drain,
     ready: Mutex<Option<(Instant, Result<(), String>)>>,
     requests: AtomicU64,
     /// Places for namespace reads (`limits.reads`).
@@ -142,6 +145,7 @@ impl AppState {
         limits: Limits,
         default_namespace: String,
         policy: Policy,
+        drain: Duration,
     ) -> Arc<AppState> {
         let reads = tokio::sync::Semaphore::new(limits.reads.max(1));
         let reader = Reader::new(limits.reads.max(1));
@@ -153,6 +157,7 @@ impl AppState {
             default_namespace,
             policy,
             metrics: Metrics::new(),
+            drain: Drain::new(drain),
             ready: Mutex::new(None),
             requests: AtomicU64::new(0),
             reads,
@@ -391,6 +396,10 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        // Dropped unfinished because kubechat shut down, not because the asker left.
+        if self.record.outcome == Outcome::Abandoned && self.state.drain.is_expired() {
+            self.record.outcome = Outcome::Interrupted;
+        }
         if self.in_flight {
             self.state.policy.in_flight.leave();
         }

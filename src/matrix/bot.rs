@@ -120,6 +120,8 @@ struct Job {
     namespace: Option<String>,
     object: Option<String>,
     question: String,
+    /// Where the answer is going, for a note if shutdown interrupts it.
+    placed: Placed,
 }
 
 /// Frees the room's place when a job ends, however it ends.
@@ -210,7 +212,15 @@ impl Matrix {
         }
         let mut backoff = Duration::from_secs(1);
         loop {
-            match self.client.sync_once(SyncSettings::default().timeout(SYNC_TIMEOUT)).await {
+            // On shutdown, stop receiving: the answers in flight still send (sending needs no sync).
+            let synced = tokio::select! {
+                synced = self.client.sync_once(SyncSettings::default().timeout(SYNC_TIMEOUT)) => synced,
+                () = self.app.drain.closed() => {
+                    tracing::info!("stopped syncing with the homeserver: shutting down");
+                    return;
+                }
+            };
+            match synced {
                 Ok(_) => backoff = Duration::from_secs(1),
                 Err(e) => {
                     tracing::warn!("Matrix sync failed ({e}); retrying in {}s", backoff.as_secs());
@@ -251,7 +261,7 @@ impl Matrix {
         }
     }
 
-    async fn handle(self: Arc<Self>, event: OriginalSyncRoomMessageEvent, room: Room) {
+    async fn handle(self: Arc<Self>, event: OriginalSyncRoomMessageEvent, room: Room, placed: Placed) {
         if room.state() != RoomState::Joined || event.sender == self.own || event.origin_server_ts < self.started {
             return;
         }
@@ -312,6 +322,13 @@ impl Matrix {
             let _ = self.send(&room, content).await;
             return;
         }
+        *placed.lock().expect("not poisoned") = Some(Place {
+            room: room.clone(),
+            root: root.clone(),
+            asked: event.event_id.clone(),
+            request_id: request_id.clone(),
+            placeholder: None,
+        });
         let job = Job {
             request_id,
             admitted: None,
@@ -323,6 +340,7 @@ impl Matrix {
             namespace,
             object,
             question,
+            placed,
         };
         let span = tracing::info_span!("request", platform = "matrix", request_id = %job.request_id, room = %job.room.room_id(), user = %event.sender);
         async move {
@@ -383,7 +401,12 @@ impl Matrix {
             Intent::Ask => format!("Looking into {namespace}…"),
         };
         let placeholder = match self.send(&job.room, in_thread(render::progress(&title), &job.root, &job.asked)).await {
-            Ok(id) => id,
+            Ok(id) => {
+                if let Some(place) = job.placed.lock().expect("not poisoned").as_mut() {
+                    place.placeholder = Some(id.clone());
+                }
+                id
+            }
             Err(e) => {
                 tracing::error!("cannot send to the room: {e}");
                 ticket.fail(Outcome::Error, format!("cannot send to the room: {e}"));
@@ -476,9 +499,23 @@ impl Matrix {
             object: None,
             question: String::new(),
             admitted: Some((ticket, scope)),
+            placed: Placed::default(),
         };
         self.answer(job).await;
         Some(root)
+    }
+
+    /// Tells the asker that kubechat shut down before their answer was finished: the "Diagnosing…" notice becomes the
+    /// note, or, before there was one, the note is sent in the thread.
+    async fn interrupted(&self, place: Place) {
+        let note = render::failure(crate::drain::INTERRUPTED, &place.request_id);
+        let content = match &place.placeholder {
+            Some(placeholder) => replacement(placeholder, note),
+            None => in_thread(note, &place.root, &place.asked),
+        };
+        if let Err(e) = self.send(&place.room, content).await {
+            tracing::warn!(request_id = %place.request_id, "cannot tell the asker their answer was interrupted: {e}");
+        }
     }
 
     /// A short notice in a thread (an alert resolved).
@@ -627,5 +664,24 @@ async fn on_invite(event: StrippedRoomMemberEvent, room: Room, Ctx(matrix): Ctx<
 }
 
 async fn on_message(event: OriginalSyncRoomMessageEvent, room: Room, Ctx(matrix): Ctx<Arc<Matrix>>) {
-    tokio::spawn(matrix.handle(event, room));
+    let placed = Placed::default();
+    let (note, slot) = (matrix.clone(), placed.clone());
+    matrix.app.drain.spawn(matrix.clone().handle(event, room, placed), move || async move {
+        let placed = slot.lock().expect("not poisoned").take();
+        if let Some(placed) = placed {
+            note.interrupted(placed).await;
+        }
+    });
+}
+
+/// Where an answer is going, once kubechat took the question: an interrupted answer's note goes there.
+type Placed = Arc<Mutex<Option<Place>>>;
+
+struct Place {
+    room: Room,
+    root: OwnedEventId,
+    asked: OwnedEventId,
+    request_id: String,
+    /// The "Diagnosing…" notice, once sent: the note replaces it.
+    placeholder: Option<OwnedEventId>,
 }

@@ -72,6 +72,10 @@ async fn events(State(slack): State<Arc<Slack>>, headers: HeaderMap, body: Bytes
     match delivery["type"].as_str() {
         Some("url_verification") => axum::Json(json!({"challenge": delivery["challenge"]})).into_response(),
         Some("event_callback") => {
+            if slack.app.drain.is_closing() {
+                // Not acknowledged: Slack delivers it again, to a replica that is not shutting down.
+                return (StatusCode::SERVICE_UNAVAILABLE, crate::drain::RESTARTING).into_response();
+            }
             if let Some(retry) = headers.get("x-slack-retry-num").and_then(|v| v.to_str().ok()) {
                 let reason = headers.get("x-slack-retry-reason").and_then(|v| v.to_str().ok()).unwrap_or("?");
                 tracing::info!(retry, reason, "Slack redelivered an event");

@@ -135,9 +135,12 @@ struct Job {
     /// The message that asked, left out of the thread's history.
     asked_ts: Option<String>,
     response_url: Option<String>,
+    /// Where the answer is being written, once it is: an interrupted answer's note goes there.
+    placed: Arc<Mutex<Option<Target>>>,
 }
 
 /// Where the answer is being written.
+#[derive(Clone)]
 enum Target {
     /// The placeholder message `ts`, in the thread `thread`.
     Message { ts: String, thread: String },
@@ -200,6 +203,9 @@ impl Slack {
     /// A slash command: returns the ephemeral acknowledgement at once and answers in the background.
     pub fn command(self: &Arc<Self>, command: SlashCommand) -> Value {
         let request_id = self.app.request_id();
+        if self.app.drain.is_closing() {
+            return ephemeral(&format!("{} (request {request_id})", crate::drain::RESTARTING));
+        }
         let name = if command.command == self.config.ask_command {
             "/ask"
         } else if command.command == self.config.diagnose_command {
@@ -249,6 +255,7 @@ impl Slack {
             thread: None,
             asked_ts: None,
             response_url: Some(command.response_url).filter(|u| !u.is_empty()),
+            placed: Default::default(),
         };
         self.spawn(job);
         ephemeral(&format!("{doing} {shown}…"))
@@ -325,20 +332,55 @@ impl Slack {
             thread: Some(thread),
             asked_ts: Some(asked_ts),
             response_url: None,
+            placed: Default::default(),
         };
         self.spawn(job);
     }
 
+    /// Answers `job` in the background, as an answer the drain waits for; one interrupted by shutdown ends with a
+    /// note where the answer was going.
     fn spawn(self: &Arc<Self>, job: Job) {
         let span = tracing::info_span!("request", platform = "slack", request_id = %job.request_id, intent = ?job.intent, channel = %job.channel, user = %job.user);
         let this = self.clone();
-        tokio::spawn(
+        let (placed, channel, thread) = (job.placed.clone(), job.channel.clone(), job.thread.clone());
+        let (response_url, request_id) = (job.response_url.clone(), job.request_id.clone());
+        let note = self.clone();
+        self.app.drain.spawn(
             async move {
                 let _pending = Pending(&this.pending);
                 this.run(job).await;
             }
             .instrument(span),
+            move || async move {
+                let placed = placed.lock().expect("not poisoned").clone();
+                note.interrupted(&channel, placed, thread.as_deref(), response_url.as_deref(), &request_id).await;
+            },
         );
+    }
+
+    /// Tells the asker that kubechat shut down before their answer was finished: in the placeholder when there is
+    /// one, else in the thread, else through the slash command's response URL.
+    async fn interrupted(
+        &self,
+        channel: &str,
+        placed: Option<Target>,
+        thread: Option<&str>,
+        response_url: Option<&str>,
+        request_id: &str,
+    ) {
+        let message = blocks::failure(crate::drain::INTERRUPTED, request_id);
+        let result = match (placed, thread) {
+            (Some(Target::Message { ts, .. }), _) => self.api.update(channel, &ts, &message).await,
+            (Some(Target::ResponseUrl(url)), _) => self.api.respond(&url, &message, false).await,
+            (None, Some(thread)) => self.api.post_message(channel, Some(thread), &message).await.map(drop),
+            (None, None) => match response_url {
+                Some(url) => self.api.respond(url, &message, false).await,
+                None => Ok(()),
+            },
+        };
+        if let Err(e) = result {
+            tracing::warn!(request_id, "cannot tell the asker their answer was interrupted: {e}");
+        }
     }
 
     /// Diagnoses what an Alertmanager alert names, in the thread of the alert's own message in `channel` when it is
@@ -369,6 +411,7 @@ impl Slack {
             thread,
             asked_ts: None,
             response_url: None,
+            placed: Default::default(),
         };
         self.run(job).await
     }
@@ -502,6 +545,7 @@ impl Slack {
                     }
                 },
             };
+        *job.placed.lock().expect("not poisoned") = Some(target.clone());
         if let Target::Message { thread, .. } = &target {
             self.answered.lock().expect("not poisoned").put(format!("{}/{thread}", job.channel), scope.clone());
         }

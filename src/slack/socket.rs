@@ -1,7 +1,8 @@
 //! Slack's Socket Mode: kubechat opens the WebSocket (`apps.connections.open` with the app-level token), so no public
 //! ingress is needed. Each envelope is acknowledged at once (a slash command's ack carries its ephemeral reply) and
 //! handed to the same handlers as HTTP mode. A `disconnect` (Slack refreshes connections every few hours) reconnects at
-//! once; a failure reconnects with exponential backoff.
+//! once; a failure reconnects with exponential backoff. On shutdown the connection is closed before any answer in
+//! flight is finished: an envelope not acknowledged yet goes to another connection of the app.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 enum Ended {
     /// Slack asked for a new connection.
     Refresh,
+    /// kubechat is shutting down: it takes no more envelopes.
+    Closing,
     /// The connection failed or closed without notice.
     Failed(String),
 }
@@ -30,6 +33,10 @@ pub async fn run(slack: Arc<Slack>) {
     loop {
         match connect_once(&slack, &mut backoff).await {
             Ended::Refresh => continue,
+            Ended::Closing => {
+                tracing::info!("Socket Mode connection closed: shutting down");
+                return;
+            }
             Ended::Failed(why) => {
                 tracing::warn!("Socket Mode connection lost ({why}); reconnecting in {}s", backoff.as_secs_f32());
                 tokio::time::sleep(backoff).await;
@@ -48,7 +55,15 @@ async fn connect_once(slack: &Arc<Slack>, backoff: &mut Duration) -> Ended {
         Ok(connected) => connected,
         Err(e) => return Ended::Failed(format!("cannot open the WebSocket: {e}")),
     };
-    while let Some(frame) = socket.next().await {
+    loop {
+        let frame = tokio::select! {
+            frame = socket.next() => frame,
+            () = slack.app.drain.closed() => {
+                let _ = socket.close(None).await;
+                return Ended::Closing;
+            }
+        };
+        let Some(frame) = frame else { break };
         let text = match frame {
             Ok(Frame::Text(text)) => text,
             Ok(Frame::Close(close)) => {

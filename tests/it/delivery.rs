@@ -258,6 +258,11 @@ fn the_pods_are_locked_down_and_probed() {
             env.push(("KUBECHAT_MATRIX_PASSWORD".to_string(), "password".to_string()));
         }
         assert_eq!(kubechat::config::unknown_variables(env.clone()), Vec::<String>::new(), "{dir}");
+        // The pod's grace period covers the drain, the interrupted answers' notes and the connections' close.
+        let grace = kubechat["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
+        let drain = kubechat::config::load(Some(&path), env.clone()).unwrap().drain_seconds;
+        let closing = kubechat::drain::NOTE_TIME + kubechat::server::CLOSE_TIME;
+        assert!(grace >= drain + closing.as_secs(), "{dir}: a grace period of {grace} s cuts the drain of {drain} s");
         kubechat::config::load(Some(&path), env).unwrap().validate().unwrap_or_else(|e| panic!("{dir}: {e}"));
     }
     let http = objects(&render("k8s/overlays/slack-http"));

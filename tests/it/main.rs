@@ -4,6 +4,7 @@ mod apiserver;
 mod cli;
 mod common;
 mod delivery;
+mod drain;
 mod dumps;
 mod fake_slack;
 mod faults;

@@ -184,7 +184,7 @@ fn mention(bot: &OwnedUserId, text: &str) -> RoomMessageEventContent {
 struct Bot {
     id: OwnedUserId,
     model: Recorded,
-    _app: TestApp,
+    app: TestApp,
     _replay: Option<kubechat::replay::Server>,
     _store: tempfile::TempDir,
 }
@@ -228,7 +228,7 @@ async fn start_bot_on(
     config.matrix = Some(matrix);
     policy(&mut config);
     let app = spawn_app(config).await;
-    Bot { id: "@kubechat:localhost".try_into().unwrap(), model, _app: app, _replay: None, _store: store }
+    Bot { id: "@kubechat:localhost".try_into().unwrap(), model, app, _replay: None, _store: store }
 }
 
 fn answer_to(seen: &Seen, placeholder: &OwnedEventId) -> bool {
@@ -456,4 +456,61 @@ async fn commands_with_names_that_are_not_names_are_refused_in_the_thread_and_ne
         .await;
     assert!(answer.notice().unwrap().0.contains("CrashLoopBackOff"), "{:?}", answer.notice());
     assert!(!asked(&api).iter().any(|p| p.contains(SECRET)), "secret-project was read");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_mid_answer_finishes_it_takes_no_new_question_and_notes_what_it_cannot_finish() {
+    let synapse = Synapse::start().await;
+    let alice = User::new(&synapse, "alice").await;
+    let bot_id: OwnedUserId = synapse.register("kubechat", "kubechat-password").try_into().unwrap();
+    let ops = alice.room("ops", false, &[&bot_id]).await;
+
+    // The answer streams over about 5 × 700 ms: still running when the shutdown comes.
+    let mut bot =
+        start_bot(&synapse, Duration::from_millis(700), |c| c.allowed_rooms = vec!["#ops:localhost".into()]).await;
+    alice.wait_for_membership(ops.room_id(), &bot.id, "join").await;
+    let asked = alice.say(&ops, mention(&bot.id, "kubechat: diagnose crashloop")).await;
+    let placeholder = alice
+        .wait_for("the placeholder", |s| s.sender == bot.id && s.thread().is_some_and(|t| t.event_id == asked))
+        .await;
+    bot.app.shut_down();
+    let answer = alice.wait_for("the answer, whole", |s| answer_to(s, &placeholder.event_id)).await;
+    assert!(answer.notice().unwrap().0.contains("The pod keeps crashing"), "{:?}", answer.notice());
+    tokio::time::timeout(WAIT, &mut bot.app.task)
+        .await
+        .expect("kubechat stops once the answer is posted")
+        .unwrap()
+        .unwrap();
+    // Stopped: a question now is left for the next kubechat.
+    let later = alice.say(&ops, mention(&bot.id, "kubechat: diagnose oom")).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let answered_later = alice.seen.lock().unwrap().iter().any(|s| s.thread().is_some_and(|t| t.event_id == later));
+    assert!(!answered_later, "a question after the shutdown was taken");
+    assert_eq!(bot.model.requests.lock().unwrap().len(), 1);
+    drop(bot);
+
+    // Past the drain timeout, the notice becomes a note to ask again.
+    let replay = serve(scenarios(), &[]).await;
+    let mut slow = start_bot_on(
+        &synapse,
+        &replay.url(),
+        Duration::from_secs(3),
+        |c| c.allowed_rooms = vec!["#ops:localhost".into()],
+        |config| config.drain = Duration::from_secs(1),
+    )
+    .await;
+    let asked = alice.say(&ops, mention(&slow.id, "kubechat: diagnose crashloop")).await;
+    let placeholder = alice
+        .wait_for("the second placeholder", |s| s.sender == slow.id && s.thread().is_some_and(|t| t.event_id == asked))
+        .await;
+    slow.app.shut_down();
+    let note = alice
+        .wait_for("the note", |s| {
+            s.edits() == Some(&placeholder.event_id)
+                && s.notice()
+                    .is_some_and(|(b, _)| b.contains("kubechat restarted before it finished this answer; ask again"))
+        })
+        .await;
+    assert!(!note.notice().unwrap().0.contains("Diagnosis of namespace"), "{:?}", note.notice());
+    tokio::time::timeout(Duration::from_secs(15), &mut slow.app.task).await.expect("kubechat stops").unwrap().unwrap();
 }

@@ -21,7 +21,7 @@ const VECTOR_SIGNATURE: &str = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10b
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A model answer that streams over about `5 × pause`.
-fn answer_stream() -> String {
+pub fn answer_stream() -> String {
     let lines = [
         "The pod is failing; the events and logs in the context show why.\\n",
         "Look at the events first:\\n",
