@@ -189,12 +189,14 @@ impl App {
                 }
             })));
         }
+        // The front-ends that receive questions; on shutdown each stops receiving by itself.
+        let mut receiving = Vec::new();
         if let (true, Some(slack)) = (self.socket_mode, &self.slack) {
-            background.push(KillOnDrop(tokio::spawn(slack::socket::run(slack.clone()))));
+            receiving.push(KillOnDrop(tokio::spawn(slack::socket::run(slack.clone()))));
         }
         #[cfg(feature = "matrix")]
         if let Some(matrix) = &self.matrix {
-            background.push(KillOnDrop(tokio::spawn(matrix.clone().run())));
+            receiving.push(KillOnDrop(tokio::spawn(matrix.clone().run())));
         }
         let state = self.state.clone();
         let drained = async move {
@@ -202,6 +204,13 @@ impl App {
             state.drain.drain().await;
         };
         let served = server::serve(listener, self.router, drained).await;
+        // Let them finish stopping (closing the WebSocket, noting in the Matrix store where to resume) before the
+        // process exits.
+        for mut task in receiving {
+            if tokio::time::timeout(STOP_TIME, &mut task.0).await.is_err() {
+                tracing::warn!("a front-end did not stop within {} s", STOP_TIME.as_secs());
+            }
+        }
         drop(background);
         served
     }
@@ -238,6 +247,9 @@ pub async fn shutdown_signal() {
     }
     eprintln!("shutting down: taking no new questions, finishing the answers in flight");
 }
+
+/// How long a front-end may take to stop receiving once the answers are drained.
+const STOP_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Stops a background task when dropped.
 struct KillOnDrop(tokio::task::JoinHandle<()>);

@@ -26,6 +26,7 @@ use matrix_sdk::ruma::events::room::message::{
 use matrix_sdk::ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, TransactionId, UserId};
 use matrix_sdk::store::RoomLoadSettings;
 use matrix_sdk::{Client, Room, RoomState, SessionMeta, SessionTokens};
+use matrix_sdk_store_encryption::StoreCipher;
 use tracing::Instrument as _;
 
 use super::config::MatrixConfig;
@@ -93,6 +94,87 @@ struct ThreadState {
     turns: Vec<Turn>,
 }
 
+/// A thread's memory as the store keeps it (in the state store's custom values, which matrix-sdk does not encrypt:
+/// kubechat encrypts it itself with a cipher of its own, kept in the store under the store passphrase, when one is
+/// set), so that a reply in a thread answered before a restart still continues it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredThread {
+    namespace: String,
+    object: Option<String>,
+    /// (question, answer), oldest first.
+    turns: Vec<(String, String)>,
+}
+
+impl StoredThread {
+    fn of(state: &ThreadState) -> StoredThread {
+        StoredThread {
+            namespace: state.scope.namespace().to_string(),
+            object: state.scope.object().map(ToString::to_string),
+            turns: state.turns.iter().map(|t| (t.question.clone(), t.answer.clone())).collect(),
+        }
+    }
+
+    /// Back to a thread's state; names are checked again, as anything read from outside is.
+    fn state(self) -> Option<ThreadState> {
+        let scope = Scope::parse(&self.namespace, self.object.as_deref()).ok()?;
+        let turns = self.turns.into_iter().map(|(question, answer)| Turn { question, answer }).collect();
+        Some(ThreadState { scope, turns })
+    }
+}
+
+/// The store key of when a kubechat on this store stopped syncing on shutdown (milliseconds since the epoch).
+const STOPPED_KEY: &[u8] = b"kubechat.stopped";
+/// A stop older than this is not resumed from: after a long outage the backlog is skipped, as on a first start.
+const RESUME_WITHIN: Duration = Duration::from_secs(15 * 60);
+/// Questions this long before the stop are taken too: they may have been in the long poll the stop cut short (the
+/// sync token keeps any the previous kubechat saw from coming again).
+const RESUME_OVERLAP: Duration = SYNC_TIMEOUT;
+
+/// When the previous kubechat on this store stopped, if it stopped gracefully within [`RESUME_WITHIN`]; the note is
+/// taken, so a crash later does not resume from it.
+async fn resumed(client: &Client) -> Option<MilliSecondsSinceUnixEpoch> {
+    let store = client.state_store();
+    let stopped = store.remove_custom_value(STOPPED_KEY).await.ok()??;
+    let stopped: u64 = String::from_utf8(stopped).ok()?.parse().ok()?;
+    let now: u64 = MilliSecondsSinceUnixEpoch::now().get().into();
+    let ago = Duration::from_millis(now.saturating_sub(stopped));
+    if ago > RESUME_WITHIN {
+        return None;
+    }
+    let from = stopped.saturating_sub(RESUME_OVERLAP.as_millis() as u64);
+    Some(MilliSecondsSinceUnixEpoch(matrix_sdk::ruma::UInt::new(from)?))
+}
+
+/// The store key of kubechat's own cipher, exported under the store passphrase.
+const CIPHER_KEY: &[u8] = b"kubechat.cipher";
+
+/// kubechat's cipher for what it keeps in the store: none without a store passphrase; else the one in the store, or a
+/// new one, saved there.
+async fn store_cipher(client: &Client, passphrase: &str) -> Result<Option<StoreCipher>, StartError> {
+    if passphrase.is_empty() {
+        return Ok(None);
+    }
+    let store = client.state_store();
+    let saved = store.get_custom_value(CIPHER_KEY).await.context("cannot read the store")?;
+    let cipher = match saved {
+        Some(saved) => StoreCipher::import(passphrase, &saved)
+            .context("cannot open kubechat's data in the Matrix store: the store passphrase differs from its own")?,
+        None => {
+            let cipher = StoreCipher::new().context("cannot make a cipher for the Matrix store")?;
+            let exported = cipher.export(passphrase).context("cannot save the cipher")?;
+            store.set_custom_value_no_read(CIPHER_KEY, exported).await.context("cannot write the store")?;
+            cipher
+        }
+    };
+    Ok(Some(cipher))
+}
+
+/// The store key of the list of remembered threads (newest last), and of one thread's memory.
+const THREADS_KEY: &[u8] = b"kubechat.threads";
+fn thread_store_key(key: &str) -> Vec<u8> {
+    format!("kubechat.thread/{key}").into_bytes()
+}
+
 pub struct Matrix {
     config: MatrixConfig,
     pub client: Client,
@@ -102,6 +184,10 @@ pub struct Matrix {
     name: String,
     busy: Mutex<HashMap<OwnedRoomId, usize>>,
     threads: Mutex<Recent<ThreadState>>,
+    /// Held while the stored list of threads is rewritten.
+    stored_threads: tokio::sync::Mutex<()>,
+    /// Encrypts the threads' memory in the store (with a store passphrase).
+    cipher: Option<StoreCipher>,
     /// Messages sent before this are the backlog, never answered (a room joined later shows its recent history too).
     started: MilliSecondsSinceUnixEpoch,
 }
@@ -173,18 +259,29 @@ impl Matrix {
             let session = client.matrix_auth().session().context("the login gave no session")?;
             save_session(&session_file, &session)?;
         }
+        let cipher = store_cipher(&client, config.store_passphrase.expose()).await?;
         let own = client.user_id().context("no user after login")?.to_owned();
         let name = match client.account().get_display_name().await {
             Ok(Some(name)) => name,
             _ => own.localpart().to_string(),
         };
         tracing::info!(user = %own, device = ?client.device_id(), "logged in to Matrix");
-        // Skip the backlog: this sync runs before any handler is added.
-        client
-            .sync_once(SyncSettings::default().timeout(Duration::ZERO))
-            .await
-            .context("the first sync with the homeserver failed")?;
-        let started = MilliSecondsSinceUnixEpoch::now();
+        let started = match resumed(&client).await {
+            // The previous kubechat on this store shut down gracefully moments ago: the questions asked since (its
+            // drain and this start) are answered, none twice (the store's sync token starts after what it saw).
+            Some(stopped) => {
+                tracing::info!("resuming where the previous kubechat stopped: questions asked meanwhile are answered");
+                stopped
+            }
+            None => {
+                // Skip the backlog: this sync runs before any handler is added.
+                client
+                    .sync_once(SyncSettings::default().timeout(Duration::ZERO))
+                    .await
+                    .context("the first sync with the homeserver failed")?;
+                MilliSecondsSinceUnixEpoch::now()
+            }
+        };
         let matrix = Arc::new(Matrix {
             started,
             config,
@@ -194,6 +291,8 @@ impl Matrix {
             name,
             busy: Mutex::new(HashMap::new()),
             threads: Mutex::new(Recent::new(THREADS)),
+            stored_threads: tokio::sync::Mutex::new(()),
+            cipher,
         });
         Ok(matrix)
     }
@@ -217,6 +316,11 @@ impl Matrix {
                 synced = self.client.sync_once(SyncSettings::default().timeout(SYNC_TIMEOUT)) => synced,
                 () = self.app.drain.closed() => {
                     tracing::info!("stopped syncing with the homeserver: shutting down");
+                    // The next kubechat on this store answers what is asked from now on.
+                    let now = MilliSecondsSinceUnixEpoch::now().get().to_string().into_bytes();
+                    if let Err(e) = self.client.state_store().set_custom_value_no_read(STOPPED_KEY, now).await {
+                        tracing::warn!("cannot note the stop in the store; questions asked during the restart will be missed: {e}");
+                    }
                     return;
                 }
             };
@@ -273,13 +377,10 @@ impl Matrix {
             _ => None,
         };
         let body = text.body.trim();
-        let follow_up = thread_root.as_ref().is_some_and(|root| {
-            self.threads
-                .lock()
-                .expect("not poisoned")
-                .get(&thread_key(room.room_id().as_str(), root.as_str()))
-                .is_some()
-        });
+        let follow_up = match &thread_root {
+            Some(root) => self.thread(&thread_key(room.room_id().as_str(), root.as_str())).await.is_some(),
+            None => false,
+        };
         let mentions = event.content.mentions.as_ref().map(|m| m.user_ids.contains(&self.own));
         let bot = matrix_text::Bot { user_id: self.own.as_str(), name: &self.name };
         let Some(routed) = matrix_text::read(&bot, body, mentions, follow_up) else { return };
@@ -354,7 +455,7 @@ impl Matrix {
     async fn answer(&self, mut job: Job) {
         let started = Instant::now();
         let key = thread_key(job.room.room_id().as_str(), job.root.as_str());
-        let remembered = self.threads.lock().expect("not poisoned").get(&key).map(|(_, state)| state.clone());
+        let remembered = self.thread(&key).await;
         let (mut ticket, scope) = match job.admitted.take() {
             Some(admitted) => admitted,
             None => {
@@ -436,7 +537,7 @@ impl Matrix {
                 turns.drain(..turns.len() - TURNS);
             }
             let state = ThreadState { scope: request.scope, turns };
-            self.threads.lock().expect("not poisoned").put(key, state);
+            self.remember(key, state).await;
             tracing::info!(
                 took_ms = started.elapsed().as_millis() as u64,
                 degraded = answer.degraded.is_some(),
@@ -503,6 +604,63 @@ impl Matrix {
         };
         self.answer(job).await;
         Some(root)
+    }
+
+    /// What kubechat remembers of a thread: in memory, else in the store (a thread answered before a restart).
+    async fn thread(&self, key: &str) -> Option<ThreadState> {
+        if let Some((_, state)) = self.threads.lock().expect("not poisoned").get(key) {
+            return Some(state.clone());
+        }
+        let stored = match self.client.state_store().get_custom_value(&thread_store_key(key)).await {
+            Ok(stored) => stored?,
+            Err(e) => {
+                tracing::warn!("cannot read a thread's memory from the store: {e}");
+                return None;
+            }
+        };
+        let stored: StoredThread = match &self.cipher {
+            Some(cipher) => cipher.decrypt_value(&stored).ok()?,
+            None => serde_json::from_slice(&stored).ok()?,
+        };
+        let state = stored.state()?;
+        self.threads.lock().expect("not poisoned").put(key.to_string(), state.clone());
+        Some(state)
+    }
+
+    /// Remembers a thread's scope and turns, in memory and in the store; the store keeps the newest [`THREADS`].
+    async fn remember(&self, key: String, state: ThreadState) {
+        let thread = StoredThread::of(&state);
+        let stored = match &self.cipher {
+            Some(cipher) => match cipher.encrypt_value(&thread) {
+                Ok(encrypted) => encrypted,
+                Err(e) => {
+                    tracing::warn!("cannot encrypt a thread's memory; a restart forgets it: {e}");
+                    self.threads.lock().expect("not poisoned").put(key, state);
+                    return;
+                }
+            },
+            None => serde_json::to_vec(&thread).expect("a thread's memory serializes"),
+        };
+        self.threads.lock().expect("not poisoned").put(key.clone(), state);
+        let store = self.client.state_store();
+        let _writing = self.stored_threads.lock().await;
+        let result = async {
+            store.set_custom_value_no_read(&thread_store_key(&key), stored).await?;
+            let listed = store.get_custom_value(THREADS_KEY).await?;
+            let mut keys: Vec<String> = listed.and_then(|l| serde_json::from_slice(&l).ok()).unwrap_or_default();
+            keys.retain(|k| *k != key);
+            keys.push(key.clone());
+            let dropped: Vec<String> = keys.drain(..keys.len().saturating_sub(THREADS)).collect();
+            for old in &dropped {
+                store.remove_custom_value(&thread_store_key(old)).await?;
+            }
+            let listed = serde_json::to_vec(&keys).expect("keys serialize");
+            store.set_custom_value_no_read(THREADS_KEY, listed).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!("cannot keep a thread's memory in the store; a restart forgets it: {e}");
+        }
     }
 
     /// Tells the asker that kubechat shut down before their answer was finished: the "Diagnosing…" notice becomes the

@@ -186,7 +186,7 @@ struct Bot {
     model: Recorded,
     app: TestApp,
     _replay: Option<kubechat::replay::Server>,
-    _store: tempfile::TempDir,
+    _store: Option<tempfile::TempDir>,
 }
 
 fn bot_config(synapse: &Synapse, store: &std::path::Path) -> MatrixConfig {
@@ -220,15 +220,29 @@ async fn start_bot_on(
     adjust: impl FnOnce(&mut MatrixConfig),
     policy: impl FnOnce(&mut kubechat::config::Config),
 ) -> Bot {
-    let model = recorded_slowly("text/event-stream", answer_stream(), pause).await;
     let store = tempfile::tempdir().unwrap();
-    let mut matrix = bot_config(synapse, store.path());
+    let mut bot = start_bot_in(synapse, cluster, pause, adjust, policy, store.path()).await;
+    bot._store = Some(store);
+    bot
+}
+
+/// The same, with its store (session, crypto, thread memory) in `store`.
+async fn start_bot_in(
+    synapse: &Synapse,
+    cluster: &str,
+    pause: Duration,
+    adjust: impl FnOnce(&mut MatrixConfig),
+    policy: impl FnOnce(&mut kubechat::config::Config),
+    store: &std::path::Path,
+) -> Bot {
+    let model = recorded_slowly("text/event-stream", answer_stream(), pause).await;
+    let mut matrix = bot_config(synapse, store);
     adjust(&mut matrix);
     let mut config = config(cluster, &model.url, "healthy");
     config.matrix = Some(matrix);
     policy(&mut config);
     let app = spawn_app(config).await;
-    Bot { id: "@kubechat:localhost".try_into().unwrap(), model, app, _replay: None, _store: store }
+    Bot { id: "@kubechat:localhost".try_into().unwrap(), model, app, _replay: None, _store: None }
 }
 
 fn answer_to(seen: &Seen, placeholder: &OwnedEventId) -> bool {
@@ -513,4 +527,69 @@ async fn a_shutdown_mid_answer_finishes_it_takes_no_new_question_and_notes_what_
         .await;
     assert!(!note.notice().unwrap().0.contains("Diagnosis of namespace"), "{:?}", note.notice());
     tokio::time::timeout(Duration::from_secs(15), &mut slow.app.task).await.expect("kubechat stops").unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_answered_before_a_restart_continues_after_it() {
+    let synapse = Synapse::start().await;
+    let alice = User::new(&synapse, "alice").await;
+    let bot_id: OwnedUserId = synapse.register("kubechat", "kubechat-password").try_into().unwrap();
+    let ops = alice.room("ops", false, &[&bot_id]).await;
+    let replay = serve(scenarios(), &[]).await;
+    let store = tempfile::tempdir().unwrap();
+    let ops_only = |c: &mut MatrixConfig| c.allowed_rooms = vec!["#ops:localhost".into()];
+    let mut first =
+        start_bot_in(&synapse, &replay.url(), Duration::from_millis(5), ops_only, |_| {}, store.path()).await;
+    alice.wait_for_membership(ops.room_id(), &first.id, "join").await;
+    let asked = alice.say(&ops, mention(&first.id, "kubechat: diagnose crashloop")).await;
+    let placeholder = alice
+        .wait_for("the placeholder", |s| s.sender == first.id && s.thread().is_some_and(|t| t.event_id == asked))
+        .await;
+    let answer = alice.wait_for("the answer", |s| answer_to(s, &placeholder.event_id)).await;
+    first.app.shut_down();
+    tokio::time::timeout(WAIT, &mut first.app.task).await.expect("the first kubechat stops").unwrap().unwrap();
+    drop(first);
+    // The thread's memory is in the store, encrypted: "(a diagnosis)", the question kubechat records for a bare
+    // diagnose and never sends anywhere, is in no file of the store.
+    for entry in std::fs::read_dir(store.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(13).any(|w| w == b"(a diagnosis)"),
+                "{} holds a thread in the clear",
+                path.display()
+            );
+        }
+    }
+    // Asked while no kubechat runs (between the old pod's exit and the new one's start).
+    let in_the_gap = alice.say(&ops, mention(&bot_id, "kubechat: diagnose oom")).await;
+
+    // A new kubechat on the same store (a rollout) answers the question asked in the gap, once.
+    let second = start_bot_in(&synapse, &replay.url(), Duration::from_millis(5), ops_only, |_| {}, store.path()).await;
+    let gap_placeholder = alice
+        .wait_for("the gap question's placeholder", |s| {
+            s.sender == second.id && s.thread().is_some_and(|t| t.event_id == in_the_gap)
+        })
+        .await;
+    alice.wait_for("the gap question's answer", |s| answer_to(s, &gap_placeholder.event_id)).await;
+    // A reply in the thread answered before the restart, with no mention, is a follow-up.
+    let mut follow = RoomMessageEventContent::text_plain("what do the logs say?");
+    follow.relates_to = Some(Relation::Thread(Thread::plain(asked.clone(), answer.event_id.clone())));
+    follow.mentions = Some(Mentions::new());
+    alice.say(&ops, follow).await;
+    let second_placeholder = alice
+        .wait_for("the follow-up's placeholder", |s| {
+            s.sender == second.id
+                && s.event_id != placeholder.event_id
+                && s.edits().is_none()
+                && s.thread().is_some_and(|t| t.event_id == asked)
+        })
+        .await;
+    alice.wait_for("the follow-up's answer", |s| answer_to(s, &second_placeholder.event_id)).await;
+    let requests = second.model.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "the gap question and the follow-up, once each");
+    let sent = requests[1]["messages"].to_string();
+    assert!(sent.contains("Earlier in this conversation") && sent.contains("The pod keeps crashing"), "{sent}");
+    assert!(sent.contains("what do the logs say?"), "{sent}");
 }
