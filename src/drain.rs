@@ -1,12 +1,12 @@
 //! Shutting down without losing answers. On SIGTERM (a rollout, a drained node) kubechat stops taking questions
 //! (`/readyz` turns 503, new questions are refused with "restarting", Socket Mode and Matrix stop receiving), finishes
-//! every answer in flight, and exits; an answer that cannot finish within `shutdown.drain_seconds` gets a short note
+//! every answer in flight, and exits; an answer that cannot finish within `drain_seconds` gets a short note
 //! where its answer would have gone ("kubechat restarted before it finished; ask again"), never silence, and its
 //! audit line says `interrupted`.
 //!
-//! [`Drain`] is that state: front-ends run each answer with [`Drain::spawn`] (or hold a [`Drain::token`] while an HTTP
-//! answer streams), ask [`Drain::is_closing`] before taking a question, and the server calls [`Drain::drain`] on the
-//! signal.
+//! [`Drain`] is that state: front-ends run each answer with [`Drain::spawn`] (an HTTP answer without streaming holds a
+//! [`Drain::token`] instead), ask [`Drain::is_closing`] before taking a question, and `App::serve` calls
+//! [`Drain::drain`] on the signal.
 
 use std::future::Future;
 use std::time::Duration;
@@ -95,7 +95,7 @@ impl Drain {
         if tokio::time::timeout(self.timeout, self.tracker.wait()).await.is_err() {
             tracing::warn!(
                 answers = self.tracker.len(),
-                "answers still running after {} s (shutdown.drain_seconds); their askers are told to ask again",
+                "answers still running after {} s (drain_seconds); their askers are told to ask again",
                 self.timeout.as_secs()
             );
             self.expired.send_replace(true);

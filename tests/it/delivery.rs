@@ -745,8 +745,8 @@ fn the_cilium_component_replaces_the_broad_policies() {
 fn the_web_chat_alone_reaches_no_internet() {
     // Without a chat platform kubechat needs no way out beyond the API server: no rule of its own opens 443 beyond
     // the API server's policy.
-    let objects = objects(&render("k8s"));
-    let open: Vec<&str> = objects
+    let web_chat = objects(&render("k8s"));
+    let open: Vec<&str> = web_chat
         .iter()
         .filter(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["name"] != "kubechat-apiserver")
         .filter(|o| o["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "kubechat")
@@ -755,16 +755,12 @@ fn the_web_chat_alone_reaches_no_internet() {
         .collect();
     assert_eq!(open, Vec::<&str>::new());
     for overlay in &OVERLAYS[1..] {
-        let objects = objects_of(overlay);
+        let chat = objects(&render(overlay));
         assert!(
-            objects.iter().any(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["name"] == "kubechat-chat"),
+            chat.iter().any(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["name"] == "kubechat-chat"),
             "{overlay}"
         );
     }
-}
-
-fn objects_of(dir: &str) -> Vec<Value> {
-    objects(&render(dir))
 }
 
 #[test]
