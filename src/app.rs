@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::access::Buckets;
 use crate::alerts::{self, Alerts};
@@ -40,6 +41,8 @@ pub enum BuildError {
     #[cfg(feature = "matrix")]
     #[error("cannot connect to Matrix at {homeserver}: {source}")]
     Matrix { homeserver: String, source: crate::matrix::StartError },
+    #[error("setting leader.identity is empty and so is HOSTNAME: name this replica (the pod's name)")]
+    Identity,
 }
 
 /// A kubechat ready to serve.
@@ -51,6 +54,8 @@ pub struct App {
     #[cfg(feature = "matrix")]
     matrix: Option<Arc<crate::matrix::Matrix>>,
     metrics: Option<TcpListener>,
+    /// Leader election: the Lease, the client, and whether this replica leads.
+    lease: Option<(crate::lease::LeaseConfig, kube::Client, watch::Sender<bool>)>,
     _prompt_watch: Option<KillOnDrop>,
 }
 
@@ -70,6 +75,25 @@ impl App {
         };
         let llm = Llm::new(config.llm.clone())?;
         let cluster = Cluster::connect(&config.cluster).await?;
+        let lease = match &config.leader {
+            None => None,
+            Some(leader) => {
+                let identity = leader
+                    .identity
+                    .clone()
+                    .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+                    .ok_or(BuildError::Identity)?;
+                let client = cluster.client().clone();
+                let lease = crate::lease::LeaseConfig {
+                    name: leader.lease.clone(),
+                    namespace: client.default_namespace().to_string(),
+                    identity,
+                    duration: leader.duration,
+                };
+                tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "electing a leader by a Lease");
+                Some((lease, client, watch::Sender::new(false)))
+            }
+        };
         let namespace = config.namespace.clone().unwrap_or_else(|| cluster.default_namespace().to_string());
         let audit = match &config.audit {
             Some(path) => AuditLog::file(path).map_err(|source| BuildError::Audit { path: path.clone(), source })?,
@@ -152,6 +176,7 @@ impl App {
             #[cfg(feature = "matrix")]
             matrix,
             metrics,
+            lease,
             _prompt_watch: watch,
         })
     }
@@ -191,8 +216,16 @@ impl App {
         }
         // The front-ends that receive questions; on shutdown each stops receiving by itself.
         let mut receiving = Vec::new();
+        let mut leading = None;
+        if let Some((lease, client, sender)) = self.lease {
+            leading = Some(sender.subscribe());
+            // The Lease is let go as soon as shutdown begins: the next leader opens Socket Mode at once, while this
+            // replica finishes its answers.
+            let closing = self.state.drain.subscribe_closing();
+            receiving.push(KillOnDrop(tokio::spawn(crate::lease::run(client, lease, sender, closing))));
+        }
         if let (true, Some(slack)) = (self.socket_mode, &self.slack) {
-            receiving.push(KillOnDrop(tokio::spawn(slack::socket::run(slack.clone()))));
+            receiving.push(KillOnDrop(tokio::spawn(slack::socket::run(slack.clone(), leading.clone()))));
         }
         #[cfg(feature = "matrix")]
         if let Some(matrix) = &self.matrix {

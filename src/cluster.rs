@@ -742,6 +742,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// The API client, for what is not reading a namespace (the leader's Lease).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub async fn connect(source: &Source) -> Result<Cluster, ConnectError> {
         crate::install_tls_provider();
         let kube_error = |e: &dyn std::error::Error| crate::error_chain(e);

@@ -45,6 +45,33 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     pub http: RawHttp,
     pub alertmanager: RawAlertmanager,
+    pub leader: RawLeader,
+}
+
+/// Leader election among replicas (docs/configuration.md): off while `lease` is empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLeader {
+    /// The Lease's name in kubechat's namespace; empty: no election, this process does everything.
+    pub lease: String,
+    /// This replica's name in the Lease; empty: `HOSTNAME` (the pod's name).
+    pub identity: String,
+    pub duration_seconds: u64,
+}
+
+impl Default for RawLeader {
+    fn default() -> RawLeader {
+        RawLeader { lease: String::new(), identity: String::new(), duration_seconds: 15 }
+    }
+}
+
+/// Leader election's settings, validated.
+#[derive(Debug, Clone)]
+pub struct Leader {
+    pub lease: String,
+    /// None: `HOSTNAME`, read at start-up.
+    pub identity: Option<String>,
+    pub duration: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,6 +216,7 @@ impl Default for RawConfig {
             metrics: RawMetrics::default(),
             http: RawHttp::default(),
             alertmanager: RawAlertmanager::default(),
+            leader: RawLeader::default(),
         }
     }
 }
@@ -257,6 +285,8 @@ pub struct Config {
     pub http_auth: HttpAuth,
     pub cors_origins: Vec<String>,
     pub alertmanager: AlertmanagerConfig,
+    /// Set when `leader.lease` is.
+    pub leader: Option<Leader>,
 }
 
 /// Where the prompts come from.
@@ -292,6 +322,7 @@ impl Config {
             http_auth: HttpAuth::Open,
             cors_origins: Vec::new(),
             alertmanager: RawAlertmanager::default().validate().expect("the defaults are valid"),
+            leader: None,
         }
     }
 }
@@ -544,7 +575,25 @@ impl RawConfig {
             }
         };
         let alertmanager = self.alertmanager.validate()?;
+        let leader = if self.leader.lease.is_empty() {
+            None
+        } else {
+            parse_namespace(&self.leader.lease)
+                .map_err(|e| invalid("leader.lease", format!("{:?} is not a Lease name: {e}", self.leader.lease)))?;
+            if self.dump.is_some() {
+                return Err(invalid("leader.lease", "leader election needs a cluster; a dump has no Leases"));
+            }
+            if self.leader.duration_seconds < 3 {
+                return Err(invalid("leader.duration_seconds", "must be at least 3"));
+            }
+            Some(Leader {
+                lease: self.leader.lease,
+                identity: Some(self.leader.identity).filter(|i| !i.is_empty()),
+                duration: Duration::from_secs(self.leader.duration_seconds),
+            })
+        };
         Ok(Config {
+            leader,
             access,
             user_rate: rate(self.limits.user_per_minute, self.limits.user_burst),
             place_rate: rate(self.limits.place_per_minute, self.limits.place_burst),

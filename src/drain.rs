@@ -51,6 +51,11 @@ impl Drain {
         *self.expired.borrow()
     }
 
+    /// Turns true when shutdown begins.
+    pub fn subscribe_closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
     /// Resolves when shutdown begins.
     pub async fn closed(&self) {
         let mut closing = self.closing.subscribe();

@@ -41,6 +41,7 @@ pub mod dump;
 pub mod facts;
 pub mod findings;
 pub mod fuzzing;
+pub mod lease;
 pub mod llm;
 pub mod matrix;
 pub mod metrics;

@@ -236,7 +236,7 @@ fn model_stream() -> String {
 /// What a background thread serves: a plain router, or kubechat as `kubechat serve` builds it.
 enum Service {
     Router(Router),
-    App(App),
+    App(Box<App>),
 }
 
 /// Routers served on loopback from a runtime on threads of their own, stopped on drop.
@@ -346,7 +346,7 @@ async fn kubechat_server(stubs: &Stubs, dump: Arc<Dump>, max_pending: usize) -> 
         match built {
             Ok(app) => {
                 let _ = result.send(Ok(()));
-                vec![Service::App(app)]
+                vec![Service::App(Box::new(app))]
             }
             Err(e) => {
                 let _ = result.send(Err(e));

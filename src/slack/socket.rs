@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 use super::{Slack, SlashCommand};
@@ -23,16 +24,29 @@ enum Ended {
     Refresh,
     /// kubechat is shutting down: it takes no more envelopes.
     Closing,
+    /// Another replica leads now: it holds the connection.
+    NotLeading,
     /// The connection failed or closed without notice.
     Failed(String),
 }
 
-/// Holds a Socket Mode connection for as long as the task runs.
-pub async fn run(slack: Arc<Slack>) {
+/// Holds a Socket Mode connection for as long as the task runs; with leader election (`leading`), only while this
+/// replica leads, so that one replica receives each envelope.
+pub async fn run(slack: Arc<Slack>, mut leading: Option<watch::Receiver<bool>>) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match connect_once(&slack, &mut backoff).await {
+        if let Some(leading) = &mut leading {
+            tokio::select! {
+                led = leading.wait_for(|l| *l) => if led.is_err() { return },
+                () = slack.app.drain.closed() => return,
+            }
+        }
+        match connect_once(&slack, &mut backoff, leading.clone()).await {
             Ended::Refresh => continue,
+            Ended::NotLeading => {
+                tracing::info!("Socket Mode connection closed: another replica leads");
+                continue;
+            }
             Ended::Closing => {
                 tracing::info!("Socket Mode connection closed: shutting down");
                 return;
@@ -46,7 +60,16 @@ pub async fn run(slack: Arc<Slack>) {
     }
 }
 
-async fn connect_once(slack: &Arc<Slack>, backoff: &mut Duration) -> Ended {
+async fn connect_once(slack: &Arc<Slack>, backoff: &mut Duration, leading: Option<watch::Receiver<bool>>) -> Ended {
+    let stepped_down = async move {
+        match leading {
+            Some(mut leading) => {
+                let _ = leading.wait_for(|l| !*l).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let mut stepped_down = std::pin::pin!(stepped_down);
     let url = match slack.api.connections_open(&slack.config.app_token).await {
         Ok(url) => url,
         Err(e) => return Ended::Failed(e.to_string()),
@@ -61,6 +84,10 @@ async fn connect_once(slack: &Arc<Slack>, backoff: &mut Duration) -> Ended {
             () = slack.app.drain.closed() => {
                 let _ = socket.close(None).await;
                 return Ended::Closing;
+            }
+            () = &mut stepped_down => {
+                let _ = socket.close(None).await;
+                return Ended::NotLeading;
             }
         };
         let Some(frame) = frame else { break };

@@ -15,9 +15,9 @@ use crate::fake_slack::{APP_TOKEN, BOT_TOKEN, CHANNEL, Call, FakeSlack};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-struct Serve {
-    child: Child,
-    url: String,
+pub struct Serve {
+    pub child: Child,
+    pub url: String,
     audit: PathBuf,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -31,13 +31,13 @@ impl Drop for Serve {
 }
 
 impl Serve {
-    fn terminate(&self) {
+    pub fn terminate(&self) {
         let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(status.success(), "kill -TERM");
     }
 
     /// Waits for the process to exit; how long it took.
-    async fn exited(&mut self, within: Duration) -> Duration {
+    pub async fn exited(&mut self, within: Duration) -> Duration {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -49,7 +49,7 @@ impl Serve {
         }
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -61,13 +61,17 @@ impl Serve {
 
 /// `kubechat serve` in Socket Mode against `slack`, asking `model`, reading the scenario dump.
 fn serve(slack: &FakeSlack, model: &Recorded, drain_seconds: u64) -> Serve {
+    serve_with(slack, model, &format!("dump: {}\ndrain_seconds: {drain_seconds}\n", crate::common::SCENARIOS))
+}
+
+/// The same, with `settings` (YAML lines) saying what to read and how to behave.
+pub fn serve_with(slack: &FakeSlack, model: &Recorded, settings: &str) -> Serve {
     let dir = tempfile::tempdir().unwrap();
     let (config, audit, log) = (dir.path().join("kubechat.yaml"), dir.path().join("audit.log"), dir.path().join("log"));
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:1\ndump: {}\nprompts: {}\ndrain_seconds: {drain_seconds}\nllm:\n  url: {}\n  api: openai\n  model: test\nslack:\n  enabled: true\n  mode: socket\n  api_url: {}\nhttp:\n  auth: open\naccess:\n  default: [\"*\"]\naudit:\n  path: {}\nmetrics:\n  listen: \"off\"\n",
-            crate::common::SCENARIOS,
+            "listen: 127.0.0.1:1\n{settings}prompts: {}\nllm:\n  url: {}\n  api: openai\n  model: test\nslack:\n  enabled: true\n  mode: socket\n  api_url: {}\nhttp:\n  auth: open\naccess:\n  default: [\"*\"]\naudit:\n  path: {}\nmetrics:\n  listen: \"off\"\n",
             concat!(env!("CARGO_MANIFEST_DIR"), "/prompts"),
             model.url,
             slack.api_url(),
@@ -88,7 +92,7 @@ fn serve(slack: &FakeSlack, model: &Recorded, drain_seconds: u64) -> Serve {
     Serve { child, url: format!("http://127.0.0.1:{port}"), audit, log, _dir: dir }
 }
 
-async fn readyz(url: &str) -> Option<u16> {
+pub async fn readyz(url: &str) -> Option<u16> {
     let response = crate::common::http_client().get(format!("{url}/readyz")).send().await.ok()?;
     Some(response.status().as_u16())
 }

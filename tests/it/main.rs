@@ -10,6 +10,7 @@ mod fake_slack;
 mod faults;
 mod fuzz_inputs;
 mod layout;
+mod leader;
 mod llm;
 #[cfg(feature = "matrix")]
 mod matrix;
