@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::access::Buckets;
 use crate::alerts::{self, Alerts};
@@ -54,8 +53,8 @@ pub struct App {
     #[cfg(feature = "matrix")]
     matrix: Option<Arc<crate::matrix::Matrix>>,
     metrics: Option<TcpListener>,
-    /// Leader election: the Lease, the client, and whether this replica leads.
-    lease: Option<(crate::lease::LeaseConfig, kube::Client, watch::Sender<bool>)>,
+    /// Leader election, when `leader.lease` is set.
+    lease: Option<crate::lease::Election>,
     _prompt_watch: Option<KillOnDrop>,
 }
 
@@ -83,15 +82,9 @@ impl App {
                     .clone()
                     .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
                     .ok_or(BuildError::Identity)?;
-                let client = cluster.client().clone();
-                let lease = crate::lease::LeaseConfig {
-                    name: leader.lease.clone(),
-                    namespace: client.default_namespace().to_string(),
-                    identity,
-                    duration: leader.duration,
-                };
-                tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "electing a leader by a Lease");
-                Some((lease, client, watch::Sender::new(false)))
+                let election =
+                    crate::lease::Election::new(cluster.client().clone(), &leader.lease, identity, leader.duration);
+                Some(election)
             }
         };
         let namespace = config.namespace.clone().unwrap_or_else(|| cluster.default_namespace().to_string());
@@ -217,12 +210,12 @@ impl App {
         // The front-ends that receive questions; on shutdown each stops receiving by itself.
         let mut receiving = Vec::new();
         let mut leading = None;
-        if let Some((lease, client, sender)) = self.lease {
-            leading = Some(sender.subscribe());
+        if let Some(election) = self.lease {
+            leading = Some(election.leading());
             // The Lease is let go as soon as shutdown begins: the next leader opens Socket Mode at once, while this
             // replica finishes its answers.
             let closing = self.state.drain.subscribe_closing();
-            receiving.push(KillOnDrop(tokio::spawn(crate::lease::run(client, lease, sender, closing))));
+            receiving.push(KillOnDrop(tokio::spawn(election.run(closing))));
         }
         if let (true, Some(slack)) = (self.socket_mode, &self.slack) {
             receiving.push(KillOnDrop(tokio::spawn(slack::socket::run(slack.clone(), leading.clone()))));

@@ -32,37 +32,62 @@ struct Seen {
     since: Instant,
 }
 
-/// Holds or watches the Lease until `stop` turns true, telling `leading` whether this replica leads; on stop, releases
-/// the Lease if it holds it, so another replica takes over at once.
-pub async fn run(
+/// An election, ready to run: the Lease in the client's namespace (the pod's, in the cluster).
+pub struct Election {
     client: kube::Client,
     config: LeaseConfig,
     leading: watch::Sender<bool>,
-    mut stop: watch::Receiver<bool>,
-) {
+}
+
+impl Election {
+    pub fn new(client: kube::Client, lease: &str, identity: String, duration: Duration) -> Election {
+        let namespace = client.default_namespace().to_string();
+        let config = LeaseConfig { name: lease.to_string(), namespace, identity, duration };
+        tracing::info!(lease = %config.name, namespace = %config.namespace, identity = %config.identity, "electing a leader by a Lease");
+        Election { client, config, leading: watch::Sender::new(false) }
+    }
+
+    /// Whether this replica leads, as it changes.
+    pub fn leading(&self) -> watch::Receiver<bool> {
+        self.leading.subscribe()
+    }
+
+    /// Runs the election until `stop` turns true.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        run(self.client, self.config, self.leading, stop).await
+    }
+}
+
+/// Holds or watches the Lease until `stop` turns true, telling `leading` whether this replica leads; on stop, releases
+/// the Lease if it holds it, so another replica takes over at once.
+async fn run(client: kube::Client, config: LeaseConfig, leading: watch::Sender<bool>, mut stop: watch::Receiver<bool>) {
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
     let renew_every = config.duration / 3;
     let retry_every = (config.duration / 3).min(Duration::from_secs(2));
     let mut seen: Option<Seen> = None;
     let mut renewed: Option<Instant> = None;
     loop {
-        match attempt(&api, &config, &mut seen).await {
-            Ok(true) => {
+        let attempted = attempt(&api, &config, &mut seen).await;
+        match attempted {
+            Ok(Some(true)) => {
                 renewed = Some(Instant::now());
                 if !*leading.borrow() {
                     tracing::info!(lease = %config.name, identity = %config.identity, "leading: this replica holds the Lease");
                 }
                 leading.send_replace(true);
             }
-            Ok(false) => {
+            Ok(Some(false)) => {
                 if *leading.borrow() {
                     tracing::warn!(lease = %config.name, "another replica holds the Lease now; stepping down");
                 }
                 leading.send_replace(false);
             }
-            Err(e) => {
-                tracing::warn!(lease = %config.name, "cannot read or renew the Lease: {e}");
-                // Step down before another replica may take over.
+            // Another write came first (a conflict), or the API server failed: read again soon, leading as before,
+            // but step down before another replica may take over.
+            Ok(None) | Err(_) => {
+                if let Err(e) = &attempted {
+                    tracing::warn!(lease = %config.name, "cannot read or renew the Lease: {e}");
+                }
                 if *leading.borrow() && renewed.is_none_or(|at| at.elapsed() >= config.duration * 2 / 3) {
                     tracing::warn!(lease = %config.name, "could not renew the Lease in time; stepping down");
                     leading.send_replace(false);
@@ -94,8 +119,9 @@ fn seconds(duration: Duration) -> i32 {
     duration.as_secs().clamp(1, i32::MAX as u64) as i32
 }
 
-/// One round: creates the Lease, renews it, or takes it over when it expired; whether this replica holds it after.
-async fn attempt(api: &Api<Lease>, config: &LeaseConfig, seen: &mut Option<Seen>) -> Result<bool, kube::Error> {
+/// One round: creates the Lease, renews it, or takes it over when it expired; whether this replica holds it after,
+/// or none when another write came first and the Lease must be read again.
+async fn attempt(api: &Api<Lease>, config: &LeaseConfig, seen: &mut Option<Seen>) -> Result<Option<bool>, kube::Error> {
     let Some(mut lease) = api.get_opt(&config.name).await? else {
         let lease = Lease {
             metadata: ObjectMeta { name: Some(config.name.clone()), ..ObjectMeta::default() },
@@ -109,8 +135,8 @@ async fn attempt(api: &Api<Lease>, config: &LeaseConfig, seen: &mut Option<Seen>
             }),
         };
         return match api.create(&PostParams::default(), &lease).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Ok(_) => Ok(Some(true)),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
             Err(e) => Err(e),
         };
     };
@@ -132,12 +158,12 @@ async fn attempt(api: &Api<Lease>, config: &LeaseConfig, seen: &mut Option<Seen>
         spec.lease_duration_seconds = Some(seconds(config.duration));
         spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
     } else {
-        return Ok(false);
+        return Ok(Some(false));
     }
     match api.replace(&config.name, &PostParams::default(), &lease).await {
-        Ok(_) => Ok(true),
+        Ok(_) => Ok(Some(true)),
         // Someone else wrote it first: read it again next round.
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
         Err(e) => Err(e),
     }
 }
