@@ -614,8 +614,7 @@ async fn the_shipped_role_reads_what_the_bot_needs_and_refuses_writes_and_secret
     // The custom resources, whose CRDs this server lacks, are checked against their projects' schemas instead.
     let renders = tempfile::tempdir().unwrap();
     for (i, (install, objects)) in crate::delivery::rendered().into_iter().enumerate() {
-        let (custom, core): (Vec<Value>, Vec<Value>) =
-            objects.into_iter().partition(|o| crate::delivery::CUSTOM_KINDS.contains(&o["kind"].as_str().unwrap()));
+        let (custom, core) = crate::delivery::custom_and_core(objects);
         assert_eq!(crate::delivery::custom_resource_problems(&custom), Vec::<String>::new(), "{install}");
         let file = renders.path().join(format!("{i}.yaml"));
         std::fs::write(&file, json!({"apiVersion": "v1", "kind": "List", "items": core}).to_string()).unwrap();
@@ -630,7 +629,7 @@ async fn the_shipped_role_reads_what_the_bot_needs_and_refuses_writes_and_secret
         for item in items {
             let (kind, name) = (item["kind"].as_str().unwrap(), item["metadata"]["name"].as_str().unwrap());
             let namespace = item["metadata"]["namespace"].as_str();
-            if !["Namespace", "ClusterRole", "ClusterRoleBinding"].contains(&kind) {
+            if !crate::delivery::CLUSTER_SCOPED.contains(&kind) {
                 assert_eq!(namespace, Some("kubechat"), "{install}: the server put {kind} {name} in {namespace:?}");
             }
         }

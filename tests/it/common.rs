@@ -417,3 +417,17 @@ pub fn assert_no_secret(text: &str, what: &str) {
         "the streamed key leaked into {what}"
     );
 }
+
+/// The files under `dir`, at any depth, whose names end in `.extension`.
+pub fn files_under(dir: &std::path::Path, extension: &str) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path, extension));
+        } else if path.extension().is_some_and(|e| e == extension) {
+            files.push(path);
+        }
+    }
+    files
+}

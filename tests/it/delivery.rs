@@ -90,7 +90,7 @@ pub fn render_install(install: &Install) -> String {
 }
 
 /// Kinds without a namespace.
-const CLUSTER_SCOPED: &[&str] = &["Namespace", "ClusterRole", "ClusterRoleBinding"];
+pub const CLUSTER_SCOPED: &[&str] = &["Namespace", "ClusterRole", "ClusterRoleBinding"];
 
 /// The custom resources of the renders: the test API server has no CRDs for them, so they are checked against their
 /// projects' schemas instead ([`custom_resource_problems`]).
@@ -243,27 +243,25 @@ fn the_pods_are_locked_down_and_probed() {
             find(&objects, "PersistentVolumeClaim", "ollama-models");
         }
         // The configuration loads, and validates with the variables the Secret would give.
-        let config = find(&objects, "ConfigMap", "kubechat-config-");
-        let temp = tempfile::tempdir().unwrap();
-        let path = temp.path().join("kubechat.yaml");
-        std::fs::write(&path, config["data"]["kubechat.yaml"].as_str().unwrap()).unwrap();
-        let raw = kubechat::config::load(Some(&path), Vec::new()).unwrap();
-        let mut env = deployment_env(kubechat);
+        let raw = settings_of(&objects, Vec::new());
+        let mut secret = Vec::new();
         if raw.slack.enabled {
-            env.push(("KUBECHAT_SLACK_BOT_TOKEN".to_string(), "xoxb-test".to_string()));
-            env.push(("KUBECHAT_SLACK_APP_TOKEN".to_string(), "xapp-test".to_string()));
-            env.push(("KUBECHAT_SLACK_SIGNING_SECRET".to_string(), "secret".to_string()));
+            secret.push(("KUBECHAT_SLACK_BOT_TOKEN".to_string(), "xoxb-test".to_string()));
+            secret.push(("KUBECHAT_SLACK_APP_TOKEN".to_string(), "xapp-test".to_string()));
+            secret.push(("KUBECHAT_SLACK_SIGNING_SECRET".to_string(), "secret".to_string()));
         }
         if raw.matrix.enabled {
-            env.push(("KUBECHAT_MATRIX_PASSWORD".to_string(), "password".to_string()));
+            secret.push(("KUBECHAT_MATRIX_PASSWORD".to_string(), "password".to_string()));
         }
-        assert_eq!(kubechat::config::unknown_variables(env.clone()), Vec::<String>::new(), "{dir}");
+        let env = deployment_env(kubechat).into_iter().chain(secret.clone());
+        assert_eq!(kubechat::config::unknown_variables(env), Vec::<String>::new(), "{dir}");
+        let loaded = settings_of(&objects, secret);
         // The pod's grace period covers the drain, the interrupted answers' notes and the connections' close.
         let grace = kubechat["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
-        let drain = kubechat::config::load(Some(&path), env.clone()).unwrap().drain_seconds;
+        let drain = loaded.drain_seconds;
         let closing = kubechat::drain::NOTE_TIME + kubechat::server::CLOSE_TIME;
         assert!(grace >= drain + closing.as_secs(), "{dir}: a grace period of {grace} s cuts the drain of {drain} s");
-        kubechat::config::load(Some(&path), env).unwrap().validate().unwrap_or_else(|e| panic!("{dir}: {e}"));
+        loaded.validate().unwrap_or_else(|e| panic!("{dir}: {e}"));
     }
     let http = objects(&render("k8s/overlays/slack-http"));
     let ingress = find(&http, "Ingress", "kubechat");
@@ -291,13 +289,15 @@ fn deployment_env(deployment: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The settings kubechat would run with in a render: its configuration file, under the Deployment's variables.
-fn settings_of(objects: &[Value]) -> kubechat::config::RawConfig {
+/// The settings kubechat would run with in a render: its configuration file, under the Deployment's variables and
+/// `secret`'s (what the Secret would hold).
+fn settings_of(objects: &[Value], secret: Vec<(String, String)>) -> kubechat::config::RawConfig {
     let config = find(objects, "ConfigMap", "kubechat-config-");
     let temp = tempfile::tempdir().unwrap();
     let path = temp.path().join("kubechat.yaml");
     std::fs::write(&path, config["data"]["kubechat.yaml"].as_str().unwrap()).unwrap();
-    kubechat::config::load(Some(&path), deployment_env(find(objects, "Deployment", "kubechat"))).unwrap()
+    let env = deployment_env(find(objects, "Deployment", "kubechat")).into_iter().chain(secret);
+    kubechat::config::load(Some(&path), env).unwrap()
 }
 
 #[test]
@@ -323,7 +323,7 @@ fn every_namespaced_object_names_kubechats_namespace() {
 #[test]
 fn the_model_kubechat_asks_for_is_the_one_pulled_and_reachable() {
     for (dir, objects) in rendered() {
-        let llm = settings_of(&objects).llm;
+        let llm = settings_of(&objects, Vec::new()).llm;
         let url = reqwest::Url::parse(&llm.url).unwrap();
         let port = url.port_or_known_default().unwrap();
         // The egress rule to the model server opens the URL's port.
@@ -392,8 +392,7 @@ fn every_render_validates_against_the_kubernetes_schemas() {
     let mut custom = Vec::new();
     for (i, (install, objects)) in rendered().into_iter().enumerate() {
         // Custom resources are checked against their own projects' schemas below.
-        let (theirs, ours): (Vec<Value>, Vec<Value>) =
-            objects.into_iter().partition(|o| CUSTOM_KINDS.contains(&o["kind"].as_str().unwrap()));
+        let (theirs, ours) = custom_and_core(objects);
         custom.extend(theirs);
         let file = dir.path().join(format!("{i}.yaml"));
         let documents: Vec<String> = ours.iter().map(Value::to_string).collect();
@@ -420,6 +419,12 @@ fn every_render_validates_against_the_kubernetes_schemas() {
         all
     });
     assert_eq!(custom_resource_problems(&custom), Vec::<String>::new());
+}
+
+/// A render's objects as (custom resources, the rest): the first are checked against their CRDs' schemas
+/// ([`custom_resource_problems`]), the rest by Kubernetes' own.
+pub fn custom_and_core(objects: Vec<Value>) -> (Vec<Value>, Vec<Value>) {
+    objects.into_iter().partition(|o| CUSTOM_KINDS.contains(&o["kind"].as_str().unwrap()))
 }
 
 /// Problems with custom resources, by their projects' CRD schemas (scripts/validate-custom-resources.mjs).
@@ -796,18 +801,8 @@ fn install_texts() -> Vec<(String, String)> {
     let mut paths: Vec<PathBuf> =
         std::fs::read_dir(format!("{ROOT}/docs")).unwrap().map(|e| e.unwrap().path()).collect();
     paths.push(PathBuf::from(format!("{ROOT}/README.md")));
-    fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                yaml_files(&path, out);
-            } else if path.extension().is_some_and(|e| e == "yaml") {
-                out.push(path);
-            }
-        }
-    }
-    yaml_files(Path::new(&format!("{ROOT}/k8s")), &mut paths);
-    yaml_files(Path::new(&format!("{ROOT}/argocd")), &mut paths);
+    paths.extend(crate::common::files_under(Path::new(&format!("{ROOT}/k8s")), "yaml"));
+    paths.extend(crate::common::files_under(Path::new(&format!("{ROOT}/argocd")), "yaml"));
     for path in paths {
         let text = std::fs::read_to_string(&path).unwrap();
         texts.push((path.strip_prefix(ROOT).unwrap().display().to_string(), text));

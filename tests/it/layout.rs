@@ -8,19 +8,7 @@ const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
 
 /// Every Rust file under `src/`, with the top-level module it belongs to (`None` for the crate roots).
 fn sources() -> Vec<(Option<String>, String, String)> {
-    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(Path::new(SRC), &mut files);
-    files
+    crate::common::files_under(Path::new(SRC), "rs")
         .into_iter()
         .map(|path| {
             let relative = path.strip_prefix(SRC).unwrap().to_string_lossy().to_string();
@@ -151,4 +139,25 @@ fn main_is_a_thin_binary_without_the_benchmarks() {
     assert!(!help.contains("bench"), "the benchmarks are their own crate, not a product command:\n{help}");
     let refused = crate::common::kubechat(&["bench"]);
     assert!(!refused.status.success());
+}
+
+/// Every `KUBECHAT_*` name in kubechat's own code (outside its tests) is a setting's variable or one of
+/// `config::OTHER_VARIABLES`, so the start-up warning about unknown variables never names one the code reads.
+#[test]
+fn every_variable_the_code_reads_is_known() {
+    let name = regex::Regex::new(r#""(KUBECHAT_[A-Z0-9_]+)""#).unwrap();
+    let mut seen = 0;
+    for (_, file, text) in sources() {
+        // The code before its tests: test modules set variables of their own.
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        for found in name.captures_iter(code) {
+            seen += 1;
+            assert!(
+                kubechat::config::unknown_variables([(found[1].to_string(), String::new())]).is_empty(),
+                "src/{file} reads {}, which is neither a setting's variable nor in config::OTHER_VARIABLES",
+                &found[1]
+            );
+        }
+    }
+    assert!(seen >= 5, "the scan finds the variables main.rs and prompt.rs read ({seen})");
 }
