@@ -3,6 +3,8 @@
 //! and posted to the Slack channel or Matrix room configured for its receiver: in the thread of the alert's own message
 //! when it is found there, else in a new thread. The same alert with the same findings is diagnosed once per cooldown
 //! (its fingerprint plus the finding reasons, never the model's text); a resolved alert adds a note to its thread.
+//! With several replicas, only the Lease's holder diagnoses: the others hand it the webhook ([`crate::lease`]), so an
+//! alert is diagnosed once whichever replica Alertmanager reaches.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -388,6 +390,10 @@ async fn webhook(State(alerts): State<Arc<Alerts>>, headers: HeaderMap, body: ax
             return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(json!({"error": error}))).into_response();
         }
     };
+    // Alerts are diagnosed, and deduplicated, by the leader alone: a follower hands the webhook to it as it came.
+    if let Some(response) = alerts.app.leader.to_leader("/alertmanager", &headers, &body).await.response() {
+        return response;
+    }
     let payload: Payload = match serde_json::from_slice(&body) {
         Ok(payload) => payload,
         Err(e) => {

@@ -19,7 +19,7 @@ use crate::config::{Config, PromptSource};
 use crate::llm::{Llm, LlmError};
 use crate::prompt::{PromptError, PromptStore, Prompts};
 use crate::server::{self, Http, HttpAuth};
-use crate::service::{AppState, Policy};
+use crate::service::{AppState, Policy, Replica};
 use crate::slack::{self, Slack, SlackMode};
 
 /// Why kubechat cannot start; each names the setting to look at.
@@ -82,8 +82,14 @@ impl App {
                     .clone()
                     .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
                     .ok_or(BuildError::Identity)?;
-                let election =
-                    crate::lease::Election::new(cluster.client().clone(), &leader.lease, identity, leader.duration);
+                let address = leader.address.clone().or_else(|| replica_address(config.listen));
+                let election = crate::lease::Election::new(
+                    cluster.client().clone(),
+                    &leader.lease,
+                    identity,
+                    leader.duration,
+                    address,
+                );
                 Some(election)
             }
         };
@@ -117,7 +123,9 @@ impl App {
             in_flight: crate::service::InFlight::new(config.in_flight),
             audit,
         };
-        let state = AppState::new(cluster, prompts, llm, config.limits.clone(), namespace, policy, config.drain);
+        let leader = lease.as_ref().map_or_else(crate::lease::Leadership::alone, |e| e.leadership());
+        let replica = Replica { drain: config.drain, leader };
+        let state = AppState::new(cluster, prompts, llm, config.limits.clone(), namespace, policy, replica);
         let http = Http { core: state.clone(), auth: config.http_auth.clone(), cors_origins: config.cors_origins };
         let mut router = server::router(http);
         let metrics = match config.metrics {
@@ -272,6 +280,14 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
     eprintln!("shutting down: taking no new questions, finishing the answers in flight");
+}
+
+/// Where the other replicas reach this one when `leader.address` is not set: the pod's address (`POD_IP`, from the
+/// downward API), else the listen address when it names one, at the listen port.
+fn replica_address(listen: SocketAddr) -> Option<String> {
+    let pod_ip = std::env::var("POD_IP").ok().and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok());
+    let ip = pod_ip.or_else(|| Some(listen.ip()).filter(|ip| !ip.is_unspecified()))?;
+    Some(format!("http://{}", SocketAddr::new(ip, listen.port())))
 }
 
 /// How long a front-end may take to stop receiving once the answers are drained.

@@ -57,11 +57,14 @@ pub struct RawLeader {
     /// This replica's name in the Lease; empty: `HOSTNAME` (the pod's name).
     pub identity: String,
     pub duration_seconds: u64,
+    /// Where the other replicas reach this one, written into the Lease while it leads; empty: `http://` and the
+    /// `POD_IP` variable (or the listen address, when it names one) with the listen port.
+    pub address: String,
 }
 
 impl Default for RawLeader {
     fn default() -> RawLeader {
-        RawLeader { lease: String::new(), identity: String::new(), duration_seconds: 15 }
+        RawLeader { lease: String::new(), identity: String::new(), duration_seconds: 15, address: String::new() }
     }
 }
 
@@ -72,6 +75,8 @@ pub struct Leader {
     /// None: `HOSTNAME`, read at start-up.
     pub identity: Option<String>,
     pub duration: Duration,
+    /// None: `POD_IP` or the listen address, read at start-up.
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -594,10 +599,17 @@ impl RawConfig {
             if self.leader.duration_seconds < 3 {
                 return Err(invalid("leader.duration_seconds", "must be at least 3"));
             }
+            let address = Some(self.leader.address.trim().trim_end_matches('/').to_string()).filter(|a| !a.is_empty());
+            if let Some(address) = &address
+                && !reqwest::Url::parse(address).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            {
+                return Err(invalid("leader.address", format!("{address:?} is not a URL like http://10.1.2.3:8080")));
+            }
             Some(Leader {
                 lease: self.leader.lease,
                 identity: Some(self.leader.identity).filter(|i| !i.is_empty()),
                 duration: Duration::from_secs(self.leader.duration_seconds),
+                address,
             })
         };
         Ok(Config {

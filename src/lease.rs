@@ -1,5 +1,7 @@
 //! One leader among kubechat's replicas, by a `coordination.k8s.io/v1` Lease in kubechat's namespace: work that must
-//! happen once (the Slack Socket Mode connection) is done by the holder only.
+//! happen once (the Slack Socket Mode connection, Alertmanager's diagnoses, the deduplication of Slack's deliveries)
+//! is done by the holder only. The holder writes the address the other replicas reach it at into the Lease
+//! (annotation `kubechat.io/address`), and a follower hands such work to it over HTTP ([`Leadership::to_leader`]).
 //!
 //! The Lease API itself, not a crate: it is three calls (get, create, replace with the resourceVersion read), and the
 //! rules are client-go's. A replica holds the Lease while it renews it every third of `leader.duration_seconds`; the
@@ -9,6 +11,8 @@
 
 use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, header};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
@@ -24,6 +28,25 @@ pub struct LeaseConfig {
     /// This replica's name in the Lease (the pod's name).
     pub identity: String,
     pub duration: Duration,
+    /// Where the other replicas reach this one (`http://10.1.2.3:8080`), written into the Lease while it leads.
+    pub address: Option<String>,
+}
+
+/// The annotation on the Lease that holds its holder's address.
+pub const ADDRESS: &str = "kubechat.io/address";
+
+/// The header a forwarded request carries, naming the replica that forwarded it: it is never forwarded twice.
+pub const FORWARDED_BY: &str = "x-kubechat-forwarded-by";
+
+/// Who holds the Lease, as this replica last read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// Not read yet, or nobody holds it (between a release and the next take-over).
+    Unknown,
+    /// This replica.
+    Me,
+    /// Another replica, reachable at `address` when it wrote one.
+    Other { identity: String, address: Option<String> },
 }
 
 /// What this replica knows of the Lease.
@@ -37,14 +60,26 @@ pub struct Election {
     client: kube::Client,
     config: LeaseConfig,
     leading: watch::Sender<bool>,
+    holder: watch::Sender<Holder>,
 }
 
 impl Election {
-    pub fn new(client: kube::Client, lease: &str, identity: String, duration: Duration) -> Election {
+    pub fn new(
+        client: kube::Client,
+        lease: &str,
+        identity: String,
+        duration: Duration,
+        address: Option<String>,
+    ) -> Election {
         let namespace = client.default_namespace().to_string();
-        let config = LeaseConfig { name: lease.to_string(), namespace, identity, duration };
-        tracing::info!(lease = %config.name, namespace = %config.namespace, identity = %config.identity, "electing a leader by a Lease");
-        Election { client, config, leading: watch::Sender::new(false) }
+        let config = LeaseConfig { name: lease.to_string(), namespace, identity, duration, address };
+        tracing::info!(lease = %config.name, namespace = %config.namespace, identity = %config.identity, address = ?config.address, "electing a leader by a Lease");
+        if config.address.is_none() {
+            tracing::warn!(
+                "leader.address is not set and neither POD_IP nor a listen address names this replica: when it leads, the others cannot hand it alerts or Slack's deliveries"
+            );
+        }
+        Election { client, config, leading: watch::Sender::new(false), holder: watch::Sender::new(Holder::Unknown) }
     }
 
     /// Whether this replica leads, as it changes.
@@ -52,15 +87,26 @@ impl Election {
         self.leading.subscribe()
     }
 
+    /// What the front-ends need to know of the election.
+    pub fn leadership(&self) -> Leadership {
+        Leadership { holder: Some(self.holder.subscribe()), identity: self.config.identity.clone(), http: forwarder() }
+    }
+
     /// Runs the election until `stop` turns true.
     pub async fn run(self, stop: watch::Receiver<bool>) {
-        run(self.client, self.config, self.leading, stop).await
+        run(self.client, self.config, self.leading, self.holder, stop).await
     }
 }
 
 /// Holds or watches the Lease until `stop` turns true, telling `leading` whether this replica leads; on stop, releases
 /// the Lease if it holds it, so another replica takes over at once.
-async fn run(client: kube::Client, config: LeaseConfig, leading: watch::Sender<bool>, mut stop: watch::Receiver<bool>) {
+async fn run(
+    client: kube::Client,
+    config: LeaseConfig,
+    leading: watch::Sender<bool>,
+    holder: watch::Sender<Holder>,
+    mut stop: watch::Receiver<bool>,
+) {
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
     let renew_every = config.duration / 3;
     let retry_every = (config.duration / 3).min(Duration::from_secs(2));
@@ -69,18 +115,20 @@ async fn run(client: kube::Client, config: LeaseConfig, leading: watch::Sender<b
     loop {
         let attempted = attempt(&api, &config, &mut seen).await;
         match attempted {
-            Ok(Some(true)) => {
+            Ok(Some(Holder::Me)) => {
                 renewed = Some(Instant::now());
                 if !*leading.borrow() {
                     tracing::info!(lease = %config.name, identity = %config.identity, "leading: this replica holds the Lease");
                 }
                 leading.send_replace(true);
+                holder.send_replace(Holder::Me);
             }
-            Ok(Some(false)) => {
+            Ok(Some(other)) => {
                 if *leading.borrow() {
                     tracing::warn!(lease = %config.name, "another replica holds the Lease now; stepping down");
                 }
                 leading.send_replace(false);
+                holder.send_if_modified(|h| std::mem::replace(h, other.clone()) != other);
             }
             // Another write came first (a conflict), or the API server failed: read again soon, leading as before,
             // but step down before another replica may take over.
@@ -91,6 +139,7 @@ async fn run(client: kube::Client, config: LeaseConfig, leading: watch::Sender<b
                 if *leading.borrow() && renewed.is_none_or(|at| at.elapsed() >= config.duration * 2 / 3) {
                     tracing::warn!(lease = %config.name, "could not renew the Lease in time; stepping down");
                     leading.send_replace(false);
+                    holder.send_replace(Holder::Unknown);
                 }
             }
         }
@@ -100,6 +149,7 @@ async fn run(client: kube::Client, config: LeaseConfig, leading: watch::Sender<b
             _ = stop.wait_for(|s| *s) => break,
         }
     }
+    holder.send_replace(Holder::Unknown);
     if *leading.borrow() {
         leading.send_replace(false);
         match release(&api, &config).await {
@@ -119,12 +169,27 @@ fn seconds(duration: Duration) -> i32 {
     duration.as_secs().clamp(1, i32::MAX as u64) as i32
 }
 
-/// One round: creates the Lease, renews it, or takes it over when it expired; whether this replica holds it after,
-/// or none when another write came first and the Lease must be read again.
-async fn attempt(api: &Api<Lease>, config: &LeaseConfig, seen: &mut Option<Seen>) -> Result<Option<bool>, kube::Error> {
+/// The Lease's metadata as its holder writes it: its address among the annotations.
+fn mark(metadata: &mut ObjectMeta, config: &LeaseConfig) {
+    let annotations = metadata.annotations.get_or_insert_with(Default::default);
+    match &config.address {
+        Some(address) => annotations.insert(ADDRESS.to_string(), address.clone()),
+        None => annotations.remove(ADDRESS),
+    };
+}
+
+/// One round: creates the Lease, renews it, or takes it over when it expired; who holds it after, or none when
+/// another write came first and the Lease must be read again.
+async fn attempt(
+    api: &Api<Lease>,
+    config: &LeaseConfig,
+    seen: &mut Option<Seen>,
+) -> Result<Option<Holder>, kube::Error> {
     let Some(mut lease) = api.get_opt(&config.name).await? else {
+        let mut metadata = ObjectMeta { name: Some(config.name.clone()), ..ObjectMeta::default() };
+        mark(&mut metadata, config);
         let lease = Lease {
-            metadata: ObjectMeta { name: Some(config.name.clone()), ..ObjectMeta::default() },
+            metadata,
             spec: Some(LeaseSpec {
                 holder_identity: Some(config.identity.clone()),
                 lease_duration_seconds: Some(seconds(config.duration)),
@@ -135,7 +200,7 @@ async fn attempt(api: &Api<Lease>, config: &LeaseConfig, seen: &mut Option<Seen>
             }),
         };
         return match api.create(&PostParams::default(), &lease).await {
-            Ok(_) => Ok(Some(true)),
+            Ok(_) => Ok(Some(Holder::Me)),
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
             Err(e) => Err(e),
         };
@@ -158,10 +223,13 @@ async fn attempt(api: &Api<Lease>, config: &LeaseConfig, seen: &mut Option<Seen>
         spec.lease_duration_seconds = Some(seconds(config.duration));
         spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
     } else {
-        return Ok(Some(false));
+        let address = lease.metadata.annotations.as_ref().and_then(|a| a.get(ADDRESS)).cloned();
+        let identity = holder.unwrap_or_default();
+        return Ok(Some(Holder::Other { identity, address }));
     }
+    mark(&mut lease.metadata, config);
     match api.replace(&config.name, &PostParams::default(), &lease).await {
-        Ok(_) => Ok(Some(true)),
+        Ok(_) => Ok(Some(Holder::Me)),
         // Someone else wrote it first: read it again next round.
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
         Err(e) => Err(e),
@@ -179,4 +247,117 @@ async fn release(api: &Api<Lease>, config: &LeaseConfig) -> Result<(), kube::Err
     spec.renew_time = Some(now());
     spec.lease_duration_seconds = Some(1);
     api.replace(&config.name, &PostParams::default(), &lease).await.map(drop)
+}
+
+/// How long a follower waits for the leader to take a request it hands over: the leader only acknowledges (the work
+/// runs in the background), and Slack gives up on an acknowledgement after 3 s.
+const FORWARD_TIME: Duration = Duration::from_millis(1500);
+
+fn forwarder() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(FORWARD_TIME)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client builds")
+}
+
+/// Whether this replica does the work that must happen once, and where the one that does is.
+#[derive(Clone)]
+pub struct Leadership {
+    /// None: no election; this process does everything.
+    holder: Option<watch::Receiver<Holder>>,
+    identity: String,
+    http: reqwest::Client,
+}
+
+/// What became of a request handed to the leader.
+pub enum ToLeader {
+    /// This replica leads (or there is no election): do the work here.
+    Here,
+    /// The leader took it and answered this.
+    Answered { status: StatusCode, content_type: Option<header::HeaderValue>, body: Bytes },
+    /// No leader could take it now; why, for the log and the reply. The sender should deliver it again later.
+    Unavailable(String),
+}
+
+impl Leadership {
+    /// No election: this process is the only one.
+    pub fn alone() -> Leadership {
+        Leadership { holder: None, identity: String::new(), http: forwarder() }
+    }
+
+    /// Whether this replica does the once-only work now.
+    pub fn leads(&self) -> bool {
+        self.holder.as_ref().is_none_or(|h| *h.borrow() == Holder::Me)
+    }
+
+    /// Hands the request (`path`, its headers and body) to the leader, unless this replica leads. A request another
+    /// replica forwarded is never forwarded again: a replica that no longer leads refuses it, and the sender retries.
+    pub async fn to_leader(&self, path: &str, headers: &HeaderMap, body: &Bytes) -> ToLeader {
+        let Some(holder) = &self.holder else { return ToLeader::Here };
+        let holder = holder.borrow().clone();
+        let (identity, address) = match holder {
+            Holder::Me => return ToLeader::Here,
+            _ if headers.contains_key(FORWARDED_BY) => {
+                return ToLeader::Unavailable(format!(
+                    "{} handed this to {} as the leader, which it no longer is",
+                    headers[FORWARDED_BY].to_str().unwrap_or("a replica"),
+                    self.identity
+                ));
+            }
+            Holder::Unknown => {
+                return ToLeader::Unavailable("no replica leads at the moment (the Lease is changing hands)".into());
+            }
+            Holder::Other { identity, address: None } => {
+                return ToLeader::Unavailable(format!(
+                    "the leader {identity} wrote no address into the Lease (setting leader.address)"
+                ));
+            }
+            Holder::Other { identity, address: Some(address) } => (identity, address),
+        };
+        let mut forwarded = HeaderMap::new();
+        for (name, value) in headers {
+            if !matches!(*name, header::HOST | header::CONTENT_LENGTH | header::CONNECTION | header::TRANSFER_ENCODING)
+            {
+                forwarded.append(name.clone(), value.clone());
+            }
+        }
+        let by = header::HeaderValue::from_str(&self.identity).unwrap_or(header::HeaderValue::from_static("replica"));
+        forwarded.insert(FORWARDED_BY, by);
+        let url = format!("{}{path}", address.trim_end_matches('/'));
+        let sent = self.http.post(&url).headers(forwarded).body(body.clone()).send().await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => return ToLeader::Unavailable(format!("cannot reach the leader {identity} at {address}: {e}")),
+        };
+        let status = response.status();
+        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+        match response.bytes().await {
+            Ok(body) => ToLeader::Answered { status, content_type, body },
+            Err(e) => ToLeader::Unavailable(format!("the leader {identity} at {address} did not answer whole: {e}")),
+        }
+    }
+}
+
+impl ToLeader {
+    /// The leader's answer as this replica's, or a 503 that tells the sender to deliver again; none when the work
+    /// is this replica's.
+    pub fn response(self) -> Option<axum::response::Response> {
+        use axum::response::IntoResponse;
+        match self {
+            ToLeader::Here => None,
+            ToLeader::Answered { status, content_type, body } => {
+                let mut response = (status, body).into_response();
+                if let Some(content_type) = content_type {
+                    response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+                }
+                Some(response)
+            }
+            ToLeader::Unavailable(why) => {
+                tracing::warn!("cannot hand a request to the leader; asking the sender to deliver it again: {why}");
+                let body = axum::Json(serde_json::json!({"error": format!("{why}; deliver it again shortly")}));
+                Some((StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "5")], body).into_response())
+            }
+        }
+    }
 }

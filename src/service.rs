@@ -34,6 +34,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Shutting down without losing answers.
     pub drain: Drain,
+    /// Whether this replica does the work that must happen once, and where the one that does is.
+    pub leader: crate::lease::Leadership,
     ready: Mutex<Option<(Instant, Result<(), String>)>>,
     requests: AtomicU64,
     /// Places for namespace reads (`limits.reads`).
@@ -115,6 +117,12 @@ impl InFlight {
     }
 }
 
+/// How this process lives among kubechat's replicas: how long it drains on shutdown, and whether it leads.
+pub struct Replica {
+    pub drain: Duration,
+    pub leader: crate::lease::Leadership,
+}
+
 impl Policy {
     /// Everyone may read everything, with no limit: the demo, tests, and local use configured so.
     pub fn open() -> Policy {
@@ -145,8 +153,9 @@ impl AppState {
         limits: Limits,
         default_namespace: String,
         policy: Policy,
-        drain: Duration,
+        replica: Replica,
     ) -> Arc<AppState> {
+        let Replica { drain, leader } = replica;
         let reads = tokio::sync::Semaphore::new(limits.reads.max(1));
         let reader = Reader::new(limits.reads.max(1));
         Arc::new(AppState {
@@ -158,6 +167,7 @@ impl AppState {
             policy,
             metrics: Metrics::new(),
             drain: Drain::new(drain),
+            leader,
             ready: Mutex::new(None),
             requests: AtomicU64::new(0),
             reads,

@@ -1,6 +1,10 @@
 //! Slack's HTTP mode: `/slack/commands`, `/slack/events` and `/slack/interactivity`. Every request's signature is
 //! checked against the raw body before anything is parsed (401 otherwise); the answer to Slack is immediate and the
 //! work runs in the background.
+//!
+//! Every replica answers, and Slack may deliver an event again to another one (a retry after a slow acknowledgement,
+//! or after a replica that was shutting down refused it): with leader election, a follower claims each `event_id` at
+//! the leader (`/slack/claim`, the same signed request) before answering, so the event is answered once.
 
 use std::sync::Arc;
 
@@ -13,12 +17,17 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::{Slack, SlashCommand, signature};
+use crate::lease::ToLeader;
+
+/// Slack's last delivery of an event is its third retry: after it, an event refused is lost.
+const LAST_RETRY: u32 = 3;
 
 pub fn routes(slack: Arc<Slack>) -> Router {
     Router::new()
         .route("/slack/commands", post(commands))
         .route("/slack/events", post(events))
         .route("/slack/interactivity", post(interactivity))
+        .route("/slack/claim", post(claim))
         .layer(axum::extract::DefaultBodyLimit::max(crate::service::BODY_LIMIT))
         .with_state(slack)
 }
@@ -76,10 +85,40 @@ async fn events(State(slack): State<Arc<Slack>>, headers: HeaderMap, body: Bytes
                 // Not acknowledged: Slack delivers it again, to a replica that is not shutting down.
                 return (StatusCode::SERVICE_UNAVAILABLE, crate::drain::RESTARTING).into_response();
             }
-            if let Some(retry) = headers.get("x-slack-retry-num").and_then(|v| v.to_str().ok()) {
+            let retry = headers.get("x-slack-retry-num").and_then(|v| v.to_str().ok()?.parse::<u32>().ok());
+            if let Some(retry) = retry {
                 let reason = headers.get("x-slack-retry-reason").and_then(|v| v.to_str().ok()).unwrap_or("?");
                 tracing::info!(retry, reason, "Slack redelivered an event");
             }
+            let Some(event_id) = delivery["event_id"].as_str() else {
+                slack.event(&delivery);
+                return StatusCode::OK.into_response();
+            };
+            let why = match slack.app.leader.to_leader("/slack/claim", &headers, &body).await {
+                ToLeader::Here => {
+                    slack.event(&delivery);
+                    return StatusCode::OK.into_response();
+                }
+                ToLeader::Answered { status, body, .. } if status == StatusCode::OK => {
+                    let first = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["first"].as_bool());
+                    if first == Some(false) {
+                        tracing::info!(event_id, "duplicate delivery ignored (the leader has seen it)");
+                    } else {
+                        slack.claimed_event(&delivery);
+                    }
+                    return StatusCode::OK.into_response();
+                }
+                ToLeader::Answered { status, .. } => format!("the leader answered the claim with {status}"),
+                ToLeader::Unavailable(why) => why,
+            };
+            // No leader to claim at: Slack delivers it again while it has retries left; on its last, this replica
+            // answers on its own memory, for an answer twice is better than none.
+            if retry.unwrap_or(0) < LAST_RETRY {
+                tracing::warn!(event_id, "cannot claim the event at the leader; Slack will deliver it again: {why}");
+                let error = format!("cannot claim the event at the leader ({why}); deliver it again");
+                return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": error}))).into_response();
+            }
+            tracing::warn!(event_id, "cannot claim Slack's last delivery at the leader, answering it here: {why}");
             slack.event(&delivery);
             StatusCode::OK.into_response()
         }
@@ -88,6 +127,26 @@ async fn events(State(slack): State<Arc<Slack>>, headers: HeaderMap, body: Bytes
             StatusCode::OK.into_response()
         }
     }
+}
+
+/// A follower's claim of an event's `event_id` (the signed delivery, forwarded): `{"first": true}` for the first
+/// claim, when the follower answers it. Only the leader keeps the claims; another replica refuses with 503.
+async fn claim(State(slack): State<Arc<Slack>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = refusal(&slack, &headers, &body) {
+        return refused;
+    }
+    if !slack.app.leader.leads() {
+        let error = "this replica does not lead; claim at the Lease's holder";
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": error}))).into_response();
+    }
+    let delivery: Value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(e) => return bad_request(format!("unreadable event: {e}")),
+    };
+    let Some(event_id) = delivery["event_id"].as_str() else {
+        return bad_request("a claim for a delivery with no event_id".to_string());
+    };
+    axum::Json(json!({"first": slack.claim(event_id)})).into_response()
 }
 
 async fn interactivity(State(slack): State<Arc<Slack>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -261,13 +261,27 @@ impl Slack {
         ephemeral(&format!("{doing} {shown}…"))
     }
 
-    /// An Events API delivery (the body Slack posts, or a Socket Mode envelope's payload).
+    /// An Events API delivery (the body Slack posts, or a Socket Mode envelope's payload), unless its `event_id` was
+    /// delivered before.
     pub fn event(self: &Arc<Self>, delivery: &Value) {
         if let Some(id) = delivery["event_id"].as_str()
-            && !self.seen.lock().expect("not poisoned").insert(id.to_string(), ())
+            && !self.claim(id)
         {
             tracing::info!(event_id = id, "duplicate delivery ignored");
             return;
+        }
+        self.claimed_event(delivery);
+    }
+
+    /// Whether `event_id` is delivered for the first time; it is remembered for the next.
+    pub fn claim(&self, event_id: &str) -> bool {
+        self.seen.lock().expect("not poisoned").insert(event_id.to_string(), ())
+    }
+
+    /// A delivery whose `event_id` was claimed (here or at the leader): answered.
+    pub fn claimed_event(self: &Arc<Self>, delivery: &Value) {
+        if let Some(id) = delivery["event_id"].as_str() {
+            self.claim(id);
         }
         let incoming = match read_event(delivery, &self.identity.user_id) {
             Ok(Some(incoming)) => incoming,

@@ -15,6 +15,9 @@ use crate::fake_slack::{APP_TOKEN, BOT_TOKEN, CHANNEL, Call, FakeSlack};
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The signing secret `serve_in` gives kubechat, for Slack's HTTP mode.
+pub const SIGNING_SECRET: &str = "5d1c0e0c8b6f4f0f9a3e2d1c0b9a8f7e";
+
 pub struct Serve {
     pub child: Child,
     pub url: String,
@@ -53,7 +56,7 @@ impl Serve {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn audit(&self) -> Vec<Value> {
+    pub fn audit(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.audit).unwrap_or_default();
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
@@ -66,12 +69,17 @@ fn serve(slack: &FakeSlack, model: &Recorded, drain_seconds: u64) -> Serve {
 
 /// The same, with `settings` (YAML lines) saying what to read and how to behave.
 pub fn serve_with(slack: &FakeSlack, model: &Recorded, settings: &str) -> Serve {
+    serve_in(slack, model, settings, "socket")
+}
+
+/// The same, in Slack's `mode` (socket or http).
+pub fn serve_in(slack: &FakeSlack, model: &Recorded, settings: &str, mode: &str) -> Serve {
     let dir = tempfile::tempdir().unwrap();
     let (config, audit, log) = (dir.path().join("kubechat.yaml"), dir.path().join("audit.log"), dir.path().join("log"));
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:1\n{settings}prompts: {}\nllm:\n  url: {}\n  api: openai\n  model: test\nslack:\n  enabled: true\n  mode: socket\n  api_url: {}\nhttp:\n  auth: open\naccess:\n  default: [\"*\"]\naudit:\n  path: {}\nmetrics:\n  listen: \"off\"\n",
+            "listen: 127.0.0.1:1\n{settings}prompts: {}\nllm:\n  url: {}\n  api: openai\n  model: test\nslack:\n  enabled: true\n  mode: {mode}\n  api_url: {}\nhttp:\n  auth: open\naccess:\n  default: [\"*\"]\naudit:\n  path: {}\nmetrics:\n  listen: \"off\"\n",
             concat!(env!("CARGO_MANIFEST_DIR"), "/prompts"),
             model.url,
             slack.api_url(),
@@ -85,6 +93,7 @@ pub fn serve_with(slack: &FakeSlack, model: &Recorded, settings: &str) -> Serve 
         .env("KUBECHAT_LISTEN", format!("127.0.0.1:{port}"))
         .env("KUBECHAT_SLACK_BOT_TOKEN", BOT_TOKEN)
         .env("KUBECHAT_SLACK_APP_TOKEN", APP_TOKEN)
+        .env("KUBECHAT_SLACK_SIGNING_SECRET", SIGNING_SECRET)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
