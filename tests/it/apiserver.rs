@@ -517,11 +517,30 @@ fn kubechat(args: &[&str]) -> (Value, String) {
     (serde_json::from_slice(&out.stdout).expect("JSON output"), stderr)
 }
 
-fn apply_manifests(cluster: &Cluster, extra: &[&str]) {
-    let mut args = vec!["apply", "-k", concat!(env!("CARGO_MANIFEST_DIR"), "/k8s")];
+/// Applies `k8s/` as rendered, in this server's versions ([`served_here`]).
+pub fn apply_manifests(cluster: &Cluster, extra: &[&str]) {
+    let objects = served_here(crate::delivery::objects(&crate::delivery::render("k8s")));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), json!({"apiVersion": "v1", "kind": "List", "items": objects}).to_string()).unwrap();
+    let mut args = vec!["apply", "-f", file.path().to_str().unwrap()];
     args.extend_from_slice(extra);
     let out = cluster.kubectl(&cluster.admin_kubeconfig, &args);
     assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The objects as this v1.20 server serves them: a PodDisruptionBudget is `policy/v1` from Kubernetes 1.21 (and only
+/// that from 1.25), which the manifests ship; here it is `policy/v1beta1`, whose fields the manifests' use alike. The
+/// schema test checks the `policy/v1` object itself (`delivery.rs`).
+pub fn served_here(objects: Vec<Value>) -> Vec<Value> {
+    objects
+        .into_iter()
+        .map(|mut object| {
+            if object["apiVersion"] == "policy/v1" && object["kind"] == "PodDisruptionBudget" {
+                object["apiVersion"] = json!("policy/v1beta1");
+            }
+            object
+        })
+        .collect()
 }
 
 fn is_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {
@@ -558,6 +577,22 @@ async fn the_shipped_role_reads_what_the_bot_needs_and_refuses_writes_and_secret
         format!("/api/v1/namespaces/shop/pods/{}/exec?command=sh&container=app&stdin=true&stdout=true", shop.crashing);
     let exec = bot.request_text(http::Request::post(exec).body(Vec::new()).unwrap()).await;
     assert!(is_forbidden(exec), "exec into pods");
+    // The one write, leader election's Lease, is the one Lease in kubechat's namespace: the bot creates and updates
+    // it, and no other Lease, there or elsewhere.
+    let lease = |name: &str| -> k8s_openapi::api::coordination::v1::Lease {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"holderIdentity": "test"}})).unwrap()
+    };
+    type Leases = Api<k8s_openapi::api::coordination::v1::Lease>;
+    let (ours, shops): (Leases, Leases) =
+        (Api::namespaced(bot.clone(), "kubechat"), Api::namespaced(bot.clone(), "shop"));
+    let created = ours.create(&PostParams::default(), &lease("kubechat-leader")).await.unwrap();
+    ours.replace("kubechat-leader", &PostParams::default(), &created).await.unwrap();
+    assert!(is_forbidden(ours.delete("kubechat-leader", &DeleteParams::default()).await), "delete the Lease");
+    assert!(is_forbidden(shops.create(&PostParams::default(), &lease("kubechat-leader")).await), "a Lease elsewhere");
+    let admin_leases: Leases = Api::namespaced(cluster.admin().await, "kubechat");
+    let other = admin_leases.create(&PostParams::default(), &lease("someone-elses")).await.unwrap();
+    assert!(is_forbidden(ours.get("someone-elses").await), "get another Lease");
+    assert!(is_forbidden(ours.replace("someone-elses", &PostParams::default(), &other).await), "take another Lease");
 
     let admin_secrets: Api<Secret> = Api::namespaced(cluster.admin().await, "shop");
     let secret =
@@ -616,6 +651,7 @@ async fn the_shipped_role_reads_what_the_bot_needs_and_refuses_writes_and_secret
     for (i, (install, objects)) in crate::delivery::rendered().into_iter().enumerate() {
         let (custom, core) = crate::delivery::custom_and_core(objects);
         assert_eq!(crate::delivery::custom_resource_problems(&custom), Vec::<String>::new(), "{install}");
+        let core = served_here(core);
         let file = renders.path().join(format!("{i}.yaml"));
         std::fs::write(&file, json!({"apiVersion": "v1", "kind": "List", "items": core}).to_string()).unwrap();
         let out = cluster.kubectl(

@@ -107,8 +107,12 @@ fn find<'a>(objects: &'a [Value], kind: &str, name_prefix: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} {name_prefix}"))
 }
 
+/// The Lease kubechat's replicas elect a leader by: the one object it writes.
+const LEASE: &str = "kubechat-leader";
+
 /// Problems with a role's rules: anything beyond reading, and any reach into Secrets, ConfigMaps or pods' exec,
-/// attach and port-forward.
+/// attach and port-forward. The one exception is leader election: a Role (in kubechat's namespace only) may create
+/// Leases, and get and update the one named [`LEASE`].
 fn rbac_problems(objects: &[Value]) -> Vec<String> {
     let mut problems = Vec::new();
     for role in objects.iter().filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role") {
@@ -117,6 +121,18 @@ fn rbac_problems(objects: &[Value]) -> Vec<String> {
             let strings = |field: &str| -> Vec<String> {
                 rule[field].as_array().into_iter().flatten().filter_map(|v| v.as_str()).map(str::to_string).collect()
             };
+            let lease = role["kind"] == "Role"
+                && strings("apiGroups") == ["coordination.k8s.io"]
+                && strings("resources") == ["leases"];
+            if lease {
+                let verbs = strings("verbs");
+                let named = strings("resourceNames") == [LEASE];
+                let allowed = verbs == ["create"] || (named && verbs.iter().all(|v| v == "get" || v == "update"));
+                if !allowed {
+                    problems.push(format!("{name}: leases {verbs:?} beyond creating and updating {LEASE}"));
+                }
+                continue;
+            }
             for verb in strings("verbs") {
                 // kubechat reads each question's state afresh: it never watches.
                 if !["get", "list"].contains(&verb.as_str()) {
@@ -158,12 +174,28 @@ fn every_render_grants_reads_only() {
         let binding = find(&objects, "ClusterRoleBinding", "kubechat-reader");
         assert_eq!(binding["subjects"][0]["name"], "kubechat");
         assert_eq!(binding["subjects"][0]["namespace"], "kubechat");
+        // Leader election: the Lease the Deployment names, granted by a Role bound to kubechat in its namespace.
+        let role = find(&objects, "Role", LEASE);
+        assert!(role["rules"].to_string().contains(LEASE), "{dir}: {role}");
+        let binding = find(&objects, "RoleBinding", LEASE);
+        assert_eq!(binding["roleRef"]["kind"], "Role", "{dir}");
+        assert_eq!(binding["subjects"][0]["name"], "kubechat", "{dir}");
+        assert_eq!(binding["subjects"][0]["namespace"], "kubechat", "{dir}");
+        let deployment = find(&objects, "Deployment", "kubechat");
+        let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+        let lease = env.as_array().unwrap().iter().find(|e| e["name"] == "KUBECHAT_LEADER_LEASE");
+        assert_eq!(lease.map(|e| &e["value"]), Some(&Value::from(LEASE)), "{dir}: the Deployment's Lease");
     }
-    // The check itself catches a write, a watch, a Secret and exec.
+    // The check itself catches a write, a watch, a Secret and exec; and a Lease rule beyond the one Lease, or in a
+    // ClusterRole.
     let bad: Vec<Value> = objects(
         "kind: ClusterRole\nmetadata: {name: x}\nrules:\n- apiGroups: ['']\n  resources: [pods, secrets, pods/exec]\n  verbs: [get, create, watch]\n",
     );
     assert_eq!(rbac_problems(&bad).len(), 4, "{:?}", rbac_problems(&bad));
+    let bad: Vec<Value> = objects(
+        "kind: Role\nmetadata: {name: x}\nrules:\n- apiGroups: [coordination.k8s.io]\n  resources: [leases]\n  verbs: [get, update, delete]\n  resourceNames: [kubechat-leader]\n- apiGroups: [coordination.k8s.io]\n  resources: [leases]\n  verbs: [update]\n---\nkind: ClusterRole\nmetadata: {name: y}\nrules:\n- apiGroups: [coordination.k8s.io]\n  resources: [leases]\n  verbs: [create]\n",
+    );
+    assert_eq!(rbac_problems(&bad).len(), 3, "{:?}", rbac_problems(&bad));
 }
 
 #[test]
@@ -280,6 +312,45 @@ fn the_pods_are_locked_down_and_probed() {
 }
 
 /// The literal environment of a Deployment's first container, as (name, value) pairs.
+#[test]
+fn two_replicas_roll_without_a_gap_and_matrix_keeps_one_device() {
+    for (install, objects) in rendered() {
+        let kubechat = find(&objects, "Deployment", "kubechat");
+        let (spec, pod) = (&kubechat["spec"], &kubechat["spec"]["template"]["spec"]);
+        let labels = &spec["selector"]["matchLabels"];
+        let budget = objects.iter().find(|o| o["kind"] == "PodDisruptionBudget");
+        if install.overlay.ends_with("matrix") {
+            // One device: one replica, replaced (the store's volume is ReadWriteOnce), and no budget to block drains.
+            assert_eq!(spec["replicas"], 1, "{install}");
+            assert_eq!(spec["strategy"], serde_json::json!({"type": "Recreate"}), "{install}");
+            assert!(budget.is_none(), "{install}: a budget on one replica blocks every drain");
+            continue;
+        }
+        assert_eq!(spec["replicas"], 2, "{install}");
+        assert_eq!(spec["strategy"]["type"], "RollingUpdate", "{install}");
+        assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0, "{install}: a rollout stops none first");
+        let budget = budget.unwrap_or_else(|| panic!("{install}: no PodDisruptionBudget"));
+        assert_eq!(budget["spec"]["minAvailable"], 1, "{install}");
+        assert_eq!(&budget["spec"]["selector"]["matchLabels"], labels, "{install}: the budget selects kubechat's pods");
+        let spread = &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
+        assert_eq!(spread["podAffinityTerm"]["topologyKey"], "kubernetes.io/hostname", "{install}");
+        assert_eq!(&spread["podAffinityTerm"]["labelSelector"]["matchLabels"], labels, "{install}");
+        // The address the leader writes into the Lease is the pod's own, and the replicas may reach each other.
+        let env = &pod["containers"][0]["env"];
+        let pod_ip = env.as_array().unwrap().iter().find(|e| e["name"] == "POD_IP").expect("POD_IP");
+        assert_eq!(pod_ip["valueFrom"]["fieldRef"]["fieldPath"], "status.podIP", "{install}");
+        let to_replicas = objects
+            .iter()
+            .filter(|o| o["kind"] == "NetworkPolicy")
+            .flat_map(|p| p["spec"]["egress"].as_array().cloned().unwrap_or_default())
+            .any(|rule| {
+                rule["to"].as_array().into_iter().flatten().any(|to| &to["podSelector"]["matchLabels"] == labels)
+                    && rule["ports"][0]["port"] == 8080
+            });
+        assert!(to_replicas, "{install}: no egress from one replica to the other");
+    }
+}
+
 fn deployment_env(deployment: &Value) -> Vec<(String, String)> {
     deployment["spec"]["template"]["spec"]["containers"][0]["env"]
         .as_array()
