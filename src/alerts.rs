@@ -4,11 +4,13 @@
 //! when it is found there, else in a new thread. The same alert with the same findings is diagnosed once per cooldown
 //! (its fingerprint plus the finding reasons, never the model's text); a resolved alert adds a note to its thread.
 //! With several replicas, only the Lease's holder diagnoses: the others hand it the webhook ([`crate::lease`]), so an
-//! alert is diagnosed once whichever replica Alertmanager reaches.
+//! alert is diagnosed once whichever replica Alertmanager reaches. What the leader remembers (the cooldowns and the
+//! threads) it keeps in the Lease, so the next leader neither diagnoses an alert again within its cooldown nor loses
+//! the thread its resolved note belongs in.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -171,7 +173,8 @@ impl Alert {
 }
 
 /// Where a diagnosis went, for the resolved note.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "platform", rename_all = "lowercase")]
 enum Thread {
     Slack {
         channel: String,
@@ -188,8 +191,26 @@ enum Thread {
 #[derive(Debug, Clone)]
 struct Diagnosed {
     reasons: Vec<String>,
-    at: Instant,
+    /// When, in Unix seconds: the time the next leader reads is this process's.
+    at: i64,
     threads: Vec<Thread>,
+}
+
+/// A fingerprint's diagnosis as the leader keeps it in the Lease for the next one ([`crate::lease::Leadership`]).
+#[derive(Debug, Serialize, Deserialize)]
+struct Kept {
+    fingerprint: String,
+    reasons: Vec<String>,
+    at: i64,
+    threads: Vec<Thread>,
+}
+
+/// How long a diagnosis is remembered for its thread (the resolved note) past its cooldown: an alert that never
+/// resolves is forgotten after a week.
+const THREAD_MEMORY: i64 = 7 * 24 * 3600;
+
+fn unix_now() -> i64 {
+    jiff::Timestamp::now().as_second()
 }
 
 pub struct Alerts {
@@ -221,8 +242,60 @@ impl Alerts {
         })
     }
 
+    /// Takes in what the previous leader kept, when this replica has just taken over: the more recent of two
+    /// diagnoses of a fingerprint stands. Entries this build cannot read (a Matrix thread without Matrix) are skipped.
+    fn recall(&self) {
+        let Some(text) = self.app.leader.recall() else { return };
+        let entries: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+        let mut diagnosed = self.diagnosed.lock().expect("not poisoned");
+        let mut recalled = 0;
+        for kept in entries.into_iter().filter_map(|e| serde_json::from_value::<Kept>(e).ok()) {
+            if !self.remembered(kept.at, &kept.threads)
+                || diagnosed.get(&kept.fingerprint).is_some_and(|d| d.at >= kept.at)
+            {
+                continue;
+            }
+            let Kept { fingerprint, reasons, at, threads } = kept;
+            diagnosed.insert(fingerprint, Diagnosed { reasons, at, threads });
+            recalled += 1;
+        }
+        tracing::info!(recalled, "took over the alerts the previous leader diagnosed");
+    }
+
+    /// Whether a diagnosis made `at` is still worth remembering: within its cooldown, or for its threads' resolved
+    /// note.
+    fn remembered(&self, at: i64, threads: &[Thread]) -> bool {
+        let age = unix_now() - at;
+        age < self.config.cooldown.as_secs() as i64 || (!threads.is_empty() && age < THREAD_MEMORY)
+    }
+
+    /// Forgets what is no longer worth remembering, and hands the rest, newest first and as much as fits, to the
+    /// Lease.
+    fn keep(&self) {
+        let mut diagnosed = self.diagnosed.lock().expect("not poisoned");
+        diagnosed.retain(|_, d| self.remembered(d.at, &d.threads));
+        let mut kept: Vec<Kept> = diagnosed
+            .iter()
+            .map(|(fingerprint, d)| Kept {
+                fingerprint: fingerprint.clone(),
+                reasons: d.reasons.clone(),
+                at: d.at,
+                threads: d.threads.clone(),
+            })
+            .collect();
+        drop(diagnosed);
+        kept.sort_by_key(|k| std::cmp::Reverse(k.at));
+        let mut text = serde_json::to_string(&kept).unwrap_or_default();
+        while text.len() > crate::lease::MEMORY_LIMIT && !kept.is_empty() {
+            kept.truncate(kept.len() * 3 / 4);
+            text = serde_json::to_string(&kept).unwrap_or_default();
+        }
+        self.app.leader.remember(text);
+    }
+
     /// Diagnoses one alert for `receiver`; returns whether a diagnosis was posted.
     pub async fn handle(&self, receiver: &Receiver, alert: &Alert) -> bool {
+        self.recall();
         let scope = match alert.scope() {
             Some(Ok(scope)) => scope,
             Some(Err(invalid)) => {
@@ -259,6 +332,7 @@ impl Alerts {
         let key = alert.fingerprint.clone();
         if alert.status == "resolved" {
             let threads = self.diagnosed.lock().expect("not poisoned").remove(&key).map(|d| d.threads);
+            self.keep();
             let note = format!(
                 "Resolved: {} ({namespace}{}).",
                 alert.name(),
@@ -284,14 +358,15 @@ impl Alerts {
             let mut diagnosed = self.diagnosed.lock().expect("not poisoned");
             if let Some(last) = diagnosed.get(&key)
                 && last.reasons == reasons
-                && last.at.elapsed() < self.config.cooldown
+                && unix_now() - last.at < self.config.cooldown.as_secs() as i64
             {
                 tracing::info!(alert = %alert.name(), fingerprint = %key, "already diagnosed within the cooldown");
                 return false;
             }
             let threads = diagnosed.get(&key).map(|d| d.threads.clone()).unwrap_or_default();
-            diagnosed.insert(key.clone(), Diagnosed { reasons, at: Instant::now(), threads });
+            diagnosed.insert(key.clone(), Diagnosed { reasons, at: unix_now(), threads });
         }
+        self.keep();
         let mut threads = Vec::new();
         for (destination, asker) in allowed {
             let mut ticket = self.app.ticket(&asker, Intent::Diagnose, &self.app.request_id());
@@ -328,6 +403,7 @@ impl Alerts {
         if let Some(entry) = self.diagnosed.lock().expect("not poisoned").get_mut(&key) {
             entry.threads = threads;
         }
+        self.keep();
         posted
     }
 

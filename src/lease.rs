@@ -2,6 +2,8 @@
 //! happen once (the Slack Socket Mode connection, Alertmanager's diagnoses, the deduplication of Slack's deliveries)
 //! is done by the holder only. The holder writes the address the other replicas reach it at into the Lease
 //! (annotation `kubechat.io/address`), and a follower hands such work to it over HTTP ([`Leadership::to_leader`]).
+//! What that work must remember across a handover (the alerts diagnosed, for their cooldowns and resolved notes) the
+//! holder writes into the Lease too (annotation `kubechat.io/memory`), and the next holder recalls it.
 //!
 //! The Lease API itself, not a crate: it is three calls (get, create, replace with the resourceVersion read), and the
 //! rules are client-go's. A replica holds the Lease while it renews it every third of `leader.duration_seconds`; the
@@ -35,6 +37,24 @@ pub struct LeaseConfig {
 /// The annotation on the Lease that holds its holder's address.
 pub const ADDRESS: &str = "kubechat.io/address";
 
+/// The annotation on the Lease that holds what the once-only work remembers ([`Leadership::remember`]).
+pub const MEMORY: &str = "kubechat.io/memory";
+
+/// The largest memory written into the Lease: annotations are limited to 256 KiB in all, and the Lease is written at
+/// every renewal.
+pub const MEMORY_LIMIT: usize = 64 * 1024;
+
+/// What the leader's work remembers, on its way into the Lease and out of it.
+#[derive(Debug, Default)]
+struct Memory {
+    /// What this replica writes into the Lease while it holds it.
+    written: Option<String>,
+    /// What the previous holder left, read when this replica took the Lease over, until the work recalls it.
+    recalled: Option<String>,
+}
+
+type SharedMemory = std::sync::Arc<std::sync::Mutex<Memory>>;
+
 /// The header a forwarded request carries, naming the replica that forwarded it: it is never forwarded twice.
 pub const FORWARDED_BY: &str = "x-kubechat-forwarded-by";
 
@@ -61,6 +81,7 @@ pub struct Election {
     config: LeaseConfig,
     leading: watch::Sender<bool>,
     holder: watch::Sender<Holder>,
+    memory: SharedMemory,
 }
 
 impl Election {
@@ -79,7 +100,13 @@ impl Election {
                 "leader.address is not set and neither POD_IP nor a listen address names this replica: when it leads, the others cannot hand it alerts or Slack's deliveries"
             );
         }
-        Election { client, config, leading: watch::Sender::new(false), holder: watch::Sender::new(Holder::Unknown) }
+        Election {
+            client,
+            config,
+            leading: watch::Sender::new(false),
+            holder: watch::Sender::new(Holder::Unknown),
+            memory: SharedMemory::default(),
+        }
     }
 
     /// Whether this replica leads, as it changes.
@@ -89,31 +116,39 @@ impl Election {
 
     /// What the front-ends need to know of the election.
     pub fn leadership(&self) -> Leadership {
-        Leadership { holder: Some(self.holder.subscribe()), identity: self.config.identity.clone(), http: forwarder() }
+        Leadership {
+            holder: Some(self.holder.subscribe()),
+            identity: self.config.identity.clone(),
+            http: forwarder(),
+            memory: self.memory.clone(),
+        }
     }
 
     /// Runs the election until `stop` turns true.
     pub async fn run(self, stop: watch::Receiver<bool>) {
-        run(self.client, self.config, self.leading, self.holder, stop).await
+        let states = States { leading: self.leading, holder: self.holder, memory: self.memory };
+        run(self.client, self.config, states, stop).await
     }
 }
 
 /// Holds or watches the Lease until `stop` turns true, telling `leading` whether this replica leads; on stop, releases
 /// the Lease if it holds it, so another replica takes over at once.
-async fn run(
-    client: kube::Client,
-    config: LeaseConfig,
+/// What the election tells the rest of kubechat, and what it keeps for it.
+struct States {
     leading: watch::Sender<bool>,
     holder: watch::Sender<Holder>,
-    mut stop: watch::Receiver<bool>,
-) {
+    memory: SharedMemory,
+}
+
+async fn run(client: kube::Client, config: LeaseConfig, states: States, mut stop: watch::Receiver<bool>) {
+    let States { leading, holder, memory } = states;
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
     let renew_every = config.duration / 3;
     let retry_every = (config.duration / 3).min(Duration::from_secs(2));
     let mut seen: Option<Seen> = None;
     let mut renewed: Option<Instant> = None;
     loop {
-        let attempted = attempt(&api, &config, &mut seen).await;
+        let attempted = attempt(&api, &config, &memory, &mut seen).await;
         match attempted {
             Ok(Some(Holder::Me)) => {
                 renewed = Some(Instant::now());
@@ -152,7 +187,7 @@ async fn run(
     holder.send_replace(Holder::Unknown);
     if *leading.borrow() {
         leading.send_replace(false);
-        match release(&api, &config).await {
+        match release(&api, &config, &memory).await {
             Ok(()) => tracing::info!(lease = %config.name, "released the Lease for another replica"),
             Err(e) => {
                 tracing::warn!(lease = %config.name, "cannot release the Lease; another replica takes it when it expires: {e}")
@@ -169,13 +204,16 @@ fn seconds(duration: Duration) -> i32 {
     duration.as_secs().clamp(1, i32::MAX as u64) as i32
 }
 
-/// The Lease's metadata as its holder writes it: its address among the annotations.
-fn mark(metadata: &mut ObjectMeta, config: &LeaseConfig) {
+/// The Lease's metadata as its holder writes it: its address and its memory among the annotations.
+fn mark(metadata: &mut ObjectMeta, config: &LeaseConfig, memory: &SharedMemory) {
     let annotations = metadata.annotations.get_or_insert_with(Default::default);
     match &config.address {
         Some(address) => annotations.insert(ADDRESS.to_string(), address.clone()),
         None => annotations.remove(ADDRESS),
     };
+    if let Some(written) = &memory.lock().expect("not poisoned").written {
+        annotations.insert(MEMORY.to_string(), written.clone());
+    }
 }
 
 /// One round: creates the Lease, renews it, or takes it over when it expired; who holds it after, or none when
@@ -183,11 +221,12 @@ fn mark(metadata: &mut ObjectMeta, config: &LeaseConfig) {
 async fn attempt(
     api: &Api<Lease>,
     config: &LeaseConfig,
+    memory: &SharedMemory,
     seen: &mut Option<Seen>,
 ) -> Result<Option<Holder>, kube::Error> {
     let Some(mut lease) = api.get_opt(&config.name).await? else {
         let mut metadata = ObjectMeta { name: Some(config.name.clone()), ..ObjectMeta::default() };
-        mark(&mut metadata, config);
+        mark(&mut metadata, config, memory);
         let lease = Lease {
             metadata,
             spec: Some(LeaseSpec {
@@ -217,6 +256,16 @@ async fn attempt(
         spec.renew_time = Some(now());
         spec.lease_duration_seconds = Some(seconds(config.duration));
     } else if holder.is_none() || expired {
+        // Taking over: what the last holder left is this replica's to recall, and to keep writing until its own
+        // work replaces it.
+        let left = lease.metadata.annotations.as_ref().and_then(|a| a.get(MEMORY)).cloned();
+        let mut memory = memory.lock().expect("not poisoned");
+        if memory.written.is_none() {
+            memory.written.clone_from(&left);
+        }
+        memory.recalled = left;
+        drop(memory);
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         spec.holder_identity = Some(config.identity.clone());
         spec.acquire_time = Some(now());
         spec.renew_time = Some(now());
@@ -227,7 +276,7 @@ async fn attempt(
         let identity = holder.unwrap_or_default();
         return Ok(Some(Holder::Other { identity, address }));
     }
-    mark(&mut lease.metadata, config);
+    mark(&mut lease.metadata, config, memory);
     match api.replace(&config.name, &PostParams::default(), &lease).await {
         Ok(_) => Ok(Some(Holder::Me)),
         // Someone else wrote it first: read it again next round.
@@ -236,8 +285,8 @@ async fn attempt(
     }
 }
 
-/// Gives the Lease up: no holder, so the next replica to look takes it.
-async fn release(api: &Api<Lease>, config: &LeaseConfig) -> Result<(), kube::Error> {
+/// Gives the Lease up, with the memory as it is now: no holder, so the next replica to look takes it.
+async fn release(api: &Api<Lease>, config: &LeaseConfig, memory: &SharedMemory) -> Result<(), kube::Error> {
     let mut lease = api.get(&config.name).await?;
     let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
     if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
@@ -246,6 +295,7 @@ async fn release(api: &Api<Lease>, config: &LeaseConfig) -> Result<(), kube::Err
     spec.holder_identity = None;
     spec.renew_time = Some(now());
     spec.lease_duration_seconds = Some(1);
+    mark(&mut lease.metadata, config, memory);
     api.replace(&config.name, &PostParams::default(), &lease).await.map(drop)
 }
 
@@ -268,6 +318,7 @@ pub struct Leadership {
     holder: Option<watch::Receiver<Holder>>,
     identity: String,
     http: reqwest::Client,
+    memory: SharedMemory,
 }
 
 /// What became of a request handed to the leader.
@@ -283,7 +334,25 @@ pub enum ToLeader {
 impl Leadership {
     /// No election: this process is the only one.
     pub fn alone() -> Leadership {
-        Leadership { holder: None, identity: String::new(), http: forwarder() }
+        Leadership { holder: None, identity: String::new(), http: forwarder(), memory: SharedMemory::default() }
+    }
+
+    /// Keeps `memory` in the Lease while this replica holds it, for the next holder to recall; refused (and logged)
+    /// over [`MEMORY_LIMIT`]. Without an election, nothing outlives the process.
+    pub fn remember(&self, memory: String) {
+        if memory.len() > MEMORY_LIMIT {
+            tracing::warn!(
+                bytes = memory.len(),
+                "the memory to keep in the Lease is over {MEMORY_LIMIT} bytes; not kept"
+            );
+            return;
+        }
+        self.memory.lock().expect("not poisoned").written = Some(memory);
+    }
+
+    /// What the previous holder left in the Lease when this replica took it over, once.
+    pub fn recall(&self) -> Option<String> {
+        self.memory.lock().expect("not poisoned").recalled.take()
     }
 
     /// Whether this replica does the once-only work now.

@@ -132,12 +132,13 @@ async fn deliver(serve: &Serve, delivery: &str, retry: Option<u32>) -> u16 {
     request.body(delivery.to_string()).send().await.unwrap().status().as_u16()
 }
 
-/// Alertmanager's webhook, one firing alert about kubechat's own namespace, posted to a replica; the status.
-async fn alert(serve: &Serve) -> u16 {
+/// Alertmanager's webhook, one alert about kubechat's own namespace (`status` firing or resolved), posted to a
+/// replica; the status.
+async fn alert(serve: &Serve, status: &str) -> u16 {
     let payload = json!({"version": "4", "groupKey": "{}:{alertname=\"KubePodNotReady\"}", "truncatedAlerts": 0,
-        "status": "firing", "receiver": "team", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+        "status": status, "receiver": "team", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
         "externalURL": "http://alertmanager:9093",
-        "alerts": [{"status": "firing", "labels": {"alertname": "KubePodNotReady", "namespace": "kubechat"},
+        "alerts": [{"status": status, "labels": {"alertname": "KubePodNotReady", "namespace": "kubechat"},
             "annotations": {}, "startsAt": "2026-12-02T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
             "generatorURL": "", "fingerprint": "5e1f00d4c0ffee01"}]});
     let response = crate::common::http_client()
@@ -191,7 +192,7 @@ async fn an_alert_or_a_slack_delivery_reaching_either_replica_is_handled_once() 
 
     // One alert, delivered to the follower, the leader and the follower again: one diagnosis, by the leader.
     for serve in [following, leading, following] {
-        assert_eq!(alert(&replicas[serve]).await, 200, "{}", replicas[serve].log());
+        assert_eq!(alert(&replicas[serve], "firing").await, 200, "{}", replicas[serve].log());
     }
     slack
         .until(Duration::from_secs(30), "the alert's diagnosis", |calls| {
@@ -199,9 +200,11 @@ async fn an_alert_or_a_slack_delivery_reaching_either_replica_is_handled_once() 
         })
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let roots: Vec<Value> =
-        slack.calls("chat.postMessage").into_iter().map(|c| c.body).filter(|b| b["thread_ts"].is_null()).collect();
-    assert_eq!(roots.len(), 1, "one diagnosis for the alert, wherever it arrived: {roots:#?}");
+    let roots = |slack: &FakeSlack| -> Vec<Call> {
+        slack.calls("chat.postMessage").into_iter().filter(|c| c.body["thread_ts"].is_null()).collect()
+    };
+    assert_eq!(roots(&slack).len(), 1, "one diagnosis for the alert, wherever it arrived: {:#?}", roots(&slack));
+    let root = roots(&slack)[0].ts.clone().expect("the thread's ts");
     let audited = |serve: &Serve| serve.audit().iter().filter(|l| l["platform"] == "alertmanager").count();
     assert_eq!((audited(&replicas[leading]), audited(&replicas[following])), (1, 0), "the leader diagnosed it");
 
@@ -222,13 +225,25 @@ async fn an_alert_or_a_slack_delivery_reaching_either_replica_is_handled_once() 
     assert_eq!(posted_in(&calls, &first).len(), 1, "Ev1 answered once: {:#?}", posted_in(&calls, &first));
     assert_eq!(posted_in(&calls, &second).len(), 1, "Ev2 answered once: {:#?}", posted_in(&calls, &second));
 
+    // The leader keeps what it diagnosed, and where, in the Lease.
+    let started = Instant::now();
+    loop {
+        let lease = lease(&cluster).await.unwrap();
+        let memory = lease.metadata.annotations.unwrap_or_default().remove("kubechat.io/memory").unwrap_or_default();
+        if memory.contains("5e1f00d4c0ffee01") && memory.contains(&root) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the alert is not kept in the Lease: {memory:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // The leader dies. Until the follower takes over, it cannot claim an event or hand over an alert: it asks Slack and
     // Alertmanager to deliver again (503) rather than answer twice; once it leads, the redelivery is answered.
     let killed = Command::new("kill").args(["-KILL", &replicas[leading].child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let (third, delivery) = mention(&slack, "Ev3");
     assert_eq!(deliver(&replicas[following], &delivery, None).await, 503, "{}", replicas[following].log());
-    assert_eq!(alert(&replicas[following]).await, 503);
+    assert_eq!(alert(&replicas[following], "firing").await, 503);
     let started = Instant::now();
     while holder(&cluster).await.as_deref() != Some(if following == 0 { "replica-a" } else { "replica-b" }) {
         assert!(started.elapsed() < Duration::from_secs(3 * LEASE_SECONDS), "no take-over");
@@ -243,6 +258,17 @@ async fn an_alert_or_a_slack_delivery_reaching_either_replica_is_handled_once() 
         "{}",
         replicas[following].log()
     );
+
+    // The new leader recalls the old one's alerts: the same alert within its cooldown is not diagnosed again, and its
+    // resolution is noted in the thread the old leader started.
+    assert_eq!(alert(&replicas[following], "firing").await, 200);
+    assert_eq!(alert(&replicas[following], "resolved").await, 200);
+    let resolved = |calls: &[Call]| {
+        posted_in(calls, &root).into_iter().any(|b| b.to_string().contains("Resolved: KubePodNotReady"))
+    };
+    slack.until(Duration::from_secs(20), "the resolved note in the first thread", resolved).await;
+    assert_eq!(roots(&slack).len(), 1, "no second diagnosis: {:#?}", roots(&slack));
+    assert!(replicas[following].log().contains("recalled=1"), "{}", replicas[following].log());
     replicas[following].terminate();
     replicas[following].exited(Duration::from_secs(20)).await;
     assert!(slack.violations().is_empty(), "{:#?}", slack.violations());
