@@ -205,6 +205,9 @@ struct Kept {
     threads: Vec<Thread>,
 }
 
+/// The kind of memory the alerts keep in the Lease.
+const MEMORY: &str = "alerts";
+
 /// How long a diagnosis is remembered for its thread (the resolved note) past its cooldown: an alert that never
 /// resolves is forgotten after a week.
 const THREAD_MEMORY: i64 = 7 * 24 * 3600;
@@ -245,7 +248,7 @@ impl Alerts {
     /// Takes in what the previous leader kept, when this replica has just taken over: the more recent of two
     /// diagnoses of a fingerprint stands. Entries this build cannot read (a Matrix thread without Matrix) are skipped.
     fn recall(&self) {
-        let Some(text) = self.app.leader.recall() else { return };
+        let Some(text) = self.app.leader.recall(MEMORY) else { return };
         let entries: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
         let mut diagnosed = self.diagnosed.lock().expect("not poisoned");
         let mut recalled = 0;
@@ -290,7 +293,7 @@ impl Alerts {
             kept.truncate(kept.len() * 3 / 4);
             text = serde_json::to_string(&kept).unwrap_or_default();
         }
-        self.app.leader.remember(text);
+        self.app.leader.remember(MEMORY, text);
     }
 
     /// Diagnoses one alert for `receiver`; returns whether a diagnosis was posted.

@@ -2,8 +2,9 @@
 //! happen once (the Slack Socket Mode connection, Alertmanager's diagnoses, the deduplication of Slack's deliveries)
 //! is done by the holder only. The holder writes the address the other replicas reach it at into the Lease
 //! (annotation `kubechat.io/address`), and a follower hands such work to it over HTTP ([`Leadership::to_leader`]).
-//! What that work must remember across a handover (the alerts diagnosed, for their cooldowns and resolved notes) the
-//! holder writes into the Lease too (annotation `kubechat.io/memory`), and the next holder recalls it.
+//! What that work must remember across a handover (the alerts diagnosed, for their cooldowns and resolved notes; the
+//! Slack events seen, for Slack's retries) the holder writes into the Lease too (annotations `kubechat.io/memory-…`),
+//! and the next holder recalls it.
 //!
 //! The Lease API itself, not a crate: it is three calls (get, create, replace with the resourceVersion read), and the
 //! rules are client-go's. A replica holds the Lease while it renews it every third of `leader.duration_seconds`; the
@@ -37,20 +38,21 @@ pub struct LeaseConfig {
 /// The annotation on the Lease that holds its holder's address.
 pub const ADDRESS: &str = "kubechat.io/address";
 
-/// The annotation on the Lease that holds what the once-only work remembers ([`Leadership::remember`]).
-pub const MEMORY: &str = "kubechat.io/memory";
+/// The annotations on the Lease that hold what the once-only work remembers, one per kind of work
+/// ([`Leadership::remember`]): `kubechat.io/memory-alerts`, say.
+pub const MEMORY: &str = "kubechat.io/memory-";
 
-/// The largest memory written into the Lease: annotations are limited to 256 KiB in all, and the Lease is written at
-/// every renewal.
+/// The largest memory of one kind written into the Lease: annotations are limited to 256 KiB in all, and the Lease is
+/// written at every renewal.
 pub const MEMORY_LIMIT: usize = 64 * 1024;
 
-/// What the leader's work remembers, on its way into the Lease and out of it.
+/// What the leader's work remembers, by kind, on its way into the Lease and out of it.
 #[derive(Debug, Default)]
 struct Memory {
     /// What this replica writes into the Lease while it holds it.
-    written: Option<String>,
+    written: std::collections::BTreeMap<&'static str, String>,
     /// What the previous holder left, read when this replica took the Lease over, until the work recalls it.
-    recalled: Option<String>,
+    recalled: std::collections::BTreeMap<String, String>,
 }
 
 type SharedMemory = std::sync::Arc<std::sync::Mutex<Memory>>;
@@ -131,8 +133,6 @@ impl Election {
     }
 }
 
-/// Holds or watches the Lease until `stop` turns true, telling `leading` whether this replica leads; on stop, releases
-/// the Lease if it holds it, so another replica takes over at once.
 /// What the election tells the rest of kubechat, and what it keeps for it.
 struct States {
     leading: watch::Sender<bool>,
@@ -140,6 +140,8 @@ struct States {
     memory: SharedMemory,
 }
 
+/// Holds or watches the Lease until `stop` turns true, telling `leading` whether this replica leads; on stop, releases
+/// the Lease if it holds it, so another replica takes over at once.
 async fn run(client: kube::Client, config: LeaseConfig, states: States, mut stop: watch::Receiver<bool>) {
     let States { leading, holder, memory } = states;
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
@@ -211,8 +213,8 @@ fn mark(metadata: &mut ObjectMeta, config: &LeaseConfig, memory: &SharedMemory) 
         Some(address) => annotations.insert(ADDRESS.to_string(), address.clone()),
         None => annotations.remove(ADDRESS),
     };
-    if let Some(written) = &memory.lock().expect("not poisoned").written {
-        annotations.insert(MEMORY.to_string(), written.clone());
+    for (kind, written) in &memory.lock().expect("not poisoned").written {
+        annotations.insert(format!("{MEMORY}{kind}"), written.clone());
     }
 }
 
@@ -256,13 +258,17 @@ async fn attempt(
         spec.renew_time = Some(now());
         spec.lease_duration_seconds = Some(seconds(config.duration));
     } else if holder.is_none() || expired {
-        // Taking over: what the last holder left is this replica's to recall, and to keep writing until its own
-        // work replaces it.
-        let left = lease.metadata.annotations.as_ref().and_then(|a| a.get(MEMORY)).cloned();
+        // Taking over: what the last holder left is this replica's to recall, and stays in the Lease as it is until
+        // the work, having recalled it, writes its own (what this replica wrote when it last led is older).
+        let left: std::collections::BTreeMap<String, String> = lease
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .filter_map(|(key, value)| Some((key.strip_prefix(MEMORY)?.to_string(), value.clone())))
+            .collect();
         let mut memory = memory.lock().expect("not poisoned");
-        if memory.written.is_none() {
-            memory.written.clone_from(&left);
-        }
+        memory.written.clear();
         memory.recalled = left;
         drop(memory);
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
@@ -337,22 +343,19 @@ impl Leadership {
         Leadership { holder: None, identity: String::new(), http: forwarder(), memory: SharedMemory::default() }
     }
 
-    /// Keeps `memory` in the Lease while this replica holds it, for the next holder to recall; refused (and logged)
-    /// over [`MEMORY_LIMIT`]. Without an election, nothing outlives the process.
-    pub fn remember(&self, memory: String) {
+    /// Keeps `memory` of one `kind` of work in the Lease while this replica holds it, for the next holder to recall;
+    /// refused (and logged) over [`MEMORY_LIMIT`]. Without an election, nothing outlives the process.
+    pub fn remember(&self, kind: &'static str, memory: String) {
         if memory.len() > MEMORY_LIMIT {
-            tracing::warn!(
-                bytes = memory.len(),
-                "the memory to keep in the Lease is over {MEMORY_LIMIT} bytes; not kept"
-            );
+            tracing::warn!(kind, bytes = memory.len(), "the memory to keep in the Lease is over {MEMORY_LIMIT} bytes");
             return;
         }
-        self.memory.lock().expect("not poisoned").written = Some(memory);
+        self.memory.lock().expect("not poisoned").written.insert(kind, memory);
     }
 
-    /// What the previous holder left in the Lease when this replica took it over, once.
-    pub fn recall(&self) -> Option<String> {
-        self.memory.lock().expect("not poisoned").recalled.take()
+    /// What the previous holder left in the Lease of one `kind` of work when this replica took it over, once.
+    pub fn recall(&self, kind: &str) -> Option<String> {
+        self.memory.lock().expect("not poisoned").recalled.remove(kind)
     }
 
     /// Whether this replica does the once-only work now.

@@ -44,6 +44,18 @@ impl<V> Recent<V> {
     pub fn get(&self, key: &str) -> Option<&(Instant, V)> {
         self.entries.get(key)
     }
+
+    /// The keys added within `age`, at most `most` of them, the newest first.
+    pub fn newer_than(&self, age: std::time::Duration, most: usize) -> Vec<&str> {
+        let added = |key: &String| self.entries.get(key).map(|(at, _)| at.elapsed());
+        self.order
+            .iter()
+            .rev()
+            .take_while(|k| added(k).is_some_and(|a| a < age))
+            .take(most)
+            .map(String::as_str)
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -57,6 +69,9 @@ mod tests {
         assert!(!recent.insert("a".into(), 2), "already there");
         assert!(recent.insert("b".into(), 3));
         recent.put("a".into(), 4);
+        assert_eq!(recent.newer_than(std::time::Duration::from_secs(60), 5), ["a", "b"]);
+        assert_eq!(recent.newer_than(std::time::Duration::from_secs(60), 1), ["a"]);
+        assert!(recent.newer_than(std::time::Duration::ZERO, 5).is_empty());
         assert!(recent.insert("c".into(), 5));
         assert!(recent.get("b").is_none(), "b was the oldest");
         assert_eq!(recent.get("a").map(|(_, v)| *v), Some(4));

@@ -38,6 +38,15 @@ pub use config::{SlackConfig, SlackMode};
 
 /// Event ids remembered for deduplication; Slack retries within minutes, so this covers hours of traffic.
 const SEEN_EVENTS: usize = 10_000;
+
+/// The kind of memory the event ids seen are kept in the Lease as, for the next leader.
+const SEEN_MEMORY: &str = "slack-events";
+
+/// How long Slack may deliver an event again: it retries at once, after a minute and after five.
+const RETRIED_WITHIN: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// The most event ids kept in the Lease, the newest: well within its memory limit.
+const SEEN_KEPT: usize = 2_000;
 /// Threads remembered as answered (for follow-ups) or not (to avoid asking Slack again).
 const THREADS: usize = 5_000;
 /// How long "the bot is not in this thread" stays believed.
@@ -273,9 +282,21 @@ impl Slack {
         self.claimed_event(delivery);
     }
 
-    /// Whether `event_id` is delivered for the first time; it is remembered for the next.
+    /// Whether `event_id` is delivered for the first time; it is remembered for the next. On the leader the events
+    /// seen within Slack's retries are kept in the Lease too, so a retry reaching the next leader is known there.
     pub fn claim(&self, event_id: &str) -> bool {
-        self.seen.lock().expect("not poisoned").insert(event_id.to_string(), ())
+        let mut seen = self.seen.lock().expect("not poisoned");
+        if let Some(kept) = self.app.leader.recall(SEEN_MEMORY) {
+            for id in serde_json::from_str::<Vec<String>>(&kept).unwrap_or_default() {
+                seen.insert(id, ());
+            }
+        }
+        let first = seen.insert(event_id.to_string(), ());
+        if first {
+            let kept = serde_json::to_string(&seen.newer_than(RETRIED_WITHIN, SEEN_KEPT)).unwrap_or_default();
+            self.app.leader.remember(SEEN_MEMORY, kept);
+        }
+        first
     }
 
     /// A delivery whose `event_id` was claimed (here or at the leader): answered.

@@ -108,14 +108,21 @@ async fn one_replica_holds_the_socket_and_another_takes_over_when_it_dies_or_lea
     assert!(slack.violations().is_empty(), "{:#?}", slack.violations());
 }
 
-/// Slack's delivery of an app mention in [`CHANNEL`].
+/// An app mention posted in [`CHANNEL`], and Slack's delivery of it.
 fn mention(slack: &FakeSlack, event_id: &str) -> (String, String) {
+    let ts =
+        slack.post(json!({"type": "message", "user": "UONCALL", "text": format!("<@{BOT_USER}> diagnose kubechat")}));
+    let delivery = mention_delivery(event_id, &ts);
+    (ts, delivery)
+}
+
+/// Slack's delivery of the mention posted at `ts`.
+fn mention_delivery(event_id: &str, ts: &str) -> String {
     let text = format!("<@{BOT_USER}> diagnose kubechat");
-    let ts = slack.post(json!({"type": "message", "user": "UONCALL", "text": text}));
     let delivery = json!({"token": "unused", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
         "event_id": event_id, "event_time": 1,
         "event": {"type": "app_mention", "user": "UONCALL", "text": text, "ts": ts, "channel": CHANNEL, "event_ts": ts}});
-    (ts, delivery.to_string())
+    delivery.to_string()
 }
 
 /// Posts a Slack delivery to a replica, signed, as Slack's `retry`-th retry when given; the status.
@@ -225,15 +232,16 @@ async fn an_alert_or_a_slack_delivery_reaching_either_replica_is_handled_once() 
     assert_eq!(posted_in(&calls, &first).len(), 1, "Ev1 answered once: {:#?}", posted_in(&calls, &first));
     assert_eq!(posted_in(&calls, &second).len(), 1, "Ev2 answered once: {:#?}", posted_in(&calls, &second));
 
-    // The leader keeps what it diagnosed, and where, in the Lease.
+    // The leader keeps what it diagnosed, and where, and the events it saw, in the Lease.
     let started = Instant::now();
     loop {
-        let lease = lease(&cluster).await.unwrap();
-        let memory = lease.metadata.annotations.unwrap_or_default().remove("kubechat.io/memory").unwrap_or_default();
-        if memory.contains("5e1f00d4c0ffee01") && memory.contains(&root) {
+        let mut annotations = lease(&cluster).await.unwrap().metadata.annotations.unwrap_or_default();
+        let alerts = annotations.remove("kubechat.io/memory-alerts").unwrap_or_default();
+        let events = annotations.remove("kubechat.io/memory-slack-events").unwrap_or_default();
+        if alerts.contains("5e1f00d4c0ffee01") && alerts.contains(&root) && events.contains("Ev2") {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "the alert is not kept in the Lease: {memory:?}");
+        assert!(started.elapsed() < Duration::from_secs(10), "not kept in the Lease: {alerts:?} {events:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -269,6 +277,13 @@ async fn an_alert_or_a_slack_delivery_reaching_either_replica_is_handled_once() 
     slack.until(Duration::from_secs(20), "the resolved note in the first thread", resolved).await;
     assert_eq!(roots(&slack).len(), 1, "no second diagnosis: {:#?}", roots(&slack));
     assert!(replicas[following].log().contains("recalled=1"), "{}", replicas[following].log());
+    // And the events the old leader saw: Slack's later retry of Ev2, which only the old leader had seen, is not
+    // answered again.
+    let delivery = mention_delivery("Ev2", &second);
+    assert_eq!(deliver(&replicas[following], &delivery, Some(2)).await, 200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = slack.calls("chat.postMessage");
+    assert_eq!(posted_in(&calls, &second).len(), 1, "Ev2 answered once: {:#?}", posted_in(&calls, &second));
     replicas[following].terminate();
     replicas[following].exited(Duration::from_secs(20)).await;
     assert!(slack.violations().is_empty(), "{:#?}", slack.violations());
