@@ -191,7 +191,7 @@ enum Thread {
 #[derive(Debug, Clone)]
 struct Diagnosed {
     reasons: Vec<String>,
-    /// When, in Unix seconds: the time the next leader reads is this process's.
+    /// When, in Unix seconds: the next leader, another process, reads it.
     at: i64,
     threads: Vec<Thread>,
 }

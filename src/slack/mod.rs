@@ -47,6 +47,7 @@ const RETRIED_WITHIN: std::time::Duration = std::time::Duration::from_secs(10 * 
 
 /// The most event ids kept in the Lease, the newest: well within its memory limit.
 const SEEN_KEPT: usize = 2_000;
+
 /// Threads remembered as answered (for follow-ups) or not (to avoid asking Slack again).
 const THREADS: usize = 5_000;
 /// How long "the bot is not in this thread" stays believed.
