@@ -248,6 +248,12 @@ struct Request<'a> {
 }
 
 impl Request<'_> {
+    /// A boolean query parameter as the API server reads it: absent, `0` and `false` (any case) are false, any other
+    /// value is true (`True`, as the official Python client sends it, and an empty one alike).
+    fn flag(&self, name: &str) -> bool {
+        self.query.get(name).is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"))
+    }
+
     async fn resource_path(&self, group: &str, version: &str, rest: &[&str]) -> Response {
         let (namespace, rest) = match rest {
             ["namespaces", ns, resource, tail @ ..] => (Some(*ns), [&[*resource][..], tail].concat()),
@@ -263,7 +269,7 @@ impl Request<'_> {
         if namespace.is_some() && !resource.namespaced {
             return not_found_path();
         }
-        if matches!(self.query.get("watch").map(String::as_str), Some("true" | "1")) {
+        if self.flag("watch") {
             let message = "watch is not supported: the replay API server serves a dump, which never changes";
             return status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message, json!({}));
         }
@@ -441,7 +447,7 @@ impl Request<'_> {
                 return bad_request(&message);
             }
         };
-        let previous = matches!(self.query.get("previous").map(String::as_str), Some("true" | "1"));
+        let previous = self.flag("previous");
         let tail_lines = match self.query.get("tailLines").map(|t| t.parse::<i64>()) {
             None => None,
             Some(Ok(n)) if n >= 0 => Some(n as usize),

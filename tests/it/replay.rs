@@ -118,7 +118,15 @@ async fn statuses_discovery_selectors_and_log_parameters() {
     let (code, body) = http(addr, "GET", "/api/v1/namespaces/crashloop/pods?fieldSelector=spec.image%3Dx").await;
     assert_eq!(code, 400);
     assert!(body.contains("field label not supported: spec.image"), "{body}");
-    assert_eq!(http(addr, "GET", "/api/v1/namespaces/crashloop/pods?watch=true").await.0, 405);
+    // Booleans as the API server reads them: any value but 0 and false (any case) is true.
+    for watch in ["true", "1", "True", "yes", ""] {
+        let path = format!("/api/v1/namespaces/crashloop/pods?watch={watch}");
+        assert_eq!(http(addr, "GET", &path).await.0, 405, "watch={watch}");
+    }
+    for watch in ["false", "False", "0"] {
+        let path = format!("/api/v1/namespaces/crashloop/pods?watch={watch}");
+        assert_eq!(http(addr, "GET", &path).await.0, 200, "watch={watch}");
+    }
     assert_eq!(http(addr, "GET", "/api/v1/namespaces/crashloop/pods?continue=garbage").await.0, 400);
 
     let (_, body) =
@@ -159,6 +167,11 @@ async fn statuses_discovery_selectors_and_log_parameters() {
     let log = "/api/v1/namespaces/crashloop/pods/payments-api-7b8d9c6f5-qw7zt/log?previous=true";
     let (code, body) = http(addr, "GET", &format!("{log}&tailLines=2&limitBytes=11")).await;
     assert_eq!((code, body.as_str()), (200, "database co"));
+    // The official Python client sends previous=True: the previous log, not the current one.
+    let previous = log.replace("previous=true", "previous=True");
+    assert_eq!(http(addr, "GET", &format!("{previous}&tailLines=2&limitBytes=11")).await, (200, body.clone()));
+    let current = log.replace("previous=true", "previous=False");
+    assert_ne!(http(addr, "GET", &format!("{current}&tailLines=2&limitBytes=11")).await.1, body);
     let (code, body) =
         http(addr, "GET", "/api/v1/namespaces/readiness/pods/search-7c8d9e6f5-abc12/log?previous=true").await;
     assert_eq!(code, 400);
