@@ -222,3 +222,59 @@ async fn the_replay_command_writes_a_kubeconfig_for_kubectl() {
         "{stdout}"
     );
 }
+
+/// The official Kubernetes Python client's python (`scripts/kube-python`, which `scripts/test` runs).
+fn kube_python() -> std::path::PathBuf {
+    match std::env::var_os("KUBECHAT_KUBE_PYTHON") {
+        Some(python) => python.into(),
+        None => panic!(
+            "KUBECHAT_KUBE_PYTHON is not set: this test needs the official Kubernetes Python client. Run ./scripts/test, or export KUBECHAT_KUBE_PYTHON=$(./scripts/kube-python)"
+        ),
+    }
+}
+
+/// What the official Python client sends: `previous=True` and `watch=True`, capitalised as Python prints booleans.
+const PYTHON_CLIENT: &str = r#"
+import json, sys
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+configuration = client.Configuration()
+configuration.host = sys.argv[1]
+api = client.CoreV1Api(client.ApiClient(configuration))
+pod, namespace = "payments-api-7b8d9c6f5-qw7zt", "crashloop"
+out = {"pods": [p.metadata.name for p in api.list_namespaced_pod(namespace).items]}
+out["previous"] = api.read_namespaced_pod_log(pod, namespace, previous=True)
+try:
+    out["current"] = api.read_namespaced_pod_log(pod, namespace)
+except ApiException as e:
+    out["current"] = e.status
+try:
+    api.list_namespaced_pod(namespace, watch=True)
+    out["watch"] = "listed"
+except ApiException as e:
+    out["watch"] = e.status
+print(json.dumps(out))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_client_reads_previous_logs_and_is_refused_a_watch() {
+    let server = serve(scenarios(), &[]).await;
+    let (python, url) = (kube_python(), server.url());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python).args(["-c", PYTHON_CLIENT, &url]).output().expect("python runs")
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "the Python client failed: {}", String::from_utf8_lossy(&out.stderr));
+    let read: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(read["pods"].as_array().unwrap().iter().any(|p| p == "payments-api-7b8d9c6f5-qw7zt"), "{read}");
+    let log = "/api/v1/namespaces/crashloop/pods/payments-api-7b8d9c6f5-qw7zt/log";
+    let (code, previous) = http(server.addr, "GET", &format!("{log}?previous=true")).await;
+    assert_eq!(code, 200);
+    assert!(previous.contains("could not connect to postgres"), "{previous}");
+    assert_eq!(read["previous"], previous.as_str(), "previous=True reads the previous log");
+    // The current container is waiting to start again (CrashLoopBackOff): the kubelet has no current log to give.
+    assert_eq!(http(server.addr, "GET", log).await.0, 400);
+    assert_eq!(read["current"], 400);
+    assert_eq!(read["watch"], 405, "watch=True is refused, not answered with a list");
+}
