@@ -284,6 +284,11 @@ impl Dump {
         self.report.files += 1;
         for document in documents {
             for object in flatten(document) {
+                if !is_object(&object) {
+                    // A note beside the dump (an incident's details, a tool's index): not the dump's business.
+                    tracing::debug!(path = %path.display(), "a document that is not a Kubernetes object skipped");
+                    continue;
+                }
                 self.insert(object);
             }
         }
@@ -414,6 +419,12 @@ fn flatten(document: Value) -> Vec<Value> {
         }
         other => vec![other],
     }
+}
+
+/// Whether a document is meant as a Kubernetes object: a mapping with an `apiVersion`, a `kind` or `metadata`. One
+/// with some of them but not a kind is a broken object and is counted ([`NO_KIND`]); one with none is something else.
+fn is_object(document: &Value) -> bool {
+    document.as_object().is_some_and(|map| ["apiVersion", "kind", "metadata"].iter().any(|k| map.contains_key(*k)))
 }
 
 fn is_list(map: &Map<String, Value>) -> bool {

@@ -114,6 +114,25 @@ async fn unknown_kinds_are_skipped_and_counted() {
 }
 
 #[test]
+fn notes_beside_a_dump_are_not_objects_and_load_without_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pods.yaml"), CRASHING_POD).unwrap();
+    std::fs::write(dir.path().join("README"), "Taken during INC-1234 by the on-call engineer.\n").unwrap();
+    std::fs::write(dir.path().join("README.md"), "# shop\n\nTaken during INC-1234.\n").unwrap();
+    std::fs::write(dir.path().join("incident.json"), r#"{"incident": "INC-1234", "taken_by": "oncall"}"#).unwrap();
+    std::fs::write(dir.path().join("index.yaml"), "files: [pods.yaml]\ncommand: scripts/take-dump shop\n").unwrap();
+
+    let dump = Dump::load(dir.path()).unwrap();
+    assert!(dump.report.skipped.is_empty(), "{:?}", dump.report.skipped);
+    assert_eq!(dump.report.objects, 1);
+    let out = kubechat(&["diagnose", "--dump", dir.path().to_str().unwrap(), "-n", "shop", "--no-llm"]);
+    let message = stderr(&out);
+    assert!(out.status.success(), "{message}");
+    assert!(!message.contains("WARN") && !message.contains("skipped"), "no warning about the notes: {message}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("api-1"));
+}
+
+#[test]
 fn a_file_too_large_to_load_is_refused_before_it_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cluster.yaml");
