@@ -277,23 +277,24 @@ impl Alerts {
     fn keep(&self) {
         let mut diagnosed = self.diagnosed.lock().expect("not poisoned");
         diagnosed.retain(|_, d| self.remembered(d.at, &d.threads));
-        let mut kept: Vec<Kept> = diagnosed
-            .iter()
-            .map(|(fingerprint, d)| Kept {
-                fingerprint: fingerprint.clone(),
-                reasons: d.reasons.clone(),
-                at: d.at,
-                threads: d.threads.clone(),
-            })
-            .collect();
-        drop(diagnosed);
-        kept.sort_by_key(|k| std::cmp::Reverse(k.at));
-        let mut text = serde_json::to_string(&kept).unwrap_or_default();
-        while text.len() > crate::lease::MEMORY_LIMIT && !kept.is_empty() {
-            kept.truncate(kept.len() * 3 / 4);
-            text = serde_json::to_string(&kept).unwrap_or_default();
-        }
-        self.app.leader.remember(MEMORY, text);
+        self.app.leader.remember(MEMORY, || {
+            let mut kept: Vec<Kept> = diagnosed
+                .iter()
+                .map(|(fingerprint, d)| Kept {
+                    fingerprint: fingerprint.clone(),
+                    reasons: d.reasons.clone(),
+                    at: d.at,
+                    threads: d.threads.clone(),
+                })
+                .collect();
+            kept.sort_by_key(|k| std::cmp::Reverse(k.at));
+            let mut text = serde_json::to_string(&kept).unwrap_or_default();
+            while text.len() > crate::lease::MEMORY_LIMIT && !kept.is_empty() {
+                kept.truncate(kept.len() * 3 / 4);
+                text = serde_json::to_string(&kept).unwrap_or_default();
+            }
+            text
+        });
     }
 
     /// Diagnoses one alert for `receiver`; returns whether a diagnosis was posted.

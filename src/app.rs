@@ -217,16 +217,14 @@ impl App {
         }
         // The front-ends that receive questions; on shutdown each stops receiving by itself.
         let mut receiving = Vec::new();
-        let mut leading = None;
         if let Some(election) = self.lease {
-            leading = Some(election.leading());
             // The Lease is let go as soon as shutdown begins: the next leader opens Socket Mode at once, while this
             // replica finishes its answers.
             let closing = self.state.drain.subscribe_closing();
             receiving.push(KillOnDrop(tokio::spawn(election.run(closing))));
         }
         if let (true, Some(slack)) = (self.socket_mode, &self.slack) {
-            receiving.push(KillOnDrop(tokio::spawn(slack::socket::run(slack.clone(), leading.clone()))));
+            receiving.push(KillOnDrop(tokio::spawn(slack::socket::run(slack.clone()))));
         }
         #[cfg(feature = "matrix")]
         if let Some(matrix) = &self.matrix {

@@ -81,7 +81,6 @@ struct Seen {
 pub struct Election {
     client: kube::Client,
     config: LeaseConfig,
-    leading: watch::Sender<bool>,
     holder: watch::Sender<Holder>,
     memory: SharedMemory,
 }
@@ -102,18 +101,7 @@ impl Election {
                 "leader.address is not set and neither POD_IP nor a listen address names this replica: when it leads, the others cannot hand it alerts or Slack's deliveries"
             );
         }
-        Election {
-            client,
-            config,
-            leading: watch::Sender::new(false),
-            holder: watch::Sender::new(Holder::Unknown),
-            memory: SharedMemory::default(),
-        }
-    }
-
-    /// Whether this replica leads, as it changes.
-    pub fn leading(&self) -> watch::Receiver<bool> {
-        self.leading.subscribe()
+        Election { client, config, holder: watch::Sender::new(Holder::Unknown), memory: SharedMemory::default() }
     }
 
     /// What the front-ends need to know of the election.
@@ -128,22 +116,20 @@ impl Election {
 
     /// Runs the election until `stop` turns true.
     pub async fn run(self, stop: watch::Receiver<bool>) {
-        let states = States { leading: self.leading, holder: self.holder, memory: self.memory };
-        run(self.client, self.config, states, stop).await
+        run(self.client, self.config, self.holder, self.memory, stop).await
     }
 }
 
-/// What the election tells the rest of kubechat, and what it keeps for it.
-struct States {
-    leading: watch::Sender<bool>,
+/// Holds or watches the Lease until `stop` turns true, telling `holder` who leads; on stop, releases the Lease if it
+/// holds it, so another replica takes over at once.
+async fn run(
+    client: kube::Client,
+    config: LeaseConfig,
     holder: watch::Sender<Holder>,
     memory: SharedMemory,
-}
-
-/// Holds or watches the Lease until `stop` turns true, telling `leading` whether this replica leads; on stop, releases
-/// the Lease if it holds it, so another replica takes over at once.
-async fn run(client: kube::Client, config: LeaseConfig, states: States, mut stop: watch::Receiver<bool>) {
-    let States { leading, holder, memory } = states;
+    mut stop: watch::Receiver<bool>,
+) {
+    let leading = |holder: &watch::Sender<Holder>| *holder.borrow() == Holder::Me;
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
     let renew_every = config.duration / 3;
     let retry_every = (config.duration / 3).min(Duration::from_secs(2));
@@ -154,17 +140,15 @@ async fn run(client: kube::Client, config: LeaseConfig, states: States, mut stop
         match attempted {
             Ok(Some(Holder::Me)) => {
                 renewed = Some(Instant::now());
-                if !*leading.borrow() {
+                if !leading(&holder) {
                     tracing::info!(lease = %config.name, identity = %config.identity, "leading: this replica holds the Lease");
                 }
-                leading.send_replace(true);
                 holder.send_replace(Holder::Me);
             }
             Ok(Some(other)) => {
-                if *leading.borrow() {
+                if leading(&holder) {
                     tracing::warn!(lease = %config.name, "another replica holds the Lease now; stepping down");
                 }
-                leading.send_replace(false);
                 holder.send_if_modified(|h| std::mem::replace(h, other.clone()) != other);
             }
             // Another write came first (a conflict), or the API server failed: read again soon, leading as before,
@@ -173,22 +157,19 @@ async fn run(client: kube::Client, config: LeaseConfig, states: States, mut stop
                 if let Err(e) = &attempted {
                     tracing::warn!(lease = %config.name, "cannot read or renew the Lease: {e}");
                 }
-                if *leading.borrow() && renewed.is_none_or(|at| at.elapsed() >= config.duration * 2 / 3) {
+                if leading(&holder) && renewed.is_none_or(|at| at.elapsed() >= config.duration * 2 / 3) {
                     tracing::warn!(lease = %config.name, "could not renew the Lease in time; stepping down");
-                    leading.send_replace(false);
                     holder.send_replace(Holder::Unknown);
                 }
             }
         }
-        let wait = if *leading.borrow() { renew_every } else { retry_every };
+        let wait = if leading(&holder) { renew_every } else { retry_every };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
     }
-    holder.send_replace(Holder::Unknown);
-    if *leading.borrow() {
-        leading.send_replace(false);
+    if holder.send_replace(Holder::Unknown) == Holder::Me {
         match release(&api, &config, &memory).await {
             Ok(()) => tracing::info!(lease = %config.name, "released the Lease for another replica"),
             Err(e) => {
@@ -343,9 +324,14 @@ impl Leadership {
         Leadership { holder: None, identity: String::new(), http: forwarder(), memory: SharedMemory::default() }
     }
 
-    /// Keeps `memory` of one `kind` of work in the Lease while this replica holds it, for the next holder to recall;
-    /// refused (and logged) over [`MEMORY_LIMIT`]. Without an election, nothing outlives the process.
-    pub fn remember(&self, kind: &'static str, memory: String) {
+    /// Keeps the `memory` of one `kind` of work in the Lease while this replica holds it, for the next holder to
+    /// recall; refused (and logged) over [`MEMORY_LIMIT`]. It is made only on the leader: without an election nothing
+    /// outlives the process, and a follower's memory is not written (a replica taking over starts from the Lease's).
+    pub fn remember(&self, kind: &'static str, memory: impl FnOnce() -> String) {
+        if self.holder.as_ref().is_none_or(|h| *h.borrow() != Holder::Me) {
+            return;
+        }
+        let memory = memory();
         if memory.len() > MEMORY_LIMIT {
             tracing::warn!(kind, bytes = memory.len(), "the memory to keep in the Lease is over {MEMORY_LIMIT} bytes");
             return;
@@ -361,6 +347,24 @@ impl Leadership {
     /// Whether this replica does the once-only work now.
     pub fn leads(&self) -> bool {
         self.holder.as_ref().is_none_or(|h| *h.borrow() == Holder::Me)
+    }
+
+    /// Waits until this replica leads (at once without an election); false when the election has ended first.
+    pub async fn until_leading(&self) -> bool {
+        match &self.holder {
+            None => true,
+            Some(holder) => holder.clone().wait_for(|h| *h == Holder::Me).await.is_ok(),
+        }
+    }
+
+    /// Waits until this replica no longer leads; without an election, never.
+    pub async fn until_following(&self) {
+        match &self.holder {
+            None => std::future::pending().await,
+            Some(holder) => {
+                let _ = holder.clone().wait_for(|h| *h != Holder::Me).await;
+            }
+        }
     }
 
     /// Hands the request (`path`, its headers and body) to the leader, unless this replica leads. A request another

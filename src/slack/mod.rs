@@ -294,7 +294,7 @@ impl Slack {
         }
         let first = seen.insert(event_id.to_string(), ());
         if first {
-            let kept = serde_json::to_string(&seen.newer_than(RETRIED_WITHIN, SEEN_KEPT)).unwrap_or_default();
+            let kept = || serde_json::to_string(&seen.newer_than(RETRIED_WITHIN, SEEN_KEPT)).unwrap_or_default();
             self.app.leader.remember(SEEN_MEMORY, kept);
         }
         first

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 use super::{Slack, SlashCommand};
@@ -30,18 +29,16 @@ enum Ended {
     Failed(String),
 }
 
-/// Holds a Socket Mode connection for as long as the task runs; with leader election (`leading`), only while this
-/// replica leads, so that one replica receives each envelope.
-pub async fn run(slack: Arc<Slack>, mut leading: Option<watch::Receiver<bool>>) {
+/// Holds a Socket Mode connection for as long as the task runs; with leader election, only while this replica leads,
+/// so that one replica receives each envelope.
+pub async fn run(slack: Arc<Slack>) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        if let Some(leading) = &mut leading {
-            tokio::select! {
-                led = leading.wait_for(|l| *l) => if led.is_err() { return },
-                () = slack.app.drain.closed() => return,
-            }
+        tokio::select! {
+            led = slack.app.leader.until_leading() => if !led { return },
+            () = slack.app.drain.closed() => return,
         }
-        match connect_once(&slack, &mut backoff, leading.clone()).await {
+        match connect_once(&slack, &mut backoff).await {
             Ended::Refresh => continue,
             Ended::NotLeading => {
                 tracing::info!("Socket Mode connection closed: another replica leads");
@@ -60,16 +57,8 @@ pub async fn run(slack: Arc<Slack>, mut leading: Option<watch::Receiver<bool>>) 
     }
 }
 
-async fn connect_once(slack: &Arc<Slack>, backoff: &mut Duration, leading: Option<watch::Receiver<bool>>) -> Ended {
-    let stepped_down = async move {
-        match leading {
-            Some(mut leading) => {
-                let _ = leading.wait_for(|l| !*l).await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    let mut stepped_down = std::pin::pin!(stepped_down);
+async fn connect_once(slack: &Arc<Slack>, backoff: &mut Duration) -> Ended {
+    let mut stepped_down = std::pin::pin!(slack.app.leader.until_following());
     let url = match slack.api.connections_open(&slack.config.app_token).await {
         Ok(url) => url,
         Err(e) => return Ended::Failed(e.to_string()),
