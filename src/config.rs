@@ -20,7 +20,7 @@ use crate::request::parse_namespace;
 use crate::secret::Secret;
 use crate::server::HttpAuth;
 pub use crate::settings::ConfigError;
-use crate::settings::invalid;
+use crate::settings::{check_http_url, invalid};
 use crate::slack::config::{RawSlack, SlackConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -457,11 +457,7 @@ impl RawConfig {
             .listen
             .parse()
             .map_err(|e| invalid("listen", format!("{:?} is not an address like 0.0.0.0:8080: {e}", self.listen)))?;
-        let url = reqwest::Url::parse(&self.llm.url)
-            .map_err(|e| invalid("llm.url", format!("{:?} is not a URL: {e}", self.llm.url)))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("llm.url", format!("{:?} must start with http:// or https://", self.llm.url)));
-        }
+        check_http_url("llm.url", &self.llm.url, format!("{:?} must start with http:// or https://", self.llm.url))?;
         if self.llm.model.trim().is_empty() {
             return Err(invalid("llm.model", "is empty"));
         }
@@ -600,10 +596,12 @@ impl RawConfig {
                 return Err(invalid("leader.duration_seconds", "must be at least 3"));
             }
             let address = Some(self.leader.address.trim().trim_end_matches('/').to_string()).filter(|a| !a.is_empty());
-            if let Some(address) = &address
-                && !reqwest::Url::parse(address).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-            {
-                return Err(invalid("leader.address", format!("{address:?} is not a URL like http://10.1.2.3:8080")));
+            if let Some(address) = &address {
+                check_http_url(
+                    "leader.address",
+                    address,
+                    format!("{address:?} must be a URL like http://10.1.2.3:8080"),
+                )?;
             }
             Some(Leader {
                 lease: self.leader.lease,

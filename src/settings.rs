@@ -17,3 +17,13 @@ pub enum ConfigError {
 pub fn invalid(setting: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { setting: setting.to_string(), problem: problem.into() }
 }
+
+/// Checks that `value`, the setting `setting`, is an `http://` or `https://` URL; `scheme` is the problem told when it
+/// is a URL of another scheme.
+pub fn check_http_url(setting: &str, value: &str, scheme: impl Into<String>) -> Result<(), ConfigError> {
+    let url = reqwest::Url::parse(value).map_err(|e| invalid(setting, format!("{value:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(setting, scheme));
+    }
+    Ok(())
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
-use crate::settings::{ConfigError, invalid};
+use crate::settings::{ConfigError, check_http_url, invalid};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -64,11 +64,11 @@ pub struct MatrixConfig {
 
 impl RawMatrix {
     pub fn validate(self) -> Result<MatrixConfig, ConfigError> {
-        let url = reqwest::Url::parse(&self.homeserver_url)
-            .map_err(|e| invalid("matrix.homeserver_url", format!("{:?} is not a URL: {e}", self.homeserver_url)))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("matrix.homeserver_url", "must start with https:// (or http:// on loopback)"));
-        }
+        check_http_url(
+            "matrix.homeserver_url",
+            &self.homeserver_url,
+            "must start with https:// (or http:// on loopback)",
+        )?;
         let Some((local, server)) = self.user_id.strip_prefix('@').and_then(|u| u.split_once(':')) else {
             return Err(invalid(
                 "matrix.user_id",

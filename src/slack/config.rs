@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::request::parse_namespace;
 use crate::secret::Secret;
-use crate::settings::{ConfigError, invalid};
+use crate::settings::{ConfigError, check_http_url, invalid};
 
 /// How kubechat meets Slack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,11 +94,7 @@ impl RawSlack {
             }
             _ => {}
         }
-        let url = reqwest::Url::parse(&self.api_url)
-            .map_err(|e| invalid("slack.api_url", format!("{:?} is not a URL: {e}", self.api_url)))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("slack.api_url", format!("{:?} must start with https://", self.api_url)));
-        }
+        check_http_url("slack.api_url", &self.api_url, format!("{:?} must start with https://", self.api_url))?;
         for (setting, command) in
             [("slack.ask_command", &self.ask_command), ("slack.diagnose_command", &self.diagnose_command)]
         {
