@@ -52,6 +52,16 @@ async fn holder(cluster: &Cluster) -> Option<String> {
     lease(cluster).await?.spec?.holder_identity
 }
 
+/// A real API server with the shipped manifests applied, the fake Slack, and a model streaming with `pause` between
+/// chunks: what the replicas run against.
+async fn stage(pause: Duration) -> (Cluster, FakeSlack, Recorded) {
+    let cluster = Cluster::start().await;
+    apply_manifests(&cluster, &[]);
+    let slack = FakeSlack::start().await;
+    let model = recorded_slowly("text/event-stream", crate::slack::answer_stream(), pause).await;
+    (cluster, slack, model)
+}
+
 async fn ready(serve: &Serve) {
     let started = Instant::now();
     while readyz(&serve.url).await != Some(200) {
@@ -62,10 +72,7 @@ async fn ready(serve: &Serve) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_holds_the_socket_and_another_takes_over_when_it_dies_or_leaves() {
-    let cluster = Cluster::start().await;
-    apply_manifests(&cluster, &[]);
-    let slack = FakeSlack::start().await;
-    let model = recorded_slowly("text/event-stream", crate::slack::answer_stream(), Duration::from_millis(5)).await;
+    let (cluster, slack, model) = stage(Duration::from_millis(5)).await;
     let mut replicas =
         vec![replica(&cluster, &slack, &model, "replica-a"), replica(&cluster, &slack, &model, "replica-b")];
     for serve in &replicas {
@@ -169,10 +176,7 @@ fn posted_in(calls: &[Call], thread: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_or_a_slack_delivery_reaching_either_replica_is_handled_once() {
-    let cluster = Cluster::start().await;
-    apply_manifests(&cluster, &[]);
-    let slack = FakeSlack::start().await;
-    let model = recorded_slowly("text/event-stream", crate::slack::answer_stream(), Duration::from_millis(1)).await;
+    let (cluster, slack, model) = stage(Duration::from_millis(1)).await;
     let alerts = format!(
         "alertmanager:\n  token: {ALERT_TOKEN}\n  receivers:\n    - name: team\n      slack_channel: {CHANNEL}\n"
     );
