@@ -126,10 +126,9 @@ fn mention(slack: &FakeSlack, event_id: &str) -> (String, String) {
 /// Slack's delivery of the mention posted at `ts`.
 fn mention_delivery(event_id: &str, ts: &str) -> String {
     let text = format!("<@{BOT_USER}> diagnose kubechat");
-    let delivery = json!({"token": "unused", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
-        "event_id": event_id, "event_time": 1,
-        "event": {"type": "app_mention", "user": "UONCALL", "text": text, "ts": ts, "channel": CHANNEL, "event_ts": ts}});
-    delivery.to_string()
+    let mention =
+        json!({"type": "app_mention", "user": "UONCALL", "text": text, "ts": ts, "channel": CHANNEL, "event_ts": ts});
+    crate::slack::event(event_id, mention).to_string()
 }
 
 /// Posts a Slack delivery to a replica, signed, as Slack's `retry`-th retry when given; the status.
