@@ -23,6 +23,7 @@ use serde_json::json;
 
 use crate::access::{Asker, Buckets, Platform, Rate};
 use crate::audit::Outcome;
+use crate::clusters::Clusters;
 use crate::request::Scope;
 use crate::request::{Intent, Invalid};
 use crate::secret::Secret;
@@ -94,6 +95,9 @@ pub struct Receiver {
     /// decides (and with none, the default, which denies).
     #[serde(default)]
     pub namespaces: Vec<String>,
+    /// Cluster globs `namespaces` are in; none: the default cluster.
+    #[serde(default)]
+    pub clusters: Vec<String>,
 }
 
 impl Receiver {
@@ -158,11 +162,13 @@ impl Alert {
         self.label(&["alertname"]).unwrap_or_else(|| "alert".to_string())
     }
 
-    /// The namespace and the most specific object the labels name, read as in a chat message's alert: none without
-    /// a namespace label, an error when a label's value is not a valid name.
-    pub fn scope(&self) -> Option<Result<Scope, Invalid>> {
+    /// The cluster (its `cluster` label, kubechat's name or an alias; else the default), the namespace and the most
+    /// specific object the labels name, read as in a chat message's alert: none without a namespace label, an error
+    /// when a label's value is not a valid name.
+    pub fn scope(&self, clusters: &Clusters) -> Option<Result<Scope, Invalid>> {
         let scope = crate::slack::alert::from_labels(|name| self.label(&[name]));
-        Some(Scope::parse(&scope.namespace?, scope.object.as_deref()))
+        let cluster = clusters.canonical(scope.cluster.as_deref());
+        Some(Scope::parse(&cluster, &scope.namespace?, scope.object.as_deref()))
     }
 
     /// Whether a chat message is this alert's own: it names the alert and the object or namespace it is about.
@@ -300,10 +306,10 @@ impl Alerts {
     /// Diagnoses one alert for `receiver`; returns whether a diagnosis was posted.
     pub async fn handle(&self, receiver: &Receiver, alert: &Alert) -> bool {
         self.recall();
-        let scope = match alert.scope() {
+        let scope = match self.scope_of(alert) {
             Some(Ok(scope)) => scope,
-            Some(Err(invalid)) => {
-                self.refuse(receiver, alert, &invalid);
+            Some(Err(why)) => {
+                self.refuse(receiver, alert, &why);
                 return false;
             }
             None => {
@@ -317,7 +323,7 @@ impl Alerts {
         let mut allowed = Vec::new();
         if alert.status != "resolved" {
             for (destination, asker) in receiver.destinations() {
-                if self.app.policy.access.check(&asker, namespace).is_ok() {
+                if self.app.policy.access.check(&asker, scope.cluster(), namespace).is_ok() {
                     allowed.push((destination, asker));
                     continue;
                 }
@@ -337,11 +343,7 @@ impl Alerts {
         if alert.status == "resolved" {
             let threads = self.diagnosed.lock().expect("not poisoned").remove(&key).map(|d| d.threads);
             self.keep();
-            let note = format!(
-                "Resolved: {} ({namespace}{}).",
-                alert.name(),
-                scope.object().map(|o| format!(" {o}")).unwrap_or_default()
-            );
+            let note = format!("Resolved: {} ({}).", alert.name(), self.app.describe(&scope));
             for thread in threads.unwrap_or_default() {
                 self.note(&thread, &note).await;
             }
@@ -388,7 +390,8 @@ impl Alerts {
                 #[cfg(feature = "matrix")]
                 Destination::Matrix(room) => {
                     let Some(matrix) = &self.matrix else { continue };
-                    let title = format!("Alert {} is firing in {namespace}: diagnosing", alert.name());
+                    let title =
+                        format!("Alert {} is firing in {}: diagnosing", alert.name(), self.app.describe(&scope));
                     let named = |body: &str| alert.is_named_in(&scope, body);
                     if let Some(root) =
                         Box::pin(matrix.diagnose_alert(&room, ticket, scope.clone(), &title, named)).await
@@ -411,8 +414,27 @@ impl Alerts {
         posted
     }
 
-    /// An alert whose labels are not valid names: nothing is read or posted; the refusal is logged and audited.
-    fn refuse(&self, receiver: &Receiver, alert: &Alert, invalid: &Invalid) {
+    /// What an alert asks to diagnose: none without a namespace label; refused, saying why, when a label's value is
+    /// not a name or its cluster label names no cluster kubechat reads.
+    fn scope_of(&self, alert: &Alert) -> Option<Result<Scope, String>> {
+        let scope = match alert.scope(&self.app.clusters)? {
+            Ok(scope) => scope,
+            Err(invalid) => return Some(Err(invalid.to_string())),
+        };
+        if self.app.clusters.get(scope.cluster()).is_none() {
+            let known: Vec<&str> = self.app.clusters.names().collect();
+            return Some(Err(format!(
+                "its cluster label names {}, which is no cluster kubechat reads ({}); add it to clusters, or as an alias of one",
+                scope.cluster(),
+                known.join(", ")
+            )));
+        }
+        Some(Ok(scope))
+    }
+
+    /// An alert whose labels are not valid names, or name a cluster kubechat does not read: nothing is read or
+    /// posted; the refusal is logged and audited.
+    fn refuse(&self, receiver: &Receiver, alert: &Alert, invalid: &str) {
         let message =
             format!("an alert's labels ({}, receiver {}) are refused: {invalid}", alert.name(), receiver.name);
         crate::audit::refused("alert-labels", &message);
@@ -494,18 +516,19 @@ async fn webhook(State(alerts): State<Arc<Alerts>>, headers: HeaderMap, body: ax
             format!("no channel or room is configured for receiver {} (alertmanager.receivers)", payload.receiver);
         return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"error": error}))).into_response();
     };
-    // Labels that are not valid names are refused now, each named in the reply, and nothing of them is read.
+    // Labels that are not valid names, or name no cluster kubechat reads, are refused now, each named in the reply,
+    // and nothing of them is read.
     let mut refused = Vec::new();
     let mut accepted = 0;
     for alert in payload.alerts {
-        if let Some(Err(invalid)) = alert.scope() {
-            alerts.refuse(&receiver, &alert, &invalid);
-            refused
-                .push(json!({"alert": alert.name(), "fingerprint": alert.fingerprint, "error": invalid.to_string()}));
+        let scope = alerts.scope_of(&alert);
+        if let Some(Err(why)) = &scope {
+            alerts.refuse(&receiver, &alert, why);
+            refused.push(json!({"alert": alert.name(), "fingerprint": alert.fingerprint, "error": why}));
             continue;
         }
         // A firing alert starts a diagnosis only within the bound; a resolved one only posts a note.
-        let diagnoses = alert.status != "resolved" && matches!(alert.scope(), Some(Ok(_)));
+        let diagnoses = alert.status != "resolved" && matches!(scope, Some(Ok(_)));
         if diagnoses && alerts.started.take("alertmanager").is_err() {
             let why = format!(
                 "kubechat starts at most {} alert diagnoses at once and {} a minute; this one was not diagnosed",

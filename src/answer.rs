@@ -125,6 +125,8 @@ fn findings_line(findings: &[Finding]) -> String {
 /// What every front-end shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Answer {
+    /// kubechat's name of the cluster read.
+    pub cluster: String,
     pub namespace: String,
     pub answer: String,
     pub model: String,
@@ -201,6 +203,7 @@ pub async fn answer(
     };
     let commands = commands::suggested(&diagnosis.findings, &text, &grounds);
     Ok(Answer {
+        cluster: request.scope.cluster().to_string(),
         namespace: diagnosis.namespace,
         answer: text,
         model: config.model.clone(),

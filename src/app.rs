@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use crate::access::Buckets;
 use crate::alerts::{self, Alerts};
 use crate::audit::AuditLog;
-use crate::cluster::{Cluster, ConnectError};
+use crate::clusters::{Clusters, LoadError};
 use crate::config::{Config, PromptSource};
 use crate::llm::{Llm, LlmError};
 use crate::prompt::{PromptError, PromptStore, Prompts};
@@ -30,7 +30,7 @@ pub enum BuildError {
     #[error("{0}")]
     Llm(#[from] LlmError),
     #[error("{0}")]
-    Cluster(#[from] ConnectError),
+    Cluster(#[from] LoadError),
     #[error("cannot open the audit log {} (setting audit.path): {source}", path.display())]
     Audit { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {address} (setting metrics.listen): {source}")]
@@ -73,7 +73,11 @@ impl App {
             PromptSource::Builtin => (Arc::new(PromptStore::fixed(Prompts::builtin())), None),
         };
         let llm = Llm::new(config.llm.clone())?;
-        let cluster = Cluster::connect(&config.cluster).await?;
+        let clusters = Clusters::connect(&config.clusters, config.namespace.as_deref()).await?;
+        if config.clusters.len() > 1 {
+            let names: Vec<&str> = clusters.names().collect();
+            tracing::info!("reading {} clusters: {} (the default)", names.len(), names.join(", "));
+        }
         let lease = match &config.leader {
             None => None,
             Some(leader) => {
@@ -84,7 +88,7 @@ impl App {
                     .ok_or(BuildError::Identity)?;
                 let address = leader.address.clone().or_else(|| replica_address(config.listen));
                 let election = crate::lease::Election::new(
-                    cluster.client().clone(),
+                    clusters.home().cluster.client().clone(),
                     &leader.lease,
                     identity,
                     leader.duration,
@@ -93,7 +97,6 @@ impl App {
                 Some(election)
             }
         };
-        let namespace = config.namespace.clone().unwrap_or_else(|| cluster.default_namespace().to_string());
         let audit = match &config.audit {
             Some(path) => AuditLog::file(path).map_err(|source| BuildError::Audit { path: path.clone(), source })?,
             None => AuditLog::stdout(),
@@ -114,7 +117,12 @@ impl App {
             .receivers
             .iter()
             .filter(|r| !r.namespaces.is_empty())
-            .map(|r| crate::access::Rule { place: r.name.clone(), namespaces: r.namespaces.clone(), users: vec![] })
+            .map(|r| crate::access::Rule {
+                place: r.name.clone(),
+                namespaces: r.namespaces.clone(),
+                users: vec![],
+                clusters: r.clusters.clone(),
+            })
             .collect();
         let policy = Policy {
             access,
@@ -125,7 +133,7 @@ impl App {
         };
         let leader = lease.as_ref().map_or_else(crate::lease::Leadership::alone, |e| e.leadership());
         let replica = Replica { drain: config.drain, leader };
-        let state = AppState::new(cluster, prompts, llm, config.limits.clone(), namespace, policy, replica);
+        let state = AppState::new(clusters, prompts, llm, config.limits.clone(), policy, replica);
         let http = Http { core: state.clone(), auth: config.http_auth.clone(), cors_origins: config.cors_origins };
         let mut router = server::router(http);
         let metrics = match config.metrics {
@@ -182,7 +190,7 @@ impl App {
         })
     }
 
-    /// The core: the cluster, the prompts, the model, the policy and the metrics.
+    /// The core: the clusters, the prompts, the model, the policy and the metrics.
     pub fn state(&self) -> &Arc<AppState> {
         &self.state
     }

@@ -1,4 +1,5 @@
-//! The audit log: one JSON line per request, to stdout or a file. It says who asked what about which namespace, which
+//! The audit log: one JSON line per request, to stdout or a file. It says who asked what about which cluster and
+//! namespace, which
 //! prompt and model answered, what was found (reason codes only), the token counts, the time per stage and how it
 //! ended. It never holds secrets, log lines or answers.
 
@@ -20,6 +21,9 @@ pub struct Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
     pub intent: &'static str,
+    /// kubechat's name of the cluster asked about (as named, for one it does not read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,7 +119,9 @@ fn bounded(record: &Record) -> Record {
     cut(&mut record.request_id);
     cut(&mut record.user);
     for text in
-        [&mut record.channel, &mut record.namespace, &mut record.object, &mut record.reason].into_iter().flatten()
+        [&mut record.channel, &mut record.cluster, &mut record.namespace, &mut record.object, &mut record.reason]
+            .into_iter()
+            .flatten()
     {
         cut(text);
     }

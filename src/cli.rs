@@ -48,7 +48,8 @@ pub enum CliError {
 pub async fn diagnose(asked: Asked) -> Result<(), CliError> {
     let cluster = Cluster::connect(&asked.source).await?;
     let namespace = asked.namespace.unwrap_or_else(|| cluster.default_namespace().to_string());
-    let scope = Scope::parse(&namespace, asked.object.as_deref())?;
+    // One cluster, as whoever runs kubechat reads it: the name every configuration without `clusters` gives it.
+    let scope = Scope::parse(crate::clusters::DEFAULT, &namespace, asked.object.as_deref())?;
     let facts = cluster.read(&scope, &asked.limits).await?;
     let user = std::env::var("USER").unwrap_or_else(|_| "cli".to_string());
     let asker = Asker { platform: Platform::Cli, place: None, user };

@@ -691,8 +691,10 @@ async fn read_ingress_classes(client: &Client, facts: &Facts, limits: &Limits) -
 pub enum Source {
     /// The in-cluster config, then `$KUBECONFIG` or `~/.kube/config`, as kubectl finds them.
     Infer,
-    /// A kubeconfig file (its current context).
-    Kubeconfig(PathBuf),
+    /// The pod's own ServiceAccount and the API server it runs under, and nothing else: never a kubeconfig instead.
+    InCluster,
+    /// A kubeconfig file: the named context, else its current one.
+    Kubeconfig { path: PathBuf, context: Option<String> },
     /// An API server at a URL, without credentials (a replay server).
     Url(String),
     /// A dump, served over the real API by an in-process replay server; `forbid` refuses resources with 403.
@@ -712,6 +714,10 @@ pub enum ConnectError {
         "cannot find the cluster: not running in a pod and no kubeconfig found ({message}); pass --kubeconfig, set KUBECONFIG, or use --dump for an offline dump"
     )]
     NotFound { message: String },
+    #[error(
+        "cannot load the in-cluster configuration (the pod's ServiceAccount token and KUBERNETES_SERVICE_HOST): {message}; is kubechat running in a pod with a ServiceAccount token mounted?"
+    )]
+    InCluster { message: String },
     #[error("cannot build the Kubernetes client: {0}")]
     Client(String),
     #[error(transparent)]
@@ -752,13 +758,24 @@ impl Cluster {
         let kube_error = |e: &dyn std::error::Error| crate::error_chain(e);
         match source {
             Source::Url(url) => Ok(Cluster::new(client(url).await?)),
-            Source::Kubeconfig(path) => {
+            Source::Kubeconfig { path, context } => {
                 let problem = |message: String| ConnectError::Kubeconfig { path: path.to_path_buf(), message };
                 let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| problem(kube_error(&e)))?;
+                if let Some(context) = context
+                    && !kubeconfig.contexts.iter().any(|c| &c.name == context)
+                {
+                    let names: Vec<&str> = kubeconfig.contexts.iter().map(|c| c.name.as_str()).collect();
+                    return Err(problem(format!("it has no context {context:?} (it has {})", names.join(", "))));
+                }
+                let options = kube::config::KubeConfigOptions { context: context.clone(), ..Default::default() };
+                let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .map_err(|e| problem(kube_error(&e)))?;
+                Ok(Cluster::new(Client::try_from(config).map_err(|e| ConnectError::Client(kube_error(&e)))?))
+            }
+            Source::InCluster => {
                 let config =
-                    kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-                        .await
-                        .map_err(|e| problem(kube_error(&e)))?;
+                    kube::Config::incluster().map_err(|e| ConnectError::InCluster { message: kube_error(&e) })?;
                 Ok(Cluster::new(Client::try_from(config).map_err(|e| ConnectError::Client(kube_error(&e)))?))
             }
             Source::Infer => {

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::access::{Access, Rate, Rule};
 use crate::alerts::{AlertmanagerConfig, RawAlertmanager};
 use crate::cluster::{Limits, Source};
+use crate::clusters::{self, ClusterConfig, RawCluster};
 use crate::llm::{Api, LlmConfig};
 use crate::matrix::{MatrixConfig, RawMatrix};
 use crate::request::parse_namespace;
@@ -30,6 +31,8 @@ pub struct RawConfig {
     pub namespace: Option<String>,
     pub kubeconfig: Option<PathBuf>,
     pub dump: Option<PathBuf>,
+    /// Named clusters, the first the default (docs/clusters.md); instead of `kubeconfig` and `dump`.
+    pub clusters: Vec<RawCluster>,
     pub api_timeout_seconds: u64,
     pub prompts: PathBuf,
     pub prompts_reload_seconds: u64,
@@ -84,6 +87,7 @@ pub struct Leader {
 pub struct RawAccess {
     pub contact: String,
     pub default: Vec<String>,
+    pub default_clusters: Vec<String>,
     pub slack: Vec<Rule>,
     pub matrix: Vec<Rule>,
     pub http: Vec<Rule>,
@@ -94,6 +98,7 @@ impl Default for RawAccess {
         RawAccess {
             contact: "your kubechat operator".into(),
             default: Vec::new(),
+            default_clusters: Vec::new(),
             slack: Vec::new(),
             matrix: Vec::new(),
             http: Vec::new(),
@@ -207,6 +212,7 @@ impl Default for RawConfig {
             namespace: None,
             kubeconfig: None,
             dump: None,
+            clusters: Vec::new(),
             api_timeout_seconds: 10,
             prompts: "/etc/kubechat/prompts".into(),
             prompts_reload_seconds: 5,
@@ -265,8 +271,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The namespace of questions that name none; the cluster's default when unset.
     pub namespace: Option<String>,
-    /// Where the cluster is read from (settings `kubeconfig` and `dump`).
-    pub cluster: Source,
+    /// The clusters read, the first the default (setting `clusters`; else one, [`clusters::DEFAULT`], from the
+    /// settings `kubeconfig` and `dump`).
+    pub clusters: Vec<ClusterConfig>,
     pub prompts: PromptSource,
     pub prompts_reload: Duration,
     /// On shutdown, how long answers in flight may take to finish before their askers are told to ask again.
@@ -310,7 +317,7 @@ impl Config {
         Config {
             listen,
             namespace: Some("imagepull".to_string()),
-            cluster: Source::Demo,
+            clusters: vec![ClusterConfig::new(clusters::DEFAULT, Source::Demo)],
             prompts,
             prompts_reload: Duration::from_secs(5),
             drain: Duration::from_secs(RawConfig::default().drain_seconds),
@@ -494,6 +501,23 @@ impl RawConfig {
         if self.dump.is_some() && self.kubeconfig.is_some() {
             return Err(invalid("dump", "set dump or kubeconfig, not both"));
         }
+        let named = !self.clusters.is_empty();
+        if named && (self.dump.is_some() || self.kubeconfig.is_some()) {
+            return Err(invalid(
+                "clusters",
+                "set clusters, or kubeconfig or dump for one cluster, not both: name that cluster in clusters",
+            ));
+        }
+        let clusters = if named {
+            clusters::validate(self.clusters)?
+        } else {
+            let source = match (&self.dump, &self.kubeconfig) {
+                (Some(path), _) => Source::Dump { path: path.clone(), forbid: Vec::new() },
+                (None, Some(path)) => Source::Kubeconfig { path: path.clone(), context: None },
+                (None, None) => Source::Infer,
+            };
+            vec![ClusterConfig::new(clusters::DEFAULT, source)]
+        };
         if let Some(ns) = &self.namespace {
             parse_namespace(ns).map_err(|e| invalid("namespace", e.to_string()))?;
         }
@@ -536,6 +560,8 @@ impl RawConfig {
             // The receivers' own, added where the policy is built (`App::build`).
             alertmanager: Vec::new(),
             default: self.access.default,
+            default_clusters: self.access.default_clusters,
+            default_cluster: clusters[0].name.clone(),
             contact: self.access.contact,
         };
         for (setting, rules) in
@@ -547,7 +573,11 @@ impl RawConfig {
                     format!("{rule:?} needs a channel, room or user and at least one namespace"),
                 ));
             }
+            for rule in rules {
+                check_cluster_globs(setting, &rule.clusters, &clusters)?;
+            }
         }
+        check_cluster_globs("access.default_clusters", &access.default_clusters, &clusters)?;
         let rate = |per_minute: u32, burst: u32| (per_minute > 0).then_some(Rate { burst: burst.max(1), per_minute });
         let audit = Some(PathBuf::from(&self.audit.path)).filter(|p| !p.as_os_str().is_empty());
         let metrics = match self.metrics.listen.trim() {
@@ -584,12 +614,16 @@ impl RawConfig {
             }
         };
         let alertmanager = self.alertmanager.validate()?;
+        for receiver in &alertmanager.receivers {
+            check_cluster_globs("alertmanager.receivers", &receiver.clusters, &clusters)?;
+        }
         let leader = if self.leader.lease.is_empty() {
             None
         } else {
             parse_namespace(&self.leader.lease)
                 .map_err(|e| invalid("leader.lease", format!("{:?} is not a Lease name: {e}", self.leader.lease)))?;
-            if self.dump.is_some() {
+            let home = clusters.iter().find(|c| matches!(c.source, Source::InCluster | Source::Infer));
+            if matches!(home.unwrap_or(&clusters[0]).source, Source::Dump { .. }) {
                 return Err(invalid("leader.lease", "leader election needs a cluster; a dump has no Leases"));
             }
             if self.leader.duration_seconds < 3 {
@@ -625,11 +659,7 @@ impl RawConfig {
             matrix,
             listen,
             namespace: self.namespace,
-            cluster: match (self.dump, self.kubeconfig) {
-                (Some(path), _) => Source::Dump { path, forbid: Vec::new() },
-                (None, Some(path)) => Source::Kubeconfig(path),
-                (None, None) => Source::Infer,
-            },
+            clusters,
             prompts: PromptSource::Dir(self.prompts),
             prompts_reload: Duration::from_secs(self.prompts_reload_seconds),
             drain: Duration::from_secs(self.drain_seconds),
@@ -637,6 +667,21 @@ impl RawConfig {
             limits,
         })
     }
+}
+
+/// Every cluster glob of an entry matches a cluster kubechat reads: a misspelt name would otherwise grant nothing,
+/// without a word.
+fn check_cluster_globs(setting: &str, globs: &[String], clusters: &[ClusterConfig]) -> Result<(), ConfigError> {
+    for pattern in globs {
+        if !clusters.iter().any(|c| crate::access::glob(pattern, &c.name)) {
+            let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+            return Err(invalid(
+                setting,
+                format!("cluster {pattern:?} matches none of the clusters kubechat reads ({})", names.join(", ")),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -755,6 +800,38 @@ mod tests {
         assert!(err.starts_with("setting matrix.password:"), "an empty variable is no password: {err}");
         let err = load(None, env(&[("KUBECHAT_LLM_API", "bard")])).unwrap_err().to_string();
         assert!(err.contains("bard"), "{err}");
+    }
+
+    #[test]
+    fn clusters_are_named_and_access_entries_name_clusters_that_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kubechat.yaml");
+        let yaml = |access: &str| {
+            format!(
+                "clusters:\n  - name: prod\n    in_cluster: true\n  - name: staging\n    kubeconfig: /etc/kubechat/clusters/staging/kubeconfig\n    namespace: shop\naccess:\n{access}"
+            )
+        };
+        std::fs::write(&file, yaml("  slack: [{channel: C1, namespaces: [\"*\"], clusters: [\"staging*\"]}]\n"))
+            .unwrap();
+        let config = load(Some(&file), env(&[])).unwrap().validate().unwrap();
+        assert_eq!(config.clusters.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["prod", "staging"]);
+        assert_eq!(config.access.default_cluster, "prod", "the first is the default");
+        std::fs::write(&file, yaml("  slack: [{channel: C1, namespaces: [\"*\"], clusters: [stagign]}]\n")).unwrap();
+        let err = load(Some(&file), env(&[])).unwrap().validate().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "setting access.slack: cluster \"stagign\" matches none of the clusters kubechat reads (prod, staging)"
+        );
+        std::fs::write(&file, yaml("  default_clusters: [dev]\n")).unwrap();
+        let err = load(Some(&file), env(&[])).unwrap().validate().unwrap_err().to_string();
+        assert!(err.starts_with("setting access.default_clusters: cluster \"dev\""), "{err}");
+        let both =
+            env(&[("KUBECHAT_KUBECONFIG", "/kubeconfig"), ("KUBECHAT_CLUSTERS", "[{name: a, in_cluster: true}]")]);
+        let err = load(None, both).unwrap().validate().unwrap_err().to_string();
+        assert!(err.starts_with("setting clusters: set clusters, or kubeconfig or dump"), "{err}");
+        let one = load(None, env(&[])).unwrap().validate().unwrap();
+        assert_eq!(one.clusters[0].name, "default", "without clusters, one cluster named default");
+        assert!(matches!(one.clusters[0].source, Source::Infer));
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod audit;
 pub mod chat;
 pub mod cli;
 pub mod cluster;
+pub mod clusters;
 pub mod commands;
 pub mod config;
 pub mod context;

@@ -274,7 +274,7 @@ async fn diagnose(args: DiagnoseArgs, intent: Intent) -> anyhow::Result<()> {
     }
     let source = match (args.dump, args.kubeconfig) {
         (Some(path), _) => Source::Dump { path, forbid: args.forbid },
-        (None, Some(path)) => Source::Kubeconfig(path),
+        (None, Some(path)) => Source::Kubeconfig { path, context: None },
         (None, None) => Source::Infer,
     };
     let limits = Limits {

@@ -1,5 +1,7 @@
 //! Prometheus metrics, served as text on their own port (`metrics.listen`): requests by platform, intent and outcome;
-//! latency per stage; tokens; the model queue; Kubernetes API errors by status; model errors.
+//! latency per stage; tokens; the model queue; Kubernetes API errors by status; model errors; each cluster's
+//! reachability. Every metric of a request names its cluster (`cluster`: kubechat's name, or `unknown` for a question
+//! about a cluster it does not read, so no label value comes from an asker).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -23,6 +25,7 @@ pub struct Metrics {
     queue: Gauge,
     kube_errors: Family<Labels, Counter>,
     llm_errors: Family<Labels, Counter>,
+    reachable: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -58,34 +61,54 @@ impl Metrics {
         );
         let llm_errors = Family::<Labels, Counter>::default();
         registry.register("llm_errors", "Model requests that failed, by kind", llm_errors.clone());
-        Metrics { registry, requests, stages, tokens, queue, kube_errors, llm_errors }
+        let reachable = Family::<Labels, Gauge>::default();
+        registry.register(
+            "cluster_reachable",
+            "Whether each cluster's API server answered when last asked (1) or not (0)",
+            reachable.clone(),
+        );
+        Metrics { registry, requests, stages, tokens, queue, kube_errors, llm_errors, reachable }
     }
 
-    pub fn request(&self, platform: &str, intent: &str, outcome: &str) {
-        let labels =
-            vec![("platform", platform.to_string()), ("intent", intent.to_string()), ("outcome", outcome.to_string())];
+    pub fn request(&self, platform: &str, intent: &str, outcome: &str, cluster: &str) {
+        let labels = vec![
+            ("platform", platform.to_string()),
+            ("intent", intent.to_string()),
+            ("outcome", outcome.to_string()),
+            ("cluster", cluster.to_string()),
+        ];
         self.requests.get_or_create(&labels).inc();
     }
 
-    pub fn stage(&self, stage: &'static str, seconds: f64) {
-        self.stages.get_or_create(&vec![("stage", stage.to_string())]).observe(seconds);
+    pub fn stage(&self, stage: &'static str, cluster: &str, seconds: f64) {
+        let labels = vec![("stage", stage.to_string()), ("cluster", cluster.to_string())];
+        self.stages.get_or_create(&labels).observe(seconds);
     }
 
-    pub fn tokens(&self, kind: &'static str, count: u64) {
-        self.tokens.get_or_create(&vec![("kind", kind.to_string())]).inc_by(count);
+    pub fn tokens(&self, kind: &'static str, cluster: &str, count: u64) {
+        self.tokens.get_or_create(&vec![("kind", kind.to_string()), ("cluster", cluster.to_string())]).inc_by(count);
     }
 
-    pub fn kube_error(&self, code: &str) {
-        self.kube_errors.get_or_create(&vec![("code", code.to_string())]).inc();
+    pub fn kube_error(&self, code: &str, cluster: &str) {
+        self.kube_errors.get_or_create(&vec![("code", code.to_string()), ("cluster", cluster.to_string())]).inc();
     }
 
-    pub fn llm_error(&self, kind: &str) {
-        self.llm_errors.get_or_create(&vec![("kind", kind.to_string())]).inc();
+    pub fn llm_error(&self, kind: &str, cluster: &str) {
+        self.llm_errors.get_or_create(&vec![("kind", kind.to_string()), ("cluster", cluster.to_string())]).inc();
     }
 
-    /// The text exposition, with the queue depth read now.
-    pub fn render(&self, queue_depth: usize) -> String {
+    /// The text exposition, with the queue depth and each cluster's reachability (none: not asked yet) read now.
+    pub fn render<'a>(
+        &self,
+        queue_depth: usize,
+        clusters: impl IntoIterator<Item = (&'a str, Option<bool>)>,
+    ) -> String {
         self.queue.set(queue_depth as i64);
+        for (cluster, reachable) in clusters {
+            if let Some(reachable) = reachable {
+                self.reachable.get_or_create(&vec![("cluster", cluster.to_string())]).set(i64::from(reachable));
+            }
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

@@ -1,11 +1,12 @@
 //! A question as kubechat answers it, whichever front-end it came from: who asks ([`Asker`]), what they want
-//! ([`Intent`]), about what ([`Scope`]: a namespace, optionally one object), in their words, with the conversation so
-//! far.
+//! ([`Intent`]), about what ([`Scope`]: a cluster, a namespace in it, optionally one object), in their words, with the
+//! conversation so far.
 //!
 //! Every front-end (HTTP, Slack, Matrix, Alertmanager, the CLI) builds its [`Scope`] with [`Scope::parse`], the one
-//! parser of namespaces and of `KIND/NAME`. It refuses anything the Kubernetes API would not accept as a name, before
-//! access is checked and long before a name reaches an API path: a namespace is an RFC 1123 label, an object name an
-//! RFC 1123 subdomain, and a kind one of those [`NARROWABLE`] from the [`resources`] table.
+//! parser of cluster names, namespaces and `KIND/NAME`. It refuses anything the Kubernetes API would not accept as a
+//! name, before access is checked and long before a name reaches an API path: a namespace is an RFC 1123 label, an
+//! object name an RFC 1123 subdomain, and a kind one of those [`NARROWABLE`] from the [`resources`] table. Whether
+//! kubechat knows the cluster is the core's to say ([`crate::clusters`]); here it is only a well-formed name.
 
 use std::fmt;
 
@@ -55,6 +56,10 @@ const SUBDOMAIN_MAX: usize = 253;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Invalid {
     #[error(
+        "cluster {value:?} is not a cluster name: it {problem}; a cluster name is at most 63 lowercase letters, digits, '-', '.' and '_', starting and ending with a letter or digit"
+    )]
+    Cluster { value: String, problem: String },
+    #[error(
         "namespace {value:?} is not a namespace name: it {problem}; a namespace is an RFC 1123 label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
     )]
     Namespace { value: String, problem: String },
@@ -96,18 +101,29 @@ impl fmt::Display for Target {
     }
 }
 
-/// What to read: a valid namespace, optionally narrowed to one object. Only [`Scope::parse`] makes one, so whatever
-/// holds a `Scope` holds names the API server would accept.
+/// What to read: a cluster by kubechat's name for it, a valid namespace in it, optionally narrowed to one object.
+/// Only [`Scope::parse`] makes one, so whatever holds a `Scope` holds names the API server would accept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
+    cluster: String,
     namespace: String,
     object: Option<Target>,
 }
 
 impl Scope {
-    /// Checks `namespace` and, when given, `object` (`KIND/NAME`, kinds by kubectl's names, short names and plurals).
-    pub fn parse(namespace: &str, object: Option<&str>) -> Result<Scope, Invalid> {
-        Ok(Scope { namespace: parse_namespace(namespace)?, object: object.map(parse_object).transpose()? })
+    /// Checks `cluster`, `namespace` and, when given, `object` (`KIND/NAME`, kinds by kubectl's names, short names and
+    /// plurals).
+    pub fn parse(cluster: &str, namespace: &str, object: Option<&str>) -> Result<Scope, Invalid> {
+        Ok(Scope {
+            cluster: parse_cluster(cluster)?,
+            namespace: parse_namespace(namespace)?,
+            object: object.map(parse_object).transpose()?,
+        })
+    }
+
+    /// kubechat's name of the cluster (`clusters[].name`), not the kubeconfig's.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
     }
 
     pub fn namespace(&self) -> &str {
@@ -120,7 +136,35 @@ impl Scope {
 
     /// The whole namespace, without the object.
     pub fn whole_namespace(&self) -> Scope {
-        Scope { namespace: self.namespace.clone(), object: None }
+        Scope { cluster: self.cluster.clone(), namespace: self.namespace.clone(), object: None }
+    }
+}
+
+/// The longest cluster name.
+const CLUSTER_MAX: usize = 63;
+
+/// A cluster name (lowercased: `Prod` and `prod` are one cluster), or why it is not one. Looser than a namespace:
+/// `_` and `.` are allowed, as the `cluster` labels of Prometheus setups and kubeconfig contexts use them.
+pub fn parse_cluster(value: &str) -> Result<String, Invalid> {
+    let lowered = value.to_lowercase();
+    let problem = if lowered.is_empty() {
+        Some("is empty".to_string())
+    } else if lowered.chars().count() > CLUSTER_MAX {
+        Some(format!("is {} characters long", lowered.chars().count()))
+    } else if let Some(c) =
+        lowered.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-._".contains(*c)))
+    {
+        Some(format!("has {c:?}"))
+    } else if !lowered.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !lowered.ends_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        Some("does not start and end with a letter or digit".to_string())
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(lowered),
+        Some(problem) => Err(Invalid::Cluster { value: value.to_string(), problem }),
     }
 }
 
@@ -256,7 +300,7 @@ mod tests {
 
     #[test]
     fn objects_are_a_known_kind_and_an_rfc_1123_subdomain() {
-        let scope = Scope::parse("shop", Some("deploy/checkout")).unwrap();
+        let scope = Scope::parse("prod", "shop", Some("deploy/checkout")).unwrap();
         assert_eq!(scope.object().unwrap().to_string(), "deployment/checkout", "short names are canonical");
         for (value, expected) in [
             ("po/web-1", "pod/web-1"),
@@ -285,16 +329,36 @@ mod tests {
         assert!(matches!(parse_object("pod/Web"), Err(Invalid::Name { .. })));
         assert!(matches!(parse_object("pod/a..b"), Err(Invalid::Name { .. })));
         assert!(parse_object(&format!("pod/{}", "a".repeat(64))).is_err(), "each part is a label");
-        let err = Scope::parse("shop", Some("pod/")).unwrap_err().to_string();
+        let err = Scope::parse("prod", "shop", Some("pod/")).unwrap_err().to_string();
         assert!(err.starts_with("pod name \"\" is not an object name: it is empty"), "{err}");
     }
 
     #[test]
     fn a_bare_diagnosis_asks_the_diagnosis_question() {
         let asker = Asker { platform: crate::access::Platform::Http, place: None, user: "alice".into() };
-        let scope = Scope::parse("shop", None).unwrap();
+        let scope = Scope::parse("prod", "shop", None).unwrap();
         let request = Request::new("r1", asker, Intent::Diagnose, scope, "  ", Vec::new());
         assert_eq!(request.question, "What is wrong in namespace shop, what is the root cause, and how do I fix it?");
         assert!(request.whole_namespace().scope.object().is_none());
+        assert_eq!(request.whole_namespace().scope.cluster(), "prod", "the cluster stays");
+    }
+
+    #[test]
+    fn cluster_names_are_lowercased_and_checked() {
+        assert_eq!(parse_cluster("Prod-EU_1.a"), Ok("prod-eu_1.a".to_string()));
+        for (value, problem) in [
+            ("", "is empty"),
+            ("prod/eu", "has '/'"),
+            ("prod eu", "has ' '"),
+            ("-prod", "does not start and end with a letter or digit"),
+            ("prod.", "does not start and end with a letter or digit"),
+            ("prod?x=1", "has '?'"),
+        ] {
+            let err = parse_cluster(value).unwrap_err();
+            assert_eq!(err, Invalid::Cluster { value: value.to_string(), problem: problem.to_string() }, "{value}");
+            assert!(err.to_string().contains("a cluster name is at most 63"), "{err}");
+        }
+        assert!(parse_cluster(&"a".repeat(64)).is_err());
+        assert!(Scope::parse("a b", "shop", None).is_err(), "the cluster is checked with the rest");
     }
 }

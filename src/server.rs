@@ -1,6 +1,6 @@
 //! `kubechat serve`: the HTTP API. `POST /ask` and `POST /diagnose` answer in JSON, or stream with
-//! `Accept: text/event-stream` (`token` events, then one `answer` event with the whole answer); `/healthz`, `/readyz`
-//! and `/models` are for operators. Errors are JSON with a request id that also appears in the logs.
+//! `Accept: text/event-stream` (`token` events, then one `answer` event with the whole answer); `/clusters` and
+//! `/namespaces` list what the caller may ask about; `/healthz`, `/readyz` and `/models` are for operators. Errors are JSON with a request id that also appears in the logs.
 
 use std::sync::Arc;
 
@@ -82,6 +82,7 @@ pub fn router(http: Http) -> Router {
         .route("/readyz", get(readyz))
         .route("/models", get(models))
         .route("/namespaces", get(namespaces))
+        .route("/clusters", get(clusters))
         .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("web/index.html")) }))
         .route("/app.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("web/app.js")) }))
         .route("/style.css", get(|| async { page("text/css; charset=utf-8", include_str!("web/style.css")) }))
@@ -179,9 +180,13 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
         .route(
             "/metrics",
             get(|State(state): State<Arc<AppState>>| async move {
+                // Each cluster's reachability as of now (asked again at most every few seconds).
+                state.clusters.check(state.limits.call_timeout, crate::service::READY_CACHE).await;
+                let reachable: Vec<(&str, Option<bool>)> =
+                    state.clusters.entries().iter().map(|e| (e.name.as_str(), e.health().reachable)).collect();
                 (
                     [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-                    state.metrics.render(state.llm.queue_len()),
+                    state.metrics.render(state.llm.queue_len(), reachable),
                 )
             }),
         )
@@ -202,19 +207,54 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// The namespaces the asker may read, for the web chat's picker.
-async fn namespaces(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
+#[derive(Debug, Deserialize)]
+struct NamespacesQuery {
+    /// The cluster whose namespaces to list; the default cluster when absent.
+    cluster: Option<String>,
+}
+
+/// The namespaces the asker may read in a cluster (`?cluster=NAME`, else the default), for the web chat's picker.
+async fn namespaces(
+    State(http): State<Arc<Http>>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<NamespacesQuery>,
+) -> Response {
     let request_id = http.core.request_id();
     let user = match http.auth.identify(&headers) {
         Ok(user) => user,
         Err(why) => return error(StatusCode::UNAUTHORIZED, why, &request_id),
     };
     let asker = Asker { platform: Platform::Http, place: None, user };
-    match http.core.namespaces(&asker).await {
-        Ok((names, default)) => Json(json!({"namespaces": names, "default": default})).into_response(),
-        Err(e @ cluster::ReadError::Timeout { .. }) => error(StatusCode::GATEWAY_TIMEOUT, &e.to_string(), &request_id),
+    let cluster = http.core.clusters.canonical(query.cluster.as_deref());
+    match http.core.namespaces(&asker, &cluster).await {
+        Ok((names, default)) => {
+            Json(json!({"cluster": cluster, "namespaces": names, "default": default})).into_response()
+        }
+        Err(ServeError::UnknownCluster(_)) => {
+            error(StatusCode::NOT_FOUND, &http.core.unknown_cluster(&asker, &cluster).to_string(), &request_id)
+        }
+        Err(e @ ServeError::Unreachable { error: cluster::ReadError::Timeout { .. }, .. }) => {
+            error(StatusCode::GATEWAY_TIMEOUT, &e.to_string(), &request_id)
+        }
         Err(e) => error(StatusCode::BAD_GATEWAY, &e.to_string(), &request_id),
     }
+}
+
+/// The clusters the asker may read, the default first, each with its default namespace and whether its API server
+/// answered when last asked.
+async fn clusters(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
+    let request_id = http.core.request_id();
+    let user = match http.auth.identify(&headers) {
+        Ok(user) => user,
+        Err(why) => return error(StatusCode::UNAUTHORIZED, why, &request_id),
+    };
+    let core = &http.core;
+    core.clusters.check(core.limits.call_timeout, crate::service::READY_CACHE).await;
+    let asker = Asker { platform: Platform::Http, place: None, user };
+    let default = core.clusters.default().name.as_str();
+    let listed: Vec<serde_json::Value> =
+        core.visible_clusters(&asker).iter().map(|e| e.status(e.name == default)).collect();
+    Json(json!({"clusters": listed})).into_response()
 }
 
 /// A JSON error every endpoint answers with.
@@ -235,6 +275,8 @@ fn with_request_id(mut response: Response, request_id: &str) -> Response {
 struct AskBody {
     #[serde(default)]
     question: String,
+    /// kubechat's name of a cluster, or an alias; the default cluster when absent.
+    cluster: Option<String>,
     namespace: Option<String>,
     /// `deployment/checkout`, to narrow the question to one object.
     object: Option<String>,
@@ -295,9 +337,10 @@ async fn respond(
         ticket.fail(Outcome::Invalid, "empty question".into());
         return error(StatusCode::BAD_REQUEST, "the question is empty: send {\"question\": \"…\"}", &request_id);
     }
-    let namespace = body.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(&state.default_namespace);
-    // Names are checked before access: nothing that is not a namespace or object name is matched against the rules.
-    let scope = match Scope::parse(namespace, body.object.as_deref()) {
+    let cluster = state.clusters.canonical(body.cluster.as_deref());
+    let namespace = body.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(state.clusters.namespace(&cluster));
+    // Names are checked before access: nothing that is not a name is matched against the rules.
+    let scope = match Scope::parse(&cluster, namespace, body.object.as_deref()) {
         Ok(scope) => scope,
         Err(invalid) => {
             ticket.fail(Outcome::Invalid, invalid.to_string());
@@ -307,13 +350,14 @@ async fn respond(
     if let Err(refusal) = ticket.admit(&scope) {
         let mut response = match &refusal {
             Refusal::Namespace { .. } => error(StatusCode::FORBIDDEN, &refusal.to_string(), &request_id),
+            Refusal::UnknownCluster { .. } => error(StatusCode::NOT_FOUND, &refusal.to_string(), &request_id),
             Refusal::RateLimited { .. } => error(StatusCode::TOO_MANY_REQUESTS, &refusal.to_string(), &request_id),
             Refusal::Busy { .. } => error(StatusCode::SERVICE_UNAVAILABLE, &refusal.to_string(), &request_id),
         };
         let retry_after = match refusal {
             Refusal::RateLimited { retry_after } => Some(retry_after.as_secs().max(1)),
             Refusal::Busy { .. } => Some(30),
-            Refusal::Namespace { .. } => None,
+            Refusal::Namespace { .. } | Refusal::UnknownCluster { .. } => None,
         };
         if let Some(retry_after) = retry_after
             && let Ok(value) = HeaderValue::from_str(&retry_after.to_string())
@@ -393,6 +437,11 @@ fn serve_error(failure: ServeError, request_id: &str) -> Response {
             tracing::error!("cannot read the cluster: {e}");
             error(StatusCode::BAD_GATEWAY, &e.to_string(), request_id)
         }
+        e @ ServeError::Unreachable { .. } => {
+            tracing::warn!("{e}");
+            error(StatusCode::BAD_GATEWAY, &e.to_string(), request_id)
+        }
+        e @ ServeError::UnknownCluster(_) => error(StatusCode::NOT_FOUND, &e.to_string(), request_id),
         ServeError::Budget(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), request_id),
     }
 }
@@ -403,11 +452,22 @@ async fn readyz(State(http): State<Arc<Http>>) -> Response {
         let body = json!({"status": "shutting down", "reason": crate::drain::RESTARTING});
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
-    match http.core.ready().await {
-        Ok(prompts) => Json(json!({"status": "ready", "prompts": prompts})).into_response(),
-        Err(reason) => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "reason": reason}))).into_response()
-        }
+    let ready = http.core.ready().await;
+    // Names and reachability only: the probe is unauthenticated (`/clusters` says more, to those who may ask).
+    let clusters: Vec<serde_json::Value> = http
+        .core
+        .clusters
+        .entries()
+        .iter()
+        .map(|e| json!({"name": e.name, "reachable": e.health().reachable}))
+        .collect();
+    match ready {
+        Ok(prompts) => Json(json!({"status": "ready", "prompts": prompts, "clusters": clusters})).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "reason": reason, "clusters": clusters})),
+        )
+            .into_response(),
     }
 }
 

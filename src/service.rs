@@ -1,4 +1,4 @@
-//! The core every front-end shares: the state of a running kubechat ([`AppState`]: the cluster, the prompts, the
+//! The core every front-end shares: the state of a running kubechat ([`AppState`]: the clusters, the prompts, the
 //! model, the [`Policy`], the metrics) and one question's way through it. A [`Ticket`] admits a request (access, rate
 //! limits), reads the cluster and asks the model with the time of each stage measured, and when it is dropped writes
 //! the one audit line and the metrics of the request, however it ended. Front-ends turn their platform's events into
@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Mutex;
-
 use crate::access::{Access, Asker, Buckets, Platform, Refusal};
 use crate::answer::{self, Answer, BudgetError};
 use crate::audit::{AuditLog, Latency, Outcome, Record};
-use crate::cluster::{Cluster, Limits, ReadError};
+use crate::cluster::{Limits, ReadError};
+use crate::clusters::Clusters;
 use crate::drain::Drain;
 use crate::facts::{Cause, Facts};
 use crate::llm::Llm;
@@ -21,22 +20,21 @@ use crate::metrics::Metrics;
 use crate::prompt::{PromptStore, PromptVersion};
 use crate::request::{Intent, Request, Scope};
 
-/// How long a reachability check of the API server stays good for readiness.
-const READY_CACHE: Duration = Duration::from_secs(10);
+/// How long a reachability check of a cluster's API server stays good for readiness and `/metrics`.
+pub const READY_CACHE: Duration = Duration::from_secs(10);
 
 pub struct AppState {
-    pub cluster: Cluster,
+    /// The clusters read, the first the default.
+    pub clusters: Clusters,
     pub prompts: Arc<PromptStore>,
     pub llm: Arc<Llm>,
     pub limits: Limits,
-    pub default_namespace: String,
     pub policy: Policy,
     pub metrics: Metrics,
     /// Shutting down without losing answers.
     pub drain: Drain,
     /// Whether this replica does the work that must happen once, and where the one that does is.
     pub leader: crate::lease::Leadership,
-    ready: Mutex<Option<(Instant, Result<(), String>)>>,
     requests: AtomicU64,
     /// Places for namespace reads (`limits.reads`).
     reads: tokio::sync::Semaphore,
@@ -141,17 +139,22 @@ impl Policy {
 pub enum ServeError {
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// The cluster's API server did not answer (refused, unreachable, or not in time); the others may.
+    #[error("cannot read cluster {cluster}: its API server does not answer ({error}){}", if *.others { "; kubechat's other clusters answer as usual" } else { "" })]
+    Unreachable { cluster: String, others: bool, error: ReadError },
+    /// A cluster kubechat does not read (only a request that skipped [`Ticket::admit`] can name one).
+    #[error("kubechat reads no cluster named {0}")]
+    UnknownCluster(String),
     #[error(transparent)]
     Budget(#[from] BudgetError),
 }
 
 impl AppState {
     pub fn new(
-        cluster: Cluster,
+        clusters: Clusters,
         prompts: Arc<PromptStore>,
         llm: Arc<Llm>,
         limits: Limits,
-        default_namespace: String,
         policy: Policy,
         replica: Replica,
     ) -> Arc<AppState> {
@@ -159,52 +162,122 @@ impl AppState {
         let reads = tokio::sync::Semaphore::new(limits.reads.max(1));
         let reader = Reader::new(limits.reads.max(1));
         Arc::new(AppState {
-            cluster,
+            clusters,
             prompts,
             llm,
             limits,
-            default_namespace,
             policy,
             metrics: Metrics::new(),
             drain: Drain::new(drain),
             leader,
-            ready: Mutex::new(None),
             requests: AtomicU64::new(0),
             reads,
             reader,
         })
     }
 
-    /// Reads a namespace for a question, waiting for a place among `limits.reads`.
-    pub async fn read(&self, scope: &Scope) -> Result<Facts, ReadError> {
+    /// Reads a namespace of the scope's cluster for a question, waiting for a place among `limits.reads`. A cluster
+    /// that does not answer is noted as such (readiness and `/metrics` show it at once) and named in the error.
+    pub async fn read(&self, scope: &Scope) -> Result<Facts, ServeError> {
+        let entry =
+            self.clusters.get(scope.cluster()).ok_or_else(|| ServeError::UnknownCluster(scope.cluster().into()))?;
         let _place = self.reads.acquire().await.expect("the semaphore is never closed");
-        let (cluster, scope, limits) = (self.cluster.clone(), scope.clone(), self.limits.clone());
-        match self.reader.spawn(async move { cluster.read(&scope, &limits).await }).await {
+        let (cluster, scope, limits) = (entry.cluster.clone(), scope.clone(), self.limits.clone());
+        let read = match self.reader.spawn(async move { cluster.read(&scope, &limits).await }).await {
             Ok(read) => read,
             Err(e) => std::panic::resume_unwind(e.try_into_panic().unwrap_or_else(|_| Box::new("the reader stopped"))),
+        };
+        match read {
+            Ok(facts) => {
+                entry.record(Ok(()));
+                Ok(facts)
+            }
+            Err(error @ (ReadError::Unreachable { .. } | ReadError::Timeout { .. })) => {
+                entry.record(Err(error.to_string()));
+                let others = self.clusters.entries().len() > 1;
+                Err(ServeError::Unreachable { cluster: entry.name.clone(), others, error })
+            }
+            Err(error) => Err(error.into()),
         }
     }
 
-    /// The namespaces `asker` may read, and the default namespace when it is among them (for pickers).
-    pub async fn namespaces(&self, asker: &Asker) -> Result<(Vec<String>, Option<String>), ReadError> {
-        let all = self.cluster.namespaces(&self.limits).await?;
-        let names = self.policy.access.visible(asker, &all);
-        let default = Some(self.default_namespace.clone()).filter(|d| names.contains(d));
+    /// The namespaces of `cluster` that `asker` may read, and the cluster's default namespace when it is among them
+    /// (for pickers).
+    pub async fn namespaces(&self, asker: &Asker, cluster: &str) -> Result<(Vec<String>, Option<String>), ServeError> {
+        let entry = self
+            .clusters
+            .get(cluster)
+            .filter(|e| !self.policy.access.clusters(asker, [e.name.as_str()]).is_empty())
+            .ok_or_else(|| ServeError::UnknownCluster(cluster.to_string()))?;
+        let all = match entry.cluster.namespaces(&self.limits).await {
+            Ok(all) => all,
+            Err(error @ (ReadError::Unreachable { .. } | ReadError::Timeout { .. })) => {
+                entry.record(Err(error.to_string()));
+                let others = self.clusters.entries().len() > 1;
+                return Err(ServeError::Unreachable { cluster: entry.name.clone(), others, error });
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let names = self.policy.access.visible(asker, &entry.name, &all);
+        let default = Some(entry.namespace.clone()).filter(|d| names.contains(d));
         Ok((names, default))
     }
 
-    /// Ready when the API server answers (checked at most every few seconds); the prompt versions in use.
-    pub async fn ready(&self) -> Result<Vec<PromptVersion>, String> {
-        let mut cached = self.ready.lock().await;
-        let fresh = cached.as_ref().is_some_and(|(at, _)| at.elapsed() < READY_CACHE);
-        if !fresh {
-            *cached = Some((Instant::now(), self.cluster.reachable(self.limits.call_timeout).await));
+    /// The clusters `asker` may read, the default first, as `/clusters` lists them.
+    pub fn visible_clusters(&self, asker: &Asker) -> Vec<&crate::clusters::Entry> {
+        let names = self.policy.access.clusters(asker, self.clusters.names());
+        self.clusters.entries().iter().filter(|e| names.contains(&e.name)).collect()
+    }
+
+    /// The refusal of a cluster kubechat does not read, or `asker` may not see, naming those they may.
+    pub fn unknown_cluster(&self, asker: &Asker, cluster: &str) -> Refusal {
+        let known = self.visible_clusters(asker).iter().map(|e| e.name.clone()).collect();
+        Refusal::UnknownCluster { cluster: cluster.to_string(), known, contact: self.policy.access.contact.clone() }
+    }
+
+    /// What `asker` may ask about, for help: the namespace globs (as `cluster: globs` when kubechat reads several
+    /// clusters); and, when it does, the default cluster's name then the others the asker may read.
+    pub fn readable(&self, asker: &Asker) -> (Vec<String>, Vec<&str>) {
+        let visible = self.visible_clusters(asker);
+        if self.clusters.entries().len() == 1 {
+            let globs = visible.first().map(|e| self.policy.access.globs(asker, &e.name)).unwrap_or_default();
+            return (globs, Vec::new());
         }
-        let check = cached.as_ref().expect("set above").1.clone();
-        check.map(|()| {
-            let prompts = self.prompts.current();
-            ["ask", "diagnose"].iter().filter_map(|n| prompts.get(n)).map(|p| p.version.clone()).collect()
-        })
+        let readable = visible
+            .iter()
+            .map(|e| format!("{}: {}", e.name, self.policy.access.globs(asker, &e.name).join(", ")))
+            .collect();
+        let default = self.clusters.default().name.as_str();
+        let others = visible.iter().map(|e| e.name.as_str()).filter(|n| *n != default);
+        (readable, std::iter::once(default).chain(others).collect())
+    }
+
+    /// Ready when some cluster's API server answers (each asked at most every few seconds): one cluster down costs
+    /// its own questions, not every other cluster's. The prompt versions in use, or why not ready.
+    pub async fn ready(&self) -> Result<Vec<PromptVersion>, String> {
+        self.clusters.check(self.limits.call_timeout, READY_CACHE).await;
+        let entries = self.clusters.entries();
+        if entries.iter().all(|e| e.health().reachable == Some(false)) {
+            let reasons: Vec<String> = entries
+                .iter()
+                .map(|e| match entries.len() {
+                    1 => e.health().error.unwrap_or_default(),
+                    _ => format!("cluster {}: {}", e.name, e.health().error.unwrap_or_default()),
+                })
+                .collect();
+            return Err(reasons.join("; "));
+        }
+        let prompts = self.prompts.current();
+        Ok(["ask", "diagnose"].iter().filter_map(|n| prompts.get(n)).map(|p| p.version.clone()).collect())
+    }
+
+    /// The scope in words for titles and notes: `shop pod/web-1`, and `in prod` when kubechat reads more than one
+    /// cluster.
+    pub fn describe(&self, scope: &Scope) -> String {
+        let object = scope.object().map(|o| format!(" {o}")).unwrap_or_default();
+        let cluster =
+            if self.clusters.entries().len() > 1 { format!(" in {}", scope.cluster()) } else { String::new() };
+        format!("{}{object}{cluster}", scope.namespace())
     }
 
     pub fn request_id(&self) -> String {
@@ -226,6 +299,8 @@ impl AppState {
                 channel: asker.place.clone(),
                 intent: intent.prompt_name(),
                 outcome: Outcome::Abandoned,
+                // Until admitted: the default's, since nothing else is named yet.
+                cluster: Some(self.clusters.default().name.clone()),
                 ..Record::default()
             },
             started: Instant::now(),
@@ -249,13 +324,23 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl Ticket {
-    /// Access to the scope's namespace, then the asker's and the place's rate limits. The scope is valid by its type:
-    /// nothing that is not a namespace name reaches the access check.
+    /// The cluster (one kubechat reads, and the asker may see), access to the scope's namespace there, then the
+    /// asker's and the place's rate limits. The scope is valid by its type: nothing that is not a name reaches the
+    /// access check.
     pub fn admit(&mut self, scope: &Scope) -> Result<(), Refusal> {
+        self.record.cluster = Some(scope.cluster().to_string());
         self.record.namespace = Some(scope.namespace().to_string());
         self.record.object = scope.object().map(ToString::to_string);
         let state = &self.state;
-        let refusal = if let Err(refusal) = state.policy.access.check(&self.asker, scope.namespace()) {
+        let access = &state.policy.access;
+        let known = state.clusters.get(scope.cluster()).is_some();
+        // A cluster the asker may not read is one kubechat does not read, to them; the default cluster is always
+        // known, and its refusal names the namespace as ever.
+        let hidden = scope.cluster() != state.clusters.default().name
+            && access.clusters(&self.asker, [scope.cluster()]).is_empty();
+        let refusal = if !known || hidden {
+            Some(state.unknown_cluster(&self.asker, scope.cluster()))
+        } else if let Err(refusal) = access.check(&self.asker, scope.cluster(), scope.namespace()) {
             Some(refusal)
         } else if self.asker.platform == Platform::Alertmanager {
             // Alerts are deduplicated by fingerprint instead: a storm must not drop the first diagnosis of each.
@@ -283,7 +368,8 @@ impl Ticket {
             None => Ok(()),
             Some(refusal) => {
                 self.record.outcome = match refusal {
-                    Refusal::Namespace { .. } => Outcome::Refused,
+                    Refusal::UnknownCluster { .. } if !known => Outcome::Invalid,
+                    Refusal::Namespace { .. } | Refusal::UnknownCluster { .. } => Outcome::Refused,
                     Refusal::RateLimited { .. } => Outcome::RateLimited,
                     Refusal::Busy { .. } => Outcome::Busy,
                 };
@@ -302,28 +388,32 @@ impl Ticket {
     ) -> Result<Answer, ServeError> {
         let state = self.state.clone();
         let metrics = &state.metrics;
+        let cluster = request.scope.cluster();
+        self.record.cluster = Some(cluster.to_string());
         self.record.namespace = Some(request.scope.namespace().to_string());
         self.record.object = request.scope.object().map(ToString::to_string);
         let reading = Instant::now();
         let facts = state.read(&request.scope).await;
         let retrieve = reading.elapsed();
         self.record.latency_ms.retrieve = Some(millis(retrieve));
-        metrics.stage("retrieve", retrieve.as_secs_f64());
+        metrics.stage("retrieve", self.cluster_label(), retrieve.as_secs_f64());
         let facts = match facts {
             Ok(facts) => facts,
             Err(mut e) => {
                 // "Did you mean …" names only namespaces the asker may read.
-                if let ReadError::NamespaceNotFound { closest, .. } = &mut e {
-                    *closest = state.policy.access.visible(&self.asker, closest);
+                if let ServeError::Read(ReadError::NamespaceNotFound { closest, .. }) = &mut e {
+                    *closest = state.policy.access.visible(&self.asker, cluster, closest);
                 }
-                metrics.kube_error(&kube_code(&e));
+                if let Some(code) = kube_code(&e) {
+                    metrics.kube_error(&code, self.cluster_label());
+                }
                 self.fail(Outcome::Error, e.to_string());
-                return Err(e.into());
+                return Err(e);
             }
         };
         for gap in &facts.gaps {
             if gap.cause == Cause::Forbidden {
-                metrics.kube_error(&gap.cause.label());
+                metrics.kube_error(&gap.cause.label(), self.cluster_label());
             }
         }
         let asking = Instant::now();
@@ -350,10 +440,10 @@ impl Ticket {
             }
         };
         self.record.latency_ms.llm_total = Some(millis(total));
-        metrics.stage("llm_total", total.as_secs_f64());
+        metrics.stage("llm_total", self.cluster_label(), total.as_secs_f64());
         if let Some(first) = first {
             self.record.latency_ms.llm_first_token = Some(millis(first));
-            metrics.stage("llm_first_token", first.as_secs_f64());
+            metrics.stage("llm_first_token", self.cluster_label(), first.as_secs_f64());
         }
         self.record.prompt = Some(answer.prompt.name.clone());
         self.record.prompt_version = Some(answer.prompt.version.clone());
@@ -362,14 +452,14 @@ impl Ticket {
         self.record.prompt_tokens = answer.usage.prompt_tokens;
         self.record.completion_tokens = answer.usage.completion_tokens;
         if let Some(tokens) = answer.usage.prompt_tokens {
-            metrics.tokens("prompt", u64::from(tokens));
+            metrics.tokens("prompt", self.cluster_label(), u64::from(tokens));
         }
         if let Some(tokens) = answer.usage.completion_tokens {
-            metrics.tokens("completion", u64::from(tokens));
+            metrics.tokens("completion", self.cluster_label(), u64::from(tokens));
         }
         match &answer.degraded {
             Some(error) => {
-                metrics.llm_error(error.kind());
+                metrics.llm_error(error.kind(), self.cluster_label());
                 self.record.outcome = Outcome::Degraded;
                 self.record.reason = Some(error.to_string());
             }
@@ -381,7 +471,14 @@ impl Ticket {
     /// The answer reached the asker after `took` of posting.
     pub fn posted(&mut self, took: Duration) {
         self.record.latency_ms.post = Some(millis(took));
-        self.state.metrics.stage("post", took.as_secs_f64());
+        self.state.metrics.stage("post", self.cluster_label(), took.as_secs_f64());
+    }
+
+    /// The request's cluster as a metric label: kubechat's name for it, or `unknown` (an asker's words are never a
+    /// label value).
+    fn cluster_label(&self) -> &str {
+        let named = self.record.cluster.as_deref().unwrap_or_default();
+        self.state.clusters.get(named).map_or("unknown", |e| e.name.as_str())
     }
 
     /// Ends the request without an answer.
@@ -414,15 +511,21 @@ impl Drop for Ticket {
             self.state.policy.in_flight.leave();
         }
         self.record.latency_ms = Latency { total: millis(self.started.elapsed()), ..self.record.latency_ms };
-        self.state.metrics.request(self.record.platform, self.record.intent, self.record.outcome.as_str());
+        let cluster = self.cluster_label().to_string();
+        self.state.metrics.request(self.record.platform, self.record.intent, self.record.outcome.as_str(), &cluster);
         self.state.policy.audit.write(&self.record);
     }
 }
 
-fn kube_code(error: &ReadError) -> String {
-    match error {
+/// The `code` label of a failed read; none when no API call failed.
+fn kube_code(error: &ServeError) -> Option<String> {
+    let error = match error {
+        ServeError::Read(error) | ServeError::Unreachable { error, .. } => error,
+        ServeError::UnknownCluster(_) | ServeError::Budget(_) => return None,
+    };
+    Some(match error {
         ReadError::NamespaceNotFound { .. } | ReadError::ObjectNotFound { .. } => "404".into(),
         ReadError::UnsupportedKind(_) => "unsupported".into(),
         other => other.gap().cause.label(),
-    }
+    })
 }

@@ -318,7 +318,8 @@ async fn kubechat_server(stubs: &Stubs, dump: Arc<Dump>, max_pending: usize) -> 
         let built = async {
             // kubechat as `kubechat serve` builds it: the HTTP API with Slack in HTTP mode, open, no rate limits.
             let mut config = kubechat::config::RawConfig::default().validate()?;
-            config.cluster = Source::Url(cluster_url);
+            config.clusters =
+                vec![kubechat::clusters::ClusterConfig::new(kubechat::clusters::DEFAULT, Source::Url(cluster_url))];
             config.namespace = Some(NAMESPACE.into());
             config.prompts = PromptSource::Builtin;
             config.llm = LlmConfig { url: model_url, api: Api::Openai, model: "bench".into(), ..Default::default() };
@@ -546,7 +547,7 @@ pub struct Probe {
 /// time and this process's peak memory. Run in a fresh process by [`run`], so the memory is this work's alone.
 pub async fn probe_read(url: &str, namespace: &str) -> anyhow::Result<Probe> {
     let client = cluster::client(url).await?;
-    let scope = Scope::parse(namespace, None)?;
+    let scope = Scope::parse("default", namespace, None)?;
     let started = Instant::now();
     let facts = cluster::read(&client, &scope, &Limits::default()).await?;
     let read = started.elapsed();
@@ -732,7 +733,7 @@ async fn prompt_tokens(demo: Arc<Dump>) -> anyhow::Result<Vec<Tokens>> {
     let prompt = prompts.get("diagnose").context("the built-in prompts have no diagnose prompt")?;
     let mut rows = Vec::new();
     for namespace in namespaces {
-        let scope = Scope::parse(&namespace, None)?;
+        let scope = Scope::parse("default", &namespace, None)?;
         let facts = cluster::read(&client, &scope, &Limits::default()).await?;
         let asker = Asker { platform: Platform::Cli, place: None, user: "bench".into() };
         let request = Request::new("bench", asker, Intent::Diagnose, scope, "", Vec::new());

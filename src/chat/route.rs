@@ -1,5 +1,6 @@
 //! What a chat message asks for: `/diagnose [namespace] [question]`, `/ask question`, a mention starting with
-//! `diagnose` or `ask`, or `help`; the namespace from `-n ns`, `ns/pod` or a leading namespace word. The words are
+//! `diagnose` or `ask`, or `help`; the namespace from `-n ns`, `ns/pod` or a leading namespace word; the cluster from
+//! `-c NAME` or `--cluster NAME`. The words are
 //! only sorted here: what they name is checked where the request is built ([`crate::request::Scope::parse`]).
 
 use crate::request::{Intent, narrowable};
@@ -7,7 +8,14 @@ use crate::request::{Intent, narrowable};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Help,
-    Question { intent: Intent, namespace: Option<String>, object: Option<String>, question: String },
+    Question {
+        intent: Intent,
+        /// As typed: kubechat's name of a cluster or an alias; none for the default.
+        cluster: Option<String>,
+        namespace: Option<String>,
+        object: Option<String>,
+        question: String,
+    },
 }
 
 /// Around an object named in a sentence: `deployment/web`, (pod/x), "pod/x", pod/x?
@@ -45,6 +53,7 @@ pub fn route(command: Option<&str>, text: &str) -> Route {
     if asked_for_help || nothing_asked {
         return Route::Help;
     }
+    let mut cluster = None;
     let mut namespace = None;
     let mut object = None;
     let mut rest = Vec::new();
@@ -56,8 +65,15 @@ pub fn route(command: Option<&str>, text: &str) -> Route {
             i += 2;
             continue;
         }
+        if (word == "-c" || word == "--cluster" || word == "--context") && i + 1 < words.len() {
+            cluster = Some(words[i + 1].to_string());
+            i += 2;
+            continue;
+        }
         if let Some(ns) = word.strip_prefix("--namespace=") {
             namespace = Some(ns.to_string());
+        } else if let Some(name) = word.strip_prefix("--cluster=").or_else(|| word.strip_prefix("--context=")) {
+            cluster = Some(name.to_string());
         } else if word.split_once('/').is_some_and(|(kind, _)| narrowable(kind.trim_start_matches(QUOTES)).is_some()) {
             // `deployment/web`, by any of kubectl's names for the kind: an object, whatever follows the slash (a name
             // that is not one is refused where the request is built, not read as words of the question). Quotes and
@@ -76,7 +92,7 @@ pub fn route(command: Option<&str>, text: &str) -> Route {
     if intent == Intent::Diagnose && namespace.is_none() && rest.first().is_some_and(|w| is_name(w)) {
         namespace = Some(rest.remove(0).to_string());
     }
-    Route::Question { intent, namespace, object, question: rest.join(" ") }
+    Route::Question { intent, cluster, namespace, object, question: rest.join(" ") }
 }
 
 #[cfg(test)]
@@ -86,6 +102,7 @@ mod tests {
     fn question(intent: Intent, namespace: Option<&str>, object: Option<&str>, question: &str) -> Route {
         Route::Question {
             intent,
+            cluster: None,
             namespace: namespace.map(str::to_string),
             object: object.map(str::to_string),
             question: question.into(),
@@ -129,6 +146,27 @@ mod tests {
             question(Intent::Ask, None, Some("deployment/web"), "what about")
         );
         assert_eq!(route(None, "help"), Route::Help);
+        let in_cluster = |cluster: &str, route: Route| match route {
+            Route::Question { cluster: Some(c), namespace, question, .. } => {
+                assert_eq!(c, cluster);
+                (namespace, question)
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            in_cluster("staging", route(Some("/diagnose"), "shop --cluster staging")),
+            (Some("shop".into()), String::new())
+        );
+        assert_eq!(
+            in_cluster("staging", route(Some("/diagnose"), "-c staging shop why?")),
+            (Some("shop".into()), "why?".into()),
+            "the flag comes before the namespace word"
+        );
+        assert_eq!(
+            in_cluster("prod-eu", route(None, "ask why is web down? --cluster=prod-eu -n shop")),
+            (Some("shop".into()), "why is web down?".into())
+        );
+        assert_eq!(in_cluster("dev", route(None, "diagnose --context dev shop")).0, Some("shop".into()));
         assert_eq!(route(Some("/ask"), "  "), Route::Help);
     }
 }

@@ -99,6 +99,9 @@ struct ThreadState {
 /// set), so that a reply in a thread answered before a restart still continues it.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredThread {
+    /// kubechat's name of the cluster; threads stored before kubechat read several clusters have none: the default.
+    #[serde(default)]
+    cluster: Option<String>,
     namespace: String,
     object: Option<String>,
     /// (question, answer), oldest first.
@@ -108,15 +111,18 @@ struct StoredThread {
 impl StoredThread {
     fn of(state: &ThreadState) -> StoredThread {
         StoredThread {
+            cluster: Some(state.scope.cluster().to_string()),
             namespace: state.scope.namespace().to_string(),
             object: state.scope.object().map(ToString::to_string),
             turns: state.turns.iter().map(|t| (t.question.clone(), t.answer.clone())).collect(),
         }
     }
 
-    /// Back to a thread's state; names are checked again, as anything read from outside is.
-    fn state(self) -> Option<ThreadState> {
-        let scope = Scope::parse(&self.namespace, self.object.as_deref()).ok()?;
+    /// Back to a thread's state (`default_cluster` for a thread stored without one); names are checked again, as
+    /// anything read from outside is.
+    fn state(self, default_cluster: &str) -> Option<ThreadState> {
+        let cluster = self.cluster.as_deref().unwrap_or(default_cluster);
+        let scope = Scope::parse(cluster, &self.namespace, self.object.as_deref()).ok()?;
         let turns = self.turns.into_iter().map(|(question, answer)| Turn { question, answer }).collect();
         Some(ThreadState { scope, turns })
     }
@@ -203,6 +209,8 @@ struct Job {
     root: OwnedEventId,
     asked: OwnedEventId,
     intent: Intent,
+    /// Typed: a cluster's name or alias.
+    cluster: Option<String>,
     namespace: Option<String>,
     object: Option<String>,
     question: String,
@@ -386,14 +394,14 @@ impl Matrix {
         let Some(routed) = matrix_text::read(&bot, body, mentions, follow_up) else { return };
         let root = thread_root.unwrap_or_else(|| event.event_id.clone());
         let request_id = self.app.request_id();
-        let Route::Question { intent, namespace, object, question } = routed else {
+        let Route::Question { intent, cluster, namespace, object, question } = routed else {
             let asker = Asker {
                 platform: Platform::Matrix,
                 place: Some(room.room_id().to_string()),
                 user: event.sender.to_string(),
             };
-            let content =
-                in_thread(render::help(&self.name, &self.app.policy.access.globs(&asker)), &root, &event.event_id);
+            let (readable, clusters) = self.app.readable(&asker);
+            let content = in_thread(render::help(&self.name, &readable, &clusters), &root, &event.event_id);
             if let Err(e) = self.send(&room, content).await {
                 tracing::warn!("cannot send help: {e}");
             }
@@ -438,6 +446,7 @@ impl Matrix {
             root,
             asked: event.event_id,
             intent,
+            cluster,
             namespace,
             object,
             question,
@@ -461,18 +470,26 @@ impl Matrix {
             None => {
                 let place = Some(job.room.room_id().to_string());
                 let asker = Asker { platform: Platform::Matrix, place, user: job.user.clone() };
-                // The namespace typed, then the thread's, then kubechat's default; the object likewise.
+                // The cluster typed, then the thread's, then the default; the namespace typed, then the thread's (in
+                // the same cluster), then the cluster's default; the object likewise.
+                let clusters = &self.app.clusters;
+                let cluster = match (&job.cluster, &remembered) {
+                    (Some(typed), _) => clusters.canonical(Some(typed)),
+                    (None, Some(r)) => r.scope.cluster().to_string(),
+                    (None, None) => clusters.default().name.clone(),
+                };
+                let remembered = remembered.as_ref().filter(|r| r.scope.cluster() == cluster);
                 let namespace = job
                     .namespace
                     .clone()
-                    .or_else(|| remembered.as_ref().map(|r| r.scope.namespace().to_string()))
-                    .unwrap_or_else(|| self.app.default_namespace.clone());
+                    .or_else(|| remembered.map(|r| r.scope.namespace().to_string()))
+                    .unwrap_or_else(|| clusters.namespace(&cluster).to_string());
                 let object = job.object.clone().or_else(|| {
-                    let same = remembered.as_ref().filter(|r| r.scope.namespace() == namespace);
+                    let same = remembered.filter(|r| r.scope.namespace() == namespace);
                     same.and_then(|r| r.scope.object()).map(ToString::to_string)
                 });
                 let mut ticket = self.app.ticket(&asker, job.intent, &job.request_id);
-                let refusal = match Scope::parse(&namespace, object.as_deref()) {
+                let refusal = match Scope::parse(&cluster, &namespace, object.as_deref()) {
                     Err(invalid) => {
                         ticket.fail(Outcome::Invalid, invalid.to_string());
                         Err(invalid.to_string())
@@ -494,12 +511,9 @@ impl Matrix {
                 }
             }
         };
-        let namespace = scope.namespace();
         let title = match job.intent {
-            Intent::Diagnose => {
-                format!("Diagnosing {namespace}{}…", scope.object().map(|o| format!(" {o}")).unwrap_or_default())
-            }
-            Intent::Ask => format!("Looking into {namespace}…"),
+            Intent::Diagnose => format!("Diagnosing {}…", self.app.describe(&scope)),
+            Intent::Ask => format!("Looking into {}…", self.app.describe(&scope.whole_namespace())),
         };
         let placeholder = match self.send(&job.room, in_thread(render::progress(&title), &job.root, &job.asked)).await {
             Ok(id) => {
@@ -596,6 +610,7 @@ impl Matrix {
             root: root.clone(),
             asked: root.clone(),
             intent: Intent::Diagnose,
+            cluster: None,
             namespace: None,
             object: None,
             question: String::new(),
@@ -622,7 +637,7 @@ impl Matrix {
             Some(cipher) => cipher.decrypt_value(&stored).ok()?,
             None => serde_json::from_slice(&stored).ok()?,
         };
-        let state = stored.state()?;
+        let state = stored.state(&self.app.clusters.default().name)?;
         self.threads.lock().expect("not poisoned").put(key.to_string(), state.clone());
         Some(state)
     }

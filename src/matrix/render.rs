@@ -129,14 +129,20 @@ pub fn failure(what: &str, request_id: &str) -> Rendered {
     }
 }
 
-pub fn help(name: &str, namespaces: &[String]) -> Rendered {
-    let lines = [
+/// What kubechat understands; `readable` is what the asker may ask about (namespace globs, per cluster when kubechat
+/// reads several: `clusters` names them, the default first).
+pub fn help(name: &str, readable: &[String], clusters: &[&str]) -> Rendered {
+    let mut lines = vec![
         format!("!diagnose payments, or mention {name}: what is wrong in namespace payments"),
         "!diagnose payments why is checkout slow? — a diagnosis with a question".to_string(),
         "!ask why is checkout failing? -n shop — a question about a namespace".to_string(),
         "!diagnose -n shop deployment/web, or shop/web-7d9f — narrowed to one object".to_string(),
         "Reply in a thread kubechat answered to ask a follow-up.".to_string(),
     ];
+    if let [default, other, ..] = clusters {
+        lines.push(format!("!diagnose payments --cluster {other} (or -c) — in another cluster; without it, {default}"));
+    }
+    let namespaces = readable;
     let mut html =
         String::from("<p><strong>kubechat</strong> reads the cluster (read-only) and answers with evidence.</p><ul>");
     for line in &lines {
@@ -217,7 +223,7 @@ pub fn answer(answer: &Answer, took_seconds: f32, scope_note: Option<&str>) -> R
     if let Some(revision) = &answer.prompt.revision {
         let _ = write!(footer, " ({revision})");
     }
-    let _ = write!(footer, " · namespace {} · {took_seconds:.1} s", answer.namespace);
+    let _ = write!(footer, " · cluster {} · namespace {} · {took_seconds:.1} s", answer.cluster, answer.namespace);
     if answer.degraded.is_some() {
         footer.push_str(" · without the model");
     }

@@ -1,4 +1,4 @@
-//! The scope an alert message names: the `namespace`, `pod` and workload labels that Alertmanager's and PagerDuty's
+//! The scope an alert message names: the `cluster`, `namespace`, `pod` and workload labels that Alertmanager's and PagerDuty's
 //! Slack messages carry, in text, attachments, fields or blocks, in the `key: value`, `key = value` and `key="value"`
 //! forms their templates print.
 
@@ -10,6 +10,8 @@ use serde_json::Value;
 /// What an alert says about where the trouble is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AlertScope {
+    /// The cluster label's value, as kubechat's name or an alias of one.
+    pub cluster: Option<String>,
     pub namespace: Option<String>,
     /// `pod/NAME`, `deployment/NAME`, … the most specific object the alert names.
     pub object: Option<String>,
@@ -23,6 +25,7 @@ impl AlertScope {
 
 /// Label names for each thing, in the order they are trusted. `job` is left out on purpose: in Prometheus alerts it
 /// names the scrape job, not a Kubernetes Job.
+const CLUSTER_LABELS: &[&str] = &["cluster", "cluster_name", "k8s_cluster_name", "kubernetes_cluster"];
 const NAMESPACE_LABELS: &[&str] = &["namespace", "kubernetes_namespace", "exported_namespace", "k8s_namespace_name"];
 const OBJECT_LABELS: &[(&str, &str)] = &[
     ("pod", "pod"),
@@ -89,9 +92,10 @@ pub fn scope(message: &Value) -> AlertScope {
 /// The scope that labels name, `label` giving a label's value: also for Alertmanager's webhook, whose alerts carry
 /// their labels as a map.
 pub fn from_labels(label: impl Fn(&str) -> Option<String>) -> AlertScope {
+    let cluster = CLUSTER_LABELS.iter().find_map(|l| label(l));
     let namespace = NAMESPACE_LABELS.iter().find_map(|l| label(l));
     let object = OBJECT_LABELS.iter().find_map(|(name, kind)| label(name).map(|value| format!("{kind}/{value}")));
-    AlertScope { namespace, object }
+    AlertScope { cluster, namespace, object }
 }
 
 #[cfg(test)]
@@ -113,7 +117,11 @@ mod tests {
         });
         assert_eq!(
             scope(&message),
-            AlertScope { namespace: Some("payments".into()), object: Some("pod/payments-api-7b8d9c6f5-x2x4q".into()) }
+            AlertScope {
+                cluster: None,
+                namespace: Some("payments".into()),
+                object: Some("pod/payments-api-7b8d9c6f5-x2x4q".into())
+            }
         );
     }
 
@@ -125,13 +133,17 @@ mod tests {
         ]}]});
         assert_eq!(
             scope(&fields),
-            AlertScope { namespace: Some("shop".into()), object: Some("deployment/checkout".into()) }
+            AlertScope { cluster: None, namespace: Some("shop".into()), object: Some("deployment/checkout".into()) }
         );
         let blocks = json!({"blocks": [{"type": "section", "text": {"type": "mrkdwn",
-            "text": "Triggered: KubeJobFailed {job_name=\"nightly-report\", namespace=\"batch\"}"}}]});
+            "text": "Triggered: KubeJobFailed {cluster=\"prod-eu-1\", job_name=\"nightly-report\", namespace=\"batch\"}"}}]});
         assert_eq!(
             scope(&blocks),
-            AlertScope { namespace: Some("batch".into()), object: Some("job/nightly-report".into()) }
+            AlertScope {
+                cluster: Some("prod-eu-1".into()),
+                namespace: Some("batch".into()),
+                object: Some("job/nightly-report".into())
+            }
         );
         assert!(scope(&json!({"text": "deploy finished, all good"})).is_empty());
         assert!(scope(&json!({"text": "job: kube-state-metrics"})).is_empty(), "job is the scrape job");

@@ -205,7 +205,8 @@ pub fn answer(answer: &Answer, footer: &Footer) -> Rendered {
         footer_text.push_str(&format!(" ({})", mrkdwn::escape(revision)));
     }
     footer_text.push_str(&format!(
-        " · namespace `{}` · {:.1} s · request `{}`",
+        " · cluster `{}` · namespace `{}` · {:.1} s · request `{}`",
+        mrkdwn::escape(&answer.cluster),
         answer.namespace,
         footer.took.as_secs_f32(),
         footer.request_id
@@ -272,9 +273,10 @@ pub fn failure(what: &str, request_id: &str) -> Message {
     }
 }
 
-/// What kubechat understands.
-pub fn help(ask: &str, diagnose: &str, namespaces: &[String]) -> Message {
-    let text = format!(
+/// What kubechat understands; `readable` is what the asker may ask about (namespace globs, per cluster when kubechat
+/// reads several: `clusters` names them, the default first).
+pub fn help(ask: &str, diagnose: &str, readable: &[String], clusters: &[&str]) -> Message {
+    let mut text = format!(
         "*kubechat* reads the cluster (read-only) and answers with evidence.\n\
          • `{diagnose} payments` — what is wrong in namespace payments\n\
          • `{diagnose} payments why is checkout slow?` — a diagnosis with a question\n\
@@ -284,10 +286,17 @@ pub fn help(ask: &str, diagnose: &str, namespaces: &[String]) -> Message {
          namespace and pod\n\
          • Reply in a thread I answered to ask a follow-up"
     );
-    let text = if namespaces.is_empty() {
+    if let [default, _, ..] = clusters {
+        text.push_str(&format!(
+            "\n• `{diagnose} payments --cluster {}` (or `-c`) — in another cluster; without it, {}",
+            mrkdwn::escape(clusters[1]),
+            mrkdwn::escape(default)
+        ));
+    }
+    let text = if readable.is_empty() {
         format!("{text}\n_From here you may not ask about any namespace; ask your kubechat operator for access._")
     } else {
-        let list: Vec<String> = namespaces.iter().map(|n| format!("`{}`", mrkdwn::escape(n))).collect();
+        let list: Vec<String> = readable.iter().map(|n| format!("`{}`", mrkdwn::escape(n))).collect();
         format!("{text}\n_From here you may ask about: {}_", list.join(", "))
     };
     Message { text: "kubechat help".into(), blocks: vec![section(text)] }
@@ -332,6 +341,7 @@ mod tests {
 
     fn an_answer(text: String) -> Answer {
         Answer {
+            cluster: "prod".into(),
             namespace: "payments".into(),
             answer: text,
             model: "mistral".into(),
@@ -369,7 +379,7 @@ mod tests {
         let all = serde_json::to_string(blocks).unwrap();
         assert!(all.contains(":warning: mutating: review before running") && all.contains("```kubectl delete pod"));
         let last = blocks.last().unwrap().to_string();
-        assert!(last.contains("model `mistral` · prompt `diagnose@0123456789ab` (abc1234) · namespace `payments` · 4.2 s · request `req-1`"), "{last}");
+        assert!(last.contains("model `mistral` · prompt `diagnose@0123456789ab` (abc1234) · cluster `prod` · namespace `payments` · 4.2 s · request `req-1`"), "{last}");
 
         // Two continuation messages are fine; beyond three, the answer is a file.
         let long = answer(&an_answer("a line of the answer\n".repeat(25_000)), &footer);

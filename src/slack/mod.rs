@@ -136,6 +136,8 @@ struct Job {
     user: String,
     channel: String,
     intent: Intent,
+    /// Typed by the user: a cluster's name or alias.
+    cluster: Option<String>,
     /// Typed by the user.
     namespace: Option<String>,
     object: Option<String>,
@@ -185,19 +187,20 @@ impl Slack {
         }))
     }
 
-    /// The namespace a channel defaults to, then kubechat's own default.
-    fn channel_namespace(&self, channel: &str) -> String {
+    /// The namespace a channel defaults to, then the cluster's own default.
+    fn channel_namespace(&self, channel: &str, cluster: &str) -> String {
         self.config
             .channel_namespaces
             .iter()
             .find(|(c, _)| c == channel)
             .map(|(_, ns)| ns.clone())
-            .unwrap_or_else(|| self.app.default_namespace.clone())
+            .unwrap_or_else(|| self.app.clusters.namespace(cluster).to_string())
     }
 
     /// The help text, with the namespaces this asker may read.
     fn help(&self, asker: &Asker) -> Message {
-        blocks::help(&self.config.ask_command, &self.config.diagnose_command, &self.app.policy.access.globs(asker))
+        let (readable, clusters) = self.app.readable(asker);
+        blocks::help(&self.config.ask_command, &self.config.diagnose_command, &readable, &clusters)
     }
 
     /// Takes a place in line, or says how busy kubechat is.
@@ -229,13 +232,14 @@ impl Slack {
         let asker =
             Asker { platform: Platform::Slack, place: Some(command.channel_id.clone()), user: command.user_id.clone() };
         let route = route::route(Some(name), &command.text);
-        let Route::Question { intent, namespace, object, question } = route else {
+        let Route::Question { intent, cluster, namespace, object, question } = route else {
             let help = self.help(&asker);
             return json!({"response_type": "ephemeral", "text": help.fallback(), "blocks": help.blocks});
         };
-        let shown = namespace.clone().unwrap_or_else(|| self.channel_namespace(&command.channel_id));
+        let named = self.app.clusters.canonical(cluster.as_deref());
+        let shown = namespace.clone().unwrap_or_else(|| self.channel_namespace(&command.channel_id, &named));
         let mut ticket = self.app.ticket(&asker, intent, &request_id);
-        let scope = match Scope::parse(&shown, object.as_deref()) {
+        let scope = match Scope::parse(&named, &shown, object.as_deref()) {
             Ok(scope) => scope,
             Err(invalid) => {
                 ticket.fail(Outcome::Invalid, invalid.to_string());
@@ -253,12 +257,14 @@ impl Slack {
             Intent::Diagnose => "Diagnosing",
             Intent::Ask => "Looking into",
         };
+        let described = self.app.describe(&scope.whole_namespace());
         let job = Job {
             request_id,
             admitted: Some((ticket, scope)),
             user: command.user_id,
             channel: command.channel_id,
             intent,
+            cluster,
             namespace,
             object,
             question,
@@ -268,7 +274,7 @@ impl Slack {
             placed: Default::default(),
         };
         self.spawn(job);
-        ephemeral(&format!("{doing} {shown}…"))
+        ephemeral(&format!("{doing} {described}…"))
     }
 
     /// An Events API delivery (the body Slack posts, or a Socket Mode envelope's payload), unless its `event_id` was
@@ -336,7 +342,7 @@ impl Slack {
     /// A mention or follow-up in `thread`.
     fn question(self: &Arc<Self>, channel: String, thread: String, asked_ts: String, user: String, text: &str) {
         let request_id = self.app.request_id();
-        let Route::Question { intent, namespace, object, question } = route::route(None, text) else {
+        let Route::Question { intent, cluster, namespace, object, question } = route::route(None, text) else {
             let asker = Asker { platform: Platform::Slack, place: Some(channel.clone()), user: user.clone() };
             let help = self.help(&asker);
             let this = self.clone();
@@ -362,6 +368,7 @@ impl Slack {
             user,
             channel,
             intent,
+            cluster,
             namespace,
             object,
             question,
@@ -440,6 +447,7 @@ impl Slack {
             user: "alertmanager".into(),
             channel: channel.to_string(),
             intent: Intent::Diagnose,
+            cluster: Some(scope.cluster().to_string()),
             namespace: Some(scope.namespace().to_string()),
             object: scope.object().map(ToString::to_string),
             admitted: Some((ticket, scope)),
@@ -554,12 +562,9 @@ impl Slack {
                 (ticket, scope, note)
             }
         };
-        let namespace = scope.namespace();
         let title = match job.intent {
-            Intent::Diagnose => {
-                format!("Diagnosing {namespace}{}…", scope.object().map(|o| format!(" {o}")).unwrap_or_default())
-            }
-            Intent::Ask => format!("Looking into {namespace}…"),
+            Intent::Diagnose => format!("Diagnosing {}…", self.app.describe(&scope)),
+            Intent::Ask => format!("Looking into {}…", self.app.describe(&scope.whole_namespace())),
         };
         let target =
             match self.api.post_message(&job.channel, job.thread.as_deref(), &blocks::progress(&title, "")).await {
@@ -605,15 +610,24 @@ impl Slack {
         thread
     }
 
-    /// The scope of a mention or follow-up, with a note on where it came from: the namespace typed, then the alert's,
-    /// then the thread's earlier answer's, then the channel's default; an object likewise. Whatever it came from,
-    /// the names are checked here, before access.
+    /// The scope of a mention or follow-up, with a note on where it came from: the cluster typed, then the alert's
+    /// `cluster` label, then the thread's earlier answer's, then the default; the namespace typed, then the alert's,
+    /// then the thread's earlier answer's (in the same cluster), then the channel's default; an object likewise.
+    /// Whatever it came from, the names are checked here, before access.
     fn scope(&self, job: &Job, alert: &alert::AlertScope) -> Result<(Scope, Option<String>), String> {
+        let clusters = &self.app.clusters;
         let remembered = job
             .thread
             .as_ref()
             .and_then(|t| self.answered.lock().expect("not poisoned").get(&format!("{}/{t}", job.channel)).cloned())
             .map(|(_, scope)| scope);
+        let cluster = match (&job.cluster, &alert.cluster, &remembered) {
+            (Some(typed), _, _) => clusters.canonical(Some(typed)),
+            (None, Some(labelled), _) => clusters.canonical(Some(labelled)),
+            (None, None, Some(scope)) => scope.cluster().to_string(),
+            (None, None, None) => clusters.default().name.clone(),
+        };
+        let remembered = remembered.filter(|scope| scope.cluster() == cluster);
         let (namespace, mut note) = if let Some(ns) = &job.namespace {
             (ns.clone(), None)
         } else if let Some(ns) = &alert.namespace {
@@ -621,7 +635,7 @@ impl Slack {
         } else if let Some(scope) = &remembered {
             (scope.namespace().to_string(), None)
         } else {
-            (self.channel_namespace(&job.channel), None)
+            (self.channel_namespace(&job.channel, &cluster), None)
         };
         let mut object = job.object.clone();
         if object.is_none() && job.namespace.as_ref().is_none_or(|ns| Some(ns) == alert.namespace.as_ref()) {
@@ -632,7 +646,7 @@ impl Slack {
                 object = scope.object().map(ToString::to_string);
             }
         }
-        let scope = Scope::parse(&namespace, object.as_deref()).map_err(|e| e.to_string())?;
+        let scope = Scope::parse(&cluster, &namespace, object.as_deref()).map_err(|e| e.to_string())?;
         Ok((scope, note.map(str::to_string)))
     }
 

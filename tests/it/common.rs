@@ -248,7 +248,10 @@ pub async fn spawn_app(config: kubechat::config::Config) -> TestApp {
 /// `namespace` when a question names none.
 pub fn config(cluster: &str, model: &str, namespace: &str) -> kubechat::config::Config {
     let mut config = kubechat::config::RawConfig::default().validate().expect("the defaults are valid");
-    config.cluster = kubechat::cluster::Source::Url(cluster.to_string());
+    config.clusters = vec![kubechat::clusters::ClusterConfig::new(
+        kubechat::clusters::DEFAULT,
+        kubechat::cluster::Source::Url(cluster.to_string()),
+    )];
     config.namespace = Some(namespace.to_string());
     config.prompts =
         kubechat::config::PromptSource::Dir(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts")));

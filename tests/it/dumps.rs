@@ -168,7 +168,7 @@ async fn a_huge_log_is_tailed_without_reading_it_whole() {
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
 
     let client = crate::common::client(&server).await;
-    let scope = kubechat::request::Scope::parse("shop", None).unwrap();
+    let scope = kubechat::request::Scope::parse("default", "shop", None).unwrap();
     let facts = kubechat::cluster::read(&client, &scope, &kubechat::cluster::Limits::default()).await.unwrap();
     let diagnosis = kubechat::report::diagnose(&facts, 6000);
     assert!(diagnosis.context.contains("fatal: cannot reach payments-db:5432"), "{}", diagnosis.context);

@@ -149,7 +149,7 @@ async fn prompts_fit_the_window_by_the_real_tokenizer_and_carry_no_secret() {
         ("secrets", 4096, "panic: billing cannot start without its database"),
         ("readiness", 4096, "Readiness probe failed: HTTP probe failed with statuscode: 503"),
     ] {
-        let scope = kubechat::request::Scope::parse(namespace, None).unwrap();
+        let scope = kubechat::request::Scope::parse("default", namespace, None).unwrap();
         let facts = kubechat::cluster::read(&client, &scope, &Default::default()).await.unwrap();
         let prompt = prompts.get("diagnose").unwrap();
         let asker = Asker { platform: Platform::Cli, place: None, user: "test".into() };

@@ -424,6 +424,7 @@ async fn commands_with_names_that_are_not_names_are_refused_in_the_thread_and_ne
                     place: "*".into(),
                     namespaces: vec!["*-dev".into()],
                     users: vec![],
+                    clusters: vec![],
                 }],
                 contact: "#platform-help".into(),
                 ..Default::default()

@@ -68,8 +68,13 @@ const TOKEN: &str = "0123456789abcdef-dev";
 /// Slack's CDEV channel and the HTTP identity `dev` may read `*-dev`; Alertmanager posts to the fake's channel.
 fn dev_only(config: &mut Config) {
     config.access = Access {
-        slack: vec![Rule { place: DEV_CHANNEL.into(), namespaces: vec!["*-dev".into()], users: vec![] }],
-        http: vec![Rule { place: "dev".into(), namespaces: vec!["*-dev".into()], users: vec![] }],
+        slack: vec![Rule {
+            place: DEV_CHANNEL.into(),
+            namespaces: vec!["*-dev".into()],
+            users: vec![],
+            clusters: vec![],
+        }],
+        http: vec![Rule { place: "dev".into(), namespaces: vec!["*-dev".into()], users: vec![], clusters: vec![] }],
         contact: "#platform-help".into(),
         ..Access::default()
     };
@@ -83,6 +88,7 @@ fn dev_only(config: &mut Config) {
             slack_channel: Some(CHANNEL.into()),
             matrix_room: None,
             namespaces: vec!["*-dev".into()],
+            clusters: vec![],
         }],
     };
 }

@@ -15,7 +15,7 @@ use crate::common::{client, serve};
 async fn four_thousand_pods_are_diagnosed_quickly() {
     let server = serve(Arc::new(crate::synthetic::namespace("large", 4000, 12000, true)), &[]).await;
     let client = client(&server).await;
-    let scope = Scope::parse("large", None).unwrap();
+    let scope = Scope::parse("default", "large", None).unwrap();
     let started = Instant::now();
     let facts = cluster::read(&client, &scope, &Limits::default()).await.unwrap();
     let read = started.elapsed();

@@ -24,8 +24,18 @@ fn policy(audit: &Audit, rate: Option<Rate>) -> impl FnOnce(&mut Config) {
     let path = audit.path.clone();
     move |config: &mut Config| {
         config.access = Access {
-            slack: vec![Rule { place: PAYMENTS.into(), namespaces: vec!["crash*".into()], users: vec![] }],
-            http: vec![Rule { place: "alice".into(), namespaces: vec!["oom".into(), "secrets".into()], users: vec![] }],
+            slack: vec![Rule {
+                place: PAYMENTS.into(),
+                namespaces: vec!["crash*".into()],
+                users: vec![],
+                clusters: vec![],
+            }],
+            http: vec![Rule {
+                place: "alice".into(),
+                namespaces: vec!["oom".into(), "secrets".into()],
+                users: vec![],
+                clusters: vec![],
+            }],
             contact: "#platform-help".into(),
             ..Access::default()
         };
@@ -43,6 +53,7 @@ fn policy(audit: &Audit, rate: Option<Rate>) -> impl FnOnce(&mut Config) {
                     slack_channel: Some(CHANNEL.into()),
                     matrix_room: None,
                     namespaces: vec!["crash*".into()],
+                    clusters: vec![],
                 },
                 // No namespaces of its own: held to its channel's entry, and PAYMENTS may read only `crash*`.
                 Receiver {
@@ -50,6 +61,7 @@ fn policy(audit: &Audit, rate: Option<Rate>) -> impl FnOnce(&mut Config) {
                     slack_channel: Some(PAYMENTS.into()),
                     matrix_room: None,
                     namespaces: vec![],
+                    clusters: vec![],
                 },
             ],
         };

@@ -9,7 +9,7 @@ use kubechat::request::Scope;
 use crate::common::{client, scenarios, serve};
 
 fn scope(namespace: &str) -> Scope {
-    Scope::parse(namespace, None).unwrap()
+    Scope::parse("default", namespace, None).unwrap()
 }
 
 #[tokio::test]
@@ -95,7 +95,7 @@ async fn a_cronjob_narrows_the_read_to_its_jobs_and_their_pods() {
     let client = client(&server).await;
     let names = |metas: Vec<Option<String>>| metas.into_iter().map(Option::unwrap).collect::<Vec<_>>();
     for object in ["cronjob/nightly-report", "cj/nightly-report", "CronJobs/nightly-report"] {
-        let scope = Scope::parse("jobs", Some(object)).unwrap();
+        let scope = Scope::parse("default", "jobs", Some(object)).unwrap();
         assert_eq!(scope.object().unwrap().to_string(), "cronjob/nightly-report");
         let facts = cluster::read(&client, &scope, &Limits::default()).await.unwrap();
         assert_eq!(names(facts.cronjobs.iter().map(|c| c.metadata.name.clone()).collect()), ["nightly-report"]);
@@ -106,7 +106,7 @@ async fn a_cronjob_narrows_the_read_to_its_jobs_and_their_pods() {
             "{object}: the failed migration Job beside it is left out"
         );
     }
-    let scope = Scope::parse("jobs", Some("cronjob/nightly-reprot")).unwrap();
+    let scope = Scope::parse("default", "jobs", Some("cronjob/nightly-reprot")).unwrap();
     let missing = cluster::read(&client, &scope, &Limits::default()).await.unwrap_err();
     assert_eq!(
         missing.to_string(),
