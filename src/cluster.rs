@@ -93,7 +93,7 @@ impl fmt::Display for Call {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ReadError {
     #[error(
-        "cannot {call}: the API server refused it (403 Forbidden: {message}); grant it to kubechat's service account with this rule in the kubechat-reader ClusterRole (k8s/rbac.yaml): {{apiGroups: [\"{group}\"], resources: [\"{resource}\"], verbs: [\"{verb}\"]}}",
+        "cannot {call}: the API server refused it (403 Forbidden: {message}); grant it to kubechat's service account with this rule in the kubechat-reader ClusterRole (k8s/reader/rbac.yaml): {{apiGroups: [\"{group}\"], resources: [\"{resource}\"], verbs: [\"{verb}\"]}}",
         group = call.group, resource = call.resource, verb = call.verb
     )]
     Forbidden { call: Call, message: String },

@@ -200,7 +200,7 @@ fn every_render_grants_reads_only() {
 
 #[test]
 fn every_rule_of_the_role_says_why_it_is_there() {
-    let text = std::fs::read_to_string(format!("{ROOT}/k8s/base/rbac.yaml")).unwrap();
+    let text = std::fs::read_to_string(format!("{ROOT}/k8s/reader/rbac.yaml")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let mut rules = 0;
     for (i, line) in lines.iter().enumerate() {
