@@ -310,4 +310,36 @@ mod tests {
         .to_string();
         assert!(err.contains("the name stg-eu-1 is taken by cluster staging"), "{err}");
     }
+
+    #[tokio::test]
+    async fn a_cluster_whose_credentials_cannot_be_loaded_stops_kubechat_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("staging.kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: s\n  cluster:\n    server: https://127.0.0.1:6443\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: staging\n  context:\n    cluster: s\n    user: u\ncurrent-context: staging\n",
+        )
+        .unwrap();
+        let config = |name: &str, path: &std::path::Path, context: Option<&str>| {
+            let source = Source::Kubeconfig { path: path.to_path_buf(), context: context.map(str::to_string) };
+            ClusterConfig::new(name, source)
+        };
+        let ok = config("staging", &kubeconfig, Some("staging"));
+        let clusters = Clusters::connect(std::slice::from_ref(&ok), Some("shop")).await.unwrap();
+        assert_eq!((clusters.default().name.as_str(), clusters.namespace("staging")), ("staging", "shop"));
+        let missing = config("prod", &dir.path().join("absent"), None);
+        let Err(err) = Clusters::connect(&[ok.clone(), missing], None).await else { panic!("a missing kubeconfig") };
+        assert!(err.to_string().starts_with("cannot load cluster prod: cannot read kubeconfig"), "{err}");
+        let Err(err) = Clusters::connect(&[config("staging", &kubeconfig, Some("prod"))], None).await else {
+            panic!("a missing context")
+        };
+        assert!(err.to_string().contains("it has no context \"prod\" (it has staging)"), "{err}");
+        let Err(err) = Clusters::connect(&[ClusterConfig::new("home", Source::InCluster)], None).await else {
+            panic!("not in a pod")
+        };
+        assert!(
+            err.to_string().starts_with("cannot load cluster home: cannot load the in-cluster configuration"),
+            "{err}"
+        );
+    }
 }

@@ -73,6 +73,16 @@ impl Drop for Cluster {
 
 impl Cluster {
     pub async fn start() -> Cluster {
+        Cluster::start_with(false).await
+    }
+
+    /// One whose controller manager also fills ServiceAccount token Secrets, as a real cluster's does: kubechat reads
+    /// it from afar with the token of `k8s/remote`'s Secret.
+    pub async fn start_issuing_tokens() -> Cluster {
+        Cluster::start_with(true).await
+    }
+
+    async fn start_with(tokens: bool) -> Cluster {
         let bin = kube_bin();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -199,16 +209,24 @@ impl Cluster {
         let bot_kubeconfig = kubeconfig("bot.kubeconfig", "bot-token-7d2e");
         let mut cluster = Cluster { dir, children, admin_kubeconfig, bot_kubeconfig, kubelet };
         cluster.wait_ready().await;
+        let mut controllers = Command::new(bin.join("kube-controller-manager"));
+        controllers.arg(format!("--kubeconfig={}", cluster.admin_kubeconfig.display())).args([
+            "--leader-elect=false",
+            "--port=0",
+            "--secure-port=0",
+            "--use-service-account-credentials=false",
+        ]);
+        if tokens {
+            let d = cluster.dir.path();
+            controllers
+                .arg(format!("--service-account-private-key-file={}", d.join("sa.key").display()))
+                .arg(format!("--root-ca-file={}", d.join("ca.crt").display()))
+                .arg("--controllers=*,-nodelifecycle");
+        } else {
+            controllers.arg("--controllers=*,-nodelifecycle,-serviceaccount-token");
+        }
         cluster.children.push(
-            Command::new(bin.join("kube-controller-manager"))
-                .arg(format!("--kubeconfig={}", cluster.admin_kubeconfig.display()))
-                .args([
-                    "--leader-elect=false",
-                    "--port=0",
-                    "--secure-port=0",
-                    "--use-service-account-credentials=false",
-                ])
-                .arg("--controllers=*,-nodelifecycle,-serviceaccount-token")
+            controllers
                 .stdout(log_in(cluster.dir.path(), "controller-manager.log"))
                 .stderr(log_in(cluster.dir.path(), "controller-manager.log"))
                 .spawn()

@@ -2,6 +2,7 @@
 
 mod apiserver;
 mod cli;
+mod clusters;
 mod common;
 mod delivery;
 mod drain;
