@@ -248,7 +248,7 @@ async fn one_kubechat_reads_two_real_clusters_and_one_stopping_costs_only_its_ow
 }
 
 /// Two replay servers behind one kubechat: `east` (the default) serves every scenario, `west` only `oom`.
-fn two_clusters(config: &mut kubechat::config::Config, east: &str, west: &str) {
+pub fn two_clusters(config: &mut kubechat::config::Config, east: &str, west: &str) {
     config.clusters = vec![
         ClusterConfig::new("east", Source::Url(east.to_string())),
         ClusterConfig {

@@ -594,3 +594,58 @@ async fn a_thread_answered_before_a_restart_continues_after_it() {
     assert!(sent.contains("Earlier in this conversation") && sent.contains("The pod keeps crashing"), "{sent}");
     assert!(sent.contains("what do the logs say?"), "{sent}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_with_a_cluster_reads_that_cluster_and_its_thread_stays_there() {
+    let synapse = Synapse::start().await;
+    let alice = User::new(&synapse, "alice").await;
+    synapse.register("kubechat", "kubechat-password");
+    // Two clusters: east (the default) serves every scenario, west only `oom`.
+    let east = serve(scenarios(), &[]).await;
+    let oom = kubechat::dump::Dump::load(std::path::Path::new(&format!("{}/oom.yaml", crate::common::SCENARIOS)));
+    let west = serve(std::sync::Arc::new(oom.unwrap()), &[]).await;
+    let (east_url, west_url) = (east.url(), west.url());
+    let bot = start_bot_on(
+        &synapse,
+        &east_url,
+        Duration::from_millis(5),
+        |_| {},
+        |config| crate::clusters::two_clusters(config, &east_url, &west_url),
+    )
+    .await;
+    let room = alice.room("ops", false, &[&bot.id]).await;
+    alice.wait_for_membership(room.room_id(), &bot.id, "join").await;
+
+    let asked = alice.say(&room, RoomMessageEventContent::text_plain("!diagnose oom --cluster west")).await;
+    let placeholder = alice
+        .wait_for("the placeholder", |s| s.sender == bot.id && s.thread().is_some_and(|t| t.event_id == asked))
+        .await;
+    assert!(placeholder.notice().unwrap().0.starts_with("Diagnosing oom in west"), "{:?}", placeholder.notice());
+    let answer = alice.wait_for("the answer", |s| answer_to(s, &placeholder.event_id)).await;
+    assert!(answer.notice().unwrap().0.contains("cluster west · namespace oom"), "{:?}", answer.notice());
+    // A follow-up in the thread, naming no cluster: the thread's.
+    let mut follow = RoomMessageEventContent::text_plain("what do the logs say?");
+    follow.relates_to = Some(Relation::Thread(Thread::plain(asked.clone(), answer.event_id.clone())));
+    follow.mentions = Some(Mentions::new());
+    alice.say(&room, follow).await;
+    let second = alice
+        .wait_for("the follow-up's placeholder", |s| {
+            s.sender == bot.id
+                && s.event_id != placeholder.event_id
+                && s.edits().is_none()
+                && s.thread().is_some_and(|t| t.event_id == asked)
+        })
+        .await;
+    let followed = alice.wait_for("the follow-up's answer", |s| answer_to(s, &second.event_id)).await;
+    assert!(followed.notice().unwrap().0.contains("cluster west · namespace oom"), "{:?}", followed.notice());
+    // A namespace only east has, asked of west by the short flag and an alias: west does not have it.
+    let asked = alice.say(&room, RoomMessageEventContent::text_plain("!diagnose crashloop -c eu-west-1")).await;
+    let placeholder = alice
+        .wait_for("the placeholder", |s| s.sender == bot.id && s.thread().is_some_and(|t| t.event_id == asked))
+        .await;
+    assert!(placeholder.notice().unwrap().0.starts_with("Diagnosing crashloop in west"), "{:?}", placeholder.notice());
+    let refused =
+        alice.wait_for("west's answer", |s| s.sender == bot.id && s.edits() == Some(&placeholder.event_id)).await;
+    assert!(refused.notice().unwrap().0.contains("namespace crashloop does not exist"), "{:?}", refused.notice());
+    drop((east, west));
+}
