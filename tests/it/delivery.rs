@@ -199,6 +199,30 @@ fn every_render_grants_reads_only() {
 }
 
 #[test]
+fn the_remote_install_is_the_base_reader_and_a_token_and_nothing_else() {
+    let remote = objects(&render("k8s/remote"));
+    let base = objects(&render("k8s"));
+    let kinds: Vec<&str> = remote.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Secret"],
+        "nothing runs there"
+    );
+    assert_eq!(
+        rbac_problems(&remote),
+        Vec::<String>::new(),
+        "reads only, and no Lease: nothing of kubechat runs there"
+    );
+    for kind in ["ClusterRole", "ClusterRoleBinding", "ServiceAccount", "Namespace"] {
+        assert_eq!(find(&remote, kind, "kubechat"), find(&base, kind, "kubechat"), "{kind}: the same as the base's");
+    }
+    let token = find(&remote, "Secret", "kubechat-reader-token");
+    assert_eq!(token["type"], "kubernetes.io/service-account-token");
+    assert_eq!(token["metadata"]["namespace"], "kubechat");
+    assert_eq!(token["metadata"]["annotations"]["kubernetes.io/service-account.name"], "kubechat");
+}
+
+#[test]
 fn every_rule_of_the_role_says_why_it_is_there() {
     let text = std::fs::read_to_string(format!("{ROOT}/k8s/reader/rbac.yaml")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
