@@ -4,6 +4,7 @@
 
 const form = document.getElementById("ask");
 const select = document.getElementById("namespace");
+const clusterSelect = document.getElementById("cluster");
 const input = document.getElementById("question");
 const submit = document.getElementById("submit");
 const answers = document.getElementById("answers");
@@ -39,9 +40,30 @@ async function authorizedFetch(url, options = {}) {
   return response;
 }
 
-async function loadNamespaces() {
+// The clusters the asker may read; the picker shows only when there is a choice.
+async function loadClusters() {
   try {
-    const response = await authorizedFetch("namespaces");
+    const response = await authorizedFetch("clusters");
+    const body = await response.json();
+    const clusters = body.clusters || [];
+    for (const cluster of clusters) {
+      const option = document.createElement("option");
+      option.value = cluster.name;
+      option.textContent = cluster.name + (cluster.reachable === false ? " (not answering)" : "");
+      if (cluster.default) option.selected = true;
+      clusterSelect.appendChild(option);
+    }
+    clusterSelect.closest("label").hidden = clusters.length < 2;
+  } catch (error) {
+    // An older kubechat, or none reachable: questions go to the default cluster.
+  }
+}
+
+async function loadNamespaces() {
+  select.replaceChildren();
+  try {
+    const cluster = clusterSelect.value;
+    const response = await authorizedFetch("namespaces" + (cluster ? "?cluster=" + encodeURIComponent(cluster) : ""));
     const body = await response.json();
     for (const name of body.namespaces || []) {
       const option = document.createElement("option");
@@ -175,7 +197,8 @@ function finish(view, answer, started) {
   const prompt = answer.prompt ? answer.prompt.name + "@" + answer.prompt.version : "?";
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   view.querySelector("footer").textContent =
-    "model " + answer.model + " · prompt " + prompt + " · namespace " + answer.namespace + " · " + seconds + " s";
+    "model " + answer.model + " · prompt " + prompt + " · cluster " + answer.cluster + " · namespace " +
+    answer.namespace + " · " + seconds + " s";
 }
 
 function fail(view, message) {
@@ -193,7 +216,8 @@ form.addEventListener("submit", async (event) => {
   }
   const view = template.content.firstElementChild.cloneNode(true);
   view.querySelector(".question").textContent =
-    (intent() === "ask" ? "Ask: " : "Diagnose: ") + (question || "what is wrong in " + select.value + "?");
+    (intent() === "ask" ? "Ask: " : "Diagnose: ") +
+    (question || "what is wrong in " + select.value + (clusterSelect.options.length > 1 ? " in " + clusterSelect.value : "") + "?");
   answers.prepend(view);
   submit.disabled = true;
   const started = performance.now();
@@ -202,7 +226,7 @@ form.addEventListener("submit", async (event) => {
     const response = await authorizedFetch(intent(), {
       method: "POST",
       headers: { "content-type": "application/json", accept: "text/event-stream" },
-      body: JSON.stringify({ question, namespace: select.value }),
+      body: JSON.stringify({ question, namespace: select.value, cluster: clusterSelect.value || undefined }),
     });
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
@@ -248,4 +272,5 @@ form.addEventListener("submit", async (event) => {
   }
 });
 
-loadNamespaces();
+clusterSelect.addEventListener("change", loadNamespaces);
+loadClusters().then(loadNamespaces);

@@ -277,6 +277,8 @@ async fn the_web_chat_streams_a_diagnosis_with_badges_and_the_context_panel() {
         footer.starts_with("model recorded · prompt diagnose@") && footer.contains("namespace imagepull"),
         "{footer}"
     );
+    let hidden = browser.script("return document.querySelector('label.cluster').hidden").await;
+    assert_eq!(hidden, true, "one cluster: no cluster picker");
     let body = browser.script("return document.querySelector('.answer .body').textContent").await;
     assert!(body.as_str().unwrap().contains("The image tag does not exist."), "{body}");
     let code = browser.script("return document.querySelector('.answer .body code').textContent").await;
@@ -555,6 +557,40 @@ async fn slow_connections_are_closed_by_the_header_timeout_and_the_rest_still_an
     }
     let health = http.get(format!("{}/healthz", app.url)).send().await.unwrap();
     assert_eq!(health.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_chat_asks_about_the_cluster_picked_and_lists_its_namespaces() {
+    let model = recorded_slowly("text/event-stream", answer_stream(), Duration::from_millis(1)).await;
+    let east = serve(scenarios(), &[]).await;
+    let oom = kubechat::dump::Dump::load(std::path::Path::new(&format!("{}/oom.yaml", crate::common::SCENARIOS)));
+    let west = serve(std::sync::Arc::new(oom.unwrap()), &[]).await;
+    let mut config = config(&east.url(), &model.url, "imagepull");
+    crate::clusters::two_clusters(&mut config, &east.url(), &west.url());
+    let app = spawn_app(config).await;
+    let browser = Browser::start().await;
+    browser.command(reqwest::Method::POST, "url", json!({"url": format!("{}/", app.url)})).await;
+    browser.until("the cluster picker", "return !document.querySelector('label.cluster').hidden").await;
+    let picked = browser.script("return document.querySelector('#cluster').value").await;
+    assert_eq!(picked, "east", "the default cluster first");
+    browser
+        .until("east's namespaces", "return document.querySelector('#namespace option[value=crashloop]') !== null")
+        .await;
+    browser
+        .script("const c = document.querySelector('#cluster'); c.value = 'west'; c.dispatchEvent(new Event('change')); return true")
+        .await;
+    let namespaces = browser
+        .until(
+            "west's namespaces",
+            "const o = Array.from(document.querySelectorAll('#namespace option')).map(o => o.value); return o.includes('crashloop') ? null : o",
+        )
+        .await;
+    assert!(namespaces.as_array().unwrap().iter().any(|n| n == "oom"), "{namespaces}");
+    browser.script("document.querySelector('#namespace').value = 'oom'; return true").await;
+    browser.click("#submit").await;
+    let footer =
+        browser.until("the answer's footer", "return document.querySelector('.answer footer').textContent").await;
+    assert!(footer.as_str().unwrap().contains("cluster west · namespace oom"), "{footer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
