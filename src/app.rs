@@ -223,6 +223,11 @@ impl App {
                 }
             })));
         }
+        // Whether each cluster answers, for readiness, `/clusters` and `/metrics`.
+        let state = self.state.clone();
+        background.push(KillOnDrop(tokio::spawn(async move {
+            state.clusters.watch(state.limits.call_timeout, crate::service::READY_CACHE).await;
+        })));
         // The front-ends that receive questions; on shutdown each stops receiving by itself.
         let mut receiving = Vec::new();
         if let Some(election) = self.lease {

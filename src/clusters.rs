@@ -3,7 +3,7 @@
 //! answers. The first is the default: a question that names no cluster reads it, and an access entry that names no
 //! clusters covers it alone. A cluster whose credentials cannot be loaded stops kubechat at start-up, by name: never a
 //! silent fallback to another cluster or to kubechat's own ServiceAccount. One that does not answer costs only its own
-//! questions, which say so; readiness and `/metrics` report each one.
+//! questions, which say so; readiness and `/metrics` report each one, as [`Clusters::watch`] finds them.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -243,12 +243,21 @@ impl Clusters {
         self.entries.iter().find(|e| e.home).unwrap_or(self.default())
     }
 
-    /// Asks each cluster's API server whose last answer is older than `max_age` whether it answers, all at once, each
-    /// within `timeout`.
+    /// Asks each cluster's API server whose last answer is older than `max_age` (`Duration::MAX`: only those never
+    /// asked) whether it answers, all at once, each within `timeout`.
     pub async fn check(&self, timeout: Duration, max_age: Duration) {
         let _one_round = self.probing.lock().await;
         let stale = self.entries.iter().filter(|e| e.health().checked.is_none_or(|at| at.elapsed() >= max_age));
         futures::future::join_all(stale.map(|e| async move { e.record(e.cluster.reachable(timeout).await) })).await;
+    }
+
+    /// Asks every cluster's API server whether it answers, `every` so often, for as long as kubechat runs: readiness,
+    /// `/clusters` and `/metrics` read what it found, so none of them waits on a cluster that does not answer.
+    pub async fn watch(&self, timeout: Duration, every: Duration) {
+        loop {
+            self.check(timeout, Duration::ZERO).await;
+            tokio::time::sleep(every).await;
+        }
     }
 }
 

@@ -317,7 +317,7 @@ impl Config {
         Config {
             listen,
             namespace: Some("imagepull".to_string()),
-            clusters: vec![ClusterConfig::new(clusters::DEFAULT, Source::Demo)],
+            clusters: vec![ClusterConfig::new("demo", Source::Demo)],
             prompts,
             prompts_reload: Duration::from_secs(5),
             drain: Duration::from_secs(RawConfig::default().drain_seconds),

@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::prompt::{PromptStore, PromptVersion};
 use crate::request::{Intent, Request, Scope};
 
-/// How long a reachability check of a cluster's API server stays good for readiness and `/metrics`.
+/// How often each cluster's API server is asked whether it answers, for readiness, `/clusters` and `/metrics`.
 pub const READY_CACHE: Duration = Duration::from_secs(10);
 
 pub struct AppState {
@@ -252,10 +252,11 @@ impl AppState {
         (readable, std::iter::once(default).chain(others).collect())
     }
 
-    /// Ready when some cluster's API server answers (each asked at most every few seconds): one cluster down costs
-    /// its own questions, not every other cluster's. The prompt versions in use, or why not ready.
+    /// Ready when some cluster's API server answered when last asked (every [`READY_CACHE`], in the background; a
+    /// cluster never asked yet is asked now): one cluster down costs its own questions, not every other cluster's.
+    /// The prompt versions in use, or why not ready.
     pub async fn ready(&self) -> Result<Vec<PromptVersion>, String> {
-        self.clusters.check(self.limits.call_timeout, READY_CACHE).await;
+        self.clusters.check(self.limits.call_timeout, Duration::MAX).await;
         let entries = self.clusters.entries();
         if entries.iter().all(|e| e.health().reachable == Some(false)) {
             let reasons: Vec<String> = entries

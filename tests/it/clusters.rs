@@ -245,6 +245,21 @@ async fn one_kubechat_reads_two_real_clusters_and_one_stopping_costs_only_its_ow
     let lines = audit.wait_for(11).await;
     let last_west = lines.iter().rev().find(|l| l["cluster"] == "west").unwrap();
     assert_eq!(last_west["outcome"], "error", "{last_west}");
+
+    // With no cluster answering, kubechat is not ready: the background check finds east gone too.
+    drop(east);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let ready = http_client().get(format!("{}/readyz", app.url)).send().await.unwrap();
+        if ready.status() == 503 {
+            let ready: Value = ready.json().await.unwrap();
+            let reason = ready["reason"].as_str().unwrap();
+            assert!(reason.starts_with("cluster east: ") && reason.contains("; cluster west: "), "{ready}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still ready 40 s after both API servers stopped");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Two replay servers behind one kubechat: `east` (the default) serves every scenario, `west` only `oom`.
