@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use crate::access::Buckets;
 use crate::alerts::{self, Alerts};
 use crate::audit::AuditLog;
+use crate::cluster::{Cluster, ConnectError, Source};
 use crate::clusters::{Clusters, LoadError};
 use crate::config::{Config, PromptSource};
 use crate::llm::{Llm, LlmError};
@@ -42,6 +43,10 @@ pub enum BuildError {
     Matrix { homeserver: String, source: crate::matrix::StartError },
     #[error("setting leader.identity is empty and so is HOSTNAME: name this replica (the pod's name)")]
     Identity,
+    #[error(
+        "setting leader.lease: the Lease is kept in the cluster kubechat runs in, and no entry of clusters is in_cluster: {0}"
+    )]
+    Lease(ConnectError),
 }
 
 /// A kubechat ready to serve.
@@ -87,13 +92,12 @@ impl App {
                     .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
                     .ok_or(BuildError::Identity)?;
                 let address = leader.address.clone().or_else(|| replica_address(config.listen));
-                let election = crate::lease::Election::new(
-                    clusters.home().cluster.client().clone(),
-                    &leader.lease,
-                    identity,
-                    leader.duration,
-                    address,
-                );
+                // The Lease is in the cluster kubechat runs in, whether or not questions may read it.
+                let client = match clusters.home() {
+                    Some(home) => home.cluster.client().clone(),
+                    None => Cluster::connect(&Source::InCluster).await.map_err(BuildError::Lease)?.client().clone(),
+                };
+                let election = crate::lease::Election::new(client, &leader.lease, identity, leader.duration, address);
                 Some(election)
             }
         };

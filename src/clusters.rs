@@ -44,11 +44,15 @@ pub struct ClusterConfig {
     pub aliases: Vec<String>,
     pub source: Source,
     pub namespace: Option<String>,
+    /// kubechat runs in it (its Lease is there): an `in_cluster` entry, or the one cluster of a configuration
+    /// without `clusters`, however it is reached.
+    pub home: bool,
 }
 
 impl ClusterConfig {
     pub fn new(name: &str, source: Source) -> ClusterConfig {
-        ClusterConfig { name: name.to_string(), aliases: Vec::new(), source, namespace: None }
+        let home = matches!(source, Source::InCluster | Source::Infer);
+        ClusterConfig { name: name.to_string(), aliases: Vec::new(), source, namespace: None, home }
     }
 }
 
@@ -82,7 +86,8 @@ pub fn validate(raw: Vec<RawCluster>) -> Result<Vec<ClusterConfig>, ConfigError>
             Some(ns) => Some(parse_namespace(&ns).map_err(|e| wrong(e.to_string()))?),
             None => None,
         };
-        out.push(ClusterConfig { name, aliases, source, namespace });
+        let home = matches!(source, Source::InCluster);
+        out.push(ClusterConfig { name, aliases, source, namespace, home });
     }
     Ok(out)
 }
@@ -115,7 +120,7 @@ pub struct Entry {
     pub cluster: Cluster,
     /// The namespace of questions that name none.
     pub namespace: String,
-    /// Read through the pod's own ServiceAccount (where kubechat's Lease lives).
+    /// kubechat runs in it (where its Lease lives).
     home: bool,
     health: std::sync::Mutex<Health>,
 }
@@ -183,24 +188,11 @@ impl Clusters {
                 aliases: config.aliases.clone(),
                 cluster,
                 namespace,
-                home: matches!(config.source, Source::InCluster | Source::Infer),
+                home: config.home,
                 health: Default::default(),
             });
         }
         Ok(Clusters { entries, probing: tokio::sync::Mutex::new(()) })
-    }
-
-    /// One cluster read through `cluster`, named [`DEFAULT`] (tests and tools).
-    pub fn one(cluster: Cluster, namespace: &str) -> Clusters {
-        let entry = Entry {
-            name: DEFAULT.to_string(),
-            aliases: Vec::new(),
-            cluster,
-            namespace: namespace.to_string(),
-            home: true,
-            health: Default::default(),
-        };
-        Clusters { entries: vec![entry], probing: tokio::sync::Mutex::new(()) }
     }
 
     /// The cluster of questions that name none.
@@ -237,10 +229,10 @@ impl Clusters {
         self.entries.iter().map(|e| e.name.as_str())
     }
 
-    /// The cluster kubechat runs in (where its Lease is): the first read through the pod's own ServiceAccount, else
-    /// the default.
-    pub fn home(&self) -> &Entry {
-        self.entries.iter().find(|e| e.home).unwrap_or(self.default())
+    /// The cluster kubechat runs in (where its Lease is), when it reads it: the first `in_cluster` entry, or the one
+    /// cluster of a configuration without `clusters`.
+    pub fn home(&self) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.home)
     }
 
     /// Asks each cluster's API server whose last answer is older than `max_age` (`Duration::MAX`: only those never
@@ -274,6 +266,11 @@ mod tests {
             _ => {}
         }
         raw
+    }
+
+    #[test]
+    fn an_access_policy_by_default_covers_the_cluster_of_a_configuration_without_clusters() {
+        assert_eq!(crate::access::Access::default().default_cluster, DEFAULT);
     }
 
     #[test]

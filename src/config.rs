@@ -516,7 +516,8 @@ impl RawConfig {
                 (None, Some(path)) => Source::Kubeconfig { path: path.clone(), context: None },
                 (None, None) => Source::Infer,
             };
-            vec![ClusterConfig::new(clusters::DEFAULT, source)]
+            // Whatever it is reached by, the one cluster is kubechat's own: its Lease is there.
+            vec![ClusterConfig { home: true, ..ClusterConfig::new(clusters::DEFAULT, source) }]
         };
         if let Some(ns) = &self.namespace {
             parse_namespace(ns).map_err(|e| invalid("namespace", e.to_string()))?;
@@ -622,8 +623,7 @@ impl RawConfig {
         } else {
             parse_namespace(&self.leader.lease)
                 .map_err(|e| invalid("leader.lease", format!("{:?} is not a Lease name: {e}", self.leader.lease)))?;
-            let home = clusters.iter().find(|c| matches!(c.source, Source::InCluster | Source::Infer));
-            if matches!(home.unwrap_or(&clusters[0]).source, Source::Dump { .. }) {
+            if self.dump.is_some() {
                 return Err(invalid("leader.lease", "leader election needs a cluster; a dump has no Leases"));
             }
             if self.leader.duration_seconds < 3 {

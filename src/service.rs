@@ -176,8 +176,7 @@ impl AppState {
         })
     }
 
-    /// Reads a namespace of the scope's cluster for a question, waiting for a place among `limits.reads`. A cluster
-    /// that does not answer is noted as such (readiness and `/metrics` show it at once) and named in the error.
+    /// Reads a namespace of the scope's cluster for a question, waiting for a place among `limits.reads`.
     pub async fn read(&self, scope: &Scope) -> Result<Facts, ServeError> {
         let entry =
             self.clusters.get(scope.cluster()).ok_or_else(|| ServeError::UnknownCluster(scope.cluster().into()))?;
@@ -192,12 +191,20 @@ impl AppState {
                 entry.record(Ok(()));
                 Ok(facts)
             }
-            Err(error @ (ReadError::Unreachable { .. } | ReadError::Timeout { .. })) => {
+            Err(error) => Err(self.failed(entry, error)),
+        }
+    }
+
+    /// A failed read as the asker sees it: a cluster whose API server does not answer is noted so (readiness and
+    /// `/metrics` show it at once) and named.
+    fn failed(&self, entry: &crate::clusters::Entry, error: ReadError) -> ServeError {
+        match error {
+            ReadError::Unreachable { .. } | ReadError::Timeout { .. } => {
                 entry.record(Err(error.to_string()));
                 let others = self.clusters.entries().len() > 1;
-                Err(ServeError::Unreachable { cluster: entry.name.clone(), others, error })
+                ServeError::Unreachable { cluster: entry.name.clone(), others, error }
             }
-            Err(error) => Err(error.into()),
+            error => error.into(),
         }
     }
 
@@ -209,15 +216,7 @@ impl AppState {
             .get(cluster)
             .filter(|e| !self.policy.access.clusters(asker, [e.name.as_str()]).is_empty())
             .ok_or_else(|| ServeError::UnknownCluster(cluster.to_string()))?;
-        let all = match entry.cluster.namespaces(&self.limits).await {
-            Ok(all) => all,
-            Err(error @ (ReadError::Unreachable { .. } | ReadError::Timeout { .. })) => {
-                entry.record(Err(error.to_string()));
-                let others = self.clusters.entries().len() > 1;
-                return Err(ServeError::Unreachable { cluster: entry.name.clone(), others, error });
-            }
-            Err(error) => return Err(error.into()),
-        };
+        let all = entry.cluster.namespaces(&self.limits).await.map_err(|error| self.failed(entry, error))?;
         let names = self.policy.access.visible(asker, &entry.name, &all);
         let default = Some(entry.namespace.clone()).filter(|d| names.contains(d));
         Ok((names, default))
@@ -300,8 +299,8 @@ impl AppState {
                 channel: asker.place.clone(),
                 intent: intent.prompt_name(),
                 outcome: Outcome::Abandoned,
-                // Until admitted: the default's, since nothing else is named yet.
-                cluster: Some(self.clusters.default().name.clone()),
+                // Named when the request is admitted; one refused before (a body that is not a request) has none.
+                cluster: None,
                 ..Record::default()
             },
             started: Instant::now(),
@@ -475,11 +474,13 @@ impl Ticket {
         self.state.metrics.stage("post", self.cluster_label(), took.as_secs_f64());
     }
 
-    /// The request's cluster as a metric label: kubechat's name for it, or `unknown` (an asker's words are never a
-    /// label value).
+    /// The request's cluster as a metric label: kubechat's name for it, `unknown` for a name it does not read (an
+    /// asker's words are never a label value), `none` before one is named.
     fn cluster_label(&self) -> &str {
-        let named = self.record.cluster.as_deref().unwrap_or_default();
-        self.state.clusters.get(named).map_or("unknown", |e| e.name.as_str())
+        match self.record.cluster.as_deref() {
+            None => "none",
+            Some(named) => self.state.clusters.get(named).map_or("unknown", |e| e.name.as_str()),
+        }
     }
 
     /// Ends the request without an answer.
