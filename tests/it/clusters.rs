@@ -310,6 +310,15 @@ async fn slack_commands_alert_threads_and_alert_labels_reach_the_cluster_they_na
     .await;
     let form = "application/x-www-form-urlencoded";
     let command = |text: &str| command_body(&bot, "/diagnose", text, CHANNEL);
+    // The help names the clusters and what may be asked in each.
+    let help: Value = signed(&bot, "/slack/commands", form, &command_body(&bot, "/ask", "", CHANNEL), &now(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let help = help["blocks"].to_string();
+    assert!(help.contains("--cluster west` (or `-c`) — in another cluster; without it, east"), "{help}");
+    assert!(help.contains("you may ask about: `east: *`, `west: *`"), "{help}");
     let ack: Value =
         signed(&bot, "/slack/commands", form, &command("oom --cluster west"), &now(), None).await.json().await.unwrap();
     assert_eq!(ack["text"], "Diagnosing oom in west…", "{ack}");
