@@ -80,8 +80,9 @@ impl App {
         let llm = Llm::new(config.llm.clone())?;
         let clusters = Clusters::connect(&config.clusters, config.namespace.as_deref()).await?;
         if config.clusters.len() > 1 {
-            let names: Vec<&str> = clusters.names().collect();
-            tracing::info!("reading {} clusters: {} (the default)", names.len(), names.join(", "));
+            let others: Vec<&str> = clusters.names().skip(1).collect();
+            let default = &clusters.default().name;
+            tracing::info!("reading {} clusters: {default} (the default), {}", others.len() + 1, others.join(", "));
         }
         let lease = match &config.leader {
             None => None,
