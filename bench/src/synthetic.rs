@@ -51,7 +51,7 @@ pub fn namespace(namespace: &str, pods: usize, events: usize, broken: bool) -> D
                          "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d4c3b2a1", "uid": "rs-1", "controller": true, "blockOwnerDeletion": true}]},
             "spec": {"nodeName": format!("worker-{}", i % 3 + 1), "restartPolicy": "Always",
                      "containers": [{"name": "app", "image": "registry.example.com/web:1.0.0", "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}}}]},
-            "status": {"phase": "Running", "podIP": format!("10.244.{}.{}", i / 250, i % 250), "hostIP": "10.0.1.21", "qosClass": "Burstable",
+            "status": {"phase": "Running", "podIP": format!("10.{}.{}.{}", 244 + i / 62_500, i / 250 % 250, i % 250), "hostIP": "10.0.1.21", "qosClass": "Burstable",
                        "startTime": "2026-11-01T00:00:00Z",
                        "conditions": [{"type": "Ready", "status": if crashing { "False" } else { "True" }, "lastProbeTime": null, "lastTransitionTime": "2026-11-01T00:00:05Z"}],
                        "containerStatuses": [status]},
@@ -59,7 +59,10 @@ pub fn namespace(namespace: &str, pods: usize, events: usize, broken: bool) -> D
     }
     for i in 0..events {
         let pod = format!("web-5d4c3b2a1-{:05}", i % pods.max(1));
-        let (reason, message) = match i % 3 {
+        // A round of events over every pod, then the next, each round a reason of its own: events alike on one
+        // object (the same reason and message) are folded into one, so picking by `i % 3` folded a pod's three into
+        // one whenever the pods were a multiple of three (30,000 pods and 90,000 events read as 30,000).
+        let (reason, message) = match (i / pods.max(1)) % 3 {
             0 => ("Scheduled", format!("Successfully assigned {namespace}/{pod} to worker-1")),
             1 => {
                 ("Pulled", "Container image \"registry.example.com/web:1.0.0\" already present on machine".to_string())
