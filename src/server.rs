@@ -1,6 +1,7 @@
 //! `kubechat serve`: the HTTP API. `POST /ask` and `POST /diagnose` answer in JSON, or stream with
 //! `Accept: text/event-stream` (`token` events, then one `answer` event with the whole answer); `/clusters` and
-//! `/namespaces` list what the caller may ask about; `/healthz`, `/readyz` and `/models` are for operators. Errors are JSON with a request id that also appears in the logs.
+//! `/namespaces` list what the caller may ask about; `/healthz`, `/readyz` and `/models` are for operators. Errors are
+//! JSON with a request id that also appears in the logs.
 
 use std::sync::Arc;
 
