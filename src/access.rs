@@ -1,9 +1,9 @@
 //! The inner wall: who may see which cluster and namespace through kubechat. The API server's RBAC decides what
 //! kubechat can read; this decides what each asker may see of it. Each Slack channel, Matrix room and HTTP identity
 //! maps to cluster and namespace globs, optionally for listed users only; anything not configured gets the default
-//! entry, which is empty (deny) unless configured. An entry that names no clusters covers the default cluster (the first
-//! of `clusters`) only, so adding a cluster opens it to nobody until an entry names it. A refusal names the namespace
-//! and whom to ask, and nothing else.
+//! entry, which is empty (deny) unless configured. An entry that names no clusters covers the default cluster (the
+//! first of `clusters`) only, so adding a cluster opens it to nobody until an entry names it. A refusal names the
+//! namespace and whom to ask, and nothing else.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
