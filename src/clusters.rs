@@ -136,10 +136,9 @@ impl Entry {
         let reachable = result.is_ok();
         if health.reachable != Some(reachable) {
             health.since = Some(jiff::Timestamp::now());
-            if reachable {
-                tracing::info!(cluster = %self.name, "the cluster's API server answers");
-            } else {
-                tracing::warn!(cluster = %self.name, "the cluster's API server does not answer: {}", result.as_ref().err().map_or("", String::as_str));
+            match &result {
+                Ok(()) => tracing::info!(cluster = %self.name, "the cluster's API server answers"),
+                Err(why) => tracing::warn!(cluster = %self.name, "the cluster's API server does not answer: {why}"),
             }
         }
         health.reachable = Some(reachable);
@@ -147,7 +146,7 @@ impl Entry {
         health.checked = Some(Instant::now());
     }
 
-    /// The cluster's status as `/clusters` and `/readyz` show it.
+    /// The cluster's status as `/clusters` shows it (`/readyz`, unauthenticated, shows its name and reachability only).
     pub fn status(&self, default: bool) -> serde_json::Value {
         let health = self.health();
         serde_json::json!({
