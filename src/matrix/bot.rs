@@ -474,9 +474,8 @@ impl Matrix {
                 // the same cluster), then the cluster's default; the object likewise.
                 let clusters = &self.app.clusters;
                 let cluster = match (&job.cluster, &remembered) {
-                    (Some(typed), _) => clusters.canonical(Some(typed)),
                     (None, Some(r)) => r.scope.cluster().to_string(),
-                    (None, None) => clusters.default().name.clone(),
+                    (typed, _) => clusters.canonical(typed.as_deref()),
                 };
                 let remembered = remembered.as_ref().filter(|r| r.scope.cluster() == cluster);
                 let namespace = job

@@ -621,11 +621,10 @@ impl Slack {
             .as_ref()
             .and_then(|t| self.answered.lock().expect("not poisoned").get(&format!("{}/{t}", job.channel)).cloned())
             .map(|(_, scope)| scope);
-        let cluster = match (&job.cluster, &alert.cluster, &remembered) {
-            (Some(typed), _, _) => clusters.canonical(Some(typed)),
-            (None, Some(labelled), _) => clusters.canonical(Some(labelled)),
-            (None, None, Some(scope)) => scope.cluster().to_string(),
-            (None, None, None) => clusters.default().name.clone(),
+        let named = job.cluster.as_deref().or(alert.cluster.as_deref());
+        let cluster = match (named, &remembered) {
+            (None, Some(scope)) => scope.cluster().to_string(),
+            _ => clusters.canonical(named),
         };
         let remembered = remembered.filter(|scope| scope.cluster() == cluster);
         let (namespace, mut note) = if let Some(ns) = &job.namespace {
