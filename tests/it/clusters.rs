@@ -262,7 +262,13 @@ async fn one_kubechat_reads_two_real_clusters_and_one_stopping_costs_only_its_ow
     }
 }
 
-/// Two replay servers behind one kubechat: `east` (the default) serves every scenario, `west` only `oom`.
+/// Two replay servers: `east` serves every scenario, `west` only `oom`.
+pub async fn east_and_west() -> (kubechat::replay::Server, kubechat::replay::Server) {
+    let oom = kubechat::dump::Dump::load(Path::new(&format!("{}/oom.yaml", crate::common::SCENARIOS))).unwrap();
+    (serve(crate::common::scenarios(), &[]).await, serve(std::sync::Arc::new(oom), &[]).await)
+}
+
+/// The two behind one kubechat, `east` the default, `west` also called `eu-west-1`.
 pub fn two_clusters(config: &mut kubechat::config::Config, east: &str, west: &str) {
     config.clusters = vec![
         ClusterConfig::new("east", Source::Url(east.to_string())),
@@ -279,9 +285,7 @@ pub fn two_clusters(config: &mut kubechat::config::Config, east: &str, west: &st
 async fn slack_commands_alert_threads_and_alert_labels_reach_the_cluster_they_name() {
     use crate::fake_slack::CHANNEL;
     use crate::slack::{bot_on, command_body, event, now, signed, text_of};
-    let east = serve(crate::common::scenarios(), &[]).await;
-    let oom = kubechat::dump::Dump::load(Path::new(&format!("{ROOT}/testdata/scenarios/oom.yaml"))).unwrap();
-    let west = serve(std::sync::Arc::new(oom), &[]).await;
+    let (east, west) = east_and_west().await;
     let audit = Audit::new();
     let (east_url, west_url, audit_path) = (east.url(), west.url(), audit.path.clone());
     let bot = bot_on(

@@ -158,6 +158,31 @@ impl User {
         }
     }
 
+    /// Replies "what do the logs say?" in the thread of `asked`, after `answer`, mentioning nobody, and waits for
+    /// `bot`'s answer to it: a new placeholder in that thread (not `placeholder`), then the edit that answers.
+    async fn follow_up(
+        &self,
+        room: &Room,
+        bot: &OwnedUserId,
+        asked: &OwnedEventId,
+        answer: &OwnedEventId,
+        placeholder: &OwnedEventId,
+    ) -> Seen {
+        let mut follow = RoomMessageEventContent::text_plain("what do the logs say?");
+        follow.relates_to = Some(Relation::Thread(Thread::plain(asked.clone(), answer.clone())));
+        follow.mentions = Some(Mentions::new());
+        self.say(room, follow).await;
+        let second = self
+            .wait_for("the follow-up's placeholder", |s| {
+                &s.sender == bot
+                    && &s.event_id != placeholder
+                    && s.edits().is_none()
+                    && s.thread().is_some_and(|t| &t.event_id == asked)
+            })
+            .await;
+        self.wait_for("the follow-up's answer", |s| answer_to(s, &second.event_id)).await
+    }
+
     /// The membership of `user` in `room`, from the homeserver.
     async fn membership(&self, room: &RoomId, user: &OwnedUserId) -> Option<String> {
         let token = self.client.access_token().unwrap();
@@ -291,16 +316,7 @@ async fn a_mention_is_answered_in_a_thread_and_follow_ups_continue_it() {
     assert!(html.contains("<h3>Diagnosis of namespace crashloop</h3>"), "{html}");
 
     // A follow-up in the thread, with no mention.
-    let mut follow = RoomMessageEventContent::text_plain("what do the logs say?");
-    follow.relates_to = Some(Relation::Thread(Thread::plain(asked.clone(), answer.event_id.clone())));
-    follow.mentions = Some(Mentions::new());
-    alice.say(&ops, follow).await;
-    let second = alice
-        .wait_for("the follow-up's placeholder", |s| {
-            s.sender == bot.id && s.event_id != placeholder.event_id && s.thread().is_some_and(|t| t.event_id == asked)
-        })
-        .await;
-    let second_answer = alice.wait_for("the follow-up's answer", |s| answer_to(s, &second.event_id)).await;
+    let second_answer = alice.follow_up(&ops, &bot.id, &asked, &answer.event_id, &placeholder.event_id).await;
     assert!(second_answer.notice().unwrap().0.contains("Answer about namespace crashloop"));
     let requests = bot.model.requests.lock().unwrap().clone();
     assert_eq!(requests.len(), 2, "the backlog was not answered");
@@ -575,19 +591,7 @@ async fn a_thread_answered_before_a_restart_continues_after_it() {
         .await;
     alice.wait_for("the gap question's answer", |s| answer_to(s, &gap_placeholder.event_id)).await;
     // A reply in the thread answered before the restart, with no mention, is a follow-up.
-    let mut follow = RoomMessageEventContent::text_plain("what do the logs say?");
-    follow.relates_to = Some(Relation::Thread(Thread::plain(asked.clone(), answer.event_id.clone())));
-    follow.mentions = Some(Mentions::new());
-    alice.say(&ops, follow).await;
-    let second_placeholder = alice
-        .wait_for("the follow-up's placeholder", |s| {
-            s.sender == second.id
-                && s.event_id != placeholder.event_id
-                && s.edits().is_none()
-                && s.thread().is_some_and(|t| t.event_id == asked)
-        })
-        .await;
-    alice.wait_for("the follow-up's answer", |s| answer_to(s, &second_placeholder.event_id)).await;
+    alice.follow_up(&ops, &second.id, &asked, &answer.event_id, &placeholder.event_id).await;
     let requests = second.model.requests.lock().unwrap().clone();
     assert_eq!(requests.len(), 2, "the gap question and the follow-up, once each");
     let sent = requests[1]["messages"].to_string();
@@ -600,10 +604,7 @@ async fn a_command_with_a_cluster_reads_that_cluster_and_its_thread_stays_there(
     let synapse = Synapse::start().await;
     let alice = User::new(&synapse, "alice").await;
     synapse.register("kubechat", "kubechat-password");
-    // Two clusters: east (the default) serves every scenario, west only `oom`.
-    let east = serve(scenarios(), &[]).await;
-    let oom = kubechat::dump::Dump::load(std::path::Path::new(&format!("{}/oom.yaml", crate::common::SCENARIOS)));
-    let west = serve(std::sync::Arc::new(oom.unwrap()), &[]).await;
+    let (east, west) = crate::clusters::east_and_west().await;
     let (east_url, west_url) = (east.url(), west.url());
     let bot = start_bot_on(
         &synapse,
@@ -624,19 +625,7 @@ async fn a_command_with_a_cluster_reads_that_cluster_and_its_thread_stays_there(
     let answer = alice.wait_for("the answer", |s| answer_to(s, &placeholder.event_id)).await;
     assert!(answer.notice().unwrap().0.contains("cluster west · namespace oom"), "{:?}", answer.notice());
     // A follow-up in the thread, naming no cluster: the thread's.
-    let mut follow = RoomMessageEventContent::text_plain("what do the logs say?");
-    follow.relates_to = Some(Relation::Thread(Thread::plain(asked.clone(), answer.event_id.clone())));
-    follow.mentions = Some(Mentions::new());
-    alice.say(&room, follow).await;
-    let second = alice
-        .wait_for("the follow-up's placeholder", |s| {
-            s.sender == bot.id
-                && s.event_id != placeholder.event_id
-                && s.edits().is_none()
-                && s.thread().is_some_and(|t| t.event_id == asked)
-        })
-        .await;
-    let followed = alice.wait_for("the follow-up's answer", |s| answer_to(s, &second.event_id)).await;
+    let followed = alice.follow_up(&room, &bot.id, &asked, &answer.event_id, &placeholder.event_id).await;
     assert!(followed.notice().unwrap().0.contains("cluster west · namespace oom"), "{:?}", followed.notice());
     // A namespace only east has, asked of west by the short flag and an alias: west does not have it.
     let asked = alice.say(&room, RoomMessageEventContent::text_plain("!diagnose crashloop -c eu-west-1")).await;

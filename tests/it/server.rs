@@ -562,9 +562,7 @@ async fn slow_connections_are_closed_by_the_header_timeout_and_the_rest_still_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_chat_asks_about_the_cluster_picked_and_lists_its_namespaces() {
     let model = recorded_slowly("text/event-stream", answer_stream(), Duration::from_millis(1)).await;
-    let east = serve(scenarios(), &[]).await;
-    let oom = kubechat::dump::Dump::load(std::path::Path::new(&format!("{}/oom.yaml", crate::common::SCENARIOS)));
-    let west = serve(std::sync::Arc::new(oom.unwrap()), &[]).await;
+    let (east, west) = crate::clusters::east_and_west().await;
     let mut config = config(&east.url(), &model.url, "imagepull");
     crate::clusters::two_clusters(&mut config, &east.url(), &west.url());
     let app = spawn_app(config).await;
