@@ -92,6 +92,9 @@ impl LoadReport {
 pub struct Dump {
     objects: HashMap<&'static str, BTreeMap<(String, String), Value>>,
     logs: HashMap<LogKey, LogSource>,
+    /// How many objects of each resource each namespace holds, so a page of a list can say how many remain without
+    /// counting them.
+    counts: HashMap<(&'static str, String), usize>,
     pub report: LoadReport,
     /// When the dump was taken: the file `taken-at` at its root (RFC 3339, written by `scripts/take-dump`). The
     /// diagnosis judges "recent" and "still starting" against it; without it, against the newest timestamp inside.
@@ -158,6 +161,14 @@ impl Dump {
     /// The objects of one resource, ordered by namespace and name.
     pub fn objects(&self, resource: &Resource) -> Option<&BTreeMap<(String, String), Value>> {
         self.objects.get(resource.plural)
+    }
+
+    /// How many objects of `resource` are in `namespace`, or in all namespaces.
+    pub fn count(&self, resource: &Resource, namespace: Option<&str>) -> usize {
+        match namespace {
+            None => self.objects.get(resource.plural).map_or(0, BTreeMap::len),
+            Some(ns) => self.counts.get(&(resource.plural, ns.to_string())).copied().unwrap_or(0),
+        }
     }
 
     pub fn log(&self, key: &LogKey) -> Option<&LogSource> {
@@ -333,7 +344,8 @@ impl Dump {
         }
     }
 
-    /// Adds a Namespace object for every namespace that objects or logs live in but the dump does not describe.
+    /// Adds a Namespace object for every namespace that objects or logs live in but the dump does not describe, and
+    /// counts the objects in each.
     fn derive_namespaces(&mut self) {
         let mut seen: BTreeSet<String> = BTreeSet::new();
         for (plural, objects) in &self.objects {
@@ -353,6 +365,12 @@ impl Dump {
                     "status": {"phase": "Active"},
                 })
             });
+        }
+        self.counts.clear();
+        for (plural, objects) in &self.objects {
+            for (ns, _) in objects.keys() {
+                *self.counts.entry((*plural, ns.clone())).or_default() += 1;
+            }
         }
     }
 }

@@ -334,10 +334,10 @@ impl Request<'_> {
             Some(Ok(n)) => n,
             Some(Err(_)) => return bad_request("limit must be a non-negative integer"),
         };
-        let start = match self.query.get("continue").filter(|c| !c.is_empty()) {
-            None => None,
+        let (start, seen) = match self.query.get("continue").filter(|c| !c.is_empty()) {
+            None => (None, 0),
             Some(token) => match decode_continue(token) {
-                Some(key) => Some(key),
+                Some((key, seen)) => (Some(key), seen),
                 None => return bad_request("continue key is not valid: it was not issued by this server"),
             },
         };
@@ -354,11 +354,16 @@ impl Request<'_> {
             .filter(|(_, o)| labels.matches(o) && fields.matches(o));
         let page: Vec<(&(String, String), &Value)> = matching.by_ref().take(limit).collect();
         let mut metadata = json!({"resourceVersion": RESOURCE_VERSION});
-        let remaining = if limit == usize::MAX { 0 } else { matching.count() };
-        if remaining > 0 {
+        // Whether more remain, and how many when nothing is filtered (as the API server says), without walking
+        // them: each page counting the rest made reading a large list quadratic.
+        let seen = seen + page.len();
+        let unfiltered = labels.is_empty() && fields.is_empty();
+        let more = limit != usize::MAX && matching.next().is_some();
+        if more {
             let last = page.last().map(|(k, _)| (*k).clone()).unwrap_or_default();
-            metadata["continue"] = json!(encode_continue(&last));
-            if labels.is_empty() && fields.is_empty() {
+            metadata["continue"] = json!(encode_continue(&last, seen));
+            if unfiltered {
+                let remaining = self.shared.dump.count(resource, namespace).saturating_sub(seen);
                 metadata["remainingItemCount"] = json!(remaining);
             }
         }
@@ -578,15 +583,19 @@ pub fn select_log(text: &[u8], tail_lines: Option<usize>, limit_bytes: Option<us
     selected[..end].to_vec()
 }
 
-fn encode_continue(key: &(String, String)) -> String {
-    URL_SAFE_NO_PAD.encode(json!({"v": "kubechat/replay", "rv": RESOURCE_VERSION, "start": [key.0, key.1]}).to_string())
+/// A continue token: the key the next page starts after, and how many objects the pages so far held (the dump
+/// never changes, so that is how many precede the key).
+fn encode_continue(key: &(String, String), seen: usize) -> String {
+    let token = json!({"v": "kubechat/replay", "rv": RESOURCE_VERSION, "start": [key.0, key.1], "seen": seen});
+    URL_SAFE_NO_PAD.encode(token.to_string())
 }
 
-fn decode_continue(token: &str) -> Option<(String, String)> {
+fn decode_continue(token: &str) -> Option<((String, String), usize)> {
     let bytes = URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).ok()?;
     let value: Value = serde_json::from_slice(&bytes).ok()?;
     let start = value["start"].as_array()?;
-    Some((start.first()?.as_str()?.to_string(), start.get(1)?.as_str()?.to_string()))
+    let key = (start.first()?.as_str()?.to_string(), start.get(1)?.as_str()?.to_string());
+    Some((key, usize::try_from(value["seen"].as_u64()?).ok()?))
 }
 
 fn json_response<T: Serialize + ?Sized>(code: StatusCode, body: &T) -> Response {
@@ -662,7 +671,7 @@ mod tests {
     #[test]
     fn continue_tokens_round_trip() {
         let key = ("shop".to_string(), "web-1".to_string());
-        assert_eq!(decode_continue(&encode_continue(&key)), Some(key));
+        assert_eq!(decode_continue(&encode_continue(&key, 1500)), Some((key, 1500)));
         assert_eq!(decode_continue("not-a-token"), None);
     }
 
