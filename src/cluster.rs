@@ -235,7 +235,15 @@ where
         let mut page_params = params.clone().limit(limits.page_size);
         page_params.continue_token = token.take();
         let page = timed(limits, &call, api.list(&page_params)).await?;
+        let first = page_params.continue_token.is_none();
+        let listed = page.items.len();
         items.extend(page.items.into_iter().filter(|item| keep(item)));
+        // A list kept whole is sized once from the count the server gives, not doubled page after page (the peak of
+        // a doubling is half again the list).
+        if first && items.len() == listed {
+            let remaining = page.metadata.remaining_item_count.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+            items.reserve_exact(remaining);
+        }
         match page.metadata.continue_ {
             Some(next) if !next.is_empty() => token = Some(next),
             _ => return Ok(items),

@@ -292,34 +292,39 @@ pub fn label_selector_string(selector: &k8s_openapi::apimachinery::pkg::apis::me
 /// Warning before Normal, newest first, repeats (same object, reason and message) folded into one with the counts
 /// added up.
 pub fn order_events(events: Vec<Event>) -> Vec<Event> {
-    let mut folded: HashMap<(String, String, String, String), Event> = HashMap::new();
-    for event in events {
+    // Folded by position, the events staying where they are: a map of whole events (each over a kilobyte) cost
+    // 100 MB for 30,000.
+    let mut first: HashMap<(&str, &str, &str, &str), usize> = HashMap::with_capacity(events.len());
+    let mut into: Vec<Option<usize>> = vec![None; events.len()];
+    for (i, event) in events.iter().enumerate() {
         let key = (
-            event.involved_object.kind.clone().unwrap_or_default(),
-            event.involved_object.name.clone().unwrap_or_default(),
-            event.reason.clone().unwrap_or_default(),
-            event.message.clone().unwrap_or_default(),
+            event.involved_object.kind.as_deref().unwrap_or_default(),
+            event.involved_object.name.as_deref().unwrap_or_default(),
+            event.reason.as_deref().unwrap_or_default(),
+            event.message.as_deref().unwrap_or_default(),
         );
-        match folded.get_mut(&key) {
-            None => {
-                folded.insert(key, event);
-            }
-            Some(kept) => {
-                let count = kept.count.unwrap_or(1) + event.count.unwrap_or(1);
-                if event_time(&event) > event_time(kept) {
-                    *kept = event;
-                }
-                kept.count = Some(count);
-            }
+        if let Some(&kept) = first.get(&key) {
+            into[i] = Some(kept);
+        } else {
+            first.insert(key, i);
         }
     }
-    let mut events: Vec<Event> = folded.into_values().collect();
-    events.sort_by(|a, b| {
-        let warning = |e: &Event| e.type_.as_deref() != Some("Warning");
-        warning(a)
-            .cmp(&warning(b))
-            .then_with(|| event_time(b).cmp(&event_time(a)))
-            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    drop(first);
+    let mut slots: Vec<Option<Event>> = events.into_iter().map(Some).collect();
+    for (i, kept) in into.iter().enumerate() {
+        let Some(kept) = *kept else { continue };
+        let event = slots[i].take().expect("each event is folded once");
+        let target = slots[kept].as_mut().expect("a kept event stays");
+        let count = target.count.unwrap_or(1) + event.count.unwrap_or(1);
+        if event_time(&event) > event_time(target) {
+            *target = event;
+        }
+        target.count = Some(count);
+    }
+    let mut events: Vec<Event> = slots.into_iter().flatten().collect();
+    // Each event moved once, not once per comparison.
+    events.sort_by_cached_key(|e| {
+        (e.type_.as_deref() != Some("Warning"), std::cmp::Reverse(event_time(e)), e.metadata.name.clone())
     });
     events
 }
