@@ -84,6 +84,12 @@ pub fn render(facts: &Facts, findings: &[Finding], budget: usize) -> Context {
     let _ = writeln!(out, "\n## Events (Warning first, newest first)");
     out.block();
     for (i, e) in facts.events.iter().enumerate() {
+        // Every line costs a token at least, so no more events than the budget has tokens can be kept: the rest are
+        // counted, not written (30,000 events cost more to write than to read).
+        if i >= budget {
+            out.unwritten(facts.events.len() - i, budget, "events");
+            break;
+        }
         let warning = e.type_.as_deref() == Some("Warning");
         out.at(if warning { Priority::Warning(i) } else { Priority::Normal(i) }, "events");
         let at = event_time(e).map(|t| t.to_string()).unwrap_or_else(|| "?".into());
@@ -104,7 +110,7 @@ pub fn render(facts: &Facts, findings: &[Finding], budget: usize) -> Context {
     let _ = writeln!(out, "\n## Other objects");
     out.block();
     out.at(Priority::Summary, "objects");
-    write_summaries(&mut out, facts, &problem);
+    write_summaries(&mut out, facts);
     out.fit(budget)
 }
 
@@ -146,6 +152,13 @@ impl Lines {
     fn at(&mut self, priority: Priority, group: &'static str) {
         self.priority = Some(priority);
         self.group = group;
+    }
+
+    /// Adds `count` lines too long for any `budget`: lines not worth writing, still counted in the marker.
+    fn unwritten(&mut self, count: usize, budget: usize, group: &'static str) {
+        let (priority, block) = (self.priority.unwrap_or(Priority::Summary), self.block);
+        let line = || Line { text: String::new(), tokens: budget.saturating_add(1), priority, group, block };
+        self.lines.extend(std::iter::repeat_with(line).take(count));
     }
 
     /// Starts a new run for markers: lines left out are counted per run.
@@ -311,9 +324,9 @@ fn write_pod(out: &mut Lines, facts: &Facts, pod: &Pod, index: usize) {
 }
 
 /// One line per healthy object; healthy pods are counted per owner so a namespace of thousands stays short.
-fn write_summaries(out: &mut Lines, facts: &Facts, problem: &[&Pod]) {
+fn write_summaries(out: &mut Lines, facts: &Facts) {
     let mut healthy: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for pod in facts.pods.iter().filter(|p| !problem.iter().any(|q| std::ptr::eq(*q, *p))) {
+    for pod in facts.pods.iter().filter(|p| !is_problem_pod(p)) {
         let owner = pod
             .metadata
             .owner_references
@@ -447,5 +460,39 @@ fn write_summaries(out: &mut Lines, facts: &Facts, problem: &[&Pod]) {
             p.metadata.name.as_deref().unwrap_or_default(),
             p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Unknown")
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normal_events(n: usize) -> Vec<k8s_openapi::api::core::v1::Event> {
+        (0..n)
+            .map(|i| {
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("e{i}")}, "type": "Normal", "reason": "Pulled",
+                    "message": format!("pulled image {i}"), "involvedObject": {"kind": "Pod", "name": format!("p{i}")},
+                    "lastTimestamp": format!("2026-01-01T00:{:02}:{:02}Z", i / 60 % 60, i % 60),
+                }))
+                .expect("an event")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_past_what_the_budget_can_hold_are_counted_not_written() {
+        let facts = Facts { namespace: "shop".into(), events: normal_events(5_000), ..Facts::default() };
+        let budget = 400;
+        let context = render(&facts, &[], budget);
+        assert!(context.tokens <= budget, "{} tokens over a budget of {budget}", context.tokens);
+        let written = context.text.lines().filter(|l| l.contains(" Normal Pulled pod/")).count();
+        assert!(written > 0, "no event was kept:\n{}", context.text);
+        let marker = format!("[… {} more events]", 5_000 - written);
+        assert!(context.text.contains(&marker), "no {marker:?} in:\n{}", context.text);
+
+        // Without a budget every event is written.
+        let whole = render(&facts, &[], usize::MAX);
+        assert_eq!(whole.text.lines().filter(|l| l.contains(" Normal Pulled pod/")).count(), 5_000);
     }
 }
