@@ -5,7 +5,7 @@
 //! of defence. The rules are listed in `docs/redaction.md`.
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use regex::{Regex, RegexSet};
 
@@ -137,12 +137,14 @@ static NEAR_NAME: LazyLock<Regex> = LazyLock::new(|| {
 
 struct Compiled {
     set: RegexSet,
-    rules: Vec<(Regex, &'static str)>,
+    /// Each rule's own regex, compiled the first time the set says it matched: compiling them all up front cost a
+    /// tenth of a second, at every start, for rules most text never needs.
+    rules: Vec<OnceLock<Regex>>,
 }
 
 static COMPILED: LazyLock<Compiled> = LazyLock::new(|| Compiled {
     set: RegexSet::new(RULES.iter().map(|r| r.pattern)).expect("redaction rules compile"),
-    rules: RULES.iter().map(|r| (Regex::new(r.pattern).expect("redaction rule compiles"), r.replacement)).collect(),
+    rules: RULES.iter().map(|_| OnceLock::new()).collect(),
 });
 
 /// Text with every secret the rules find replaced, then secrets wrapped in base64, then long random tokens right
@@ -152,9 +154,11 @@ pub fn text(input: &str) -> Cow<'_, str> {
     let matched = compiled.set.matches(input);
     let mut out = Cow::Borrowed(input);
     for i in matched.iter() {
-        let (regex, replacement) = &compiled.rules[i];
+        let rule = &RULES[i];
+        let regex = compiled.rules[i].get_or_init(|| Regex::new(rule.pattern).expect("redaction rule compiles"));
+        let replacement = rule.replacement;
         // No rule matches a marker, so a secret is never redacted twice ("token=[REDACTED:…]" stays as it is).
-        if let Cow::Owned(replaced) = regex.replace_all(&out, *replacement) {
+        if let Cow::Owned(replaced) = regex.replace_all(&out, replacement) {
             out = Cow::Owned(replaced);
         }
     }
