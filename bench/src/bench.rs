@@ -563,6 +563,16 @@ pub async fn probe_read(url: &str, namespace: &str) -> anyhow::Result<Probe> {
     })
 }
 
+/// Serves a generated namespace of `pods` pods, as [`scale`] reads it, until interrupted: the other half of
+/// profiling `--probe-read`.
+pub async fn serve_synthetic(namespace: &str, pods: usize) -> anyhow::Result<()> {
+    let dump = Arc::new(synthetic::namespace(namespace, pods, pods * 3, true));
+    let server = replay_thread(dump).await?;
+    println!("{}", server.urls[0]);
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
 struct Scale {
     pods: usize,
     /// kubechat's reading and findings inside its process (median).

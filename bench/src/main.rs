@@ -44,6 +44,10 @@ struct BenchArgs {
     probe_read: Option<String>,
     #[arg(long, hide = true, default_value = "large")]
     namespace: String,
+    /// Internal: serve a generated namespace of this many pods (see --sizes) from a replay server, print its URL and
+    /// wait: for profiling `--probe-read` in a process of its own
+    #[arg(long, value_name = "PODS", hide = true)]
+    serve_synthetic: Option<usize>,
 }
 
 #[tokio::main]
@@ -68,6 +72,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let probe = bench::probe_read(url, &args.namespace).await?;
         println!("{}", serde_json::to_string(&probe)?);
         return Ok(());
+    }
+    if let Some(pods) = args.serve_synthetic {
+        return bench::serve_synthetic(&args.namespace, pods).await;
     }
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; its numbers say little. Run scripts/bench (a release build).");
