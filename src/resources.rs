@@ -133,43 +133,60 @@ pub fn by_path(group: &str, version: &str, plural: &str) -> Option<&'static Reso
     ALL.into_iter().find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
-/// Whether `object` has the shape of its resource's type, as an API server would have enforced before storing it:
-/// `Err` names the first field that does not fit (`spec.containers: invalid type: string "web", expected a sequence`).
-pub fn check_shape(resource: &Resource, object: &serde_json::Value) -> Result<(), String> {
+/// Something done with the Rust type of a resource kubechat serves (see [`with_type`]).
+pub trait WithType {
+    type Out;
+    fn with<K: serde::de::DeserializeOwned + serde::Serialize>(self) -> Self::Out;
+}
+
+/// Calls `action` with the type of `resource`'s objects; gives `action` back for a resource without one.
+pub fn with_type<A: WithType>(resource: &Resource, action: A) -> Result<A::Out, A> {
     use k8s_openapi::api::apps::v1 as apps;
     use k8s_openapi::api::batch::v1 as batch;
     use k8s_openapi::api::core::v1 as core;
+    use k8s_openapi::api::networking::v1 as networking;
 
-    fn shaped<K: serde::de::DeserializeOwned>(object: &serde_json::Value) -> Result<(), String> {
-        serde_path_to_error::deserialize::<_, K>(object).map(drop).map_err(|e| match e.path().to_string() {
-            path if path == "." => e.inner().to_string(),
-            path => format!("{path}: {}", e.inner()),
-        })
+    Ok(match resource.plural {
+        "pods" => action.with::<core::Pod>(),
+        "events" => action.with::<core::Event>(),
+        "services" => action.with::<core::Service>(),
+        "endpoints" => action.with::<core::Endpoints>(),
+        "namespaces" => action.with::<core::Namespace>(),
+        "nodes" => action.with::<core::Node>(),
+        "persistentvolumeclaims" => action.with::<core::PersistentVolumeClaim>(),
+        "configmaps" => action.with::<core::ConfigMap>(),
+        "deployments" => action.with::<apps::Deployment>(),
+        "replicasets" => action.with::<apps::ReplicaSet>(),
+        "statefulsets" => action.with::<apps::StatefulSet>(),
+        "daemonsets" => action.with::<apps::DaemonSet>(),
+        "jobs" => action.with::<batch::Job>(),
+        "cronjobs" => action.with::<batch::CronJob>(),
+        "resourcequotas" => action.with::<core::ResourceQuota>(),
+        "horizontalpodautoscalers" => action.with::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>(),
+        "ingresses" => action.with::<networking::Ingress>(),
+        "poddisruptionbudgets" => action.with::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(),
+        "limitranges" => action.with::<core::LimitRange>(),
+        "networkpolicies" => action.with::<networking::NetworkPolicy>(),
+        "ingressclasses" => action.with::<networking::IngressClass>(),
+        _ => return Err(action),
+    })
+}
+
+/// Whether `object` has the shape of its resource's type, as an API server would have enforced before storing it:
+/// `Err` names the first field that does not fit (`spec.containers: invalid type: string "web", expected a sequence`).
+pub fn check_shape(resource: &Resource, object: &serde_json::Value) -> Result<(), String> {
+    struct Shaped<'a>(&'a serde_json::Value);
+    impl WithType for Shaped<'_> {
+        type Out = Result<(), String>;
+        fn with<K: serde::de::DeserializeOwned + serde::Serialize>(self) -> Result<(), String> {
+            serde_path_to_error::deserialize::<_, K>(self.0).map(drop).map_err(|e| match e.path().to_string() {
+                path if path == "." => e.inner().to_string(),
+                path => format!("{path}: {}", e.inner()),
+            })
+        }
     }
-    match resource.plural {
-        "pods" => shaped::<core::Pod>(object),
-        "events" => shaped::<core::Event>(object),
-        "services" => shaped::<core::Service>(object),
-        "endpoints" => shaped::<core::Endpoints>(object),
-        "namespaces" => shaped::<core::Namespace>(object),
-        "nodes" => shaped::<core::Node>(object),
-        "persistentvolumeclaims" => shaped::<core::PersistentVolumeClaim>(object),
-        "configmaps" => shaped::<core::ConfigMap>(object),
-        "deployments" => shaped::<apps::Deployment>(object),
-        "replicasets" => shaped::<apps::ReplicaSet>(object),
-        "statefulsets" => shaped::<apps::StatefulSet>(object),
-        "daemonsets" => shaped::<apps::DaemonSet>(object),
-        "jobs" => shaped::<batch::Job>(object),
-        "cronjobs" => shaped::<batch::CronJob>(object),
-        "resourcequotas" => shaped::<core::ResourceQuota>(object),
-        "horizontalpodautoscalers" => shaped::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>(object),
-        "ingresses" => shaped::<k8s_openapi::api::networking::v1::Ingress>(object),
-        "poddisruptionbudgets" => shaped::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(object),
-        "limitranges" => shaped::<core::LimitRange>(object),
-        "networkpolicies" => shaped::<k8s_openapi::api::networking::v1::NetworkPolicy>(object),
-        "ingressclasses" => shaped::<k8s_openapi::api::networking::v1::IngressClass>(object),
-        other => Err(format!("no type is known for resource {other}")),
-    }
+    with_type(resource, Shaped(object))
+        .unwrap_or_else(|_| Err(format!("no type is known for resource {}", resource.plural)))
 }
 
 #[cfg(test)]
