@@ -393,24 +393,12 @@ fn blank_values(configmap: &mut Value) {
     }
 }
 
-/// Parses JSON (one value) or YAML (one or more documents).
+/// Parses JSON (one value) or YAML (one or more documents, scalars read by the schema: [`crate::yaml`]).
 fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
     if text.trim_start().starts_with(['{', '[']) {
         return serde_json::from_str::<Value>(text).map(|v| vec![v]).map_err(|e| e.to_string());
     }
-    // Dumps of large namespaces are far bigger than the defaults for configuration files allow; scale the budget to
-    // the input (every YAML event needs at least one byte), and keep the limits on aliases and nesting.
-    let size = text.len().max(1024);
-    let options = serde_saphyr::options! {
-        budget: serde_saphyr::budget! {
-            max_events: size,
-            max_nodes: size,
-            max_documents: size,
-            max_total_scalar_bytes: size,
-        },
-    };
-    let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options).map_err(|e| e.to_string())?;
-    Ok(documents.into_iter().filter(|d| !d.is_null()).collect())
+    crate::yaml::documents(text)
 }
 
 /// A `List` (or `PodList`, …) becomes its items, each given the list's kind without `List` when it has none.
@@ -514,6 +502,16 @@ metadata: {name: web, namespace: shop}
         assert_eq!(demo.report.logs, on_disk.report.logs);
         assert!(demo.namespaces().any(|n| n == "imagepull"));
         assert_eq!(on_disk.report.invalid, Vec::<String>::new(), "every object of the corpus has its type's shape");
+    }
+
+    #[test]
+    fn unquoted_number_like_label_values_load_as_the_strings_written() {
+        // As tools other than kubectl write a ReplicaSet's pods: the hash unquoted, read by YAML as a float too large.
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-2e7696897-x\n  namespace: shop\n  labels:\n    pod-template-hash: 2e7696897\n    version: 1.10\nspec:\n  containers: [{name: app, image: web}]\n";
+        let dump = Dump::from_text(yaml).unwrap();
+        assert_eq!(dump.report.invalid, Vec::<String>::new());
+        let pod = &dump.objects(&resources::PODS).unwrap()[&("shop".into(), "web-2e7696897-x".into())];
+        assert_eq!(pod["metadata"]["labels"], json!({"pod-template-hash": "2e7696897", "version": "1.10"}));
     }
 
     #[test]

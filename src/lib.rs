@@ -58,6 +58,7 @@ pub mod service;
 pub mod settings;
 pub mod slack;
 pub mod tokens;
+pub mod yaml;
 
 /// Makes ring the process's TLS provider. kube, reqwest and matrix-sdk share rustls, and with matrix-sdk two providers
 /// (ring and aws-lc-rs) are built in, so rustls cannot pick one by itself. Every entry point that may build a TLS

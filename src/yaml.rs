@@ -1,0 +1,320 @@
+//! YAML dumps read by the schema: a plain scalar that looks like a number or a boolean is a string where the
+//! object's type says string.
+//!
+//! YAML gives a plain scalar its type from its spelling, so `pod-template-hash: 2e7696897` reads as a float too large
+//! for any number, `version: 1.10` as 1.1 and `build: 0123` as 123, although the API server stores all three as the
+//! strings written (tools other than kubectl write them unquoted). Each document is read untyped first; an object
+//! whose type then expects a string where the reading holds something else is read again from its text, as its
+//! type, which keeps a string field's text as written, and those fields take the typed reading's strings. Everything
+//! else, fields kubechat's types do not know included, stays as the untyped reading has it. Objects of kinds kubechat
+//! does not serve, and objects that do not fit their type in other ways, stay untyped (the loader reports the latter).
+
+use serde::Deserialize as _;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use crate::resources::{self, Resource, WithType};
+
+/// Every document in `text` (documents that are empty or null left out), scalars read by the schema.
+pub fn documents(text: &str) -> Result<Vec<Value>, String> {
+    let mut documents = Vec::new();
+    for chunk in split(text) {
+        let document: Value =
+            serde_saphyr::from_str_with_options(chunk, options(chunk.len())).map_err(|e| e.to_string())?;
+        if document.is_null() {
+            continue;
+        }
+        documents.push(by_schema(document, chunk));
+    }
+    Ok(documents)
+}
+
+/// Dumps of large namespaces are far bigger than the defaults for configuration files allow: the budget scales with
+/// the input (every YAML event needs at least one byte); the limits on aliases and nesting stay. A float too large
+/// for a number reads as null rather than failing the document: the schema may want the text instead.
+fn options(size: usize) -> serde_saphyr::Options {
+    let size = size.max(1024);
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_events: size,
+            max_nodes: size,
+            max_documents: size,
+            max_total_scalar_bytes: size,
+        },
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
+    }
+}
+
+/// The text of each document in a YAML stream. A document starts at a `---` line (or at directives before one) and
+/// ends before the next or at a `...` line: markers YAML allows nowhere else at the start of a line, so each piece
+/// reads as the stream would.
+fn split(text: &str) -> Vec<&str> {
+    let marker = |line: &str, mark: &str| {
+        line.strip_prefix(mark).is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r']))
+    };
+    let mut chunks = Vec::new();
+    let (mut start, mut content) = (0, false);
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches('\n');
+        let directive = bare.starts_with('%');
+        if (marker(bare, "---") || directive) && content {
+            chunks.push(&text[start..at]);
+            (start, content) = (at, false);
+        }
+        at += line.len();
+        if marker(bare, "...") {
+            chunks.push(&text[start..at]);
+            (start, content) = (at, false);
+        } else if !directive && !bare.trim().is_empty() && !bare.trim_start().starts_with('#') {
+            content = true;
+        }
+    }
+    chunks.push(&text[start..]);
+    chunks.retain(|c| !c.trim().is_empty());
+    chunks
+}
+
+/// `document`, with the strings its objects' types expect taken from `text` where the untyped reading lost them.
+fn by_schema(mut document: Value, text: &str) -> Value {
+    let Some(map) = document.as_object() else { return document };
+    if is_list(map) {
+        let item_kind = map["kind"].as_str().and_then(|k| k.strip_suffix("List")).unwrap_or_default();
+        let list_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let Some(Value::Array(items)) = map.get("items") else { return document };
+        let kinds: Vec<Option<&'static Resource>> =
+            items.iter().map(|item| wanting_strings(item, list_version, item_kind)).collect();
+        if kinds.iter().all(Option::is_none) {
+            return document;
+        }
+        // One item that does not fit its type fails the typed reading of the list: the list stays as it was read.
+        let typed = serde_saphyr::with_deserializer_from_str_with_options(text, options(text.len()), |d| {
+            Ok(Items(&kinds).deserialize(d).ok())
+        });
+        if let (Ok(Some(typed)), Some(Value::Array(items))) = (typed, document.get_mut("items")) {
+            for (item, typed) in items.iter_mut().zip(typed) {
+                if let Some(typed) = typed {
+                    take_strings(item, &typed);
+                }
+            }
+        }
+        return document;
+    }
+    let Some(resource) = wanting_strings(&document, "", "") else { return document };
+    let typed = serde_saphyr::with_deserializer_from_str_with_options(text, options(text.len()), |d| {
+        Ok(Typed(resource).deserialize(d).ok())
+    });
+    if let Ok(Some(typed)) = typed {
+        take_strings(&mut document, &typed);
+    }
+    document
+}
+
+fn is_list(map: &Map<String, Value>) -> bool {
+    map.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) && map.contains_key("items")
+}
+
+/// The resource of `object` when its type expects a string where the untyped reading holds something else (a
+/// number, a boolean, or null for a float too large): the objects worth reading again. `list_version` and
+/// `list_kind` stand in for an item's own, as in a `PodList`.
+fn wanting_strings(object: &Value, list_version: &str, list_kind: &str) -> Option<&'static Resource> {
+    let version = object.get("apiVersion").and_then(Value::as_str).unwrap_or(list_version);
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or(list_kind);
+    let resource = resources::by_kind(version, kind)?;
+    let problem = resources::check_shape(resource, object).err()?;
+    problem.contains("expected a string").then_some(resource)
+}
+
+/// Replaces every non-string scalar of `untyped` with the string `typed` holds at the same place.
+fn take_strings(untyped: &mut Value, typed: &Value) {
+    match (untyped, typed) {
+        (Value::Object(u), Value::Object(t)) => {
+            for (key, value) in u.iter_mut() {
+                if let Some(t) = t.get(key) {
+                    take_strings(value, t);
+                }
+            }
+        }
+        (Value::Array(u), Value::Array(t)) if u.len() == t.len() => {
+            u.iter_mut().zip(t).for_each(|(u, t)| take_strings(u, t));
+        }
+        (u @ (Value::Number(_) | Value::Bool(_) | Value::Null), Value::String(t)) => *u = Value::String(t.clone()),
+        _ => {}
+    }
+}
+
+/// An object read as the type of `resource`, back as JSON; an error when it does not fit the type.
+struct Typed(&'static Resource);
+
+impl<'de> DeserializeSeed<'de> for Typed {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        struct Read<'de, D>(D, std::marker::PhantomData<&'de ()>);
+        impl<'de, D: Deserializer<'de>> WithType for Read<'de, D> {
+            type Out = Result<Value, D::Error>;
+            fn with<K: serde::de::DeserializeOwned + serde::Serialize>(self) -> Self::Out {
+                let object = K::deserialize(self.0)?;
+                serde_json::to_value(object).map_err(de::Error::custom)
+            }
+        }
+        match resources::with_type(self.0, Read(deserializer, std::marker::PhantomData)) {
+            Ok(read) => read,
+            Err(Read(deserializer, _)) => Value::deserialize(deserializer),
+        }
+    }
+}
+
+/// A list's `items`, each one `kinds` names read as its type, the others skipped.
+struct Items<'a>(&'a [Option<&'static Resource>]);
+
+impl<'de> DeserializeSeed<'de> for Items<'_> {
+    type Value = Vec<Option<Value>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Items<'_> {
+    type Value = Vec<Option<Value>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of Kubernetes objects")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "items" {
+                items = map.next_value_seed(ItemList(self.0))?;
+            } else {
+                map.next_value::<de::IgnoredAny>()?;
+            }
+        }
+        Ok(items)
+    }
+}
+
+struct ItemList<'a>(&'a [Option<&'static Resource>]);
+
+impl<'de> DeserializeSeed<'de> for ItemList<'_> {
+    type Value = Vec<Option<Value>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemList<'_> {
+    type Value = Vec<Option<Value>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a sequence of Kubernetes objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(self.0.len());
+        for kind in self.0 {
+            let item = match kind {
+                Some(resource) => seq.next_element_seed(Typed(resource))?,
+                None => seq.next_element::<de::IgnoredAny>()?.map(|_| Value::Null),
+            };
+            let Some(item) = item else { break };
+            items.push(kind.map(|_| item));
+        }
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_split_at_markers_only() {
+        let text = "%YAML 1.2\n---\na: 1\n...\n# between\n--- {b: 2}\n---\nc: |\n  ---\n  not a marker\n---\n";
+        let chunks = split(text);
+        assert_eq!(
+            chunks,
+            ["%YAML 1.2\n---\na: 1\n...\n", "# between\n--- {b: 2}\n", "---\nc: |\n  ---\n  not a marker\n", "---\n"]
+        );
+        // The last, empty, document is left out.
+        let values = documents(text).unwrap();
+        assert_eq!(
+            values,
+            [serde_json::json!({"a": 1}), serde_json::json!({"b": 2}), serde_json::json!({"c": "---\nnot a marker\n"})]
+        );
+    }
+
+    #[test]
+    fn strings_stay_strings_where_the_type_says_string() {
+        let text = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: 0123
+  namespace: shop
+  labels: {pod-template-hash: 2e7696897, version: 1.10, canary: yes, build: 0123}
+  annotations: {note: 1e5}
+spec:
+  nodeName: 10
+  containers:
+  - name: app
+    image: web:1.10
+    args: [--workers, 4, --ratio, 0.50]
+    ports: [{containerPort: 8080}]
+  unknownField: 1.10
+status: {phase: Running}
+"#;
+        let [pod] = documents(text).unwrap().try_into().unwrap();
+        let labels = &pod["metadata"]["labels"];
+        assert_eq!(labels["pod-template-hash"], "2e7696897");
+        assert_eq!(labels["version"], "1.10");
+        assert_eq!(labels["canary"], "yes");
+        assert_eq!(labels["build"], "0123");
+        assert_eq!(pod["metadata"]["name"], "0123");
+        assert_eq!(pod["metadata"]["annotations"]["note"], "1e5");
+        assert_eq!(pod["spec"]["nodeName"], "10");
+        assert_eq!(pod["spec"]["containers"][0]["args"], serde_json::json!(["--workers", "4", "--ratio", "0.50"]));
+        // Numbers the type says are numbers, and fields it does not know, stay as YAML read them.
+        assert_eq!(pod["spec"]["containers"][0]["ports"][0]["containerPort"], 8080);
+        assert_eq!(pod["spec"]["unknownField"], 1.1);
+        assert_eq!(resources::check_shape(&resources::PODS, &pod), Ok(()));
+    }
+
+    #[test]
+    fn list_items_are_read_by_their_own_type() {
+        let text = r#"
+apiVersion: v1
+kind: PodList
+items:
+- metadata: {name: a, labels: {pod-template-hash: 2e7696897}}
+- metadata: {name: b, labels: {app: web}}
+- apiVersion: apps/v1
+  kind: ReplicaSet
+  metadata: {name: web-2e7696897, labels: {pod-template-hash: 2e7696897}}
+  spec: {replicas: 2, selector: {matchLabels: {pod-template-hash: 2e7696897}}}
+- apiVersion: example.com/v1
+  kind: Widget
+  metadata: {name: w, labels: {size: 1.10}}
+"#;
+        let [list] = documents(text).unwrap().try_into().unwrap();
+        let items = list["items"].as_array().unwrap();
+        assert_eq!(items[0]["metadata"]["labels"]["pod-template-hash"], "2e7696897");
+        assert_eq!(items[1]["metadata"]["labels"]["app"], "web");
+        assert_eq!(items[2]["spec"]["selector"]["matchLabels"]["pod-template-hash"], "2e7696897");
+        assert_eq!(items[2]["spec"]["replicas"], 2);
+        // A kind kubechat has no type for keeps the reading YAML gives it.
+        assert_eq!(items[3]["metadata"]["labels"]["size"], 1.1);
+    }
+
+    #[test]
+    fn an_object_that_does_not_fit_its_type_stays_as_read() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, labels: {v: 1.10}}\nspec: {containers: web}\n";
+        let [pod] = documents(text).unwrap().try_into().unwrap();
+        assert_eq!(pod["spec"]["containers"], "web");
+        assert!(resources::check_shape(&resources::PODS, &pod).is_err());
+    }
+}
