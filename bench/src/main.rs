@@ -48,6 +48,10 @@ struct BenchArgs {
     /// wait: for profiling `--probe-read` in a process of its own
     #[arg(long, value_name = "PODS", hide = true)]
     serve_synthetic: Option<usize>,
+    /// Internal: print a generated namespace of this many pods as one YAML `List`, as `kubectl get -o yaml` does: a
+    /// dump to time `kubechat diagnose --dump` with
+    #[arg(long, value_name = "PODS", hide = true)]
+    write_synthetic: Option<usize>,
 }
 
 #[tokio::main]
@@ -71,6 +75,10 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.probe_read {
         let probe = bench::probe_read(url, &args.namespace).await?;
         println!("{}", serde_json::to_string(&probe)?);
+        return Ok(());
+    }
+    if let Some(pods) = args.write_synthetic {
+        print!("{}", bench::synthetic_yaml(&args.namespace, pods)?);
         return Ok(());
     }
     if let Some(pods) = args.serve_synthetic {
