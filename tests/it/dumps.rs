@@ -113,6 +113,37 @@ async fn unknown_kinds_are_skipped_and_counted() {
     );
 }
 
+#[tokio::test]
+async fn unquoted_number_like_label_values_load_as_strings() {
+    // A ReplicaSet's pod as tools other than kubectl write it: the template hash unquoted, which YAML reads as a float
+    // too large for any number, and a version label YAML reads as 1.1.
+    let pod = CRASHING_POD.replace(
+        "metadata: {name: api-1, namespace: shop}",
+        "metadata:\n  name: api-1\n  namespace: shop\n  labels:\n    pod-template-hash: 2e7696897\n    version: 1.10\n    build: 0123",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shop.yaml");
+    std::fs::write(&path, &pod).unwrap();
+
+    let out = kubechat(&["diagnose", "--dump", path.to_str().unwrap(), "-n", "shop", "--no-llm", "--output", "json"]);
+    let message = stderr(&out);
+    assert!(out.status.success() && !message.contains("skipped"), "{message}");
+    let diagnosis: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(findings(&diagnosis), [("CrashLoopBackOff".into(), "Pod".into(), "api-1".into())]);
+
+    let server = serve(Arc::new(Dump::load(&path).unwrap()), &[]).await;
+    let kubectl = Kubectl::new(&server);
+    let selected = kubectl
+        .ok(&["get", "pods", "-n", "shop", "-l", "pod-template-hash=2e7696897,version=1.10", "-o", "name"])
+        .await;
+    assert_eq!(selected.trim(), "pod/api-1");
+    let labels: Value = serde_json::from_str(
+        &kubectl.ok(&["get", "pod", "api-1", "-n", "shop", "-o", "jsonpath={.metadata.labels}"]).await,
+    )
+    .unwrap();
+    assert_eq!(labels, serde_json::json!({"pod-template-hash": "2e7696897", "version": "1.10", "build": "0123"}));
+}
+
 #[test]
 fn notes_beside_a_dump_are_not_objects_and_load_without_a_warning() {
     let dir = tempfile::tempdir().unwrap();
