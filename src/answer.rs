@@ -19,7 +19,7 @@ use crate::request::{Request, Turn};
 use crate::tokens;
 
 /// Tokens a chat template adds around each message (role markers, separators), counted generously.
-const TEMPLATE_TOKENS_PER_MESSAGE: usize = 16;
+const TEMPLATE_TOKENS_PER_MESSAGE: usize = 5;
 /// The least context worth sending; a smaller budget is a configuration mistake.
 const MIN_CONTEXT_TOKENS: usize = 256;
 /// The share of the window a conversation's earlier turns may take: one part in this many.
@@ -135,7 +135,11 @@ pub struct Answer {
     pub findings: Vec<Finding>,
     pub commands: Vec<Command>,
     pub prompt: PromptVersion,
+    /// Token counts as the model server reported them (none where it reports none, as llama.cpp's streams).
     pub usage: Usage,
+    /// kubechat's estimate of the prompt's tokens, chat template included, that the context was fitted by: at or
+    /// above `usage.prompt_tokens` for Mistral's tokenizer.
+    pub prompt_tokens_estimated: usize,
     /// The window was full: the server cut the prompt or the answer.
     pub truncated: bool,
     /// Why the answer comes without the model, when it does (its message in JSON); null otherwise.
@@ -182,7 +186,7 @@ pub async fn answer(
     let (text, usage, truncated, degraded) = match result {
         Ok(completion) => {
             if let Some(actual) = completion.usage.prompt_tokens {
-                tracing::info!(actual, estimated = prepared.prompt_tokens, "prompt size as the server counted it");
+                compare_estimate(prepared.prompt_tokens, actual as usize, &config.model);
             }
             let window_full = completion.usage.prompt_tokens.is_some_and(|p| p as usize >= config.num_ctx);
             let cut_short = completion.finish.as_deref() == Some("length");
@@ -212,10 +216,33 @@ pub async fn answer(
         commands,
         prompt: prepared.prompt,
         usage,
+        prompt_tokens_estimated: prepared.prompt_tokens,
         truncated,
         degraded,
         gaps: diagnosis.gaps,
     })
+}
+
+/// Says in the logs when the server counted the prompt differently from the estimate: below it, the context may be
+/// cut by the server; far above, the model's tokenizer is not like Mistral's and the window is underused.
+fn compare_estimate(estimated: usize, actual: usize, model: &str) {
+    if actual > estimated {
+        tracing::warn!(
+            actual,
+            estimated,
+            model,
+            "the model server counted more prompt tokens than kubechat estimated: the context may not fit the window; lower --num-ctx to leave room"
+        );
+    } else if estimated as f64 > actual as f64 * 1.15 {
+        tracing::info!(
+            actual,
+            estimated,
+            model,
+            "the model server counted far fewer prompt tokens than kubechat estimated (its tokenizer is not Mistral's): part of the window goes unused"
+        );
+    } else {
+        tracing::debug!(actual, estimated, "prompt size as the server counted it");
+    }
 }
 
 /// The findings alone, when the model cannot answer.
@@ -314,18 +341,36 @@ impl<F: FnMut(&str)> Redacting<F> {
     }
 }
 
+/// The prompt a model would be sent (`--no-llm --output json`): which, its size by kubechat's estimate, the budget
+/// the context was fitted to, and the messages themselves, so an operator sees exactly what the model would read.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptReport {
+    #[serde(flatten)]
+    pub version: PromptVersion,
+    /// kubechat's estimate of the prompt's tokens, chat template included ([`tokens::estimate`]).
+    pub tokens_estimated: usize,
+    pub context_budget: usize,
+    pub messages: Vec<crate::llm::Message>,
+}
+
 /// The findings and context without a model (`--no-llm`), sized as the model would read them.
 pub fn without_model(
     facts: &Facts,
     request: &Request,
     prompts: &Prompts,
     config: &LlmConfig,
-) -> Result<(Diagnosis, Vec<Command>, PromptVersion), BudgetError> {
+) -> Result<(Diagnosis, Vec<Command>, PromptReport), BudgetError> {
     let name = request.intent.prompt_name();
     let prompt = prompts.get(name).ok_or_else(|| BudgetError::NoPrompt(name.to_string()))?;
     let prepared = prepare(facts, request, prompt, config.num_ctx, config.answer_tokens, jiff::Timestamp::now())?;
     let commands = commands::suggested(&prepared.diagnosis.findings, "", &commands::Grounds::of(facts));
-    Ok((prepared.diagnosis, commands, prepared.prompt))
+    let report = PromptReport {
+        version: prepared.prompt,
+        tokens_estimated: prepared.prompt_tokens,
+        context_budget: prepared.context_budget,
+        messages: crate::llm::messages(config, &prepared.rendered.system, &prepared.rendered.user),
+    };
+    Ok((prepared.diagnosis, commands, report))
 }
 
 #[cfg(test)]

@@ -133,6 +133,18 @@ pub struct Message {
     pub content: String,
 }
 
+/// The system and user text as messages, folded into one user message where the template has no system role.
+pub fn messages(config: &LlmConfig, system: &str, user: &str) -> Vec<Message> {
+    if config.fold_system {
+        vec![Message { role: "user", content: format!("{system}\n\n{user}") }]
+    } else {
+        vec![
+            Message { role: "system", content: system.to_string() },
+            Message { role: "user", content: user.to_string() },
+        ]
+    }
+}
+
 /// What the model streams.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Chunk {
@@ -203,16 +215,9 @@ impl Llm {
         self.api.models(&self.config).await
     }
 
-    /// The system and user text as messages, folded into one user message where the template has no system role.
+    /// The system and user text as messages (see [`messages`]).
     pub fn messages(&self, system: &str, user: &str) -> Vec<Message> {
-        if self.config.fold_system {
-            vec![Message { role: "user", content: format!("{system}\n\n{user}") }]
-        } else {
-            vec![
-                Message { role: "system", content: system.to_string() },
-                Message { role: "user", content: user.to_string() },
-            ]
-        }
+        messages(&self.config, system, user)
     }
 
     /// Asks the model, calling `on_token` for each token as it arrives. `on_queued` hears the caller's place in line

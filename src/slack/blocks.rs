@@ -361,6 +361,7 @@ mod tests {
                 revision: Some("abc1234".into()),
             },
             usage: Default::default(),
+            prompt_tokens_estimated: 0,
             truncated: false,
             degraded: None,
             gaps: Vec::new(),
