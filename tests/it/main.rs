@@ -28,3 +28,4 @@ mod synapse;
 #[path = "../../bench/src/synthetic.rs"]
 #[allow(dead_code)]
 mod synthetic;
+mod tokens;
