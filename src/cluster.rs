@@ -214,7 +214,55 @@ async fn list_all<K>(api: Api<K>, params: ListParams, limits: &Limits, namespace
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
 {
-    list_kept(api, params, limits, namespace, |_| true).await
+    list_kept(api, params, limits, namespace, |_| true, |_| {}).await
+}
+
+/// Lists pods, page by page, each made slim as its page arrives ([`slim_pod`]).
+async fn list_pods(api: Api<Pod>, params: ListParams, limits: &Limits, namespace: &str) -> Result<Vec<Pod>, ReadError> {
+    list_kept(api, params, limits, namespace, |_| true, slim_pod).await
+}
+
+/// What no analyzer reads, dropped as each page arrives: `managedFields` (often the largest part of an object) and
+/// the last-applied copy of the object; and the spare room deserialising leaves in short lists given back.
+fn slim_meta(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = &mut meta.annotations {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    shrink(&mut meta.owner_references);
+    shrink(&mut meta.finalizers);
+}
+
+/// A pod's short lists at their length: deserialised, a pod's one container status sat in room for four (two
+/// kilobytes a pod, 60 MB of 30,000 pods), its conditions in room for eight.
+fn slim_pod(pod: &mut Pod) {
+    if let Some(spec) = &mut pod.spec {
+        spec.containers.shrink_to_fit();
+        shrink(&mut spec.init_containers);
+        for container in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+            shrink(&mut container.env);
+            shrink(&mut container.env_from);
+            shrink(&mut container.ports);
+            shrink(&mut container.volume_mounts);
+            shrink(&mut container.args);
+            shrink(&mut container.command);
+        }
+        shrink(&mut spec.volumes);
+        shrink(&mut spec.tolerations);
+    }
+    if let Some(status) = &mut pod.status {
+        shrink(&mut status.conditions);
+        shrink(&mut status.container_statuses);
+        shrink(&mut status.init_container_statuses);
+        shrink(&mut status.pod_ips);
+        shrink(&mut status.host_ips);
+    }
+}
+
+fn shrink<T>(list: &mut Option<Vec<T>>) {
+    if let Some(list) = list {
+        list.shrink_to_fit();
+    }
 }
 
 /// Lists page by page, keeping only the objects `keep` wants, so a large list is never held whole.
@@ -224,6 +272,7 @@ async fn list_kept<K>(
     limits: &Limits,
     namespace: &str,
     mut keep: impl FnMut(&K) -> bool,
+    slim: impl Fn(&mut K),
 ) -> Result<Vec<K>, ReadError>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
@@ -237,7 +286,11 @@ where
         let page = timed(limits, &call, api.list(&page_params)).await?;
         let first = page_params.continue_token.is_none();
         let listed = page.items.len();
-        items.extend(page.items.into_iter().filter(|item| keep(item)));
+        items.extend(page.items.into_iter().filter(|item| keep(item)).map(|mut item| {
+            slim_meta(item.meta_mut());
+            slim(&mut item);
+            item
+        }));
         // A list kept whole is sized once from the count the server gives, not doubled page after page (the peak of
         // a doubling is half again the list).
         if first && items.len() == listed {
@@ -415,13 +468,13 @@ async fn read_pods(client: &Client, scope: &Scope, limits: &Limits) -> Result<Ve
     let ns = scope.namespace();
     let pods = namespaced::<Pod>(client, ns);
     let Some(target) = scope.object() else {
-        return list_all(pods.clone(), ListParams::default(), limits, ns).await;
+        return list_pods(pods.clone(), ListParams::default(), limits, ns).await;
     };
     let name = target.name();
     let selector = match target.resource().plural {
         "pods" => {
             let params = ListParams::default().fields(&format!("metadata.name={name}"));
-            let found = list_all(pods.clone(), params, limits, ns).await?;
+            let found = list_pods(pods.clone(), params, limits, ns).await?;
             if found.is_empty() {
                 return Err(not_found(client, "pod", name, ns, limits).await);
             }
@@ -460,7 +513,7 @@ async fn read_pods(client: &Client, scope: &Scope, limits: &Limits) -> Result<Ve
         }
         _ => Err(ReadError::UnsupportedKind(target.singular().to_string())),
     }?;
-    list_all(pods.clone(), ListParams::default().labels(&selector), limits, ns).await
+    list_pods(pods.clone(), ListParams::default().labels(&selector), limits, ns).await
 }
 
 /// The pods of a CronJob's Jobs. A CronJob has no selector of its own: its Jobs name it as their controller, and
@@ -492,7 +545,7 @@ async fn cronjob_pods(client: &Client, ns: &str, name: &str, limits: &Limits) ->
     if owned.is_empty() {
         return Ok(Vec::new());
     }
-    let pods = list_all(namespaced::<Pod>(client, ns), ListParams::default(), limits, ns).await?;
+    let pods = list_pods(namespaced::<Pod>(client, ns), ListParams::default(), limits, ns).await?;
     Ok(pods.into_iter().filter(|p| controller(&p.metadata, "Job").is_some_and(|job| owned.contains(&job))).collect())
 }
 
@@ -670,7 +723,7 @@ async fn read_nodes(client: &Client, facts: &Facts, limits: &Limits) -> (Vec<Nod
             listed += usize::from(kept);
             kept
         };
-        match list_kept(api, ListParams::default(), limits, "", keep).await {
+        match list_kept(api, ListParams::default(), limits, "", keep, |_| {}).await {
             Ok(listed) => nodes.extend(listed),
             Err(e) => {
                 let gap = e.gap();
@@ -870,6 +923,29 @@ pub fn load_dump(path: &Path) -> Result<Dump, DumpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_keep_what_the_analyzers_read_and_no_spare_room() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-1", "labels": {"app": "web"},
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "team": "shop"},
+                         "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}]},
+            "spec": {"containers": [{"name": "app", "image": "web:1", "env": [{"name": "A", "value": "1"}]}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                       "containerStatuses": [{"name": "app", "image": "web:1", "imageID": "", "ready": true, "restartCount": 0}]},
+        }))
+        .unwrap();
+        slim_meta(&mut pod.metadata);
+        slim_pod(&mut pod);
+        assert_eq!(pod.metadata.managed_fields, None);
+        let annotations = pod.metadata.annotations.as_ref().unwrap();
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["team"]);
+        let status = pod.status.as_ref().unwrap();
+        let statuses = status.container_statuses.as_ref().unwrap();
+        assert_eq!((statuses.len(), statuses.capacity()), (1, 1));
+        assert_eq!(status.conditions.as_ref().unwrap().capacity(), 1);
+        assert_eq!(pod.spec.as_ref().unwrap().containers[0].env.as_ref().unwrap()[0].value.as_deref(), Some("1"));
+    }
 
     #[test]
     fn path_segments_are_percent_encoded() {
