@@ -168,10 +168,19 @@ pub async fn answer(
 ) -> Result<Answer, BudgetError> {
     let config: &LlmConfig = &llm.config;
     let name = request.intent.prompt_name();
-    let prompt = prompts.get(name).ok_or_else(|| BudgetError::NoPrompt(name.to_string()))?;
-    let prepared = prepare(&facts, request, prompt, config.num_ctx, config.answer_tokens, jiff::Timestamp::now())?;
-    let grounds = commands::Grounds::of(&facts);
-    drop(facts);
+    let prompt = prompts.get(name).ok_or_else(|| BudgetError::NoPrompt(name.to_string()))?.clone();
+    // Finding, fitting and redacting are CPU work: off the async threads, which answer probes and Slack's
+    // acknowledgements (with a thousand questions in flight, acknowledgements waited behind it).
+    let (num_ctx, answer_tokens) = (config.num_ctx, config.answer_tokens);
+    let asked = request.clone();
+    let (prepared, grounds) = tokio::task::spawn_blocking(move || {
+        let prepared = prepare(&facts, &asked, &prompt, num_ctx, answer_tokens, jiff::Timestamp::now())?;
+        Ok::<_, BudgetError>((prepared, commands::Grounds::of(&facts)))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        std::panic::resume_unwind(e.try_into_panic().unwrap_or_else(|_| Box::new("the runtime is shutting down")))
+    })?;
     let messages = llm.messages(&prepared.rendered.system, &prepared.rendered.user);
     tracing::info!(
         prompt = %prepared.prompt.version,
