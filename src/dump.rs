@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::resources::{self, Resource};
 
@@ -405,7 +405,7 @@ fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
 fn flatten(document: Value) -> Vec<Value> {
     match document {
         Value::Array(items) => items.into_iter().flat_map(flatten).collect(),
-        Value::Object(mut map) if is_list(&map) => {
+        Value::Object(mut map) if crate::yaml::is_list(&map) => {
             let item_kind = map["kind"].as_str().and_then(|k| k.strip_suffix("List")).unwrap_or_default().to_string();
             let api_version = map.get("apiVersion").cloned().unwrap_or(Value::Null);
             let Some(Value::Array(items)) = map.remove("items") else { return Vec::new() };
@@ -431,10 +431,6 @@ fn flatten(document: Value) -> Vec<Value> {
 /// with some of them but not a kind is a broken object and is counted ([`NO_KIND`]); one with none is something else.
 fn is_object(document: &Value) -> bool {
     document.as_object().is_some_and(|map| ["apiVersion", "kind", "metadata"].iter().any(|k| map.contains_key(*k)))
-}
-
-fn is_list(map: &Map<String, Value>) -> bool {
-    map.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) && map.contains_key("items")
 }
 
 #[cfg(test)]

@@ -110,7 +110,8 @@ fn by_schema(mut document: Value, text: &str) -> Value {
     document
 }
 
-fn is_list(map: &Map<String, Value>) -> bool {
+/// Whether a document is a list of objects (`List`, `PodList`, …) with its `items`.
+pub(crate) fn is_list(map: &Map<String, Value>) -> bool {
     map.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) && map.contains_key("items")
 }
 
