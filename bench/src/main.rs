@@ -19,7 +19,7 @@ struct BenchArgs {
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,
     /// Namespace sizes to read, in pods (each with three times as many events)
-    #[arg(long, value_delimiter = ',', default_value = "100,1000,4000,10000")]
+    #[arg(long, value_delimiter = ',', default_value = "1000,4000,10000,30000")]
     sizes: Vec<usize>,
     /// Concurrent Slack clients
     #[arg(long, default_value_t = 200)]
