@@ -9,13 +9,14 @@ use crate::slack::{self, SlashCommand, signature};
 pub type Target = fn(&[u8]);
 
 /// The fuzz targets, by name: what `scripts/fuzz` runs and `fuzz/seeds/<name>/` holds inputs for.
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("slack_request", slack_request),
     ("slack_event", slack_event),
     ("matrix_message", matrix_message),
     ("kubectl_command", kubectl_command),
     ("redaction", redaction),
     ("dump", dump),
+    ("yaml", yaml),
 ];
 
 /// Splits `data` at its first `n - 1` newlines; missing parts are empty.
@@ -109,5 +110,13 @@ pub fn redaction(data: &[u8]) {
 pub fn dump(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = crate::dump::Dump::from_text(text);
+    }
+}
+
+/// YAML text, each document read by the block-style reader and by the general parser: what the first reads, the
+/// second reads the same.
+pub fn yaml(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        crate::yaml::readings_agree(text);
     }
 }

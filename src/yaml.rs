@@ -15,18 +15,37 @@ use serde_json::{Map, Value};
 
 use crate::resources::{self, Resource, WithType};
 
-/// Every document in `text` (documents that are empty or null left out), scalars read by the schema.
+mod block;
+
+/// Every document in `text` (documents that are empty or null left out), scalars read by the schema. A document in
+/// the block style dumps are written in is read by [`block`]; any other by the general parser.
 pub fn documents(text: &str) -> Result<Vec<Value>, String> {
     let mut documents = Vec::new();
+    let mut scalars = block::Scalars::default();
     for chunk in split(text) {
-        let document: Value =
-            serde_saphyr::from_str_with_options(chunk, options(chunk.len())).map_err(|e| e.to_string())?;
+        let document = match block::read(chunk, &mut scalars) {
+            Ok(document) => document,
+            Err(gave_up) => {
+                tracing::debug!(line = gave_up.line, "a YAML document read by the general parser: {}", gave_up.reason);
+                serde_saphyr::from_str_with_options(chunk, options(chunk.len())).map_err(|e| e.to_string())?
+            }
+        };
         if document.is_null() {
             continue;
         }
         documents.push(by_schema(document, chunk));
     }
     Ok(documents)
+}
+
+/// Panics when the block reader reads a document of `text` other than the general parser does (for fuzzing).
+pub(crate) fn readings_agree(text: &str) {
+    for chunk in split(text) {
+        if let Ok(value) = block::read(chunk, &mut block::Scalars::default()) {
+            let general = serde_saphyr::from_str_with_options::<Value>(chunk, options(chunk.len()));
+            assert_eq!(Ok(value), general.map_err(|e| e.to_string()), "the readings of {chunk:?}");
+        }
+    }
 }
 
 /// Dumps of large namespaces are far bigger than the defaults for configuration files allow: the budget scales with
