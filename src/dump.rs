@@ -13,6 +13,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::resources::{self, Resource};
+use crate::yaml::Document;
 
 /// What replaces every ConfigMap value in a dump.
 pub const REDACTED_VALUE: &str = "<redacted: kubechat never serves configmap values>";
@@ -146,7 +147,7 @@ impl Dump {
     pub fn from_objects(objects: impl IntoIterator<Item = Value>) -> Dump {
         let mut dump = Dump::default();
         for object in objects {
-            dump.insert(object);
+            dump.insert(object, false);
         }
         dump.derive_namespaces();
         dump
@@ -294,20 +295,21 @@ impl Dump {
             parse_documents(text).map_err(|message| DumpError::Parse { path: path.to_path_buf(), message })?;
         self.report.files += 1;
         for document in documents {
-            for object in flatten(document) {
+            for (object, fits) in flatten(document.value, &document.fits) {
                 if !is_object(&object) {
                     // A note beside the dump (an incident's details, a tool's index): not the dump's business.
                     tracing::debug!(path = %path.display(), "a document that is not a Kubernetes object skipped");
                     continue;
                 }
-                self.insert(object);
+                self.insert(object, fits);
             }
         }
         Ok(())
     }
 
-    /// Files one object under its resource, or counts it as skipped.
-    fn insert(&mut self, mut object: Value) {
+    /// Files one object under its resource, or counts it as skipped. `fits`: the object was found to fit its type
+    /// while it was read (what the loader sets here, the namespace and the served apiVersion, cannot undo that).
+    fn insert(&mut self, mut object: Value, fits: bool) {
         let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
         let kind = object["kind"].as_str().unwrap_or_default().to_string();
         if kind == "Secret" && api_version == "v1" {
@@ -328,7 +330,7 @@ impl Dump {
             String::new()
         };
         object["apiVersion"] = Value::String(resource.api_version());
-        if let Err(problem) = resources::check_shape(resource, &object) {
+        if let Err(problem) = if fits { Ok(()) } else { resources::check_shape(resource, &object) } {
             let at = if namespace.is_empty() { name } else { format!("{namespace}/{name}") };
             self.report.invalid.push(format!("{} {at}: {problem}", resource.kind));
             return;
@@ -394,36 +396,40 @@ fn blank_values(configmap: &mut Value) {
 }
 
 /// Parses JSON (one value) or YAML (one or more documents, scalars read by the schema: [`crate::yaml`]).
-fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
+fn parse_documents(text: &str) -> Result<Vec<Document>, String> {
     if text.trim_start().starts_with(['{', '[']) {
-        return serde_json::from_str::<Value>(text).map(|v| vec![v]).map_err(|e| e.to_string());
+        return serde_json::from_str::<Value>(text)
+            .map(|value| vec![Document { value, fits: Vec::new() }])
+            .map_err(|e| e.to_string());
     }
     crate::yaml::documents(text)
 }
 
-/// A `List` (or `PodList`, …) becomes its items, each given the list's kind without `List` when it has none.
-fn flatten(document: Value) -> Vec<Value> {
+/// A `List` (or `PodList`, …) becomes its items, each given the list's kind without `List` when it has none. Each
+/// object comes with whether it is known to fit its type: `fits` says so for the document, or for each of a list's
+/// items.
+fn flatten(document: Value, fits: &[bool]) -> Vec<(Value, bool)> {
     match document {
-        Value::Array(items) => items.into_iter().flat_map(flatten).collect(),
+        Value::Array(items) => items.into_iter().flat_map(|item| flatten(item, &[])).collect(),
         Value::Object(mut map) if crate::yaml::is_list(&map) => {
             let item_kind = map["kind"].as_str().and_then(|k| k.strip_suffix("List")).unwrap_or_default().to_string();
             let api_version = map.get("apiVersion").cloned().unwrap_or(Value::Null);
             let Some(Value::Array(items)) = map.remove("items") else { return Vec::new() };
             items
                 .into_iter()
-                .map(|mut item| {
+                .enumerate()
+                .flat_map(|(i, mut item)| {
                     if let Value::Object(fields) = &mut item
                         && !item_kind.is_empty()
                     {
                         fields.entry("kind").or_insert_with(|| Value::String(item_kind.clone()));
                         fields.entry("apiVersion").or_insert_with(|| api_version.clone());
                     }
-                    item
+                    flatten(item, fits.get(i..=i).unwrap_or_default())
                 })
-                .flat_map(flatten)
                 .collect()
         }
-        other => vec![other],
+        other => vec![(other, fits.first() == Some(&true))],
     }
 }
 
@@ -460,7 +466,7 @@ kind: Role
 metadata: {name: web, namespace: shop}
 "#;
         let documents = parse_documents(yaml).unwrap();
-        let dump = Dump::from_objects(documents.into_iter().flat_map(flatten));
+        let dump = Dump::from_objects(documents.into_iter().flat_map(|d| flatten(d.value, &[])).map(|(o, _)| o));
         assert_eq!(dump.report.objects, 2);
         assert_eq!(dump.report.secrets_dropped, 1);
         assert_eq!(dump.report.skipped.get("rbac.authorization.k8s.io/v1/Role"), Some(&1));
@@ -471,7 +477,8 @@ metadata: {name: web, namespace: shop}
     #[test]
     fn typed_lists_give_their_items_a_kind() {
         let json = r#"{"apiVersion":"v1","kind":"PodList","items":[{"metadata":{"name":"a","namespace":"x"}}]}"#;
-        let dump = Dump::from_objects(parse_documents(json).unwrap().into_iter().flat_map(flatten));
+        let documents = parse_documents(json).unwrap();
+        let dump = Dump::from_objects(documents.into_iter().flat_map(|d| flatten(d.value, &[])).map(|(o, _)| o));
         let pod = &dump.objects(&resources::PODS).unwrap()[&("x".into(), "a".into())];
         assert_eq!(pod["kind"], "Pod");
     }

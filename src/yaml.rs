@@ -17,9 +17,17 @@ use crate::resources::{self, Resource, WithType};
 
 mod block;
 
+/// A document read from YAML, and for each object it holds (itself, or each item when it is a list) whether that
+/// object was found to fit its type while reading by the schema, so the loader need not check it again.
+#[derive(Debug)]
+pub struct Document {
+    pub value: Value,
+    pub fits: Vec<bool>,
+}
+
 /// Every document in `text` (documents that are empty or null left out), scalars read by the schema. A document in
 /// the block style dumps are written in is read by [`block`]; any other by the general parser.
-pub fn documents(text: &str) -> Result<Vec<Value>, String> {
+pub fn documents(text: &str) -> Result<Vec<Document>, String> {
     let mut documents = Vec::new();
     let mut scalars = block::Scalars::default();
     for chunk in split(text) {
@@ -95,16 +103,18 @@ fn split(text: &str) -> Vec<&str> {
 }
 
 /// `document`, with the strings its objects' types expect taken from `text` where the untyped reading lost them.
-fn by_schema(mut document: Value, text: &str) -> Value {
-    let Some(map) = document.as_object() else { return document };
+fn by_schema(mut document: Value, text: &str) -> Document {
+    let Some(map) = document.as_object() else { return Document { value: document, fits: Vec::new() } };
     if is_list(map) {
         let item_kind = map["kind"].as_str().and_then(|k| k.strip_suffix("List")).unwrap_or_default();
         let list_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-        let Some(Value::Array(items)) = map.get("items") else { return document };
+        let Some(Value::Array(items)) = map.get("items") else { return Document { value: document, fits: Vec::new() } };
+        let shapes: Vec<Shape> = items.iter().map(|item| shape(item, list_version, item_kind)).collect();
+        let fits = shapes.iter().map(|s| matches!(s, Shape::Fits)).collect();
         let kinds: Vec<Option<&'static Resource>> =
-            items.iter().map(|item| wanting_strings(item, list_version, item_kind)).collect();
+            shapes.iter().map(|s| if let Shape::WantsStrings(r) = s { Some(*r) } else { None }).collect();
         if kinds.iter().all(Option::is_none) {
-            return document;
+            return Document { value: document, fits };
         }
         // One item that does not fit its type fails the typed reading of the list: the list stays as it was read.
         let typed = serde_saphyr::with_deserializer_from_str_with_options(text, options(text.len()), |d| {
@@ -117,16 +127,19 @@ fn by_schema(mut document: Value, text: &str) -> Value {
                 }
             }
         }
-        return document;
+        return Document { value: document, fits };
     }
-    let Some(resource) = wanting_strings(&document, "", "") else { return document };
+    let resource = match shape(&document, "", "") {
+        Shape::WantsStrings(resource) => resource,
+        other => return Document { fits: vec![matches!(other, Shape::Fits)], value: document },
+    };
     let typed = serde_saphyr::with_deserializer_from_str_with_options(text, options(text.len()), |d| {
         Ok(Typed(resource).deserialize(d).ok())
     });
     if let Ok(Some(typed)) = typed {
         take_strings(&mut document, &typed);
     }
-    document
+    Document { value: document, fits: vec![false] }
 }
 
 /// Whether a document is a list of objects (`List`, `PodList`, …) with its `items`.
@@ -134,15 +147,26 @@ pub(crate) fn is_list(map: &Map<String, Value>) -> bool {
     map.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) && map.contains_key("items")
 }
 
-/// The resource of `object` when its type expects a string where the untyped reading holds something else (a
-/// number, a boolean, or null for a float too large): the objects worth reading again. `list_version` and
-/// `list_kind` stand in for an item's own, as in a `PodList`.
-fn wanting_strings(object: &Value, list_version: &str, list_kind: &str) -> Option<&'static Resource> {
+/// How an object read untyped fits the type of its resource.
+enum Shape {
+    Fits,
+    /// Its type expects a string where the untyped reading holds something else (a number, a boolean, or null for
+    /// a float too large): worth reading again.
+    WantsStrings(&'static Resource),
+    /// Of no resource kubechat serves, or not fitting in other ways: the loader says which.
+    Other,
+}
+
+/// How `object` fits its type. `list_version` and `list_kind` stand in for an item's own, as in a `PodList`.
+fn shape(object: &Value, list_version: &str, list_kind: &str) -> Shape {
     let version = object.get("apiVersion").and_then(Value::as_str).unwrap_or(list_version);
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or(list_kind);
-    let resource = resources::by_kind(version, kind)?;
-    let problem = resources::check_shape(resource, object).err()?;
-    problem.contains("expected a string").then_some(resource)
+    let Some(resource) = resources::by_kind(version, kind) else { return Shape::Other };
+    match resources::check_shape(resource, object) {
+        Ok(()) => Shape::Fits,
+        Err(problem) if problem.contains("expected a string") => Shape::WantsStrings(resource),
+        Err(_) => Shape::Other,
+    }
 }
 
 /// Replaces every non-string scalar of `untyped` with the string `typed` holds at the same place.
@@ -252,6 +276,10 @@ impl<'de> Visitor<'de> for ItemList<'_> {
 mod tests {
     use super::*;
 
+    fn values(text: &str) -> Vec<Value> {
+        documents(text).unwrap().into_iter().map(|d| d.value).collect()
+    }
+
     #[test]
     fn documents_split_at_markers_only() {
         let text = "%YAML 1.2\n---\na: 1\n...\n# between\n--- {b: 2}\n---\nc: |\n  ---\n  not a marker\n---\n";
@@ -261,7 +289,7 @@ mod tests {
             ["%YAML 1.2\n---\na: 1\n...\n", "# between\n--- {b: 2}\n", "---\nc: |\n  ---\n  not a marker\n", "---\n"]
         );
         // The last, empty, document is left out.
-        let values = documents(text).unwrap();
+        let values: Vec<Value> = documents(text).unwrap().into_iter().map(|d| d.value).collect();
         assert_eq!(
             values,
             [serde_json::json!({"a": 1}), serde_json::json!({"b": 2}), serde_json::json!({"c": "---\nnot a marker\n"})]
@@ -288,7 +316,7 @@ spec:
   unknownField: 1.10
 status: {phase: Running}
 "#;
-        let [pod] = documents(text).unwrap().try_into().unwrap();
+        let [pod] = values(text).try_into().unwrap();
         let labels = &pod["metadata"]["labels"];
         assert_eq!(labels["pod-template-hash"], "2e7696897");
         assert_eq!(labels["version"], "1.10");
@@ -320,7 +348,7 @@ items:
   kind: Widget
   metadata: {name: w, labels: {size: 1.10}}
 "#;
-        let [list] = documents(text).unwrap().try_into().unwrap();
+        let [list] = values(text).try_into().unwrap();
         let items = list["items"].as_array().unwrap();
         assert_eq!(items[0]["metadata"]["labels"]["pod-template-hash"], "2e7696897");
         assert_eq!(items[1]["metadata"]["labels"]["app"], "web");
@@ -331,9 +359,21 @@ items:
     }
 
     #[test]
+    fn the_loader_learns_which_objects_fit_their_type_already() {
+        let text = "kind: List\napiVersion: v1\nitems:\n- {apiVersion: v1, kind: Pod, metadata: {name: a}}\n\
+                    - {apiVersion: v1, kind: Pod, metadata: {name: b}, spec: {containers: web}}\n\
+                    - {apiVersion: v1, kind: Pod, metadata: {name: c, labels: {v: 1.10}}}\n\
+                    - {apiVersion: example.com/v1, kind: Widget, metadata: {name: w}}\n\
+                    ---\napiVersion: v1\nkind: Pod\nmetadata: {name: d}\n";
+        let fits: Vec<Vec<bool>> = documents(text).unwrap().into_iter().map(|d| d.fits).collect();
+        // The one read again is checked again by the loader, as are the one that does not fit and the unknown kind.
+        assert_eq!(fits, [vec![true, false, false, false], vec![true]]);
+    }
+
+    #[test]
     fn an_object_that_does_not_fit_its_type_stays_as_read() {
         let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, labels: {v: 1.10}}\nspec: {containers: web}\n";
-        let [pod] = documents(text).unwrap().try_into().unwrap();
+        let [pod] = values(text).try_into().unwrap();
         assert_eq!(pod["spec"]["containers"], "web");
         assert!(resources::check_shape(&resources::PODS, &pod).is_err());
     }
