@@ -179,6 +179,10 @@ pub fn check_shape(resource: &Resource, object: &serde_json::Value) -> Result<()
     impl WithType for Shaped<'_> {
         type Out = Result<(), String>;
         fn with<K: serde::de::DeserializeOwned + serde::Serialize>(self) -> Result<(), String> {
+            // Most objects fit: the reading that tracks where it is, for the message, only for those that do not.
+            if K::deserialize(self.0).is_ok() {
+                return Ok(());
+            }
             serde_path_to_error::deserialize::<_, K>(self.0).map(drop).map_err(|e| match e.path().to_string() {
                 path if path == "." => e.inner().to_string(),
                 path => format!("{path}: {}", e.inner()),

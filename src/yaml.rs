@@ -83,6 +83,11 @@ fn split(text: &str) -> Vec<&str> {
     let (mut start, mut content) = (0, false);
     let mut at = 0;
     for line in text.split_inclusive('\n') {
+        if content && !matches!(line.as_bytes()[0], b'-' | b'.' | b'%') {
+            // Inside a document only a marker or a directive matters.
+            at += line.len();
+            continue;
+        }
         let bare = line.trim_end_matches('\n');
         let directive = bare.starts_with('%');
         if (marker(bare, "---") || directive) && content {

@@ -244,7 +244,10 @@ impl Reader<'_, '_> {
             self.pos = saved;
             return Ok(Some((key, colon + 1)));
         }
-        for i in 0..line.len() {
+        let mut from = 0;
+        while let Some(found) = memchr::memchr2(b':', b'#', &line[from..]) {
+            let i = from + found;
+            from = i + 1;
             match line[i] {
                 b':' if matches!(line.get(i + 1), None | Some(b' ')) => {
                     let key = self.text[at..at + i].trim_end_matches(' ');
@@ -427,7 +430,10 @@ impl Reader<'_, '_> {
     fn plain_line(&mut self, at: usize, end: usize) -> Read<(&str, bool)> {
         let line = &self.b[at..end];
         let mut cut = line.len();
-        for i in 0..line.len() {
+        let mut from = 0;
+        while let Some(found) = memchr::memchr3(b'#', b':', b'\t', &line[from..]) {
+            let i = from + found;
+            from = i + 1;
             match line[i] {
                 b'#' if i > 0 && line[i - 1] == b' ' => {
                     cut = i;
