@@ -453,22 +453,17 @@ impl Request<'_> {
             }
         };
         let previous = self.flag("previous");
-        let tail_lines = match self.query.get("tailLines").map(|t| t.parse::<i64>()) {
-            None => None,
-            Some(Ok(n)) if n >= 0 => Some(n as usize),
-            Some(_) => return bad_request("tailLines must be a non-negative integer"),
+        let LogOptions { tail_lines, limit_bytes, warnings } = match LogOptions::parse(self.query, name) {
+            Ok(options) => options,
+            Err(response) => return *response,
         };
-        let limit_bytes = match self.query.get("limitBytes").map(|t| t.parse::<i64>()) {
-            None => None,
-            Some(Ok(n)) if n > 0 => Some(n as usize),
-            Some(_) => return bad_request("limitBytes must be a positive integer"),
-        };
+        let headers = log_headers(&warnings);
         let key =
             LogKey { namespace: namespace.to_string(), pod: name.to_string(), container: container.clone(), previous };
         let text = match self.shared.dump.log(&key) {
             Some(LogSource::Text(text)) => text.as_bytes().to_vec(),
             Some(LogSource::File(path)) => match file_log(path, tail_lines, limit_bytes).await {
-                Ok(body) => return ([(header::CONTENT_TYPE, "text/plain")], body).into_response(),
+                Ok(body) => return (headers, body).into_response(),
                 Err(e) => {
                     let message = format!("cannot read the log of container {container:?} in pod {name:?}: {e}");
                     return status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &message, json!({}));
@@ -492,7 +487,7 @@ impl Request<'_> {
             }
         };
         let body = select_log(&text, tail_lines, limit_bytes);
-        ([(header::CONTENT_TYPE, "text/plain")], body).into_response()
+        (headers, body).into_response()
     }
 
     /// Whether the client asked for a Table (`kubectl get` does), and how much object to include.
@@ -612,6 +607,83 @@ fn status(code: StatusCode, reason: &str, message: &str, details: Value) -> Resp
         "message": message, "reason": reason, "details": details, "code": code.as_u16(),
     });
     json_response(code, &body)
+}
+
+/// A log request's options, read and validated as the API server reads and validates `PodLogOptions`.
+struct LogOptions {
+    tail_lines: Option<usize>,
+    limit_bytes: Option<usize>,
+    /// What the dump cannot honour, said in `Warning` headers (kubectl prints them) rather than silently ignored.
+    warnings: Vec<String>,
+}
+
+impl LogOptions {
+    fn parse(query: &HashMap<String, String>, pod: &str) -> Result<LogOptions, Box<Response>> {
+        let integer = |name: &str| match query.get(name).map(|v| (v, v.parse::<i64>())) {
+            None => Ok(None),
+            Some((_, Ok(n))) => Ok(Some(n)),
+            Some((v, Err(e))) => Err(Box::new(bad_request(&format!("{name}: invalid value {v:?}: {e}")))),
+        };
+        let (tail_lines, limit_bytes, since_seconds) =
+            (integer("tailLines")?, integer("limitBytes")?, integer("sinceSeconds")?);
+        let since_time = query.get("sinceTime").filter(|t| !t.is_empty());
+        if let Some(t) = since_time
+            && t.parse::<Timestamp>().is_err()
+        {
+            return Err(Box::new(bad_request(&format!("sinceTime: invalid value {t:?}: not an RFC 3339 time"))));
+        }
+        let mut problems = Vec::new();
+        if let Some(n) = tail_lines.filter(|n| *n < 0) {
+            problems.push(format!("tailLines: Invalid value: {n}: must be greater than or equal to 0"));
+        }
+        if let Some(n) = limit_bytes.filter(|n| *n < 1) {
+            problems.push(format!("limitBytes: Invalid value: {n}: must be greater than 0"));
+        }
+        match (since_seconds, since_time) {
+            (Some(_), Some(_)) => {
+                problems.push("[]: Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified".into())
+            }
+            (Some(n), None) if n < 1 => {
+                problems.push(format!("sinceSeconds: Invalid value: {n}: must be greater than 0"))
+            }
+            _ => {}
+        }
+        if !problems.is_empty() {
+            let message = format!("PodLogOptions {pod:?} is invalid: {}", problems.join(", "));
+            let causes: Vec<Value> = problems.iter().map(|p| json!({"message": p})).collect();
+            let details = json!({"name": pod, "kind": "PodLogOptions", "causes": causes});
+            return Err(Box::new(status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &message, details)));
+        }
+        let mut warnings = Vec::new();
+        if since_seconds.is_some() || since_time.is_some() {
+            warnings.push(
+                "this is a dump: its logs carry no times, so all of the log is sent, not only since the time asked"
+                    .into(),
+            );
+        }
+        let flag = |name: &str| query.get(name).is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"));
+        if flag("timestamps") {
+            warnings.push("this is a dump: its logs carry no times, so lines are sent without timestamps".into());
+        }
+        // `follow` needs no word: a dump's containers write no more, and the log ends as a stopped container's does.
+        Ok(LogOptions {
+            tail_lines: tail_lines.map(|n| n as usize),
+            limit_bytes: limit_bytes.map(|n| n as usize),
+            warnings,
+        })
+    }
+}
+
+/// A log response's headers: plain text, and a `Warning` (code 299, as the API server sends them) for each warning.
+fn log_headers(warnings: &[String]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    for warning in warnings {
+        if let Ok(value) = HeaderValue::from_str(&format!("299 - {warning:?}")) {
+            headers.append(header::WARNING, value);
+        }
+    }
+    headers
 }
 
 fn bad_request(message: &str) -> Response {

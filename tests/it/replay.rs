@@ -66,6 +66,16 @@ async fn kubectl_sees_errors_as_a_cluster_gives_them() {
 
     let configmap = kubectl.ok(&["get", "configmap", "-n", "healthy", "catalog-settings", "-o", "yaml"]).await;
     assert!(configmap.contains("LOG_LEVEL") && !configmap.contains("search.readiness"), "{configmap}");
+
+    // What a dump cannot honour is said, as the API server says things, in a warning kubectl prints.
+    let pod = ["logs", "-n", "crashloop", "payments-api-7b8d9c6f5-qw7zt", "-p"];
+    let since = kubectl.run(&[&pod[..], &["--since", "1h", "--timestamps"]].concat()).await;
+    let (stdout, stderr) = (String::from_utf8_lossy(&since.stdout), String::from_utf8_lossy(&since.stderr));
+    assert!(since.status.success() && stdout.contains("could not connect to postgres"), "{since:?}");
+    assert!(stderr.contains("Warning: this is a dump: its logs carry no times, so all of the log is sent"), "{stderr}");
+    assert!(stderr.contains("so lines are sent without timestamps"), "{stderr}");
+    let both = kubectl.run(&[&pod[..], &["--since", "1h", "--since-time", "2026-11-01T00:00:00Z"]].concat()).await;
+    assert!(!both.status.success(), "{both:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,6 +180,10 @@ async fn statuses_discovery_selectors_and_log_parameters() {
     // The official Python client sends previous=True: the previous log, not the current one.
     let previous = log.replace("previous=true", "previous=True");
     assert_eq!(http(addr, "GET", &format!("{previous}&tailLines=2&limitBytes=11")).await, (200, body.clone()));
+    let (code, body) = http(addr, "GET", &format!("{log}&sinceSeconds=60&sinceTime=2026-11-01T00:00:00Z")).await;
+    assert_eq!(code, 422);
+    assert!(body.contains("at most one of `sinceTime` or `sinceSeconds` may be specified"), "{body}");
+    assert_eq!(http(addr, "GET", &format!("{log}&tailLines=two")).await.0, 400);
     let current = log.replace("previous=true", "previous=False");
     assert_ne!(http(addr, "GET", &format!("{current}&tailLines=2&limitBytes=11")).await.1, body);
     let (code, body) =
@@ -253,6 +267,13 @@ try:
     out["watch"] = "listed"
 except ApiException as e:
     out["watch"] = e.status
+out["since"] = api.read_namespaced_pod_log(pod, namespace, previous=True, since_seconds=3600, timestamps=True, follow=True)
+for name, options in [("since0", {"since_seconds": 0}), ("tail", {"tail_lines": -1}), ("limit", {"limit_bytes": 0})]:
+    try:
+        api.read_namespaced_pod_log(pod, namespace, previous=True, **options)
+        out[name] = "read"
+    except ApiException as e:
+        out[name] = [e.status, json.loads(e.body)["message"]]
 print(json.dumps(out))
 "#;
 
@@ -277,4 +298,16 @@ async fn the_official_python_client_reads_previous_logs_and_is_refused_a_watch()
     assert_eq!(http(server.addr, "GET", log).await.0, 400);
     assert_eq!(read["current"], 400);
     assert_eq!(read["watch"], 405, "watch=True is refused, not answered with a list");
+    // The other log parameters it sends: what a dump cannot honour is sent whole; values out of range are refused
+    // as the API server refuses them.
+    assert_eq!(read["since"], previous.as_str());
+    let pod = r#"PodLogOptions "payments-api-7b8d9c6f5-qw7zt" is invalid"#;
+    let refused = |name: &str, field: &str| {
+        assert_eq!(read[name][0], 422, "{read}");
+        let message = read[name][1].as_str().unwrap();
+        assert!(message.contains(pod) && message.contains(field), "{message}");
+    };
+    refused("since0", "sinceSeconds: Invalid value: 0: must be greater than 0");
+    refused("tail", "tailLines: Invalid value: -1: must be greater than or equal to 0");
+    refused("limit", "limitBytes: Invalid value: 0: must be greater than 0");
 }
