@@ -240,7 +240,7 @@ fn compare_estimate(estimated: usize, actual: usize, model: &str) {
             actual,
             estimated,
             model,
-            "the model server counted more prompt tokens than kubechat estimated: the context may not fit the window; lower --num-ctx to leave room"
+            "the model server counted more prompt tokens than kubechat estimated: the context may not fit the window; set the window lower to leave room (llm.num_ctx for serve, --num-ctx for diagnose)"
         );
     } else if estimated as f64 > actual as f64 * 1.15 {
         tracing::info!(
