@@ -35,6 +35,30 @@ async fn four_thousand_pods_are_diagnosed_quickly() {
     assert!(elapsed < bound, "took {elapsed:?}, bound {bound:?}");
 }
 
+#[test]
+fn a_large_yaml_dump_loads_quickly() {
+    // What `kubectl get -o yaml` of 4,000 pods and 12,000 events looks like in size (10.7 MB), written as YAML.
+    let dump = crate::synthetic::namespace("large", 4000, 12000, true);
+    let items: Vec<&serde_json::Value> =
+        kubechat::resources::ALL.iter().filter_map(|r| dump.objects(r)).flat_map(|objects| objects.values()).collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("large.yaml");
+    std::fs::write(&path, serde_saphyr::to_string(&list).unwrap()).unwrap();
+    let started = Instant::now();
+    let loaded = kubechat::dump::Dump::load(&path).unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(loaded.report.objects, items.len(), "{:?}", loaded.report);
+    assert_eq!(loaded.count(&kubechat::resources::PODS, Some("large")), 4000);
+    // The general YAML parser alone took over 2 s here; kubechat's reader of the block style about a third of a second.
+    let bound = if cfg!(debug_assertions) { Duration::from_secs(60) } else { Duration::from_millis(1200) };
+    eprintln!(
+        "loaded a {} MB YAML dump in {elapsed:?} (bound {bound:?})",
+        std::fs::metadata(&path).unwrap().len() >> 20
+    );
+    assert!(elapsed < bound, "took {elapsed:?}, bound {bound:?}");
+}
+
 /// The peak resident memory of a process, in MB (`VmHWM` of `/proc/PID/status`).
 fn peak_rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
