@@ -826,6 +826,14 @@ async fn broken_workloads_are_diagnosed_live_and_from_a_dump_alike() {
         .output()
         .unwrap();
     assert!(take.status.success(), "take-dump: {}", String::from_utf8_lossy(&take.stderr));
+    // What kubectl wrote is read by kubechat's block-style reader, as the general YAML parser reads it.
+    for entry in std::fs::read_dir(dump.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let left = kubechat::yaml::readings_agree(&std::fs::read_to_string(&path).unwrap());
+            assert!(left.is_empty(), "{}: left to the general parser: {left:?}", path.display());
+        }
+    }
     let previous = dump.path().join(format!("logs/shop/{}/app.previous.log", shop.crashing));
     assert_eq!(std::fs::read_to_string(&previous).unwrap(), OOM_LOG);
     let (replayed, _) =
