@@ -248,10 +248,8 @@ struct Request<'a> {
 }
 
 impl Request<'_> {
-    /// A boolean query parameter as the API server reads it: absent, `0` and `false` (any case) are false, any other
-    /// value is true (`True`, as the official Python client sends it, and an empty one alike).
     fn flag(&self, name: &str) -> bool {
-        self.query.get(name).is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"))
+        flag(self.query, name)
     }
 
     async fn resource_path(&self, group: &str, version: &str, rest: &[&str]) -> Response {
@@ -609,6 +607,12 @@ fn status(code: StatusCode, reason: &str, message: &str, details: Value) -> Resp
     json_response(code, &body)
 }
 
+/// A boolean query parameter as the API server reads it: absent, `0` and `false` (any case) are false, any other
+/// value is true (`True`, as the official Python client sends it, and an empty one alike).
+fn flag(query: &HashMap<String, String>, name: &str) -> bool {
+    query.get(name).is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
 /// A log request's options, read and validated as the API server reads and validates `PodLogOptions`.
 struct LogOptions {
     tail_lines: Option<usize>,
@@ -661,8 +665,7 @@ impl LogOptions {
                     .into(),
             );
         }
-        let flag = |name: &str| query.get(name).is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"));
-        if flag("timestamps") {
+        if flag(query, "timestamps") {
             warnings.push("this is a dump: its logs carry no times, so lines are sent without timestamps".into());
         }
         // `follow` needs no word: a dump's containers write no more, and the log ends as a stopped container's does.
