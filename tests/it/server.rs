@@ -580,7 +580,8 @@ async fn the_web_chat_asks_about_the_cluster_picked_and_lists_its_namespaces() {
     let namespaces = browser
         .until(
             "west's namespaces",
-            "const o = Array.from(document.querySelectorAll('#namespace option')).map(o => o.value); return o.includes('crashloop') ? null : o",
+            // The list is emptied before west's namespaces fill it: wait for them, not for the gap between.
+            "const o = Array.from(document.querySelectorAll('#namespace option')).map(o => o.value); return o.length && !o.includes('crashloop') ? o : null",
         )
         .await;
     assert!(namespaces.as_array().unwrap().iter().any(|n| n == "oom"), "{namespaces}");
