@@ -576,16 +576,6 @@ pub async fn serve_synthetic(namespace: &str, pods: usize) -> anyhow::Result<()>
     Ok(())
 }
 
-/// A generated namespace of `pods` pods as one YAML `List` (its logs left out).
-pub fn synthetic_yaml(namespace: &str, pods: usize) -> anyhow::Result<String> {
-    let dump = synthetic::namespace(namespace, pods, pods * 3, true);
-    let items: Vec<&serde_json::Value> =
-        kubechat::resources::ALL.iter().filter_map(|r| dump.objects(r)).flat_map(|objects| objects.values()).collect();
-    let list =
-        serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items});
-    Ok(serde_saphyr::to_string(&list)?)
-}
-
 struct Scale {
     pods: usize,
     /// kubechat's reading and findings inside its process (median).

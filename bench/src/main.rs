@@ -78,7 +78,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some(pods) = args.write_synthetic {
-        print!("{}", bench::synthetic_yaml(&args.namespace, pods)?);
+        print!("{}", synthetic::yaml(&args.namespace, pods)?);
         return Ok(());
     }
     if let Some(pods) = args.serve_synthetic {

@@ -5,6 +5,17 @@ use serde_json::json;
 
 use kubechat::dump::{Dump, LogKey};
 
+/// A broken namespace of `pods` pods and three times as many events, as one YAML `List` (a dump file): about 2.7 kB
+/// a pod.
+pub fn yaml(namespace: &str, pods: usize) -> Result<String, serde_saphyr::ser::Error> {
+    let dump = self::namespace(namespace, pods, pods * 3, true);
+    let items: Vec<&serde_json::Value> =
+        kubechat::resources::ALL.iter().filter_map(|r| dump.objects(r)).flat_map(|objects| objects.values()).collect();
+    serde_saphyr::to_string(
+        &json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items}),
+    )
+}
+
 /// The crash-looping pod of a broken namespace of `pods` pods.
 pub fn broken_pod(pods: usize) -> String {
     format!("web-5d4c3b2a1-{:05}", pods / 2)
