@@ -208,8 +208,8 @@ impl Reader<'_, '_> {
     fn block_node(&mut self, col: usize) -> Read<Value> {
         if self.is_sequence_entry(self.pos) {
             self.sequence(col)
-        } else if self.key_at(self.pos)?.is_some() {
-            self.mapping(col)
+        } else if let Some(first) = self.key_at(self.pos)? {
+            self.mapping(col, first)
         } else {
             self.give_up("a scalar on a line of its own")
         }
@@ -277,11 +277,12 @@ impl Reader<'_, '_> {
         Ok(None)
     }
 
-    /// A block mapping whose keys sit at column `col`, the reader at its first key.
-    fn mapping(&mut self, col: usize) -> Read<Value> {
+    /// A block mapping whose keys sit at column `col`; `first` is its first key, as [`Self::key_at`] found it.
+    fn mapping(&mut self, col: usize, first: (String, usize)) -> Read<Value> {
         let mut map = Map::new();
+        let mut entry = Some(first);
         loop {
-            let Some((key, after)) = self.key_at(self.pos)? else {
+            let Some((key, after)) = entry.take() else {
                 return self.give_up("a line in a mapping that is not one of its entries");
             };
             let (anchor, start) = self.anchor(self.skip_spaces(after))?;
@@ -299,7 +300,10 @@ impl Reader<'_, '_> {
                 return self.give_up("a key given twice");
             }
             match self.content_line()? {
-                Some(indent) if indent == col && !self.is_sequence_entry(self.pos + indent) => self.pos += indent,
+                Some(indent) if indent == col && !self.is_sequence_entry(self.pos + indent) => {
+                    self.pos += indent;
+                    entry = self.key_at(self.pos)?;
+                }
                 Some(indent) if indent > col => return self.give_up("a line indented deeper than its mapping's keys"),
                 _ => return Ok(Value::Object(map)),
             }
@@ -321,15 +325,14 @@ impl Reader<'_, '_> {
             } else {
                 self.pos = start;
                 let inner = col + (start - dash);
-                if anchor.is_some() && (self.is_sequence_entry(start) || self.key_at(start)?.is_some()) {
+                let first = if self.is_sequence_entry(start) { None } else { self.key_at(start)? };
+                if anchor.is_some() && (first.is_some() || self.is_sequence_entry(start)) {
                     return self.give_up("an anchor on a compact collection's first entry");
                 }
-                if self.is_sequence_entry(start) {
-                    self.sequence(inner)?
-                } else if self.key_at(start)?.is_some() {
-                    self.mapping(inner)?
-                } else {
-                    self.inline_value(col)?
+                match first {
+                    Some(first) => self.mapping(inner, first)?,
+                    None if self.is_sequence_entry(start) => self.sequence(inner)?,
+                    None => self.inline_value(col)?,
                 }
             };
             if let Some(name) = anchor {
