@@ -361,6 +361,14 @@ fn strings(value: &mut serde_json::Value) -> bool {
             // `name: value` pairs whose name says secret (annotations, labels, env-like maps); not references to a
             // Secret by name (`secretName`, `tokenSecretRef`), which are names, not secrets.
             let mut changed = false;
+            // An env var (`{name, value}`) whose name says secret, wherever it is: a pod template's as a pod's.
+            if map.get("name").and_then(serde_json::Value::as_str).is_some_and(secret_name)
+                && let Some(serde_json::Value::String(value)) = map.get_mut("value")
+                && value != "[REDACTED:env]"
+            {
+                *value = "[REDACTED:env]".to_string();
+                changed = true;
+            }
             for (key, v) in map.iter_mut() {
                 let reference = key.ends_with("Name") || key.ends_with("name") || key.ends_with("Ref");
                 if let (serde_json::Value::String(s), false) = (&mut *v, reference) {

@@ -127,3 +127,74 @@ async fn three_hundred_healthy_pods_and_nine_hundred_normal_events_are_no_findin
     assert!(diagnosis.findings.is_empty(), "{:#?}", diagnosis.findings);
     assert!(diagnosis.context.contains("Read: 300 pods (0 with problems)"), "{}", diagnosis.context);
 }
+
+/// Secrets in every place the reader gathers them from, for [`what_the_reader_gathers_leaves_it_redacted`].
+const AWS_KEY: &str = "AKIAQWERTYUIOPASDFGH";
+const GITHUB_TOKEN: &str = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJvcHMifQ.c2lnbmF0dXJlLXBhcnQ";
+const ENV_PASSWORD: &str = "correct-horse-battery-staple";
+
+#[tokio::test]
+async fn what_the_reader_gathers_leaves_it_redacted() {
+    use serde_json::json;
+    let env = json!([{"name": "DB_PASSWORD", "value": ENV_PASSWORD}, {"name": "UPSTREAM", "value": format!("key {AWS_KEY}")}]);
+    let pod = |name: &str, crashing: bool| {
+        let state = if crashing {
+            json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off: bearer {JWT}")}})
+        } else {
+            json!({"running": {"startedAt": "2026-12-01T10:00:00Z"}})
+        };
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "vault", "uid": format!("uid-{name}"),
+                         "annotations": {"deployed-with": format!("token {GITHUB_TOKEN}")}},
+            "spec": {"containers": [{"name": "app", "image": "app:1", "env": env,
+                                     "args": [format!("--api-key={GITHUB_TOKEN}")]}]},
+            "status": {"phase": "Running", "message": format!("note {AWS_KEY}"),
+                       "conditions": [{"type": "Ready", "status": if crashing { "False" } else { "True" },
+                                       "message": format!("probe sent {JWT}")}],
+                       "containerStatuses": [{"name": "app", "image": "app:1", "imageID": "", "ready": !crashing,
+                                              "restartCount": if crashing { 7 } else { 0 }, "state": state,
+                                              "lastState": if crashing { json!({"terminated": {"exitCode": 1, "reason": "Error"}}) } else { json!({}) }}]}
+        })
+    };
+    let event = |name: &str, message: String| {
+        json!({"apiVersion": "v1", "kind": "Event",
+               "metadata": {"name": name, "namespace": "vault", "annotations": {"trace": format!("bearer {JWT}")}},
+               "involvedObject": {"kind": "Pod", "name": "api-1", "namespace": "vault"},
+               "reason": "BackOff", "type": "Warning", "message": message, "count": 3,
+               "lastTimestamp": "2026-12-01T10:05:00Z"})
+    };
+    let mut dump = kubechat::dump::Dump::from_objects([
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vault"}}),
+        pod("api-1", true),
+        pod("web-1", false),
+        event("api-1.a", format!("pulling with {GITHUB_TOKEN}")),
+        event("api-1.b", format!("restarting: {AWS_KEY}")),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "api", "namespace": "vault", "annotations": {"ci": format!("token {GITHUB_TOKEN}")}},
+               "spec": {"selector": {"matchLabels": {"app": "api"}},
+                        "template": {"metadata": {"labels": {"app": "api"}},
+                                     "spec": {"containers": [{"name": "app", "image": "app:1", "env": env}]}}}}),
+    ]);
+    for previous in [false, true] {
+        let key = kubechat::dump::LogKey {
+            namespace: "vault".into(),
+            pod: "api-1".into(),
+            container: "app".into(),
+            previous,
+        };
+        dump.add_log(key, format!("connecting with password={ENV_PASSWORD} and {AWS_KEY}\n"));
+    }
+    let server = serve(Arc::new(dump), &[]).await;
+    let facts = cluster::read(&client(&server).await, &scope("vault"), &Limits::default()).await.unwrap();
+    assert_eq!((facts.pods.len(), facts.events.len(), facts.deployments.len()), (2, 2, 1));
+    assert_eq!(facts.logs.len(), 2, "both logs of the crash-looping pod are read");
+    let everything = format!("{:?} {:?} {:?} {:?}", facts.pods, facts.events, facts.deployments, facts.logs);
+    for secret in [AWS_KEY, GITHUB_TOKEN, JWT, ENV_PASSWORD] {
+        assert!(!everything.contains(secret), "{secret} left the reader: {everything}");
+    }
+    for marker in ["[REDACTED:env]", "[REDACTED:aws-access-key-id]", "[REDACTED:github-token]", "[REDACTED:jwt]"] {
+        assert!(everything.contains(marker), "no {marker} in what was read: {everything}");
+    }
+}
