@@ -1,7 +1,7 @@
 //! Redaction: secrets are replaced by `[REDACTED:<kind>]` before anything reaches the model or a chat.
 //!
-//! [`facts`] cleans what the reader gathered (secret-looking env values, logs, event and status messages,
-//! annotations); [`text`] cleans any text, and runs again over the context, the prompt and the answer as a second line
+//! [`pods`], [`events`] and [`facts`] clean what the reader gathered (secret-looking env values, logs, event and
+//! status messages, annotations); [`text`] cleans any text, and runs again over the context, the prompt and the answer as a second line
 //! of defence. The rules are listed in `docs/redaction.md`.
 
 use std::borrow::Cow;
@@ -232,45 +232,16 @@ pub fn secret_name(name: &str) -> bool {
 /// Cleans everything the reader gathered, in place: every string of every object (names, labels, annotations,
 /// specs, status and condition messages), after the values of env vars whose names say secret, and the logs and gaps.
 pub fn facts(facts: &mut Facts) {
-    for pod in &mut facts.pods {
-        if let Some(spec) = &mut pod.spec {
-            let containers = spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten());
-            for env in containers.flat_map(|c| c.env.iter_mut().flatten()) {
-                if secret_name(&env.name) && env.value.is_some() {
-                    env.value = Some("[REDACTED:env]".to_string());
-                }
-            }
-        }
-    }
-    // A full copy of the object, env values included, that nothing needs.
+    pods(&mut facts.pods);
+    events(&mut facts.events);
     let applied = |meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         if let Some(a) = meta.annotations.as_mut() {
-            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+            a.remove(LAST_APPLIED);
         }
     };
-    facts.pods.iter_mut().for_each(|o| applied(&mut o.metadata));
     facts.deployments.iter_mut().for_each(|o| applied(&mut o.metadata));
     facts.statefulsets.iter_mut().for_each(|o| applied(&mut o.metadata));
     facts.daemonsets.iter_mut().for_each(|o| applied(&mut o.metadata));
-    // Every string of the pods whose details can be quoted (those with a problem, or on their way out); of the others,
-    // which are counted rather than quoted, what may hold a secret: annotations, env values, args and commands,
-    // status and condition messages. Walking 4,000 healthy pods whole would double the read.
-    let (quoted, counted): (Vec<&mut k8s_openapi::api::core::v1::Pod>, Vec<_>) =
-        facts.pods.iter_mut().partition(|p| crate::facts::is_problem_pod(p) || p.metadata.deletion_timestamp.is_some());
-    for pod in quoted {
-        objects(std::slice::from_mut(pod));
-    }
-    counted.into_iter().for_each(healthy_pod);
-    // An event's only free text is its message (the rest the API server and controllers write): 12,000 events are
-    // cleaned field by field rather than walked whole.
-    for event in &mut facts.events {
-        if let Some(message) = &mut event.message {
-            in_place(message);
-        }
-        for value in event.metadata.annotations.iter_mut().flat_map(|a| a.values_mut()) {
-            in_place(value);
-        }
-    }
     objects(&mut facts.deployments);
     objects(&mut facts.replicasets);
     objects(&mut facts.statefulsets);
@@ -295,6 +266,47 @@ pub fn facts(facts: &mut Facts) {
     }
     for gap in &mut facts.gaps {
         in_place(&mut gap.message);
+    }
+}
+
+/// A full copy of the object, env values included, that nothing needs.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Cleans pods in place: the values of env vars whose names say secret; then every string of the pods whose details
+/// can be quoted (those with a problem, or on their way out) and, of the others, which are counted rather than
+/// quoted, what may hold a secret: annotations, env values, args and commands, status and condition messages.
+/// Walking 4,000 healthy pods whole would double the read.
+pub fn pods(pods: &mut [k8s_openapi::api::core::v1::Pod]) {
+    for pod in pods.iter_mut() {
+        if let Some(spec) = &mut pod.spec {
+            let containers = spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten());
+            for env in containers.flat_map(|c| c.env.iter_mut().flatten()) {
+                if secret_name(&env.name) && env.value.is_some() {
+                    env.value = Some("[REDACTED:env]".to_string());
+                }
+            }
+        }
+        if let Some(a) = pod.metadata.annotations.as_mut() {
+            a.remove(LAST_APPLIED);
+        }
+        if crate::facts::is_problem_pod(pod) || pod.metadata.deletion_timestamp.is_some() {
+            objects(std::slice::from_mut(pod));
+        } else {
+            healthy_pod(pod);
+        }
+    }
+}
+
+/// Cleans events in place. An event's only free text is its message (the rest the API server and controllers
+/// write): 12,000 events are cleaned field by field rather than walked whole.
+pub fn events(events: &mut [k8s_openapi::api::core::v1::Event]) {
+    for event in events {
+        if let Some(message) = &mut event.message {
+            in_place(message);
+        }
+        for value in event.metadata.annotations.iter_mut().flat_map(|a| a.values_mut()) {
+            in_place(value);
+        }
     }
 }
 
