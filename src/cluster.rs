@@ -3,7 +3,8 @@
 //! [`read`] gathers a namespace's state concurrently into [`Facts`](crate::facts::Facts), read-only (get and list, never watch, exec or
 //! secrets). Large lists are paged, every call has a timeout, and every API error becomes a [`ReadError`] that says
 //! what was refused and how to fix it. Reads that are not essential (logs, events, nodes, workloads) degrade into
-//! [`Facts::gaps`](crate::facts::Facts::gaps) instead of failing the whole diagnosis. Facts leave the reader redacted ([`crate::redact::facts`]).
+//! [`Facts::gaps`](crate::facts::Facts::gaps) instead of failing the whole diagnosis. Facts leave the reader redacted
+//! ([`crate::redact::pods`], [`crate::redact::events`], [`crate::redact::facts`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -23,6 +24,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams, LogParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::dump::{Dump, DumpError};
 use crate::facts::{
@@ -304,10 +306,37 @@ where
     }
 }
 
+/// What a task spawned by [`read`] returned; its panic, if it panicked, carried on here.
+async fn joined<T>(task: AbortOnDropHandle<T>) -> T {
+    match task.await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// Reads everything kubechat needs about `scope`, concurrently.
 pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Facts, ReadError> {
     let ns = scope.namespace();
     let all = ListParams::default();
+    // The two lists that grow with the namespace are read, folded and redacted on tasks of their own, so that on a
+    // runtime of several threads their pages are deserialised side by side rather than one after the other on the
+    // read's thread. Each is aborted if the read is dropped (the asker's request timed out), as the joined lists are.
+    let pods = AbortOnDropHandle::new(tokio::spawn({
+        let (client, scope, limits) = (client.clone(), scope.clone(), limits.clone());
+        async move {
+            let mut pods = read_pods(&client, &scope, &limits).await?;
+            crate::redact::pods(&mut pods);
+            Ok(pods)
+        }
+    }));
+    let events = AbortOnDropHandle::new(tokio::spawn({
+        let (api, all, limits, ns) = (namespaced::<Event>(client, ns), all.clone(), limits.clone(), ns.to_string());
+        async move {
+            let mut events = order_events(list_all(api, all, &limits, &ns).await?);
+            crate::redact::events(&mut events);
+            Ok(events)
+        }
+    }));
     let (
         namespace,
         pods,
@@ -324,8 +353,8 @@ pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Fac
         (quotas, hpas, ingresses, pdbs, limit_ranges, network_policies),
     ) = tokio::join!(
         check_namespace(client, ns, limits),
-        read_pods(client, scope, limits),
-        list_all(namespaced::<Event>(client, ns), all.clone(), limits, ns),
+        joined(pods),
+        joined(events),
         list_all(namespaced::<Deployment>(client, ns), all.clone(), limits, ns),
         list_all(namespaced::<ReplicaSet>(client, ns), all.clone(), limits, ns),
         list_all(namespaced::<StatefulSet>(client, ns), all.clone(), limits, ns),
@@ -357,7 +386,7 @@ pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Fac
     let mut facts = Facts {
         namespace: ns.to_string(),
         pods,
-        events: order_events(gaps.keep(events)),
+        events: gaps.keep(events),
         deployments: gaps.keep(deployments),
         replicasets: gaps.keep(replicasets),
         statefulsets: gaps.keep(statefulsets),
@@ -390,7 +419,7 @@ pub async fn read(client: &Client, scope: &Scope, limits: &Limits) -> Result<Fac
     facts.gaps.extend(logs.1);
     facts.nodes = nodes.0;
     facts.gaps.extend(nodes.1);
-    // Nothing leaves the reader unredacted.
+    // Nothing leaves the reader unredacted: the pods and events were cleaned on their tasks, the rest is here.
     crate::redact::facts(&mut facts);
     Ok(facts)
 }

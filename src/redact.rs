@@ -231,9 +231,9 @@ pub fn secret_name(name: &str) -> bool {
 
 /// Cleans everything the reader gathered, in place: every string of every object (names, labels, annotations,
 /// specs, status and condition messages), after the values of env vars whose names say secret, and the logs and gaps.
+/// Pods and events are cleaned by [`pods`] and [`events`]: the reader runs those as each list is read, on the list's
+/// own task, and this for the rest.
 pub fn facts(facts: &mut Facts) {
-    pods(&mut facts.pods);
-    events(&mut facts.events);
     let applied = |meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         if let Some(a) = meta.annotations.as_mut() {
             a.remove(LAST_APPLIED);
