@@ -59,24 +59,32 @@ async function loadClusters() {
   }
 }
 
+// Which namespace list was asked for last: switching clusters twice quickly sends two requests, and only the last
+// one's answer may fill the list (answers can arrive in either order).
+let namespacesAsked = 0;
+
 async function loadNamespaces() {
+  const asked = ++namespacesAsked;
   select.replaceChildren();
+  const options = [];
   try {
     const cluster = clusterSelect.value;
     const response = await authorizedFetch("namespaces" + (cluster ? "?cluster=" + encodeURIComponent(cluster) : ""));
+    if (!response.ok) throw new Error("HTTP " + response.status);
     const body = await response.json();
     for (const name of body.namespaces || []) {
       const option = document.createElement("option");
       option.value = name;
       option.textContent = name;
       if (name === body.default) option.selected = true;
-      select.appendChild(option);
+      options.push(option);
     }
   } catch (error) {
     const option = document.createElement("option");
     option.textContent = "(namespaces unavailable)";
-    select.appendChild(option);
+    options.push(option);
   }
+  if (asked === namespacesAsked) select.replaceChildren(...options);
 }
 
 // Markdown, safely: fenced code, inline code, bold, bullet and numbered lists, paragraphs. Text nodes only.

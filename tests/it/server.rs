@@ -590,6 +590,28 @@ async fn the_web_chat_asks_about_the_cluster_picked_and_lists_its_namespaces() {
     let footer =
         browser.until("the answer's footer", "return document.querySelector('.answer footer').textContent").await;
     assert!(footer.as_str().unwrap().contains("cluster west · namespace oom"), "{footer}");
+    // Back to east by way of west, quickly: two lists are asked for at once, and only the last one asked fills the
+    // picker, whichever answer comes first.
+    browser
+        .script(
+            "const c = document.querySelector('#cluster'); for (const v of ['west', 'east']) { c.value = v; c.dispatchEvent(new Event('change')); } return true",
+        )
+        .await;
+    browser
+        .until(
+            "east's namespaces again",
+            "return document.querySelector('#namespace option[value=crashloop]') !== null",
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let listed =
+        browser.script("return Array.from(document.querySelectorAll('#namespace option')).map(o => o.value)").await;
+    let listed: Vec<&str> = listed.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let mut once = listed.clone();
+    once.sort_unstable();
+    once.dedup();
+    assert_eq!(once.len(), listed.len(), "west's answer was added to east's list: {listed:?}");
+    assert!(listed.contains(&"crashloop") && listed.contains(&"oom"), "{listed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
