@@ -518,6 +518,25 @@ metadata: {name: web, namespace: shop}
     }
 
     #[test]
+    fn number_like_strings_of_an_older_apis_objects_load_as_written() {
+        // Filed under the versions clusters before 1.16 and 1.22 served, alone and in a List, as the version served.
+        let deployment = "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: shop\n  labels:\n    version: 1.10\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web, pod-template-hash: 2e7696897}}\n    spec: {containers: [{name: app, image: web}]}\n";
+        let ingress = "- apiVersion: extensions/v1beta1\n  kind: Ingress\n  metadata: {name: web, namespace: shop, labels: {release: 2.0}}\n";
+        for yaml in [deployment.to_string(), format!("apiVersion: v1\nkind: List\nitems:\n{ingress}")] {
+            let dump = Dump::from_text(&yaml).unwrap();
+            assert_eq!(dump.report.invalid, Vec::<String>::new(), "{yaml}");
+        }
+        let dump = Dump::from_text(deployment).unwrap();
+        let stored = &dump.objects(&resources::DEPLOYMENTS).unwrap()[&("shop".into(), "web".into())];
+        assert_eq!(stored["apiVersion"], "apps/v1");
+        assert_eq!(stored["metadata"]["labels"]["version"], "1.10");
+        assert_eq!(stored["spec"]["template"]["metadata"]["labels"]["pod-template-hash"], "2e7696897");
+        let list = Dump::from_text(&format!("apiVersion: v1\nkind: List\nitems:\n{ingress}")).unwrap();
+        let ingress = &list.objects(&resources::INGRESSES).unwrap()[&("shop".into(), "web".into())];
+        assert_eq!(ingress["metadata"]["labels"]["release"], "2.0");
+    }
+
+    #[test]
     fn malformed_yaml_names_the_problem() {
         let err = parse_documents("kind: Pod\n  metadata: [").unwrap_err();
         assert!(!err.is_empty());

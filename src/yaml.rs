@@ -174,6 +174,17 @@ fn shape(object: &Value, list_version: &str, list_kind: &str) -> Shape {
     let version = object.get("apiVersion").and_then(Value::as_str).unwrap_or(list_version);
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or(list_kind);
     let Some(resource) = resources::by_kind(version, kind) else { return Shape::Other };
+    // An object filed under an older version (`extensions/v1beta1`) is checked, as the loader stores it, as the
+    // version served.
+    let served = resource.api_version();
+    let mut renamed;
+    let object = if object.get("apiVersion").is_some_and(|v| v.as_str() != Some(served.as_str())) {
+        renamed = object.clone();
+        renamed["apiVersion"] = Value::String(served);
+        &renamed
+    } else {
+        object
+    };
     match resources::check_shape(resource, object) {
         Ok(()) => Shape::Fits,
         Err(problem) if problem.contains("expected a string") => Shape::WantsStrings(resource),
@@ -214,9 +225,93 @@ impl<'de> DeserializeSeed<'de> for Typed {
                 serde_json::to_value(object).map_err(de::Error::custom)
             }
         }
+        let deserializer = AsVersion { inner: deserializer, version: self.0.api_version() };
         match resources::with_type(self.0, Read(deserializer, std::marker::PhantomData)) {
             Ok(read) => read,
-            Err(Read(deserializer, _)) => Value::deserialize(deserializer),
+            Err(Read(deserializer, _)) => Value::deserialize(deserializer.inner),
+        }
+    }
+}
+
+/// A deserializer of one object that reads its `apiVersion` as `version`, the one kubechat serves: an object filed
+/// under an older version (`extensions/v1beta1`) is read as the type of the version served, as the loader stores it.
+struct AsVersion<D> {
+    inner: D,
+    version: String,
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for AsVersion<D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.inner.deserialize_any(Versioned { inner: visitor, version: self.version })
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.inner.deserialize_map(Versioned { inner: visitor, version: self.version })
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.inner.deserialize_struct(name, fields, Versioned { inner: visitor, version: self.version })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit unit_struct
+        newtype_struct seq tuple tuple_struct enum identifier ignored_any
+    }
+}
+
+/// [`AsVersion`]'s visitor: the object's mapping read through [`VersionedMap`].
+struct Versioned<V> {
+    inner: V,
+    version: String,
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Versioned<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.expecting(f)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.inner.visit_map(VersionedMap { inner: map, version: Some(self.version), at_version: false })
+    }
+}
+
+/// A mapping whose `apiVersion` value is read as `version`.
+struct VersionedMap<A> {
+    inner: A,
+    version: Option<String>,
+    at_version: bool,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for VersionedMap<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+        use serde::de::IntoDeserializer as _;
+        let Some(key) = self.inner.next_key::<String>()? else { return Ok(None) };
+        self.at_version = key == "apiVersion";
+        seed.deserialize(key.into_deserializer()).map(Some)
+    }
+
+    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
+        use serde::de::IntoDeserializer as _;
+        match (self.at_version, self.version.take()) {
+            (true, Some(version)) => {
+                self.inner.next_value::<de::IgnoredAny>()?;
+                seed.deserialize(version.into_deserializer())
+            }
+            (_, version) => {
+                self.version = version;
+                self.inner.next_value_seed(seed)
+            }
         }
     }
 }
