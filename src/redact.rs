@@ -1,8 +1,8 @@
 //! Redaction: secrets are replaced by `[REDACTED:<kind>]` before anything reaches the model or a chat.
 //!
 //! [`pods`], [`events`] and [`facts`] clean what the reader gathered (secret-looking env values, logs, event and
-//! status messages, annotations); [`text`] cleans any text, and runs again over the context, the prompt and the answer as a second line
-//! of defence. The rules are listed in `docs/redaction.md`.
+//! status messages, annotations); [`text`] cleans any text, and runs again over the context, the prompt and the
+//! answer as a second line of defence. The rules are listed in `docs/redaction.md`.
 
 use std::borrow::Cow;
 use std::sync::{LazyLock, OnceLock};

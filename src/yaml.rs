@@ -26,7 +26,7 @@ pub struct Document {
 }
 
 /// Every document in `text` (documents that are empty or null left out), scalars read by the schema. A document in
-/// the block style dumps are written in is read by [`block`]; any other by the general parser.
+/// the block style dumps are written in is read by `block` (this module's own reader); any other by the general parser.
 pub fn documents(text: &str) -> Result<Vec<Document>, String> {
     let mut documents = Vec::new();
     let mut scalars = block::Scalars::default();
