@@ -133,7 +133,7 @@ fn bounded(record: &Record) -> Record {
     record
 }
 
-/// Warnings about refused requests (bad signatures, foreign pages, refused alerts): at most [`REFUSALS_LOGGED`] a
+/// Warnings about refused requests (bad signatures, foreign pages, refused alerts): at most `REFUSALS_LOGGED` a
 /// minute of each kind, then one line saying how many were not logged, so a flood cannot flood the logs. The audit
 /// log still has one line per request.
 pub fn refused(kind: &'static str, message: &str) {

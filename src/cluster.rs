@@ -1,6 +1,6 @@
 //! The cluster reader: the one module that talks to the Kubernetes API.
 //!
-//! [`read`] gathers a namespace's state concurrently into [`Facts`](crate::facts::Facts), read-only (get and list, never watch, exec or
+//! [`read`] gathers a namespace's state concurrently into [`Facts`], read-only (get and list, never watch, exec or
 //! secrets). Large lists are paged, every call has a timeout, and every API error becomes a [`ReadError`] that says
 //! what was refused and how to fix it. Reads that are not essential (logs, events, nodes, workloads) degrade into
 //! [`Facts::gaps`](crate::facts::Facts::gaps) instead of failing the whole diagnosis. Facts leave the reader redacted

@@ -107,7 +107,7 @@ static MARKERS: LazyLock<Regex> = LazyLock::new(|| {
         .expect("compiles")
 });
 
-/// A value as data: every marker of [`MARKERS`] defused so it reads as what it is (`<context>` as `‹context›`,
+/// A value as data: every marker of `MARKERS` defused so it reads as what it is (`<context>` as `‹context›`,
 /// `[INST]` as `(INST)`, `<|im_start|>` as `‹|im_start|›`, `SYSTEM:` as `SYSTEM (quoted):`). Log lines, events and
 /// earlier answers can then not close the context block or open a turn of their own.
 pub fn quoted(value: &str) -> Cow<'_, str> {

@@ -1,7 +1,7 @@
 //! Matrix: mentions and `!commands` in rooms, answered in a thread as `m.notice`, in encrypted rooms too.
 //!
 //! The settings ([`config`]) are always compiled, so a build without the `matrix` feature refuses a configuration
-//! that enables Matrix by name; the bot itself ([`bot`]) and its rendering ([`render`]) come with the feature.
+//! that enables Matrix by name; the bot itself (`bot`) and its rendering ([`render`]) come with the feature.
 
 #[cfg(feature = "matrix")]
 mod bot;

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 
 use super::{Slack, SlashCommand};
 
-/// The first wait after a failure; it doubles up to [`MAX_BACKOFF`].
+/// The first wait after a failure; it doubles up to `MAX_BACKOFF`.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
