@@ -23,6 +23,14 @@ impl Resource {
         if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
     }
 
+    /// Whether `api_version` is this resource's ([`Self::api_version`]), compared without building it.
+    pub fn is_api_version(&self, api_version: &str) -> bool {
+        match api_version.split_once('/') {
+            Some((group, version)) => !group.is_empty() && group == self.group && version == self.version,
+            None => self.group.is_empty() && api_version == self.version,
+        }
+    }
+
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
     }
@@ -196,6 +204,16 @@ pub fn check_shape(resource: &Resource, object: &serde_json::Value) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_api_version_is_compared_as_it_is_written() {
+        for resource in ALL {
+            assert!(resource.is_api_version(&resource.api_version()), "{}", resource.plural);
+        }
+        assert!(!PODS.is_api_version("apps/v1") && !PODS.is_api_version("/v1") && !PODS.is_api_version("v1beta1"));
+        assert!(!DEPLOYMENTS.is_api_version("v1") && !DEPLOYMENTS.is_api_version("extensions/v1beta1"));
+        assert!(!DEPLOYMENTS.is_api_version("apps/v1/x") && !DEPLOYMENTS.is_api_version("apps"));
+    }
 
     #[test]
     fn kinds_resolve_across_group_versions() {

@@ -176,11 +176,10 @@ fn shape(object: &Value, list_version: &str, list_kind: &str) -> Shape {
     let Some(resource) = resources::by_kind(version, kind) else { return Shape::Other };
     // An object filed under an older version (`extensions/v1beta1`) is checked, as the loader stores it, as the
     // version served.
-    let served = resource.api_version();
     let mut renamed;
-    let object = if object.get("apiVersion").is_some_and(|v| v.as_str() != Some(served.as_str())) {
+    let object = if object.get("apiVersion").is_some_and(|v| !v.as_str().is_some_and(|v| resource.is_api_version(v))) {
         renamed = object.clone();
-        renamed["apiVersion"] = Value::String(served);
+        renamed["apiVersion"] = Value::String(resource.api_version());
         &renamed
     } else {
         object
