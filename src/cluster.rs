@@ -229,7 +229,7 @@ async fn list_pods(api: Api<Pod>, params: ListParams, limits: &Limits, namespace
 fn slim_meta(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
     meta.managed_fields = None;
     if let Some(annotations) = &mut meta.annotations {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        annotations.remove(crate::redact::LAST_APPLIED);
     }
     shrink(&mut meta.owner_references);
     shrink(&mut meta.finalizers);

@@ -391,7 +391,7 @@ fn blank_values(configmap: &mut Value) {
     }
     if let Some(Value::Object(annotations)) = configmap.pointer_mut("/metadata/annotations") {
         // `kubectl apply` keeps a full copy of the object, values included, in this annotation.
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        annotations.remove(crate::redact::LAST_APPLIED);
     }
 }
 

@@ -269,8 +269,12 @@ pub fn facts(facts: &mut Facts) {
     }
 }
 
-/// A full copy of the object, env values included, that nothing needs.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// The annotation holding a full copy of the object, env values included, that nothing needs: dropped as objects are
+/// read ([`crate::cluster`]), loaded ([`crate::dump`]) and cleaned.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What the value of an env var whose name says secret becomes.
+const ENV_REDACTED: &str = "[REDACTED:env]";
 
 /// Cleans pods in place: the values of env vars whose names say secret; then every string of the pods whose details
 /// can be quoted (those with a problem, or on their way out) and, of the others, which are counted rather than
@@ -282,7 +286,7 @@ pub fn pods(pods: &mut [k8s_openapi::api::core::v1::Pod]) {
             let containers = spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten());
             for env in containers.flat_map(|c| c.env.iter_mut().flatten()) {
                 if secret_name(&env.name) && env.value.is_some() {
-                    env.value = Some("[REDACTED:env]".to_string());
+                    env.value = Some(ENV_REDACTED.to_string());
                 }
             }
         }
@@ -376,9 +380,9 @@ fn strings(value: &mut serde_json::Value) -> bool {
             // An env var (`{name, value}`) whose name says secret, wherever it is: a pod template's as a pod's.
             if map.get("name").and_then(serde_json::Value::as_str).is_some_and(secret_name)
                 && let Some(serde_json::Value::String(value)) = map.get_mut("value")
-                && value != "[REDACTED:env]"
+                && value != ENV_REDACTED
             {
-                *value = "[REDACTED:env]".to_string();
+                *value = ENV_REDACTED.to_string();
                 changed = true;
             }
             for (key, v) in map.iter_mut() {
