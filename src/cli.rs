@@ -65,6 +65,7 @@ pub async fn diagnose(asked: Asked) -> Result<(), CliError> {
         } else {
             print!("{}", report::text(&diagnosis));
         }
+        leave_to_exit((facts, cluster));
         return Ok(());
     }
 
@@ -94,5 +95,13 @@ pub async fn diagnose(asked: Asked) -> Result<(), CliError> {
     }
     println!();
     print!("{}", answer::terminal_footer(&answer, started.elapsed()));
+    leave_to_exit(cluster);
     Ok(())
+}
+
+/// What a command holds when it is done and the process is about to end (`main` exits without tearing the runtime
+/// down): given back to the operating system with the process, at once, instead of freed object by object. Freeing
+/// the facts of 10,000 pods and 30,000 events took a tenth of reading them, and a dump served in process as much again.
+fn leave_to_exit<T>(held: T) {
+    std::mem::forget(held);
 }

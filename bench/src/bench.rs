@@ -556,14 +556,17 @@ pub async fn probe_read(url: &str, namespace: &str) -> anyhow::Result<Probe> {
     let read = started.elapsed();
     let diagnosis = kubechat::report::diagnose(&facts, 6000);
     let findings = started.elapsed() - read;
-    Ok(Probe {
+    let probe = Probe {
         read_ms: read.as_secs_f64() * 1000.0,
         findings_ms: findings.as_secs_f64() * 1000.0,
         pods: facts.pods.len(),
         events: facts.events.len(),
         findings: diagnosis.findings.iter().map(|f| format!("{} {}", f.reason, f.object.name)).collect(),
         peak_rss_mb: memory_mb("self", "VmHWM:").unwrap_or(0.0),
-    })
+    };
+    // As `kubechat diagnose` does at its end: the process is about to exit, which gives the memory back at once.
+    std::mem::forget((facts, diagnosis, client));
+    Ok(probe)
 }
 
 /// Serves a generated namespace of `pods` pods, as [`scale`] reads it, until interrupted: the other half of
