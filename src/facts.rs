@@ -2,7 +2,7 @@
 //! narrowing to one object, near-miss names. Data only: the analyzers, the context and redaction import this, not the
 //! client that filled it ([`crate::cluster`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
@@ -297,7 +297,8 @@ pub fn order_events(events: Vec<Event>) -> Vec<Event> {
     let n = events.len();
     let mut group: Vec<usize> = (0..n).collect();
     {
-        let mut first: HashMap<(&str, &str, &str, &str), usize> = HashMap::with_capacity(n);
+        let mut first: foldhash::HashMap<(&str, &str, &str, &str), usize> =
+            foldhash::HashMap::with_capacity_and_hasher(n, Default::default());
         for (i, event) in events.iter().enumerate() {
             let key = (
                 event.involved_object.kind.as_deref().unwrap_or_default(),

@@ -4,7 +4,7 @@
 //! that cannot start under it, a pod to the node it is stranded on) and ranks root causes first. Every reason code is
 //! documented in `docs/findings.md`; the codes are stable, so alerts and dashboards can key on them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -289,10 +289,10 @@ fn quote_event(event: &Event) -> String {
 }
 
 /// Events by the (kind, name) of the object they are about, in the facts' order (Warning first, newest first).
-type EventIndex<'a> = HashMap<(&'a str, &'a str), Vec<&'a Event>>;
+type EventIndex<'a> = foldhash::HashMap<(&'a str, &'a str), Vec<&'a Event>>;
 
 fn index_events(facts: &Facts) -> EventIndex<'_> {
-    let mut index: EventIndex<'_> = HashMap::new();
+    let mut index: EventIndex<'_> = EventIndex::default();
     for e in &facts.events {
         let key = (
             e.involved_object.kind.as_deref().unwrap_or_default(),

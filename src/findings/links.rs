@@ -6,7 +6,7 @@ use crate::facts::{refused_by_nodes, refuses, selects_node};
 /// Connects pods to the node or claim behind their problem, and gives every root cause the list of what follows
 /// from it.
 pub(super) fn link(facts: &Facts, findings: &mut [Finding]) {
-    let pods: HashMap<&str, &Pod> = facts.pods.iter().map(|p| (name_of(&p.metadata), p)).collect();
+    let pods: foldhash::HashMap<&str, &Pod> = facts.pods.iter().map(|p| (name_of(&p.metadata), p)).collect();
     let mut causes: Vec<(usize, Option<Link>, Vec<String>)> = Vec::new();
     let egress = super::netpol::egress_denied(facts);
     for (i, f) in findings.iter().enumerate() {

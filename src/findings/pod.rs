@@ -404,7 +404,7 @@ pub(super) fn missing_reference(message: &str) -> Option<(&'static str, String)>
 
 /// Pods of one owner that fail the same way become one finding that names the others.
 pub(super) fn group_replicas(facts: &Facts, findings: Vec<Finding>) -> Vec<Finding> {
-    let owners: HashMap<&str, (&str, &str)> = facts
+    let owners: foldhash::HashMap<&str, (&str, &str)> = facts
         .pods
         .iter()
         .filter_map(|p| controller_of(&p.metadata).map(|owner| (name_of(&p.metadata), owner)))
@@ -412,7 +412,7 @@ pub(super) fn group_replicas(facts: &Facts, findings: Vec<Finding>) -> Vec<Findi
     let mut grouped: Vec<Finding> = Vec::new();
     // (reason, container, owner) → position of the finding that stands for the group.
     type Group<'a> = (Reason, Option<String>, (&'a str, &'a str));
-    let mut index: HashMap<Group<'_>, usize> = HashMap::new();
+    let mut index: foldhash::HashMap<Group<'_>, usize> = Default::default();
     for finding in findings {
         let Some(owner) = owners.get(finding.object.name.as_str()).copied() else {
             grouped.push(finding);
