@@ -121,10 +121,15 @@ pub enum Refusal {
     /// A cluster kubechat does not read, or (the same to the asker) one they may not see; `known` lists those they may.
     #[error("kubechat reads no cluster named {cluster} that you may ask about; {}", known_clusters(.known, .contact))]
     UnknownCluster { cluster: String, known: Vec<String>, contact: String },
-    #[error("you are asking faster than kubechat answers; try again in {} s", retry_after.as_secs().max(1))]
+    #[error("you are asking faster than kubechat answers; try again in {} s", whole_seconds(*retry_after))]
     RateLimited { retry_after: Duration },
     #[error("kubechat is answering as many questions as it takes at once ({in_flight}); please ask again in a minute")]
     Busy { in_flight: usize },
+}
+
+/// A wait in whole seconds, rounded up (at least one): asking again after the seconds said is never too early.
+pub fn whole_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 fn known_clusters(known: &[String], contact: &str) -> String {
@@ -297,6 +302,15 @@ impl Buckets {
         }
         Err(Duration::from_secs_f64((1.0 - *tokens) / per_second).max(Duration::from_secs(1)))
     }
+
+    /// Returns the token a question took from `key` when the question is refused after all (by another bucket, or
+    /// because kubechat is busy): a refusal does not count against the asker.
+    pub fn give_back(&self, key: &str) {
+        let burst = f64::from(self.rate.burst);
+        if let Some((tokens, _)) = self.buckets.lock().expect("not poisoned").get_mut(key) {
+            *tokens = (*tokens + 1.0).min(burst);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -381,6 +395,29 @@ mod tests {
         let wait = buckets.take("u").unwrap_err();
         assert!(wait >= Duration::from_secs(1) && wait <= Duration::from_secs(2), "{wait:?}");
         assert!(buckets.take("v").is_ok(), "buckets are per key");
+        buckets.give_back("u");
+        assert!(buckets.take("u").is_ok(), "a token given back is there to take");
+        assert!(buckets.take("u").is_err());
+        for _ in 0..5 {
+            buckets.give_back("v");
+        }
+        assert!(
+            buckets.take("v").is_ok() && buckets.take("v").is_ok() && buckets.take("v").is_err(),
+            "never past the burst"
+        );
+    }
+
+    #[test]
+    fn retry_hints_round_up() {
+        let said = |wait| Refusal::RateLimited { retry_after: wait }.to_string();
+        assert!(
+            said(Duration::from_millis(1200)).ends_with("try again in 2 s"),
+            "{}",
+            said(Duration::from_millis(1200))
+        );
+        assert!(said(Duration::from_secs(2)).ends_with("try again in 2 s"));
+        assert!(said(Duration::from_millis(1)).ends_with("try again in 1 s"));
+        assert!(said(Duration::ZERO).ends_with("try again in 1 s"));
     }
 
     #[test]

@@ -355,7 +355,7 @@ async fn respond(
             Refusal::Busy { .. } => error(StatusCode::SERVICE_UNAVAILABLE, &refusal.to_string(), &request_id),
         };
         let retry_after = match refusal {
-            Refusal::RateLimited { retry_after } => Some(retry_after.as_secs().max(1)),
+            Refusal::RateLimited { retry_after } => Some(crate::access::whole_seconds(retry_after)),
             Refusal::Busy { .. } => Some(30),
             Refusal::Namespace { .. } | Refusal::UnknownCluster { .. } => None,
         };

@@ -123,6 +123,36 @@ pub struct Replica {
 
 impl Policy {
     /// Everyone may read everything, with no limit: the demo, tests, and local use configured so.
+    /// Takes a question from the asker's bucket, then from their channel's or room's. A question the asker's own
+    /// bucket refuses takes nothing from the room's, so one person asking too fast does not use up a room's questions
+    /// for everyone in it; one the room's refuses is given back to the asker's.
+    fn take_rate(&self, asker: &Asker) -> Result<(), Duration> {
+        let (user, place) = rate_keys(asker);
+        if let Some(users) = &self.user_rate {
+            users.take(&user)?;
+        }
+        if let (Some(places), Some(place)) = (&self.place_rate, &place)
+            && let Err(wait) = places.take(place)
+        {
+            if let Some(users) = &self.user_rate {
+                users.give_back(&user);
+            }
+            return Err(wait);
+        }
+        Ok(())
+    }
+
+    /// Gives back what [`Policy::take_rate`] took, for a question refused after it.
+    fn give_back_rate(&self, asker: &Asker) {
+        let (user, place) = rate_keys(asker);
+        if let Some(users) = &self.user_rate {
+            users.give_back(&user);
+        }
+        if let (Some(places), Some(place)) = (&self.place_rate, &place) {
+            places.give_back(place);
+        }
+    }
+
     pub fn open() -> Policy {
         Policy {
             access: Access::open(),
@@ -132,6 +162,12 @@ impl Policy {
             audit: AuditLog::stdout(),
         }
     }
+}
+
+/// The buckets an asker's questions are counted in: theirs, and their channel's or room's when they ask in one.
+fn rate_keys(asker: &Asker) -> (String, Option<String>) {
+    let platform = asker.platform.as_str();
+    (format!("{platform}/{}", asker.user), asker.place.as_ref().map(|place| format!("{platform}/{place}")))
 }
 
 /// Why a question found no answer.
@@ -346,23 +382,21 @@ impl Ticket {
             // Alerts are deduplicated by fingerprint instead: a storm must not drop the first diagnosis of each.
             None
         } else {
-            let platform = self.asker.platform.as_str();
-            let user = state.policy.user_rate.as_ref().map(|b| b.take(&format!("{platform}/{}", self.asker.user)));
-            let place = match (&state.policy.place_rate, &self.asker.place) {
-                (Some(buckets), Some(place)) => Some(buckets.take(&format!("{platform}/{place}"))),
-                _ => None,
-            };
-            match (user, place) {
-                (Some(Err(wait)), _) | (_, Some(Err(wait))) => Some(Refusal::RateLimited { retry_after: wait }),
-                _ => None,
-            }
+            state.policy.take_rate(&self.asker).err().map(|wait| Refusal::RateLimited { retry_after: wait })
         };
+        let rated = refusal.is_none() && self.asker.platform != Platform::Alertmanager;
         let refusal = refusal.or_else(|| match state.policy.in_flight.enter() {
             Ok(()) => {
                 self.in_flight = true;
                 None
             }
-            Err(in_flight) => Some(Refusal::Busy { in_flight }),
+            Err(in_flight) => {
+                // Kubechat's being busy is not the asker's doing: the question costs them nothing.
+                if rated {
+                    state.policy.give_back_rate(&self.asker);
+                }
+                Some(Refusal::Busy { in_flight })
+            }
         });
         match refusal {
             None => Ok(()),
@@ -530,4 +564,30 @@ fn kube_code(error: &ServeError) -> Option<String> {
         ReadError::UnsupportedKind(_) => "unsupported".into(),
         other => other.gap().cause.label(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asker(user: &str) -> Asker {
+        Asker { platform: Platform::Matrix, place: Some("!ops:example.org".into()), user: user.into() }
+    }
+
+    #[test]
+    fn one_askers_refused_burst_leaves_the_rooms_questions_to_the_others() {
+        let slow = |burst| Some(Buckets::new(crate::access::Rate { burst, per_minute: 1 }));
+        let policy = Policy { user_rate: slow(1), place_rate: slow(2), ..Policy::open() };
+        assert!(policy.take_rate(&asker("@alice:x")).is_ok());
+        for _ in 0..5 {
+            assert!(policy.take_rate(&asker("@alice:x")).is_err(), "alice asks faster than her rate");
+        }
+        assert!(policy.take_rate(&asker("@bob:x")).is_ok(), "alice's refusals took nothing from the room");
+        assert!(policy.take_rate(&asker("@carol:x")).is_err(), "the room's two questions are taken");
+        let users = policy.user_rate.as_ref().unwrap();
+        assert!(users.take("matrix/@carol:x").is_ok(), "the room's refusal gave carol's question back");
+
+        policy.give_back_rate(&asker("@bob:x"));
+        assert!(policy.place_rate.as_ref().unwrap().take("matrix/!ops:example.org").is_ok(), "given back to the room");
+    }
 }

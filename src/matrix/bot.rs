@@ -188,7 +188,8 @@ pub struct Matrix {
     own: OwnedUserId,
     /// The bot's display name, for mentions by name from clients that send no `m.mentions`.
     name: String,
-    busy: Mutex<HashMap<OwnedRoomId, usize>>,
+    /// Questions being answered per room (`max_per_room`).
+    busy: Arc<Mutex<HashMap<OwnedRoomId, usize>>>,
     threads: Mutex<Recent<ThreadState>>,
     /// Held while the stored list of threads is rewritten.
     stored_threads: tokio::sync::Mutex<()>,
@@ -216,15 +217,41 @@ struct Job {
     question: String,
     /// Where the answer is going, for a note if shutdown interrupts it.
     placed: Placed,
+    /// The room's place this question holds (none for an alert's), given up as soon as it is refused.
+    slot: Option<RoomSlot>,
 }
 
-/// Frees the room's place when a job ends, however it ends.
-struct Busy<'a>(&'a Matrix, OwnedRoomId);
+/// One of a room's `max_per_room` places; freed when dropped, however the job ends.
+struct RoomSlot {
+    busy: Arc<Mutex<HashMap<OwnedRoomId, usize>>>,
+    room: OwnedRoomId,
+}
 
-impl Drop for Busy<'_> {
+impl RoomSlot {
+    /// A place in `room`, unless its questions already fill them.
+    fn take(
+        busy: &Arc<Mutex<HashMap<OwnedRoomId, usize>>>,
+        room: &matrix_sdk::ruma::RoomId,
+        max: usize,
+    ) -> Option<RoomSlot> {
+        let mut counts = busy.lock().expect("not poisoned");
+        let count = counts.entry(room.to_owned()).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(RoomSlot { busy: busy.clone(), room: room.to_owned() })
+    }
+}
+
+impl Drop for RoomSlot {
     fn drop(&mut self) {
-        if let Some(count) = self.0.busy.lock().expect("not poisoned").get_mut(&self.1) {
+        let mut counts = self.busy.lock().expect("not poisoned");
+        if let Some(count) = counts.get_mut(&self.room) {
             *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.room);
+            }
         }
     }
 }
@@ -297,7 +324,7 @@ impl Matrix {
             app,
             own,
             name,
-            busy: Mutex::new(HashMap::new()),
+            busy: Arc::default(),
             threads: Mutex::new(Recent::new(THREADS)),
             stored_threads: tokio::sync::Mutex::new(()),
             cipher,
@@ -407,16 +434,7 @@ impl Matrix {
             }
             return;
         };
-        let admitted = {
-            let mut busy = self.busy.lock().expect("not poisoned");
-            let count = busy.entry(room.room_id().to_owned()).or_default();
-            let admitted = *count < self.config.max_per_room;
-            if admitted {
-                *count += 1;
-            }
-            admitted
-        };
-        if !admitted {
+        let Some(slot) = RoomSlot::take(&self.busy, room.room_id(), self.config.max_per_room) else {
             let problem = format!(
                 "{} questions from this room are already being answered; ask again in a minute",
                 self.config.max_per_room
@@ -430,7 +448,7 @@ impl Matrix {
             let content = in_thread(render::failure(&problem, &request_id), &root, &event.event_id);
             let _ = self.send(&room, content).await;
             return;
-        }
+        };
         *placed.lock().expect("not poisoned") = Some(Place {
             room: room.clone(),
             root: root.clone(),
@@ -451,14 +469,10 @@ impl Matrix {
             object,
             question,
             placed,
+            slot: Some(slot),
         };
         let span = tracing::info_span!("request", platform = "matrix", request_id = %job.request_id, room = %job.room.room_id(), user = %event.sender);
-        async move {
-            let _busy = Busy(&self, job.room.room_id().to_owned());
-            self.answer(job).await;
-        }
-        .instrument(span)
-        .await;
+        self.answer(job).instrument(span).await;
     }
 
     async fn answer(&self, mut job: Job) {
@@ -501,6 +515,8 @@ impl Matrix {
                 match refusal {
                     Ok(scope) => (ticket, scope),
                     Err(why) => {
+                        // A refusal is not an answer: the room's place goes to the next question at once.
+                        job.slot = None;
                         let failure = render::failure(&why, &job.request_id);
                         if let Err(e) = self.send(&job.room, in_thread(failure, &job.root, &job.asked)).await {
                             tracing::warn!("cannot tell the asker about the refusal: {e}");
@@ -530,7 +546,26 @@ impl Matrix {
         let history = remembered.map(|r| r.turns).unwrap_or_default();
         let asker = ticket.asker().clone();
         let request = Request::new(&job.request_id, asker, job.intent, scope, &job.question, history.clone());
-        let result = ticket.answer(&request, |_| {}, |_| {}).await.map_err(|e| e.to_string());
+        // Waiting for the model, the placeholder says the asker's place in line; that edit lands before the answer's.
+        let (queued, in_line) = tokio::sync::oneshot::channel::<usize>();
+        let answering = ticket.answer(
+            &request,
+            |_| {},
+            move |position| {
+                let _ = queued.send(position);
+            },
+        );
+        let telling = async {
+            if let Ok(position) = in_line.await {
+                let waiting =
+                    render::progress(&format!("{title} The model is busy; you are number {position} in line."));
+                if let Err(e) = self.send(&job.room, replacement(&placeholder, waiting)).await {
+                    tracing::debug!("cannot show the place in line: {e}");
+                }
+            }
+        };
+        let (result, ()) = tokio::join!(answering, telling);
+        let result = result.map_err(|e| e.to_string());
         let rendered = match &result {
             Ok(answer) => render::answer(answer, started.elapsed().as_secs_f32(), None),
             Err(problem) => render::failure(problem, &job.request_id),
@@ -615,6 +650,7 @@ impl Matrix {
             question: String::new(),
             admitted: Some((ticket, scope)),
             placed: Placed::default(),
+            slot: None,
         };
         self.answer(job).await;
         Some(root)

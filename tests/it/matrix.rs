@@ -421,6 +421,124 @@ async fn a_rate_limited_bot_waits_and_still_answers() {
     assert!(answer.notice().unwrap().0.contains("CrashLoopBackOff"));
 }
 
+/// The seconds a refusal says to wait: "… try again in N s (request …)".
+fn hinted_wait(refusal: &str) -> u64 {
+    let after = refusal.split("try again in ").nth(1).unwrap_or_else(|| panic!("no retry hint in {refusal:?}"));
+    after.split(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("no number of seconds in {refusal:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_question_is_told_its_place_and_one_askers_refusals_leave_the_room_to_the_others() {
+    let synapse = Synapse::start().await;
+    let alice = User::new(&synapse, "alice").await;
+    let bob = User::new(&synapse, "bob").await;
+    let carol = User::new(&synapse, "carol").await;
+    synapse.register("kubechat", "kubechat-password");
+    let replay = serve(scenarios(), &[]).await;
+    // One question at a time for the model, whose answer streams over about two seconds; one question per person
+    // every ten seconds, and four for the room, refilled only once a minute.
+    let bot = start_bot_on(
+        &synapse,
+        &replay.url(),
+        Duration::from_millis(500),
+        |_| {},
+        |config| {
+            config.llm.concurrency = 1;
+            config.user_rate = Some(kubechat::access::Rate { burst: 1, per_minute: 6 });
+            config.place_rate = Some(kubechat::access::Rate { burst: 4, per_minute: 1 });
+        },
+    )
+    .await;
+    let room = alice
+        .room(
+            "ops",
+            false,
+            &[&bot.id, &bob.client.user_id().unwrap().to_owned(), &carol.client.user_id().unwrap().to_owned()],
+        )
+        .await;
+    for user in [&bob, &carol] {
+        user.client.join_room_by_id(room.room_id()).await.unwrap();
+    }
+    alice.wait_for_membership(room.room_id(), &bot.id, "join").await;
+    let in_room = |user: &User| user.client.get_room(room.room_id()).expect("joined");
+
+    // Alice and bob ask at once: one question has the model, and the other's placeholder says where it is in line
+    // until it is answered.
+    let alices = alice.say(&room, mention(&bot.id, "kubechat: diagnose crashloop")).await;
+    let bobs = bob.say(&in_room(&bob), mention(&bot.id, "kubechat: diagnose oom")).await;
+    let bot_id = bot.id.clone();
+    let placeholder_of = move |asked: OwnedEventId| {
+        let bot_id = bot_id.clone();
+        move |s: &Seen| s.sender == bot_id && s.edits().is_none() && s.thread().is_some_and(|t| t.event_id == asked)
+    };
+    let placeholders = [
+        alice.wait_for("alice's placeholder", placeholder_of.clone()(alices.clone())).await,
+        alice.wait_for("bob's placeholder", placeholder_of(bobs.clone())).await,
+    ];
+    let in_line = alice
+        .wait_for("a place in line", |s| {
+            placeholders.iter().any(|p| s.edits() == Some(&p.event_id))
+                && s.notice().is_some_and(|(body, _)| body.contains("you are number 1 in line"))
+        })
+        .await;
+    let waiting = placeholders.iter().find(|p| in_line.edits() == Some(&p.event_id)).unwrap();
+    let title = waiting.notice().unwrap().0;
+    assert!(in_line.notice().unwrap().0.starts_with(&title), "{:?} edits {title:?}", in_line.notice());
+    let answers = [
+        alice.wait_for("alice's answer", |s| answer_to(s, &placeholders[0].event_id)).await,
+        alice.wait_for("bob's answer", |s| answer_to(s, &placeholders[1].event_id)).await,
+    ];
+    let answered = &answers[usize::from(waiting.event_id == placeholders[1].event_id)];
+    let seen = alice.seen.lock().unwrap().clone();
+    let position = |id: &OwnedEventId| seen.iter().position(|s| &s.event_id == id).unwrap();
+    assert!(position(&in_line.event_id) < position(&answered.event_id), "the place in line never replaces the answer");
+    let edits = |p: &Seen| seen.iter().filter(|s| s.edits() == Some(&p.event_id)).count();
+    assert_eq!(
+        edits(placeholders.iter().find(|p| p.event_id != waiting.event_id).unwrap()),
+        1,
+        "only a question that waits is told so"
+    );
+
+    // Alice asks again at once, three times: refused by her own rate, each time with a hint.
+    let mut refusals = Vec::new();
+    for _ in 0..3 {
+        let asked = alice.say(&room, mention(&bot.id, "kubechat: diagnose crashloop")).await;
+        let refusal = alice
+            .wait_for("alice's refusal", |s| s.sender == bot.id && s.thread().is_some_and(|t| t.event_id == asked))
+            .await;
+        let (body, _) = refusal.notice().unwrap();
+        assert!(body.contains("you are asking faster than kubechat answers"), "{body}");
+        refusals.push((body, std::time::Instant::now()));
+    }
+    // Carol, who asked nothing, is answered: alice's refusals took none of the room's questions.
+    let carols = carol.say(&in_room(&carol), mention(&bot.id, "kubechat: diagnose crashloop")).await;
+    let reply = alice
+        .wait_for("carol's reply", |s| {
+            s.sender == bot.id && s.edits().is_none() && s.thread().is_some_and(|t| t.event_id == carols)
+        })
+        .await;
+    assert!(reply.notice().unwrap().0.starts_with("Diagnosing crashloop"), "carol was refused: {:?}", reply.notice());
+    alice.wait_for("carol's answer", |s| answer_to(s, &reply.event_id)).await;
+
+    // Asking again once the last hint's seconds have passed is answered.
+    let (last, told) = refusals.pop().unwrap();
+    let wait = Duration::from_secs(hinted_wait(&last));
+    tokio::time::sleep(wait.saturating_sub(told.elapsed())).await;
+    let again = alice.say(&room, mention(&bot.id, "kubechat: diagnose crashloop")).await;
+    let reply = alice
+        .wait_for("the retry's reply", |s| {
+            s.sender == bot.id && s.edits().is_none() && s.thread().is_some_and(|t| t.event_id == again)
+        })
+        .await;
+    assert!(
+        reply.notice().unwrap().0.starts_with("Diagnosing crashloop"),
+        "asked again after {wait:?}, as hinted: {:?}",
+        reply.notice()
+    );
+    alice.wait_for("the retry's answer", |s| answer_to(s, &reply.event_id)).await;
+    assert_eq!(bot.model.requests.lock().unwrap().len(), 4, "alice, bob, carol and alice's retry");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_with_names_that_are_not_names_are_refused_in_the_thread_and_never_read() {
     use crate::names::{DEV, EMPTY_OBJECT, NAMESPACE_RULE, SECRET, asked, hostile_namespaces, nothing_read};
