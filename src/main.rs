@@ -188,9 +188,8 @@ struct ReplayArgs {
 async fn main() -> std::process::ExitCode {
     kubechat::install_tls_provider();
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Diagnose(_) | Command::Ask(_)) { "warn" } else { "info" };
-    kubechat::app::init_logging(default_level);
     let one_shot = matches!(cli.command, Command::Diagnose(_) | Command::Ask(_));
+    kubechat::app::init_logging(if one_shot { "warn" } else { "info" });
     let result = match cli.command {
         Command::Diagnose(args) => diagnose(args, Intent::Diagnose).await,
         Command::Ask(args) => diagnose(args, Intent::Ask).await,
@@ -198,21 +197,7 @@ async fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo(args).await,
         Command::Replay(args) => replay(args).await,
     };
-    let code: u8 = match result {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            1
-        }
-    };
-    if one_shot {
-        // A question from the command line is answered: the process ends here, without stopping the runtime's tasks
-        // one by one (a dump served in process would be freed object by object on the way).
-        use std::io::Write as _;
-        let _ = std::io::stdout().flush();
-        std::process::exit(code.into());
-    }
-    std::process::ExitCode::from(code)
+    kubechat::cli::exit(result, one_shot)
 }
 
 async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
