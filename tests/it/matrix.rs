@@ -441,7 +441,8 @@ async fn a_waiting_question_is_told_its_place_and_one_askers_refusals_leave_the_
         &synapse,
         &replay.url(),
         Duration::from_millis(500),
-        |_| {},
+        // Room for every question asked at once: what refuses them here is the rate.
+        |matrix| matrix.max_per_room = 5,
         |config| {
             config.llm.concurrency = 1;
             config.user_rate = Some(kubechat::access::Rate { burst: 1, per_minute: 6 });
@@ -467,14 +468,32 @@ async fn a_waiting_question_is_told_its_place_and_one_askers_refusals_leave_the_
     let alices = alice.say(&room, mention(&bot.id, "kubechat: diagnose crashloop")).await;
     let bobs = bob.say(&in_room(&bob), mention(&bot.id, "kubechat: diagnose oom")).await;
     let bot_id = bot.id.clone();
-    let placeholder_of = move |asked: OwnedEventId| {
-        let bot_id = bot_id.clone();
+    let reply_to = move |asked: &OwnedEventId| {
+        let (bot_id, asked) = (bot_id.clone(), asked.clone());
         move |s: &Seen| s.sender == bot_id && s.edits().is_none() && s.thread().is_some_and(|t| t.event_id == asked)
     };
     let placeholders = [
-        alice.wait_for("alice's placeholder", placeholder_of.clone()(alices.clone())).await,
-        alice.wait_for("bob's placeholder", placeholder_of(bobs.clone())).await,
+        alice.wait_for("alice's placeholder", reply_to(&alices)).await,
+        alice.wait_for("bob's placeholder", reply_to(&bobs)).await,
     ];
+
+    // Meanwhile alice asks again, three times at once: refused by her own rate, each time with a hint.
+    let mut burst = Vec::new();
+    for _ in 0..3 {
+        burst.push(alice.say(&room, mention(&bot.id, "kubechat: diagnose crashloop")).await);
+    }
+    let mut hinted = Vec::new();
+    for asked in &burst {
+        let refusal = alice.wait_for("alice's refusal", reply_to(asked)).await;
+        let (body, _) = refusal.notice().unwrap();
+        assert!(body.contains("you are asking faster than kubechat answers"), "{body}");
+        hinted.push((Duration::from_secs(hinted_wait(&body)), std::time::Instant::now()));
+    }
+    // Carol, who asked nothing, is answered: alice's refusals took none of the room's questions.
+    let carols = carol.say(&in_room(&carol), mention(&bot.id, "kubechat: diagnose crashloop")).await;
+    let carols = alice.wait_for("carol's reply", reply_to(&carols)).await;
+    assert!(carols.notice().unwrap().0.starts_with("Diagnosing crashloop"), "carol was refused: {:?}", carols.notice());
+
     let in_line = alice
         .wait_for("a place in line", |s| {
             placeholders.iter().any(|p| s.edits() == Some(&p.event_id))
@@ -492,49 +511,18 @@ async fn a_waiting_question_is_told_its_place_and_one_askers_refusals_leave_the_
     let seen = alice.seen.lock().unwrap().clone();
     let position = |id: &OwnedEventId| seen.iter().position(|s| &s.event_id == id).unwrap();
     assert!(position(&in_line.event_id) < position(&answered.event_id), "the place in line never replaces the answer");
-    let edits = |p: &Seen| seen.iter().filter(|s| s.edits() == Some(&p.event_id)).count();
-    assert_eq!(
-        edits(placeholders.iter().find(|p| p.event_id != waiting.event_id).unwrap()),
-        1,
-        "only a question that waits is told so"
-    );
-
-    // Alice asks again at once, three times: refused by her own rate, each time with a hint.
-    let mut refusals = Vec::new();
-    for _ in 0..3 {
-        let asked = alice.say(&room, mention(&bot.id, "kubechat: diagnose crashloop")).await;
-        let refusal = alice
-            .wait_for("alice's refusal", |s| s.sender == bot.id && s.thread().is_some_and(|t| t.event_id == asked))
-            .await;
-        let (body, _) = refusal.notice().unwrap();
-        assert!(body.contains("you are asking faster than kubechat answers"), "{body}");
-        refusals.push((body, std::time::Instant::now()));
-    }
-    // Carol, who asked nothing, is answered: alice's refusals took none of the room's questions.
-    let carols = carol.say(&in_room(&carol), mention(&bot.id, "kubechat: diagnose crashloop")).await;
-    let reply = alice
-        .wait_for("carol's reply", |s| {
-            s.sender == bot.id && s.edits().is_none() && s.thread().is_some_and(|t| t.event_id == carols)
-        })
-        .await;
-    assert!(reply.notice().unwrap().0.starts_with("Diagnosing crashloop"), "carol was refused: {:?}", reply.notice());
-    alice.wait_for("carol's answer", |s| answer_to(s, &reply.event_id)).await;
+    let first = placeholders.iter().find(|p| p.event_id != waiting.event_id).unwrap();
+    let edits = seen.iter().filter(|s| s.edits() == Some(&first.event_id)).count();
+    assert_eq!(edits, 1, "only a question that waits is told so");
+    alice.wait_for("carol's answer", |s| answer_to(s, &carols.event_id)).await;
 
     // Asking again once the last hint's seconds have passed is answered.
-    let (last, told) = refusals.pop().unwrap();
-    let wait = Duration::from_secs(hinted_wait(&last));
+    let (wait, told) = hinted.pop().unwrap();
     tokio::time::sleep(wait.saturating_sub(told.elapsed())).await;
     let again = alice.say(&room, mention(&bot.id, "kubechat: diagnose crashloop")).await;
-    let reply = alice
-        .wait_for("the retry's reply", |s| {
-            s.sender == bot.id && s.edits().is_none() && s.thread().is_some_and(|t| t.event_id == again)
-        })
-        .await;
-    assert!(
-        reply.notice().unwrap().0.starts_with("Diagnosing crashloop"),
-        "asked again after {wait:?}, as hinted: {:?}",
-        reply.notice()
-    );
+    let reply = alice.wait_for("the retry's reply", reply_to(&again)).await;
+    let said = reply.notice().unwrap().0;
+    assert!(said.starts_with("Diagnosing crashloop"), "asked again after {wait:?}, as hinted: {said}");
     alice.wait_for("the retry's answer", |s| answer_to(s, &reply.event_id)).await;
     assert_eq!(bot.model.requests.lock().unwrap().len(), 4, "alice, bob, carol and alice's retry");
 }
