@@ -60,6 +60,13 @@ enum Body<'a> {
     Form(&'a [(&'a str, String)]),
 }
 
+/// A JSON body with the charset Slack asks for: without it, Slack answers with a `missing_charset` warning.
+fn json_body(request: reqwest::RequestBuilder, value: &Value) -> reqwest::RequestBuilder {
+    request
+        .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .body(serde_json::to_vec(value).expect("a JSON value serialises"))
+}
+
 impl WebApi {
     /// `base` is `https://slack.com/api` in production.
     pub fn new(base: &str, token: Secret) -> WebApi {
@@ -80,7 +87,7 @@ impl WebApi {
             attempt += 1;
             let request = self.http.post(&url).bearer_auth(token.expose());
             let request = match &body {
-                Body::Json(value) => request.json(value),
+                Body::Json(value) => json_body(request, value),
                 Body::Form(fields) => request
                     .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                     .body(serde_urlencoded::to_string(fields).expect("string pairs encode")),
@@ -208,10 +215,7 @@ impl WebApi {
             "blocks": message.blocks,
         });
         let method = "response_url";
-        let response = self
-            .http
-            .post(response_url)
-            .json(&body)
+        let response = json_body(self.http.post(response_url), &body)
             .send()
             .await
             .map_err(|e| ApiError::Transport { method: method.into(), message: e.to_string() })?;

@@ -1,6 +1,6 @@
 //! Block Kit messages: an answer as sections of escaped mrkdwn, its findings as a short list, its suggested commands
 //! as labelled code blocks and a footer saying which model and prompt produced it; within Slack's limits (3,000
-//! characters a section, 50 blocks a message).
+//! characters a section, 50 blocks and 12,000 characters of text a message).
 
 use std::time::Duration;
 
@@ -13,6 +13,12 @@ use crate::answer::Answer;
 pub const SECTION_LIMIT: usize = 3000;
 /// Slack's limit on a message's blocks.
 pub const BLOCK_LIMIT: usize = 50;
+/// Slack's limit on the text of a message's blocks, all together: past it, Slack refuses the message
+/// (`msg_blocks_too_long`).
+pub const MESSAGE_TEXT_LIMIT: usize = 12_000;
+/// The text kubechat puts in one message's blocks, at most: under Slack's limit, with room for what Slack counts
+/// differently from kubechat.
+const MESSAGE_TEXT_BUDGET: usize = 11_000;
 /// Past this many messages an answer goes into a file instead of flooding the thread.
 const MESSAGE_LIMIT: usize = 3;
 /// Findings listed in the message; the context file has them all.
@@ -39,11 +45,49 @@ impl Message {
     }
 }
 
-/// An answer, rendered; `file` holds the whole answer when it is too long for the messages.
+/// An answer, rendered; `file` holds the whole answer when it is too long for the messages, and `overflow` the rest of
+/// the answer as messages, for when the file cannot be attached.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
     pub messages: Vec<Message>,
     pub file: Option<String>,
+    pub overflow: Vec<Message>,
+}
+
+/// The characters of text in a block (a section's, a header's, a context's elements'), as Slack counts them against
+/// [`MESSAGE_TEXT_LIMIT`].
+pub fn text_chars(block: &Value) -> usize {
+    match block {
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(key, value)| match (key.as_str(), value) {
+                ("text", Value::String(text)) => text.chars().count(),
+                (_, value) => text_chars(value),
+            })
+            .sum(),
+        Value::Array(items) => items.iter().map(text_chars).sum(),
+        _ => 0,
+    }
+}
+
+/// Blocks as consecutive messages, in order, each within [`BLOCK_LIMIT`] blocks and [`MESSAGE_TEXT_BUDGET`]
+/// characters (a block is at most a section, 3,000 characters, so every block fits one).
+fn into_messages(blocks: &[Value]) -> Vec<Vec<Value>> {
+    let mut messages = Vec::new();
+    let (mut current, mut chars) = (Vec::new(), 0);
+    for block in blocks {
+        let n = text_chars(block);
+        if !current.is_empty() && (current.len() == BLOCK_LIMIT || chars + n > MESSAGE_TEXT_BUDGET) {
+            messages.push(std::mem::take(&mut current));
+            chars = 0;
+        }
+        chars += n;
+        current.push(block.clone());
+    }
+    if !current.is_empty() {
+        messages.push(current);
+    }
+    messages
 }
 
 /// What the footer says besides the answer's own model and prompt.
@@ -220,29 +264,31 @@ pub fn answer(answer: &Answer, footer: &Footer) -> Rendered {
     blocks.push(context(footer_text));
 
     let text = cut(&answer.answer, TEXT_LIMIT);
-    let mut messages: Vec<Message> = blocks
-        .chunks(BLOCK_LIMIT)
-        .enumerate()
-        .map(|(i, chunk)| Message {
-            text: if i == 0 { text.clone() } else { format!("{title} (continued)") },
-            blocks: chunk.to_vec(),
-        })
-        .collect();
+    let continued = format!("{title} (continued)");
+    let as_messages = |blocks: &[Value], first_text: &str| -> Vec<Message> {
+        into_messages(blocks)
+            .into_iter()
+            .enumerate()
+            .map(|(i, blocks)| Message {
+                text: if i == 0 { first_text.to_string() } else { continued.clone() },
+                blocks,
+            })
+            .collect()
+    };
+    let messages = as_messages(&blocks, &text);
     if messages.len() <= MESSAGE_LIMIT {
-        return Rendered { messages, file: None };
+        return Rendered { messages, file: None, overflow: Vec::new() };
     }
-    // Too long for the thread: the first section of the answer, a pointer to the file, findings, commands, footer.
+    // Too long for the thread: the first section of the answer, a pointer to the file, findings, commands, footer;
+    // the rest of the answer, as messages, only if the file cannot be attached.
     let before_answer = 1 + usize::from(footer.scope_note.is_some());
-    let footer_block = blocks.last().cloned().expect("the footer is there");
     let mut first = blocks[..before_answer + 1].to_vec();
     first.push(section(format!(
         "_The answer is {answer_count} sections long: the whole of it is in the attached file `answer.md`._"
     )));
-    first.extend(blocks[before_answer + answer_count..blocks.len() - 1].iter().cloned());
-    first.truncate(BLOCK_LIMIT - 1);
-    first.push(footer_block);
-    messages = vec![Message { text, blocks: first }];
-    Rendered { messages, file: Some(answer.answer.clone()) }
+    first.extend(blocks[before_answer + answer_count..].iter().cloned());
+    let overflow = as_messages(&blocks[before_answer + 1..before_answer + answer_count], &continued);
+    Rendered { messages: as_messages(&first, &text), file: Some(answer.answer.clone()), overflow }
 }
 
 /// The message shown while the answer streams: what has arrived so far, its end kept when it is long.
@@ -259,6 +305,16 @@ pub fn progress(title: &str, so_far: &str) -> Message {
         blocks.push(section(tail));
     }
     Message { text: title.to_string(), blocks }
+}
+
+/// The last message of an answer too long for a slash command's `response_url`: where to get the whole of it.
+pub fn rest_elsewhere(request_id: &str) -> Message {
+    let text = "The answer goes on longer than a slash command's reply can carry. Invite kubechat to this channel, or \
+                ask in a channel it is in, for the whole of it, attached as a file.";
+    Message {
+        text: text.to_string(),
+        blocks: vec![section(format!("_{}_", mrkdwn::escape(text))), context(format!("request `{request_id}`"))],
+    }
 }
 
 /// A failure, told to the user with the request id that finds it in the logs.
@@ -309,6 +365,8 @@ mod tests {
     fn limits_hold(messages: &[Message]) {
         for message in messages {
             assert!(message.blocks.len() <= BLOCK_LIMIT);
+            let chars: usize = message.blocks.iter().map(text_chars).sum();
+            assert!(chars <= MESSAGE_TEXT_LIMIT, "a message of {chars} characters of text");
             for block in &message.blocks {
                 if let Some(text) = block["text"]["text"].as_str() {
                     assert!(text.chars().count() <= SECTION_LIMIT, "a section of {} chars", text.chars().count());
@@ -333,7 +391,10 @@ mod tests {
         text.push_str(&"x".repeat(7000));
         let blocks = sections(&text);
         assert!(blocks.len() >= 4, "{}", blocks.len());
-        limits_hold(&[Message { text: String::new(), blocks: blocks.clone() }]);
+        let messages: Vec<Message> =
+            into_messages(&blocks).into_iter().map(|blocks| Message { text: String::new(), blocks }).collect();
+        assert_eq!(messages.len(), 2, "16 KB of sections in two messages");
+        limits_hold(&messages);
         let joined: String = blocks.iter().map(|b| b["text"]["text"].as_str().unwrap()).collect::<Vec<_>>().join("\n");
         assert!(joined.contains("line 0 of") && joined.contains("line 399 of"));
         assert_eq!(joined.matches('x').count(), 7000, "a long line is cut, not lost");
@@ -382,17 +443,31 @@ mod tests {
         let last = blocks.last().unwrap().to_string();
         assert!(last.contains("model `mistral` · prompt `diagnose@0123456789ab` (abc1234) · cluster `prod` · namespace `payments` · 4.2 s · request `req-1`"), "{last}");
 
-        // Two continuation messages are fine; beyond three, the answer is a file.
-        let long = answer(&an_answer("a line of the answer\n".repeat(25_000)), &footer);
+        // Two continuation messages are fine; beyond three, the answer is a file, and the rest of it as messages for
+        // when the file cannot be attached.
+        let text: String = (0..25_000).map(|i| format!("line {i} of the answer\n")).collect();
+        let long = answer(&an_answer(text), &footer);
         assert!(long.file.is_some());
         assert_eq!(long.messages.len(), 1);
         limits_hold(&long.messages);
         let blocks = &long.messages[0].blocks;
         assert_eq!(blocks.iter().filter(|b| b["type"] == "context").count(), 2, "the scope note and one footer");
         assert!(serde_json::to_string(blocks).unwrap().contains("answer.md"));
-        let middling = answer(&an_answer("a line of the answer\n".repeat(8000)), &footer);
+        limits_hold(&long.overflow);
+        let sections = |messages: &[Message]| -> String {
+            let blocks = messages.iter().flat_map(|m| &m.blocks);
+            blocks.filter_map(|b| b["text"]["text"].as_str()).filter(|t| t.starts_with("line ")).collect()
+        };
+        let told = sections(&long.messages) + sections(&long.overflow).as_str();
+        let mut at = 0;
+        for i in 0..25_000 {
+            let line = format!("line {i} of the answer");
+            at += told[at..].find(&line).unwrap_or_else(|| panic!("{line:?} lost or out of order")) + line.len();
+        }
+        let middling = answer(&an_answer("a line of the answer\n".repeat(700)), &footer);
         assert!(middling.file.is_none() && middling.messages.len() == 2, "{}", middling.messages.len());
         limits_hold(&middling.messages);
+        assert!(middling.overflow.is_empty());
     }
 
     #[test]

@@ -36,6 +36,9 @@ use api::{Identity, WebApi};
 use blocks::{Footer, Message};
 pub use config::{SlackConfig, SlackMode};
 
+/// Slack takes at most this many messages through one slash command's `response_url`.
+const RESPONSE_URL_USES: usize = 5;
+
 /// Event ids remembered for deduplication; Slack retries within minutes, so this covers hours of traffic.
 const SEEN_EVENTS: usize = 10_000;
 
@@ -734,15 +737,25 @@ impl Slack {
                     tracing::error!("cannot post the answer: {e}");
                     return;
                 }
+                // In order: a message is posted only once the one before it is there.
                 for message in messages {
                     if let Err(e) = self.api.post_message(&job.channel, Some(thread), message).await {
                         tracing::error!("cannot post the rest of the answer: {e}");
+                        break;
                     }
                 }
                 if let Some(full) = &rendered.file
                     && let Err(e) = self.api.upload(&job.channel, thread, "answer.md", "The whole answer", full).await
                 {
-                    tracing::warn!("cannot attach the whole answer: {e}");
+                    tracing::warn!(
+                        "cannot attach the whole answer ({e}); posting the rest of it in the thread instead"
+                    );
+                    for message in &rendered.overflow {
+                        if let Err(e) = self.api.post_message(&job.channel, Some(thread), message).await {
+                            tracing::error!("cannot post the rest of the answer: {e}");
+                            break;
+                        }
+                    }
                 }
                 if self.config.attach_context {
                     let title = format!(
@@ -756,7 +769,13 @@ impl Slack {
                 }
             }
             Target::ResponseUrl(url) => {
-                for message in &rendered.messages {
+                // No file can be attached through a response URL, which takes five messages at most: the answer's
+                // messages and as much of the rest as fits, the last place kept to say where the rest is.
+                let mut sent: Vec<&blocks::Message> = rendered.messages.iter().chain(&rendered.overflow).collect();
+                let cut_short = sent.len() > RESPONSE_URL_USES;
+                sent.truncate(if cut_short { RESPONSE_URL_USES - 1 } else { RESPONSE_URL_USES });
+                let note = cut_short.then(|| blocks::rest_elsewhere(&job.request_id));
+                for message in sent.into_iter().chain(note.as_ref()) {
                     if let Err(e) = self.api.respond(url, message, true).await {
                         tracing::error!("cannot answer through the response URL: {e}");
                         return;

@@ -49,6 +49,8 @@ pub struct Fake {
     pub fail: Mutex<usize>,
     /// Channels kubechat is not a member of: `chat.postMessage` there fails with `not_in_channel`.
     pub not_in: Mutex<Vec<String>>,
+    /// An app without the `files:write` scope: uploads fail with `missing_scope`.
+    pub no_files: Mutex<bool>,
     /// Declared length and received bytes of each upload.
     uploads: Mutex<HashMap<String, (usize, Option<String>)>>,
     clock: AtomicU64,
@@ -219,12 +221,46 @@ impl Fake {
 }
 
 /// Block Kit limits and shapes Slack documents for message blocks.
+/// Slack's limit on the text of a message's blocks, all together; past it, `msg_blocks_too_long`.
+const MESSAGE_TEXT_LIMIT: usize = 12_000;
+
+/// The characters of text in blocks: every `text` string, in sections, headers and contexts alike.
+fn text_chars(value: &Value) -> usize {
+    match value {
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(key, value)| match (key.as_str(), value) {
+                ("text", Value::String(text)) => text.chars().count(),
+                (_, value) => text_chars(value),
+            })
+            .sum(),
+        Value::Array(items) => items.iter().map(text_chars).sum(),
+        _ => 0,
+    }
+}
+
+/// Whether a message's blocks hold more text than Slack takes in one message.
+fn too_long(body: &Value) -> bool {
+    text_chars(&body["blocks"]) > MESSAGE_TEXT_LIMIT
+}
+
+/// A JSON body must say its charset: Slack answers one without it with a `missing_charset` warning.
+fn check_charset(fake: &Fake, method: &str, content_type: &str) {
+    if !content_type.to_ascii_lowercase().replace(' ', "").contains(";charset=utf-8") {
+        fake.violation(method, format!("a JSON body sent as {content_type:?}, without charset=utf-8"));
+    }
+}
+
 fn check_blocks(fake: &Fake, method: &str, body: &Value) {
     let Some(blocks) = body["blocks"].as_array() else {
         return fake.violation(method, "blocks is not an array".into());
     };
     if blocks.len() > 50 {
         fake.violation(method, format!("{} blocks, more than 50", blocks.len()));
+    }
+    if too_long(body) {
+        let chars = text_chars(&body["blocks"]);
+        fake.violation(method, format!("{chars} characters of text in the blocks, more than {MESSAGE_TEXT_LIMIT}"));
     }
     if body["text"].as_str().is_none_or(|t| t.trim().is_empty()) {
         fake.violation(method, "no top-level text: notifications and screen readers need it".into());
@@ -287,6 +323,9 @@ async fn api(
         return refuse("invalid_auth");
     }
     let json_body = content_type.starts_with("application/json");
+    if json_body {
+        check_charset(&fake, &method, &content_type);
+    }
     let value: Value = if json_body {
         serde_json::from_slice(&body).unwrap_or(Value::Null)
     } else {
@@ -318,6 +357,10 @@ async fn api(
                 fake.violation(&method, format!("not a chat.postMessage request by Slack's model: {e}"));
             }
             check_blocks(&fake, &method, &value);
+            if too_long(&value) {
+                fake.record(&method, value, 200);
+                return refuse("msg_blocks_too_long");
+            }
             if value["unfurl_links"] != json!(false) || value["unfurl_media"] != json!(false) {
                 fake.violation(&method, "unfurl_links and unfurl_media must be false".into());
             }
@@ -348,6 +391,10 @@ async fn api(
                 fake.violation(&method, format!("not a chat.update request by Slack's model: {e}"));
             }
             check_blocks(&fake, &method, &value);
+            if too_long(&value) {
+                fake.record(&method, value, 200);
+                return refuse("msg_blocks_too_long");
+            }
             let ts = value["ts"].as_str().unwrap_or_default().to_string();
             let Some((thread, i)) = fake.find(&ts) else {
                 fake.violation(&method, format!("ts {ts} names no message"));
@@ -389,6 +436,10 @@ async fn api(
             ok(json!({"messages": roots, "has_more": false}))
         }
         "files.getUploadURLExternal" => {
+            if *fake.no_files.lock().unwrap() {
+                fake.record(&method, value, 200);
+                return refuse("missing_scope");
+            }
             let length = value["length"].as_str().and_then(|l| l.parse::<usize>().ok()).unwrap_or(0);
             if value["filename"].as_str().is_none_or(str::is_empty) || length == 0 {
                 fake.violation(&method, format!("filename and a positive length are required: {value}"));
@@ -455,7 +506,14 @@ async fn upload(State((fake, _)): State<(Arc<Fake>, String)>, Path(id): Path<Str
     }
 }
 
-async fn respond(State((fake, _)): State<(Arc<Fake>, String)>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn respond(
+    State((fake, _)): State<(Arc<Fake>, String)>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    check_charset(&fake, "response_url", content_type);
     let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     check_blocks(&fake, "response_url", &value);
     if !matches!(value["response_type"].as_str(), Some("in_channel" | "ephemeral")) {

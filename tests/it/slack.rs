@@ -79,8 +79,19 @@ pub async fn bot_on(
     adjust: impl FnOnce(&mut SlackConfig, &mut LlmConfig),
     policy: impl FnOnce(&mut Config),
 ) -> Bot {
-    let slack = FakeSlack::start().await;
     let model = recorded_slowly("text/event-stream", answer_stream(), pause).await;
+    bot_with_model(cluster, mode, model, adjust, policy).await
+}
+
+/// The same, with `model` answering.
+async fn bot_with_model(
+    cluster: &str,
+    mode: SlackMode,
+    model: Recorded,
+    adjust: impl FnOnce(&mut SlackConfig, &mut LlmConfig),
+    policy: impl FnOnce(&mut Config),
+) -> Bot {
+    let slack = FakeSlack::start().await;
     let mut config = config(cluster, &model.url, "healthy");
     let mut slack_config = SlackConfig {
         mode,
@@ -662,4 +673,102 @@ async fn no_secret_of_the_corpus_reaches_slacks_messages_or_files() {
         crate::common::assert_no_secret(&call.body.to_string(), &format!("Slack's {}", call.method));
     }
     drop(model);
+}
+
+/// A model stream that answers `text` in one piece.
+fn streamed(text: &str) -> String {
+    let chunk = json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": text}}]});
+    let end = json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+    format!("data: {chunk}\n\ndata: {end}\n\ndata: [DONE]\n\n")
+}
+
+/// Where `lines` are found in `text`, each after the one before; panics on one lost or out of order.
+fn in_order(text: &str, lines: &[String], what: &str) {
+    let mut at = 0;
+    for line in lines {
+        match text[at..].find(line.as_str()) {
+            Some(found) => at += found + line.len(),
+            None => panic!("{what}: {line:?} is lost, or comes before the line it follows"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_answers_stay_within_slacks_limits_and_arrive_whole_and_in_order() {
+    let replay = serve(scenarios(), &[]).await;
+    // 12 KB: the answer continues in the thread. 200 KB: the whole of it in `answer.md`, or, when the app may not
+    // upload files, in the thread after all.
+    for (size, may_upload) in [(12_000, true), (200_000, true), (200_000, false)] {
+        let lines: Vec<String> =
+            (0..).map(|i| format!("{i:05} the answer goes on about the pod")).take(size / 38).collect();
+        let text = lines.join("\n");
+        let model = recorded_slowly("text/event-stream", streamed(&text), Duration::from_millis(1)).await;
+        let bot = bot_with_model(&replay.url(), SlackMode::Http, model, |_, _| {}, |_| {}).await;
+        *bot.slack.fake.no_files.lock().unwrap() = !may_upload;
+        let body = command_body(&bot, "/diagnose", "imagepull", CHANNEL);
+        let response = signed(&bot, "/slack/commands", "application/x-www-form-urlencoded", &body, &now(), None).await;
+        assert_eq!(response.status(), 200);
+        // The context file is the last thing kubechat sends.
+        let calls = bot
+            .slack
+            .until(WAIT, "the context file", |calls| {
+                calls.iter().any(|c| c.method == "files.getUploadURLExternal" && c.body["filename"] == "context.txt")
+            })
+            .await;
+        let what = format!("{size} characters, uploads {}", if may_upload { "allowed" } else { "refused" });
+        // A message over Slack's limits (and so refused), or a JSON call without its charset, is a violation.
+        assert!(bot.slack.violations().is_empty(), "{what}: {:#?}", bot.slack.violations());
+        let root = first_post(&calls).ts.clone().unwrap();
+        let answer = final_update(&calls, &root).expect("the placeholder was replaced by the answer");
+        let mut messages = vec![answer];
+        messages
+            .extend(calls.iter().filter(|c| c.method == "chat.postMessage" && c.body["thread_ts"] == root.as_str()));
+        let told: String = messages
+            .iter()
+            .flat_map(|m| m.body["blocks"].as_array().unwrap())
+            .filter_map(|b| b["text"]["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file = calls.iter().find(|c| c.method == "files.getUploadURLExternal" && c.body["filename"] == "answer.md");
+        match (size, may_upload) {
+            (12_000, _) => {
+                assert!(file.is_none(), "{what}: a 12 KB answer stays in the thread");
+                assert!(messages.len() >= 2, "{what}: more than one message's worth");
+                in_order(&told, &lines, &what);
+            }
+            (_, true) => {
+                let uploads: Vec<&Call> = calls.iter().filter(|c| c.method == "upload").collect();
+                let whole = uploads.iter().find(|c| c.body["content"] == text.as_str());
+                assert!(whole.is_some(), "{what}: answer.md holds the whole answer");
+                assert!(told.contains("answer.md") && told.contains(&lines[0]), "{what}: {told:.300}");
+            }
+            (_, false) => {
+                assert!(
+                    calls.iter().any(|c| c.method == "files.getUploadURLExternal" && c.body["filename"] == "answer.md")
+                );
+                assert!(messages.len() > 3, "{what}: the rest of the answer followed in the thread");
+                in_order(&told, &lines, &what);
+            }
+        }
+    }
+
+    // Through a slash command's response URL (a channel kubechat is not in), which takes five messages: the answer's
+    // beginning, in order, and a last message saying where to get the whole of it.
+    let lines: Vec<String> = (0..5000).map(|i| format!("{i:05} the answer goes on about the pod")).collect();
+    let model = recorded_slowly("text/event-stream", streamed(&lines.join("\n")), Duration::from_millis(1)).await;
+    let bot = bot_with_model(&replay.url(), SlackMode::Http, model, |_, _| {}, |_| {}).await;
+    bot.slack.fake.not_in.lock().unwrap().push("CPRIVATE".into());
+    let body = command_body(&bot, "/diagnose", "imagepull", "CPRIVATE");
+    signed(&bot, "/slack/commands", "application/x-www-form-urlencoded", &body, &now(), None).await;
+    bot.slack
+        .until(WAIT, "five responses", |calls| calls.iter().filter(|c| c.method == "response_url").count() >= 5)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let responses: Vec<Value> = bot.slack.calls("response_url").into_iter().map(|c| c.body["body"].clone()).collect();
+    assert_eq!(responses.len(), 5, "a response URL takes five messages");
+    assert!(bot.slack.violations().is_empty(), "{:#?}", bot.slack.violations());
+    let told: String = responses[..4].iter().map(text_of).collect::<Vec<_>>().join("\n");
+    let first = told.find(&lines[0]).expect("the answer begins the first response");
+    in_order(&told[first..], &lines[..40], "through the response URL");
+    assert!(text_of(&responses[4]).contains("goes on longer than a slash command"), "{}", text_of(&responses[4]));
 }
