@@ -27,8 +27,14 @@ const HISTORY_SHARE: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BudgetError {
+    /// The asker's to mend: the question leaves the model no room for the namespace.
     #[error(
-        "the model's context window ({num_ctx} tokens) cannot hold the prompt ({overhead} tokens), the answer ({answer} tokens) and at least {MIN_CONTEXT_TOKENS} tokens of context; raise --num-ctx or lower --answer-tokens"
+        "your question is too long for the model to read it with the namespace: it is about {question} tokens, and about {room} fit; shorten it, or ask it in parts"
+    )]
+    QuestionTooLong { question: usize, room: usize },
+    /// The operator's: even an empty question leaves no room, so the model's window is set too small.
+    #[error(
+        "the model's context window ({num_ctx} tokens) cannot hold the prompt ({overhead} tokens), the answer ({answer} tokens) and at least {MIN_CONTEXT_TOKENS} tokens of context: kubechat's operator must raise the window (llm.num_ctx, or --num-ctx) or lower the answer's share (llm.answer_tokens, or --answer-tokens)"
     )]
     TooSmall { num_ctx: usize, overhead: usize, answer: usize },
     #[error("no prompt named {0} is loaded")]
@@ -69,6 +75,15 @@ pub fn prepare(
     let overhead = size(&empty);
     let budget = num_ctx.saturating_sub(answer_tokens + overhead);
     if budget < MIN_CONTEXT_TOKENS {
+        // Whose to mend: the asker's, when the prompt without the question fits (the conversation before it has a
+        // bounded share of the window); else the operator's.
+        let mut bare = vars.clone();
+        bare.insert("question", String::new());
+        let bare = size(&prompt.render(&bare));
+        let room = num_ctx.saturating_sub(answer_tokens + bare + MIN_CONTEXT_TOKENS);
+        if room > 0 {
+            return Err(BudgetError::QuestionTooLong { question: overhead.saturating_sub(bare), room });
+        }
         return Err(BudgetError::TooSmall { num_ctx, overhead, answer: answer_tokens });
     }
     let diagnosis = crate::report::assemble(facts, findings, budget);

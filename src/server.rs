@@ -17,6 +17,7 @@ use sha2::Digest as _;
 use tracing::Instrument as _;
 
 use crate::access::{Asker, Platform, Refusal};
+use crate::answer::BudgetError;
 use crate::audit::Outcome;
 use crate::cluster;
 use crate::request::{Intent, Request, Scope};
@@ -442,7 +443,13 @@ fn serve_error(failure: ServeError, request_id: &str) -> Response {
             error(StatusCode::BAD_GATEWAY, &e.to_string(), request_id)
         }
         e @ ServeError::UnknownCluster(_) => error(StatusCode::NOT_FOUND, &e.to_string(), request_id),
-        ServeError::Budget(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), request_id),
+        ServeError::Budget(e @ BudgetError::QuestionTooLong { .. }) => {
+            error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string(), request_id)
+        }
+        ServeError::Budget(e) => {
+            tracing::error!("{e}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), request_id)
+        }
     }
 }
 

@@ -469,7 +469,11 @@ impl Ticket {
         let answer = match result {
             Ok(answer) => answer,
             Err(e) => {
-                self.fail(Outcome::Error, e.to_string());
+                let outcome = match e {
+                    BudgetError::QuestionTooLong { .. } => Outcome::Invalid,
+                    BudgetError::TooSmall { .. } | BudgetError::NoPrompt(_) => Outcome::Error,
+                };
+                self.fail(outcome, e.to_string());
                 return Err(e.into());
             }
         };

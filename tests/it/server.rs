@@ -531,6 +531,45 @@ async fn past_the_questions_in_flight_the_asker_is_told_kubechat_is_busy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_too_long_for_the_window_asks_the_asker_to_shorten_it_and_a_window_too_small_names_the_operator() {
+    let model = recorded_slowly("text/event-stream", answer_stream(), Duration::from_millis(1)).await;
+    let replay = serve(scenarios(), &[]).await;
+    let audit = crate::common::Audit::new();
+    let mut config = config(&replay.url(), &model.url, "imagepull");
+    config.audit = Some(audit.path.clone());
+    let app = spawn_app(config).await;
+    let http = crate::common::http_client();
+    let url = format!("{}/diagnose", app.url);
+    // A question with 30 KB of log pasted into it: more tokens than the default window (8,192) leaves.
+    let log = "2026-11-20T09:53:21.418Z ERROR payments_api::db: connection attempt 1 failed: Connection refused (os error 111)\n";
+    let question = format!("why does it keep failing? the log says:\n{}", log.repeat(280));
+    let response = http.post(&url).json(&json!({"namespace": "imagepull", "question": question})).send().await.unwrap();
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    let error = body["error"].as_str().unwrap();
+    assert!(error.starts_with("your question is too long for the model") && error.contains("shorten it"), "{error}");
+    assert!(!error.contains("num-ctx") && !error.contains("num_ctx"), "no operator's setting for the asker: {error}");
+    let lines = audit.wait_for(1).await;
+    assert_eq!(lines[0]["outcome"], "invalid", "{}", lines[0]);
+    assert!(model.requests.lock().unwrap().is_empty(), "the model was not asked");
+
+    // A window too small for any question is the operator's to mend, and says so.
+    let mut config = crate::common::config(&replay.url(), &model.url, "imagepull");
+    config.llm.num_ctx = 1200;
+    config.llm.answer_tokens = 1000;
+    config.audit = Some(audit.path.clone());
+    let app = spawn_app(config).await;
+    let response =
+        http.post(format!("{}/diagnose", app.url)).json(&json!({"namespace": "imagepull"})).send().await.unwrap();
+    assert_eq!(response.status(), 500);
+    let body: Value = response.json().await.unwrap();
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("kubechat's operator must raise the window (llm.num_ctx"), "{error}");
+    let lines = audit.wait_for(2).await;
+    assert_eq!(lines[1]["outcome"], "error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_connections_are_closed_by_the_header_timeout_and_the_rest_still_answers() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let app = app(Duration::from_millis(1)).await;
