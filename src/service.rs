@@ -122,7 +122,6 @@ pub struct Replica {
 }
 
 impl Policy {
-    /// Everyone may read everything, with no limit: the demo, tests, and local use configured so.
     /// Takes a question from the asker's bucket, then from their channel's or room's. A question the asker's own
     /// bucket refuses takes nothing from the room's, so one person asking too fast does not use up a room's questions
     /// for everyone in it; one the room's refuses is given back to the asker's.
@@ -153,6 +152,7 @@ impl Policy {
         }
     }
 
+    /// Everyone may read everything, with no limit: the demo, tests, and local use configured so.
     pub fn open() -> Policy {
         Policy {
             access: Access::open(),
@@ -391,7 +391,7 @@ impl Ticket {
                 None
             }
             Err(in_flight) => {
-                // Kubechat's being busy is not the asker's doing: the question costs them nothing.
+                // kubechat being busy is not the asker's doing: the question costs them nothing.
                 if rated {
                     state.policy.give_back_rate(&self.asker);
                 }

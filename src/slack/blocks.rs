@@ -56,7 +56,7 @@ pub struct Rendered {
 
 /// The characters of text in a block (a section's, a header's, a context's elements'), as Slack counts them against
 /// [`MESSAGE_TEXT_LIMIT`].
-pub fn text_chars(block: &Value) -> usize {
+fn text_chars(block: &Value) -> usize {
     match block {
         Value::Object(fields) => fields
             .iter()
@@ -276,7 +276,8 @@ pub fn answer(answer: &Answer, footer: &Footer) -> Rendered {
             .collect()
     };
     let messages = as_messages(&blocks, &text);
-    if messages.len() <= MESSAGE_LIMIT {
+    // An answer of one section is never the reason for the length (findings and commands are bounded).
+    if messages.len() <= MESSAGE_LIMIT || answer_count <= 1 {
         return Rendered { messages, file: None, overflow: Vec::new() };
     }
     // Too long for the thread: the first section of the answer, a pointer to the file, findings, commands, footer;
