@@ -220,7 +220,6 @@ impl Fake {
     }
 }
 
-/// Block Kit limits and shapes Slack documents for message blocks.
 /// Slack's limit on the text of a message's blocks, all together; past it, `msg_blocks_too_long`.
 const MESSAGE_TEXT_LIMIT: usize = 12_000;
 
@@ -251,6 +250,7 @@ fn check_charset(fake: &Fake, method: &str, content_type: &str) {
     }
 }
 
+/// Block Kit limits and shapes Slack documents for message blocks.
 fn check_blocks(fake: &Fake, method: &str, body: &Value) {
     let Some(blocks) = body["blocks"].as_array() else {
         return fake.violation(method, "blocks is not an array".into());
