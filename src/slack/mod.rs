@@ -737,25 +737,14 @@ impl Slack {
                     tracing::error!("cannot post the answer: {e}");
                     return;
                 }
-                // In order: a message is posted only once the one before it is there.
-                for message in messages {
-                    if let Err(e) = self.api.post_message(&job.channel, Some(thread), message).await {
-                        tracing::error!("cannot post the rest of the answer: {e}");
-                        break;
-                    }
-                }
+                self.post_in_order(&job.channel, thread, messages).await;
                 if let Some(full) = &rendered.file
                     && let Err(e) = self.api.upload(&job.channel, thread, "answer.md", "The whole answer", full).await
                 {
                     tracing::warn!(
                         "cannot attach the whole answer ({e}); posting the rest of it in the thread instead"
                     );
-                    for message in &rendered.overflow {
-                        if let Err(e) = self.api.post_message(&job.channel, Some(thread), message).await {
-                            tracing::error!("cannot post the rest of the answer: {e}");
-                            break;
-                        }
-                    }
+                    self.post_in_order(&job.channel, thread, &rendered.overflow).await;
                 }
                 if self.config.attach_context {
                     let title = format!(
@@ -788,6 +777,16 @@ impl Slack {
             degraded = answer.degraded.is_some(),
             "answered"
         );
+    }
+
+    /// Posts the rest of an answer in `thread`, in order: a message only once the one before it is there.
+    async fn post_in_order(&self, channel: &str, thread: &str, messages: impl IntoIterator<Item = &Message>) {
+        for message in messages {
+            if let Err(e) = self.api.post_message(channel, Some(thread), message).await {
+                tracing::error!("cannot post the rest of the answer: {e}");
+                break;
+            }
+        }
     }
 
     /// Shows `message` in place of the placeholder.
