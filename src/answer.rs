@@ -17,6 +17,7 @@ use crate::prompt::{Prompt, PromptVersion, Prompts, Rendered};
 use crate::report::Diagnosis;
 use crate::request::{Request, Turn};
 use crate::tokens;
+use crate::view::View;
 
 /// Tokens a chat template adds around each message (role markers, separators), counted generously.
 const TEMPLATE_TOKENS_PER_MESSAGE: usize = 5;
@@ -157,16 +158,17 @@ pub struct Answer {
     pub prompt_tokens_estimated: usize,
     /// The window was full: the server cut the prompt or the answer.
     pub truncated: bool,
-    /// Why the answer comes without the model, when it does (its message in JSON); null otherwise.
-    #[serde(serialize_with = "message")]
+    /// Why the answer comes without the model, when it does: in JSON, what the asker is told ([`LlmError::notice`]);
+    /// null otherwise.
+    #[serde(serialize_with = "notice")]
     pub degraded: Option<LlmError>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gaps: Vec<String>,
 }
 
-fn message<S: serde::Serializer>(error: &Option<LlmError>, serializer: S) -> Result<S::Ok, S::Error> {
+fn notice<S: serde::Serializer>(error: &Option<LlmError>, serializer: S) -> Result<S::Ok, S::Error> {
     match error {
-        Some(error) => serializer.serialize_str(&error.to_string()),
+        Some(error) => serializer.serialize_str(error.notice()),
         None => serializer.serialize_none(),
     }
 }
@@ -224,8 +226,7 @@ pub async fn answer(
         }
         Err(error) => {
             tracing::warn!("answering without the model: {error}");
-            // The error may quote the server's reply or its URL: redacted like everything that leaves.
-            let text = crate::redact::text(&fallback(&diagnosis, &error.to_string())).into_owned();
+            let text = fallback(&diagnosis, &error);
             (text, Usage::default(), false, Some(error))
         }
     };
@@ -269,56 +270,19 @@ fn compare_estimate(estimated: usize, actual: usize, model: &str) {
     }
 }
 
-/// The findings alone, when the model cannot answer.
-pub fn fallback(diagnosis: &Diagnosis, reason: &str) -> String {
-    let mut out = format!(
-        "The model could not answer ({reason}), so here are kubechat's own findings for namespace {}.\n",
-        diagnosis.namespace
-    );
-    if diagnosis.findings.is_empty() {
-        out.push_str("No problems found.\n");
-    }
-    for (i, f) in diagnosis.findings.iter().enumerate() {
-        let _ = writeln!(out, "{}. {}", i + 1, f.headline());
-        if let Some(evidence) = f.evidence.first() {
-            let _ = writeln!(out, "   evidence: {evidence}");
-        }
-    }
-    out
+/// The answer's text when the model did not answer: what happened to it, in the asker's words, and kubechat's own
+/// findings with all their evidence.
+fn fallback(diagnosis: &Diagnosis, error: &LlmError) -> String {
+    let findings: Vec<_> = diagnosis.findings.iter().map(crate::view::finding).collect();
+    format!("{}\n\n{}", error.notice(), crate::view::findings_text(&findings))
 }
 
-/// What a terminal shows after the streamed answer: the suggested commands with their labels, what could not be
-/// read, and a footer naming the model, the prompt version, the namespace and the time taken.
-pub fn terminal_footer(answer: &Answer, took: std::time::Duration) -> String {
-    let mut out = String::new();
-    if !answer.commands.is_empty() {
-        out.push_str("\nSuggested commands (kubechat runs none of them):\n");
-        for c in &answer.commands {
-            let badge = match c.label {
-                crate::commands::Label::ReadOnly => "read-only",
-                crate::commands::Label::Mutating => "MUTATING ",
-                crate::commands::Label::Review => "REVIEW   ",
-            };
-            let _ = writeln!(out, "  [{badge}] {}", c.command);
-            if let Some(note) = &c.note {
-                let _ = writeln!(out, "              ! {note}");
-            }
-        }
-    }
-    for gap in &answer.gaps {
-        let _ = writeln!(out, "\nnot read: {gap}");
-    }
-    let _ = writeln!(
-        out,
-        "\n-- model {} · prompt {}@{}{} · namespace {} · {:.1}s",
-        answer.model,
-        answer.prompt.name,
-        answer.prompt.version,
-        answer.prompt.revision.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
-        answer.namespace,
-        took.as_secs_f32()
-    );
-    out
+/// The answer as JSON (`--output json`, the HTTP API, the web chat): its fields, and the [`View`] every front-end
+/// shows, under `view`.
+pub fn json(answer: &Answer) -> serde_json::Value {
+    let mut json = serde_json::to_value(answer).unwrap_or_default();
+    json["view"] = serde_json::to_value(View::of(answer)).unwrap_or_default();
+    json
 }
 
 /// Passes streamed tokens on line by line, redacted, so a secret split across tokens is still caught.

@@ -82,19 +82,23 @@ pub async fn diagnose(asked: Asked) -> Result<(), CliError> {
     let on_queued = |position: usize| eprintln!("waiting for the model: number {position} in line");
     let answer = answer::answer(facts, &request, &asked.prompts, &llm, on_token, on_queued).await?;
     if asked.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        println!("{}", serde_json::to_string_pretty(&answer::json(&answer))?);
         return Ok(());
     }
     if let Some(reason) = &answer.degraded {
+        // Whoever runs the command line is the operator: the technical cause, on standard error.
         eprintln!("note: answering without the model: {reason}");
-        print!("{}", answer.answer);
     } else if answer.truncated {
         // The streamed tokens lack the note that the JSON answer carries.
         let note = answer.answer.rsplit("\n\n").next().unwrap_or_default();
         print!("\n\n{note}");
     }
-    println!();
-    print!("{}", answer::terminal_footer(&answer, started.elapsed()));
+    let mut view = crate::view::View::of(&answer);
+    if view.answer.take().is_some() {
+        // Streamed already.
+        println!("\n");
+    }
+    print!("{}", crate::view::text(&view, started.elapsed()));
     leave_to_exit(cluster);
     Ok(())
 }

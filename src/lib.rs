@@ -19,7 +19,8 @@
 //! - **The pure middle**: [`facts`] (what was read), [`findings`] (deterministic analyzers, with [`cron`] for
 //!   CronJob schedules), [`redact`], [`context`]
 //!   and [`tokens`] (the budgeted text the model reads), [`report`], [`prompt`] (files under `prompts/`),
-//!   [`commands`] (suggested kubectl commands, labelled), and [`answer`] (prompt, model, fallback).
+//!   [`commands`] (suggested kubectl commands, labelled), [`answer`] (prompt, model, fallback), and [`view`] (the one
+//!   presentation of an answer that every front-end formats).
 //! - **Wiring**: [`config`] (the settings, validated; each front-end validates its own section) and [`app`] (the one
 //!   composition root that `main`, the tests and the benchmarks use), [`drain`] (shutting down without losing an
 //!   answer). [`secret`] keeps credentials from printing.
@@ -58,6 +59,7 @@ pub mod service;
 pub mod settings;
 pub mod slack;
 pub mod tokens;
+pub mod view;
 pub mod yaml;
 
 /// Makes ring the process's TLS provider. kube, reqwest and matrix-sdk share rustls, and with matrix-sdk two providers

@@ -111,6 +111,28 @@ impl LlmError {
         }
     }
 
+    /// What the asker is told: what happened to the model in their words, and what to do. The technical cause (this
+    /// error's message) goes to the logs and the audit line.
+    pub fn notice(&self) -> &'static str {
+        match self {
+            LlmError::Connect { .. } => {
+                "The model server did not answer, so these are kubechat's own findings. If this keeps happening, tell whoever runs kubechat."
+            }
+            LlmError::Timeout { .. } => {
+                "The model did not answer in time, so these are kubechat's own findings. Ask again later for the model's answer."
+            }
+            LlmError::Status { code: 429 | 503, .. } => {
+                "The model server is overloaded, so these are kubechat's own findings. Ask again in a few minutes for the model's answer."
+            }
+            LlmError::Stream(_) => {
+                "The model server stopped in the middle of its answer, so these are kubechat's own findings."
+            }
+            LlmError::Status { .. } | LlmError::Decode(_) => {
+                "The model server could not answer, so these are kubechat's own findings. If this keeps happening, tell whoever runs kubechat."
+            }
+        }
+    }
+
     /// A connection failure, the URL and the message without the URL's credentials (the error of the HTTP client
     /// quotes the whole URL).
     fn connect(url: &str, message: &str) -> LlmError {

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 use crate::answer::Answer;
+use crate::view::View;
 
 /// The context shown in the `<details>` block, at most; the rest is cut with a marker.
 const CONTEXT_LIMIT: usize = 12_000;
@@ -166,36 +167,54 @@ pub fn help(name: &str, readable: &[String], clusters: &[&str]) -> Rendered {
 
 /// The final answer.
 pub fn answer(answer: &Answer, took_seconds: f32, scope_note: Option<&str>) -> Rendered {
-    let title = match answer.prompt.name.as_str() {
-        "diagnose" => format!("Diagnosis of namespace {}", answer.namespace),
-        _ => format!("Answer about namespace {}", answer.namespace),
-    };
-    let mut body = format!("{title}\n");
-    let mut html = format!("<h3>{}</h3>", escape(&title));
+    let view = View::of(answer);
+    let mut body = format!("{}\n", view.title);
+    let mut html = format!("<h3>{}</h3>", escape(&view.title));
     if let Some(note) = scope_note {
         let _ = writeln!(body, "({note})");
         let _ = write!(html, "<p><em>{}</em></p>", escape(note));
     }
-    let _ = writeln!(body, "\n{}", answer.answer.trim());
-    html.push_str(&markdown(&answer.answer));
-    if !answer.findings.is_empty() {
+    if let Some(notice) = &view.notice {
+        let _ = writeln!(body, "\n⚠ {notice}");
+        let _ = write!(html, "<p><strong>⚠ {}</strong></p>", escape(notice));
+    }
+    if let Some(text) = &view.answer {
+        let _ = writeln!(body, "\n{}", text.trim());
+        html.push_str(&markdown(text));
+    }
+    if !view.findings.is_empty() {
         body.push_str("\nFindings:\n");
         html.push_str("<p><strong>Findings</strong></p><ul>");
-        for finding in answer.findings.iter().take(FINDINGS_SHOWN) {
-            let _ = writeln!(body, "- {}", finding.headline());
-            let _ = write!(html, "<li>{}</li>", escape(&finding.headline()));
+        for finding in view.findings.iter().take(FINDINGS_SHOWN) {
+            let _ = writeln!(body, "- {}", finding.headline);
+            let _ = write!(html, "<li>{}", escape(&finding.headline));
+            for link in &finding.links {
+                let _ = writeln!(body, "  {link}");
+                let _ = write!(html, "<br><em>{}</em>", escape(link));
+            }
+            if !finding.evidence.is_empty() {
+                for line in &finding.evidence {
+                    let _ = writeln!(body, "  | {line}");
+                }
+                let _ = write!(html, "<pre><code>{}</code></pre>", escape(&finding.evidence.join("\n")));
+            }
+            html.push_str("</li>");
         }
-        if answer.findings.len() > FINDINGS_SHOWN {
-            let more = answer.findings.len() - FINDINGS_SHOWN;
+        if view.findings.len() > FINDINGS_SHOWN {
+            let more = view.findings.len() - FINDINGS_SHOWN;
             let _ = writeln!(body, "- …and {more} more in the context");
             let _ = write!(html, "<li>…and {more} more in the context</li>");
         }
         html.push_str("</ul>");
+    } else if view.answer.is_none() {
+        let none = format!("kubechat found no problems in namespace {}.", answer.namespace);
+        let _ = writeln!(body, "\n{none}");
+        let _ = write!(html, "<p>{}</p>", escape(&none));
     }
-    if !answer.commands.is_empty() {
+    if !view.commands.is_empty() {
         body.push_str("\nSuggested commands (kubechat runs none of them):\n");
         html.push_str("<p><strong>Suggested commands</strong> (kubechat runs none of them)</p>");
-        for command in answer.commands.iter().take(COMMANDS_SHOWN) {
+        for command in view.commands.iter().take(COMMANDS_SHOWN) {
             let label = match command.label {
                 crate::commands::Label::ReadOnly => "read-only",
                 crate::commands::Label::Mutating => "MUTATING: review before running",
@@ -212,6 +231,10 @@ pub fn answer(answer: &Answer, took_seconds: f32, scope_note: Option<&str>) -> R
             );
         }
     }
+    for gap in &view.gaps {
+        let _ = writeln!(body, "\nnot read: {gap}");
+        let _ = write!(html, "<p><em>not read: {}</em></p>", escape(gap));
+    }
     let context = cut(&answer.context, CONTEXT_LIMIT);
     let _ = write!(
         html,
@@ -219,17 +242,7 @@ pub fn answer(answer: &Answer, took_seconds: f32, scope_note: Option<&str>) -> R
         answer.context.lines().count(),
         escape(&context)
     );
-    let mut footer = format!("model {} · prompt {}@{}", answer.model, answer.prompt.name, answer.prompt.version);
-    if let Some(revision) = &answer.prompt.revision {
-        let _ = write!(footer, " ({revision})");
-    }
-    let _ = write!(footer, " · cluster {} · namespace {} · {took_seconds:.1} s", answer.cluster, answer.namespace);
-    if answer.degraded.is_some() {
-        footer.push_str(" · without the model");
-    }
-    if answer.truncated {
-        footer.push_str(" · cut short");
-    }
+    let footer = format!("{} · {took_seconds:.1} s", view.footer);
     let _ = write!(body, "\n{footer}");
     let _ = write!(html, "<p><sub>{}</sub></p>", escape(&footer));
     Rendered { body, html: sanitize(&html) }

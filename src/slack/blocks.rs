@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::mrkdwn;
 use crate::answer::Answer;
+use crate::view::{FindingView, View};
 
 /// Slack's limit on a section's text.
 pub const SECTION_LIMIT: usize = 3000;
@@ -201,37 +202,32 @@ fn cut(text: &str, limit: usize) -> String {
 
 /// The answer as messages (the first replaces the placeholder; the rest follow in the thread).
 pub fn answer(answer: &Answer, footer: &Footer) -> Rendered {
-    let title = match answer.prompt.name.as_str() {
-        "diagnose" => format!("Diagnosis of namespace {}", answer.namespace),
-        _ => format!("Answer about namespace {}", answer.namespace),
-    };
+    let view = View::of(answer);
+    let title = view.title.clone();
     let mut blocks = vec![json!({"type": "header", "text": {"type": "plain_text", "text": cut(&title, 150)}})];
     if let Some(note) = footer.scope_note {
         blocks.push(context(mrkdwn::escape(note)));
     }
-    let answer_blocks = sections(&markdown(&answer.answer));
+    if let Some(notice) = &view.notice {
+        blocks.push(section(format!(":warning: _{}_", mrkdwn::escape(notice))));
+    }
+    let answer_blocks = view.answer.as_deref().map(|text| sections(&markdown(text))).unwrap_or_default();
     let answer_count = answer_blocks.len();
     blocks.extend(answer_blocks);
-    if !answer.findings.is_empty() {
-        let mut list = String::from("*Findings*\n");
-        for finding in answer.findings.iter().take(FINDINGS_SHOWN) {
-            list.push_str(&format!("• {}\n", mrkdwn::escape(&finding.headline())));
-        }
-        if answer.findings.len() > FINDINGS_SHOWN {
-            list.push_str(&format!("…and {} more in the context file\n", answer.findings.len() - FINDINGS_SHOWN));
-        }
+    if !view.findings.is_empty() {
         blocks.push(json!({"type": "divider"}));
-        blocks.extend(sections(&list));
+        blocks.extend(sections(&findings(&view.findings)));
+    } else if view.answer.is_none() {
+        blocks.push(section(format!("kubechat found no problems in namespace `{}`.", answer.namespace)));
     }
-    if !answer.commands.is_empty() {
+    if !view.commands.is_empty() {
         blocks.push(json!({"type": "divider"}));
-        for command in answer.commands.iter().take(COMMANDS_SHOWN) {
-            let label = match command.label {
-                crate::commands::Label::ReadOnly => "read-only",
-                crate::commands::Label::Mutating => ":warning: mutating: review before running",
-                crate::commands::Label::Review => ":warning: review: not one plain kubectl command",
+        for command in view.commands.iter().take(COMMANDS_SHOWN) {
+            let badge = match command.label {
+                crate::commands::Label::ReadOnly => command.badge.to_string(),
+                _ => format!(":warning: {}", command.badge),
             };
-            let mut text = format!("*{label}*");
+            let mut text = format!("*{badge}*");
             if let Some(note) = &command.note {
                 text.push_str(&format!(" · {}", mrkdwn::escape(note)));
             }
@@ -239,29 +235,16 @@ pub fn answer(answer: &Answer, footer: &Footer) -> Rendered {
             blocks.extend(sections(&text));
         }
     }
-    let mut footer_text = format!(
-        "model `{}` · prompt `{}@{}`",
-        mrkdwn::escape(&answer.model),
-        answer.prompt.name,
-        answer.prompt.version
-    );
-    if let Some(revision) = &answer.prompt.revision {
-        footer_text.push_str(&format!(" ({})", mrkdwn::escape(revision)));
+    if !view.gaps.is_empty() {
+        let gaps: Vec<String> = view.gaps.iter().map(|g| format!("not read: {}", mrkdwn::escape(g))).collect();
+        blocks.push(context(cut(&gaps.join("\n"), SECTION_LIMIT)));
     }
-    footer_text.push_str(&format!(
-        " · cluster `{}` · namespace `{}` · {:.1} s · request `{}`",
-        mrkdwn::escape(&answer.cluster),
-        answer.namespace,
+    blocks.push(context(format!(
+        "{} · {:.1} s · request `{}`",
+        mrkdwn::escape(&view.footer),
         footer.took.as_secs_f32(),
         footer.request_id
-    ));
-    if answer.degraded.is_some() {
-        footer_text.push_str(" · :warning: without the model");
-    }
-    if answer.truncated {
-        footer_text.push_str(" · cut short");
-    }
-    blocks.push(context(footer_text));
+    )));
 
     let text = cut(&answer.answer, TEXT_LIMIT);
     let continued = format!("{title} (continued)");
@@ -282,7 +265,7 @@ pub fn answer(answer: &Answer, footer: &Footer) -> Rendered {
     }
     // Too long for the thread: the first section of the answer, a pointer to the file, findings, commands, footer;
     // the rest of the answer, as messages, only if the file cannot be attached.
-    let before_answer = 1 + usize::from(footer.scope_note.is_some());
+    let before_answer = 1 + usize::from(footer.scope_note.is_some()) + usize::from(view.notice.is_some());
     let mut first = blocks[..before_answer + 1].to_vec();
     first.push(section(format!(
         "_The answer is {answer_count} sections long: the whole of it is in the attached file `answer.md`._"
@@ -290,6 +273,30 @@ pub fn answer(answer: &Answer, footer: &Footer) -> Rendered {
     first.extend(blocks[before_answer + answer_count..].iter().cloned());
     let overflow = as_messages(&blocks[before_answer + 1..before_answer + answer_count], &continued);
     Rendered { messages: as_messages(&first, &text), file: Some(answer.answer.clone()), overflow }
+}
+
+/// The findings as mrkdwn: each headline, how it relates to the others, and its evidence as written, in a code block.
+fn findings(findings: &[FindingView]) -> String {
+    let mut list = String::from("*Findings*\n");
+    for finding in findings.iter().take(FINDINGS_SHOWN) {
+        list.push_str(&format!("• {}\n", mrkdwn::escape(&finding.headline)));
+        for link in &finding.links {
+            list.push_str(&format!("      _{}_\n", mrkdwn::escape(link)));
+        }
+        if !finding.evidence.is_empty() {
+            list.push_str("```\n");
+            for line in &finding.evidence {
+                // A fence inside the evidence would end the block early.
+                list.push_str(&mrkdwn::escape(&line.replace("```", "`\u{200B}``")));
+                list.push('\n');
+            }
+            list.push_str("```\n");
+        }
+    }
+    if findings.len() > FINDINGS_SHOWN {
+        list.push_str(&format!("…and {} more in the context file\n", findings.len() - FINDINGS_SHOWN));
+    }
+    list
 }
 
 /// The message shown while the answer streams: what has arrived so far, its end kept when it is long.
@@ -442,7 +449,7 @@ mod tests {
         let all = serde_json::to_string(blocks).unwrap();
         assert!(all.contains(":warning: mutating: review before running") && all.contains("```kubectl delete pod"));
         let last = blocks.last().unwrap().to_string();
-        assert!(last.contains("model `mistral` · prompt `diagnose@0123456789ab` (abc1234) · cluster `prod` · namespace `payments` · 4.2 s · request `req-1`"), "{last}");
+        assert!(last.contains("model mistral · prompt diagnose@0123456789ab (abc1234) · cluster prod · namespace payments · 4.2 s · request `req-1`"), "{last}");
 
         // Two continuation messages are fine; beyond three, the answer is a file, and the rest of it as messages for
         // when the file cannot be attached.

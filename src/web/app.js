@@ -188,25 +188,68 @@ function showCommands(view, commands) {
   section.hidden = list.children.length === 0;
 }
 
-function finish(view, answer, started) {
-  renderMarkdown(view.querySelector(".body"), answer.answer || "");
-  showCommands(view, answer.commands);
-  view.querySelector(".context pre").textContent = answer.context || "";
-  const notice = view.querySelector(".notice");
-  if (answer.degraded) {
+function showFindings(view, findings, answered) {
+  const section = view.querySelector(".findings");
+  const list = section.querySelector("ol");
+  list.replaceChildren();
+  for (const finding of findings || []) {
+    const li = document.createElement("li");
+    const headline = document.createElement("div");
+    headline.className = "headline";
+    headline.textContent = finding.headline;
+    li.appendChild(headline);
+    for (const link of finding.links || []) {
+      const element = document.createElement("div");
+      element.className = "link";
+      element.textContent = link;
+      li.appendChild(element);
+    }
+    if ((finding.evidence || []).length) {
+      const pre = document.createElement("pre");
+      pre.textContent = finding.evidence.join("\n");
+      li.appendChild(pre);
+    }
+    list.appendChild(li);
+  }
+  if (!list.children.length && !answered) {
+    const li = document.createElement("li");
+    li.textContent = "kubechat found no problems.";
+    list.appendChild(li);
+  }
+  section.hidden = list.children.length === 0;
+}
+
+function showGaps(view, gaps) {
+  const section = view.querySelector(".gaps");
+  const list = section.querySelector("ul");
+  list.replaceChildren();
+  for (const gap of gaps || []) {
+    const li = document.createElement("li");
+    li.textContent = "not read: " + gap;
+    list.appendChild(li);
+  }
+  section.hidden = list.children.length === 0;
+}
+
+// Renders the answer's view, the same one every front-end shows: the model's answer when there is one, the notice
+// when there is none, and always kubechat's findings with their evidence.
+function finish(element, answer, started) {
+  const view = answer.view || {};
+  renderMarkdown(element.querySelector(".body"), view.answer || "");
+  showFindings(element, view.findings, view.answer != null);
+  showGaps(element, view.gaps);
+  showCommands(element, answer.commands);
+  element.querySelector(".context pre").textContent = answer.context || "";
+  const notice = element.querySelector(".notice");
+  if (view.notice) {
     notice.hidden = false;
-    notice.textContent =
-      "No model answered (" + answer.degraded + "), so these are kubechat's own findings. " +
-      "To get answers, start Ollama (ollama serve; ollama pull mistral) or point kubechat at a model with --llm-url.";
+    notice.textContent = view.notice;
   } else if (answer.truncated) {
     notice.hidden = false;
     notice.textContent = "The model's window was full: part of the context or the answer was cut.";
   }
-  const prompt = answer.prompt ? answer.prompt.name + "@" + answer.prompt.version : "?";
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
-  view.querySelector("footer").textContent =
-    "model " + answer.model + " · prompt " + prompt + " · cluster " + answer.cluster + " · namespace " +
-    answer.namespace + " · " + seconds + " s";
+  element.querySelector("footer").textContent = (view.footer || "") + " · " + seconds + " s";
 }
 
 function fail(view, message) {

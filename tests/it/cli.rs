@@ -14,9 +14,9 @@ fn diagnose(namespace: &str, extra: &[&str]) -> Value {
 
 /// Each scenario: the findings expected in order (root cause first), and the decisive line the context must quote.
 /// (reason, kind, name) of one expected finding.
-type Expected = (&'static str, &'static str, &'static str);
+pub type Expected = (&'static str, &'static str, &'static str);
 
-const CASES: &[(&str, &[Expected], &str)] = &[
+pub const CASES: &[(&str, &[Expected], &str)] = &[
     (
         "crashloop",
         &[("CrashLoopBackOff", "Pod", "payments-api-7b8d9c6f5-qw7zt")],

@@ -359,7 +359,7 @@ async fn with_the_model_down_the_findings_still_come_within_the_connect_timeout(
     ]));
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     assert!(
-        answer["degraded"].as_str().unwrap().starts_with("cannot connect to the model server at"),
+        answer["degraded"].as_str().unwrap().starts_with("The model server did not answer"),
         "{}",
         answer["degraded"]
     );
@@ -394,7 +394,7 @@ async fn with_the_model_down_the_findings_still_come_within_the_connect_timeout(
     .await
     .unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(answer["degraded"], "the model server gave no first token within 1s");
+    assert!(answer["degraded"].as_str().unwrap().starts_with("The model did not answer in time"), "{answer}");
     hold.abort();
 }
 

@@ -29,3 +29,4 @@ mod synapse;
 #[allow(dead_code)]
 mod synthetic;
 mod tokens;
+mod views;

@@ -280,7 +280,7 @@ async fn a_slash_command_is_acknowledged_at_once_and_answered_in_a_new_thread() 
     assert!(text.contains("The pod is failing"), "the model's answer: {text}");
     assert!(text.contains("ImagePullBackOff") && text.contains("checkout-6c9d8e7f1-k2v9d"), "findings: {text}");
     assert!(text.contains("*read-only*") && text.contains("```kubectl "), "commands: {text}");
-    assert!(text.contains("model `recorded`") && text.contains("prompt `diagnose@"), "footer: {text}");
+    assert!(text.contains("model recorded · prompt diagnose@"), "footer: {text}");
     // The top-level text (notifications, fallbacks) is escaped exactly as the blocks are, in every call.
     for call in calls.iter().filter(|c| c.method.starts_with("chat.")) {
         let top = call.body["text"].as_str().unwrap_or_default();
