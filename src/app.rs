@@ -71,11 +71,22 @@ impl App {
             PromptSource::Dir(path) => {
                 let store =
                     PromptStore::open(path).map_err(|source| BuildError::Prompts { path: path.clone(), source })?;
+                tracing::info!(
+                    "prompts from {}, read again when they change (every {} s)",
+                    path.display(),
+                    config.prompts_reload.as_secs()
+                );
                 let store = Arc::new(store);
                 let watch = KillOnDrop(store.watch(config.prompts_reload));
                 (store, Some(watch))
             }
-            PromptSource::Builtin => (Arc::new(PromptStore::fixed(Prompts::builtin())), None),
+            PromptSource::Builtin => {
+                tracing::info!(
+                    "prompts: the ones built into kubechat (no prompts directory configured, and none at {})",
+                    crate::config::DEFAULT_PROMPTS
+                );
+                (Arc::new(PromptStore::fixed(Prompts::builtin())), None)
+            }
         };
         let llm = Llm::new(config.llm.clone())?;
         let clusters = Clusters::connect(&config.clusters, config.namespace.as_deref()).await?;

@@ -34,7 +34,8 @@ pub struct RawConfig {
     /// Named clusters, the first the default (docs/clusters.md); instead of `kubeconfig` and `dump`.
     pub clusters: Vec<RawCluster>,
     pub api_timeout_seconds: u64,
-    pub prompts: PathBuf,
+    /// The prompt directory; none: [`DEFAULT_PROMPTS`] when it holds prompts, else the prompts built into kubechat.
+    pub prompts: Option<PathBuf>,
     pub prompts_reload_seconds: u64,
     /// On SIGTERM, how long the answers in flight may take to finish (docs/configuration.md).
     pub drain_seconds: u64,
@@ -214,7 +215,7 @@ impl Default for RawConfig {
             dump: None,
             clusters: Vec::new(),
             api_timeout_seconds: 10,
-            prompts: "/etc/kubechat/prompts".into(),
+            prompts: None,
             prompts_reload_seconds: 5,
             drain_seconds: 120,
             llm: RawLlm::default(),
@@ -300,6 +301,9 @@ pub struct Config {
     /// Set when `leader.lease` is.
     pub leader: Option<Leader>,
 }
+
+/// Where the manifests mount the prompts' ConfigMap: read when the `prompts` setting names no directory.
+pub const DEFAULT_PROMPTS: &str = "/etc/kubechat/prompts";
 
 /// Where the prompts come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -660,7 +664,13 @@ impl RawConfig {
             listen,
             namespace: self.namespace,
             clusters,
-            prompts: PromptSource::Dir(self.prompts),
+            prompts: match self.prompts {
+                Some(dir) => PromptSource::Dir(dir),
+                None if Path::new(DEFAULT_PROMPTS).join("diagnose.md").exists() => {
+                    PromptSource::Dir(DEFAULT_PROMPTS.into())
+                }
+                None => PromptSource::Builtin,
+            },
             prompts_reload: Duration::from_secs(self.prompts_reload_seconds),
             drain: Duration::from_secs(self.drain_seconds),
             llm,

@@ -180,12 +180,17 @@ pub struct KillOnDrop(pub std::process::Child);
 /// `kubechat serve --config CONFIG` as a process of its own, listening on a free loopback port (given as
 /// `KUBECHAT_LISTEN`, over what the file says); its URL. It may still be starting.
 pub fn serve_process(config: &std::path::Path) -> (KillOnDrop, String) {
+    serve_process_logging(config, std::process::Stdio::null())
+}
+
+/// The same, its log written to `stderr`.
+pub fn serve_process_logging(config: &std::path::Path, stderr: std::process::Stdio) -> (KillOnDrop, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env!("CARGO_BIN_EXE_kubechat"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .env("KUBECHAT_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     (KillOnDrop(child), format!("http://127.0.0.1:{port}"))

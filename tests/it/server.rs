@@ -373,13 +373,13 @@ async fn serve_takes_a_config_file_and_environment_overrides() {
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:1\nnamespace: oom\ndump: {}\nprompts: {}\nllm:\n  url: http://127.0.0.1:{no_model}\n  model: mistral\nhttp:\n  auth: open\naccess:\n  default: [\"*\"]\nmetrics:\n  listen: \"off\"\n",
+            "listen: 127.0.0.1:1\nnamespace: oom\ndump: {}\nllm:\n  url: http://127.0.0.1:{no_model}\n  model: mistral\nhttp:\n  auth: open\naccess:\n  default: [\"*\"]\nmetrics:\n  listen: \"off\"\n",
             crate::common::SCENARIOS,
-            concat!(env!("CARGO_MANIFEST_DIR"), "/prompts")
         ),
     )
     .unwrap();
-    let (_serve, url) = crate::common::serve_process(&config);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let (serve, url) = crate::common::serve_process_logging(&config, log.reopen().unwrap().into());
     let http = crate::common::http_client();
     let ready: Value =
         answering(&http, &format!("{url}/readyz"), "serve did not listen on the address KUBECHAT_LISTEN gave")
@@ -392,6 +392,18 @@ async fn serve_takes_a_config_file_and_environment_overrides() {
     assert_eq!(answer["namespace"], "oom", "the configured namespace is the default");
     assert_eq!(answer["findings"][0]["reason"], "OOMKilled");
     assert!(answer["degraded"].is_string());
+    drop(serve);
+    // No prompts directory configured, none at the default place: the built-in prompts, said at start-up; in a log
+    // that is not a terminal, plain lines.
+    let stderr = std::fs::read_to_string(log.path()).unwrap();
+    assert_eq!(answer["prompt"]["name"], "diagnose");
+    assert!(
+        stderr.contains(
+            "prompts: the ones built into kubechat (no prompts directory configured, and none at /etc/kubechat/prompts)"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "colour codes in a log file: {stderr:?}");
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubechat"))
         .args(["serve", "--config", config.to_str().unwrap()])
