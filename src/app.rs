@@ -140,6 +140,12 @@ impl App {
                 clusters: r.clusters.clone(),
             })
             .collect();
+        #[cfg(feature = "matrix")]
+        if let Some(matrix) = &config.matrix {
+            crate::matrix::resolve_aliases(&matrix.homeserver_url, &mut access.matrix)
+                .await
+                .map_err(|source| BuildError::Matrix { homeserver: matrix.homeserver_url.clone(), source })?;
+        }
         let policy = Policy {
             access,
             user_rate: config.user_rate.map(Buckets::new),

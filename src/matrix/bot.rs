@@ -77,6 +77,44 @@ impl<T> Context<T> for Option<T> {
     }
 }
 
+/// Entries of `access.matrix` keyed by a room alias (`#ops:example.org`) are keyed by the room it names, resolved by the
+/// homeserver now: questions come from room ids. An alias that names no room, or a glob of aliases (which no
+/// homeserver can list), stops the start naming the entry.
+pub async fn resolve_aliases(homeserver: &str, rules: &mut [crate::access::Rule]) -> Result<(), StartError> {
+    use matrix_sdk::ruma::RoomAliasId;
+    let mut client = None;
+    for rule in rules.iter_mut().filter(|r| r.place.starts_with('#')) {
+        let entry = rule.place.clone();
+        if entry.contains(['*', '?']) {
+            return Err(StartError::new(format!(
+                "the access.matrix entry {entry} is a glob of room aliases, which no homeserver can list; name the rooms by id (!…:server) or by whole aliases"
+            )));
+        }
+        let alias = RoomAliasId::parse(&entry)
+            .with_context(|| format!("the access.matrix entry {entry} is not a room alias like #ops:example.org"))?;
+        if client.is_none() {
+            client = Some(
+                Client::builder()
+                    .homeserver_url(homeserver)
+                    .build()
+                    .await
+                    .context("cannot build a client to resolve the room aliases of access.matrix")?,
+            );
+        }
+        let resolved = client
+            .as_ref()
+            .expect("built above")
+            .resolve_room_alias(&alias)
+            .await
+            .with_context(|| {
+                format!("cannot resolve the access.matrix entry {entry}: no room has that alias on its homeserver; name the room by its id (!…:server) or fix the alias")
+            })?;
+        tracing::info!(alias = %entry, room = %resolved.room_id, "access.matrix: the entry for a room alias applies to the room it names now");
+        rule.place = resolved.room_id.to_string();
+    }
+    Ok(())
+}
+
 /// Threads remembered, with their scope and turns.
 const THREADS: usize = 2_000;
 /// Turns kept per thread; the prompt takes the newest that fit.

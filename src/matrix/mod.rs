@@ -10,5 +10,5 @@ pub mod config;
 pub mod render;
 
 #[cfg(feature = "matrix")]
-pub use bot::{Matrix, StartError};
+pub use bot::{Matrix, StartError, resolve_aliases};
 pub use config::{MatrixConfig, RawMatrix};

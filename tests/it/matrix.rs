@@ -534,7 +534,20 @@ async fn commands_with_names_that_are_not_names_are_refused_in_the_thread_and_ne
     let alice = User::new(&synapse, "alice").await;
     synapse.register("kubechat", "kubechat-password");
     let api = crate::common::api_proxy(crate::names::dump(), Vec::new()).await;
-    // Every room may read `*-dev`.
+    // The room exists, with its alias, before kubechat starts: its entry is keyed by the alias.
+    let bot_id: OwnedUserId = "@kubechat:localhost".try_into().unwrap();
+    let room = alice.room("ops", false, &[&bot_id]).await;
+    // A room alias that names no room stops the start, naming the entry.
+    let mut config = config(&api.url, "http://127.0.0.1:1", "healthy");
+    config.matrix = Some(bot_config(&synapse, tempfile::tempdir().unwrap().path()));
+    config.access.matrix = vec![kubechat::access::Rule {
+        place: "#nowhere:localhost".into(),
+        namespaces: vec!["*".into()],
+        ..Default::default()
+    }];
+    let refused = kubechat::app::App::build(config).await.err().expect("an alias that names no room is refused");
+    assert!(refused.to_string().contains("cannot resolve the access.matrix entry #nowhere:localhost"), "{refused}");
+    // The ops room, by its alias, may read `*-dev`.
     let bot = start_bot_on(
         &synapse,
         &api.url,
@@ -543,7 +556,7 @@ async fn commands_with_names_that_are_not_names_are_refused_in_the_thread_and_ne
         |config| {
             config.access = kubechat::access::Access {
                 matrix: vec![kubechat::access::Rule {
-                    place: "*".into(),
+                    place: "#ops:localhost".into(),
                     namespaces: vec!["*-dev".into()],
                     users: vec![],
                     clusters: vec![],
@@ -554,7 +567,6 @@ async fn commands_with_names_that_are_not_names_are_refused_in_the_thread_and_ne
         },
     )
     .await;
-    let room = alice.room("ops", false, &[&bot.id]).await;
     alice.wait_for_membership(room.room_id(), &bot.id, "join").await;
     let reply = |asked: OwnedEventId| {
         let (alice, bot_id) = (&alice, bot.id.clone());
