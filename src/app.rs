@@ -283,17 +283,21 @@ impl App {
     }
 }
 
-/// Logs to standard error at `RUST_LOG`, else at `default_level`; colours only on a terminal. The kube client logs a
-/// body it cannot decode at WARN, and a body may hold a pod's env values: only its errors are logged, unless
-/// `RUST_LOG` names `kube_client`.
+/// Logs to standard error at `RUST_LOG`, else at `default_level`; colours only on a terminal without `NO_COLOR`. The
+/// kube client logs a body it cannot decode at WARN, and a body may hold a pod's env values: only its errors are
+/// logged, unless `RUST_LOG` names `kube_client`.
 pub fn init_logging(default_level: &str) {
     let mut filter = std::env::var("RUST_LOG").ok().filter(|f| !f.trim().is_empty()).unwrap_or(default_level.into());
     if !filter.contains("kube_client") {
         filter.push_str(",kube_client=error");
     }
+    // Colour only for a person at a terminal: a log file, a pipe or `kubectl logs` gets plain lines, and so does a
+    // terminal with NO_COLOR set (no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .init();
 }
