@@ -283,14 +283,10 @@ impl App {
     }
 }
 
-/// Logs to standard error at `RUST_LOG`, else at `default_level`; colours only on a terminal without `NO_COLOR`. The
-/// kube client logs a body it cannot decode at WARN, and a body may hold a pod's env values: only its errors are
-/// logged, unless `RUST_LOG` names `kube_client`.
+/// Logs to standard error at `RUST_LOG`, else at `default_level` ([`log_filter`]); colours only on a terminal without
+/// `NO_COLOR`.
 pub fn init_logging(default_level: &str) {
-    let mut filter = std::env::var("RUST_LOG").ok().filter(|f| !f.trim().is_empty()).unwrap_or(default_level.into());
-    if !filter.contains("kube_client") {
-        filter.push_str(",kube_client=error");
-    }
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref(), default_level);
     // Colour only for a person at a terminal: a log file, a pipe or `kubectl logs` gets plain lines, and so does a
     // terminal with NO_COLOR set (no-color.org).
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
@@ -300,6 +296,26 @@ pub fn init_logging(default_level: &str) {
         .with_ansi(colour)
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .init();
+}
+
+/// The log filter: `rust_log` when set, else `default_level`, and for libraries it does not name, only what the
+/// operator can act on. The kube client logs a body it cannot decode at WARN, and a body may hold a pod's env values:
+/// its errors only. matrix-sdk logs every failed request at ERROR, the 404s of the secret storage and key backup that
+/// kubechat does not use included, and its crypto warns on every sync that no key backup is set up: kubechat logs the
+/// Matrix failures that matter itself (a sync, a send, a login).
+pub fn log_filter(rust_log: Option<&str>, default_level: &str) -> String {
+    let mut filter = rust_log.filter(|f| !f.trim().is_empty()).unwrap_or(default_level).to_string();
+    let quiet = [
+        ("kube_client", "kube_client=error"),
+        ("matrix_sdk", "matrix_sdk::http_client=off,matrix_sdk_crypto::backups=error"),
+    ];
+    for (library, directives) in quiet {
+        if !filter.contains(library) {
+            filter.push(',');
+            filter.push_str(directives);
+        }
+    }
+    filter
 }
 
 /// Ctrl-C or SIGTERM (what Kubernetes sends on pod shutdown).
