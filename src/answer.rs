@@ -17,7 +17,6 @@ use crate::prompt::{Prompt, PromptVersion, Prompts, Rendered};
 use crate::report::Diagnosis;
 use crate::request::{Request, Turn};
 use crate::tokens;
-use crate::view::View;
 
 /// Tokens a chat template adds around each message (role markers, separators), counted generously.
 const TEMPLATE_TOKENS_PER_MESSAGE: usize = 5;
@@ -273,16 +272,8 @@ fn compare_estimate(estimated: usize, actual: usize, model: &str) {
 /// The answer's text when the model did not answer: what happened to it, in the asker's words, and kubechat's own
 /// findings with all their evidence.
 fn fallback(diagnosis: &Diagnosis, error: &LlmError) -> String {
-    let findings: Vec<_> = diagnosis.findings.iter().map(crate::view::finding).collect();
-    format!("{}\n\n{}", error.notice(), crate::view::findings_text(&findings))
-}
-
-/// The answer as JSON (`--output json`, the HTTP API, the web chat): its fields, and the [`View`] every front-end
-/// shows, under `view`.
-pub fn json(answer: &Answer) -> serde_json::Value {
-    let mut json = serde_json::to_value(answer).unwrap_or_default();
-    json["view"] = serde_json::to_value(View::of(answer)).unwrap_or_default();
-    json
+    let findings: Vec<_> = diagnosis.findings.iter().map(crate::report::finding).collect();
+    format!("{}\n\n{}", error.notice(), crate::report::findings_text(&findings))
 }
 
 /// Passes streamed tokens on line by line, redacted, so a secret split across tokens is still caught.

@@ -82,7 +82,7 @@ pub async fn diagnose(asked: Asked) -> Result<(), CliError> {
     let on_queued = |position: usize| eprintln!("waiting for the model: number {position} in line");
     let answer = answer::answer(facts, &request, &asked.prompts, &llm, on_token, on_queued).await?;
     if asked.json {
-        println!("{}", serde_json::to_string_pretty(&answer::json(&answer))?);
+        println!("{}", serde_json::to_string_pretty(&crate::view::json(&answer))?);
         return Ok(());
     }
     if let Some(reason) = &answer.degraded {

@@ -91,3 +91,53 @@ pub fn text(diagnosis: &Diagnosis) -> String {
     }
     out
 }
+
+/// One finding as every front-end shows it ([`crate::view::View`]), and as the answer's text lists it when the model
+/// did not answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FindingView {
+    /// `[critical] CrashLoopBackOff pod/web-1: summary`.
+    pub headline: String,
+    /// How it relates to the others: `caused by NodeNotReady on node/worker-3`, `leads to …`, `also affects …`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
+    /// The exact status fields, event messages and log lines that prove it.
+    pub evidence: Vec<String>,
+}
+
+/// A finding as shown: its headline, how it relates to the others, its evidence.
+pub fn finding(f: &Finding) -> FindingView {
+    let on = |reason: &dyn std::fmt::Display, object: &crate::facts::ObjectRef| {
+        format!("{reason} on {}/{}", object.kind.to_lowercase(), object.name)
+    };
+    let mut links = Vec::new();
+    if let Some(cause) = &f.caused_by {
+        links.push(format!("caused by {}", on(&cause.reason, &cause.object)));
+    }
+    for related in &f.related {
+        links.push(format!("leads to {}", on(&related.reason, &related.object)));
+    }
+    if !f.also_affected.is_empty() {
+        links.push(format!("also affects {}", f.also_affected.join(", ")));
+    }
+    FindingView { headline: f.headline(), links, evidence: f.evidence.clone() }
+}
+
+/// The findings as plain text, each with its links and evidence; what the answer's text holds when the model did not
+/// answer, and what a terminal shows after the model's answer.
+pub fn findings_text(findings: &[FindingView]) -> String {
+    let mut out = String::new();
+    if findings.is_empty() {
+        out.push_str("No problems found.\n");
+    }
+    for (i, f) in findings.iter().enumerate() {
+        let _ = writeln!(out, "{}. {}", i + 1, f.headline);
+        for link in &f.links {
+            let _ = writeln!(out, "   {link}");
+        }
+        for line in &f.evidence {
+            let _ = writeln!(out, "   | {line}");
+        }
+    }
+    out
+}

@@ -374,7 +374,7 @@ async fn respond(
         // An answer in flight, which a shutdown waits for.
         let _answering = state.drain.token();
         return match ticket.answer(&request, |_| {}, |_| {}).await {
-            Ok(answer) => with_request_id(Json(crate::answer::json(&answer)).into_response(), &request_id),
+            Ok(answer) => with_request_id(Json(crate::view::json(&answer)).into_response(), &request_id),
             Err(e) => serve_error(e, &request_id),
         };
     }
@@ -410,7 +410,7 @@ async fn respond(
             let event = match result {
                 Ok(answer) => Event::default()
                     .event("answer")
-                    .json_data(crate::answer::json(&answer))
+                    .json_data(crate::view::json(&answer))
                     .unwrap_or_else(|_| Event::default().event("error")),
                 Err(e) => Event::default()
                     .event("error")

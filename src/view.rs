@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::answer::Answer;
 use crate::commands::Label;
-use crate::findings::Finding;
+use crate::report::{FindingView, finding, findings_text};
 
 /// What every front-end shows of an answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -36,18 +36,6 @@ pub struct View {
     pub footer: String,
 }
 
-/// One finding as shown.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FindingView {
-    /// `[critical] CrashLoopBackOff pod/web-1: summary`.
-    pub headline: String,
-    /// How it relates to the others: `caused by NodeNotReady on node/worker-3`, `leads to …`, `also affects …`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub links: Vec<String>,
-    /// The exact status fields, event messages and log lines that prove it.
-    pub evidence: Vec<String>,
-}
-
 /// One suggested command as shown: what kubechat can vouch for it first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CommandView {
@@ -57,6 +45,13 @@ pub struct CommandView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub command: String,
+}
+
+/// The answer as JSON (`--output json`, the HTTP API, the web chat): its fields, and its [`View`] under `view`.
+pub fn json(answer: &Answer) -> serde_json::Value {
+    let mut json = serde_json::to_value(answer).unwrap_or_default();
+    json["view"] = serde_json::to_value(View::of(answer)).unwrap_or_default();
+    json
 }
 
 impl View {
@@ -89,24 +84,6 @@ impl View {
     }
 }
 
-/// One finding as shown.
-pub fn finding(f: &Finding) -> FindingView {
-    let on = |reason: &dyn std::fmt::Display, object: &crate::facts::ObjectRef| {
-        format!("{reason} on {}/{}", object.kind.to_lowercase(), object.name)
-    };
-    let mut links = Vec::new();
-    if let Some(cause) = &f.caused_by {
-        links.push(format!("caused by {}", on(&cause.reason, &cause.object)));
-    }
-    for related in &f.related {
-        links.push(format!("leads to {}", on(&related.reason, &related.object)));
-    }
-    if !f.also_affected.is_empty() {
-        links.push(format!("also affects {}", f.also_affected.join(", ")));
-    }
-    FindingView { headline: f.headline(), links, evidence: f.evidence.clone() }
-}
-
 fn command(c: &crate::commands::Command) -> CommandView {
     let badge = match c.label {
         Label::ReadOnly => "read-only",
@@ -114,25 +91,6 @@ fn command(c: &crate::commands::Command) -> CommandView {
         Label::Review => "review: not one plain kubectl command",
     };
     CommandView { label: c.label, badge, note: c.note.clone(), command: c.command.clone() }
-}
-
-/// The findings as plain text, each with its links and evidence; what the answer's text holds when the model did not
-/// answer, and what a terminal shows after the model's answer.
-pub fn findings_text(findings: &[FindingView]) -> String {
-    let mut out = String::new();
-    if findings.is_empty() {
-        out.push_str("No problems found.\n");
-    }
-    for (i, f) in findings.iter().enumerate() {
-        let _ = writeln!(out, "{}. {}", i + 1, f.headline);
-        for link in &f.links {
-            let _ = writeln!(out, "   {link}");
-        }
-        for line in &f.evidence {
-            let _ = writeln!(out, "   | {line}");
-        }
-    }
-    out
 }
 
 /// The view for a terminal: the notice or the model's answer (a terminal that streamed the answer leaves it out of the

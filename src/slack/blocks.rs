@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use super::mrkdwn;
 use crate::answer::Answer;
-use crate::view::{FindingView, View};
+use crate::report::FindingView;
+use crate::view::View;
 
 /// Slack's limit on a section's text.
 pub const SECTION_LIMIT: usize = 3000;

@@ -330,7 +330,7 @@ async fn slack_commands_alert_threads_and_alert_labels_reach_the_cluster_they_na
         calls.iter().any(|c| {
             c.method == "chat.update"
                 && c.body["blocks"][0]["type"] == "header"
-                && text_of(&c.body).contains(&format!("cluster `{cluster}`"))
+                && text_of(&c.body).contains(&format!("cluster {cluster} · "))
         })
     };
     bot.slack.until(Duration::from_secs(20), "the answer from west", |calls| answered(calls, "west")).await;
@@ -372,8 +372,8 @@ async fn slack_commands_alert_threads_and_alert_labels_reach_the_cluster_they_na
             calls.iter().any(|c| {
                 c.method == "chat.update"
                     && c.body["blocks"][0]["type"] == "header"
-                    && text_of(&c.body).contains("cluster `west`")
-                    && text_of(&c.body).contains("namespace `oom`")
+                    && text_of(&c.body).contains("cluster west · ")
+                    && text_of(&c.body).contains("namespace oom · ")
             }) && calls.iter().any(|c| c.method == "chat.postMessage" && c.body["thread_ts"] == alert_ts.as_str())
         })
         .await;

@@ -120,7 +120,7 @@ fn renderings(answer: &Answer) -> Vec<(&'static str, String)> {
     let footer = kubechat::slack::blocks::Footer { took, request_id: "req-1", scope_note: None };
     let slack = kubechat::slack::blocks::answer(answer, &footer);
     let slack: Vec<Value> = slack.messages.iter().map(|m| json!({"text": m.fallback(), "blocks": m.blocks})).collect();
-    let mut json = answer::json(answer);
+    let mut json = kubechat::view::json(answer);
     let mut shown = vec![
         ("slack", serde_json::to_string_pretty(&slack).unwrap()),
         ("terminal", kubechat::view::text(&View::of(answer), took)),
