@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::resources::{self, Resource};
-use crate::yaml::Document;
 
 /// What replaces every ConfigMap value in a dump.
 pub const REDACTED_VALUE: &str = "<redacted: kubechat never serves configmap values>";
@@ -88,10 +88,15 @@ impl LoadReport {
     }
 }
 
+/// One object as a dump keeps it: its compact JSON, as the API server sends it. A tenth of the memory of the object
+/// as a [`Value`], and served without being written out again; read into a `Value` only where a request looks inside
+/// it (a selector, a table, a log).
+pub type Stored = Box<RawValue>;
+
 /// A loaded dump: objects by resource, keyed by (namespace, name); cluster-scoped objects have an empty namespace.
 #[derive(Debug, Default)]
 pub struct Dump {
-    objects: HashMap<&'static str, BTreeMap<(String, String), Value>>,
+    objects: HashMap<&'static str, BTreeMap<(String, String), Stored>>,
     logs: HashMap<LogKey, LogSource>,
     /// How many objects of each resource each namespace holds, so a page of a list can say how many remain without
     /// counting them.
@@ -160,7 +165,7 @@ impl Dump {
     }
 
     /// The objects of one resource, ordered by namespace and name.
-    pub fn objects(&self, resource: &Resource) -> Option<&BTreeMap<(String, String), Value>> {
+    pub fn objects(&self, resource: &Resource) -> Option<&BTreeMap<(String, String), Stored>> {
         self.objects.get(resource.plural)
     }
 
@@ -291,58 +296,46 @@ impl Dump {
     }
 
     fn load_text(&mut self, path: &Path, text: &str) -> Result<(), DumpError> {
-        let documents =
-            parse_documents(text).map_err(|message| DumpError::Parse { path: path.to_path_buf(), message })?;
-        self.report.files += 1;
-        for document in documents {
-            for (object, fits) in flatten(document.value, &document.fits) {
-                if !is_object(&object) {
-                    // A note beside the dump (an incident's details, a tool's index): not the dump's business.
-                    tracing::debug!(path = %path.display(), "a document that is not a Kubernetes object skipped");
-                    continue;
-                }
-                self.insert(object, fits);
+        let parse_error = |message| DumpError::Parse { path: path.to_path_buf(), message };
+        let mut keep = |filed: Filed| {
+            if let Filed::NotAnObject = filed {
+                // A note beside the dump (an incident's details, a tool's index): not the dump's business.
+                tracing::debug!(path = %path.display(), "a document that is not a Kubernetes object skipped");
             }
+            self.keep(filed);
+        };
+        if text.trim_start().starts_with(['{', '[']) {
+            let document: Value = serde_json::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+            for (object, fits) in crate::yaml::flatten(document, &[]) {
+                keep(file(object, fits));
+            }
+        } else {
+            crate::yaml::objects(text, &mut file, &mut keep).map_err(parse_error)?;
         }
+        self.report.files += 1;
         Ok(())
     }
 
     /// Files one object under its resource, or counts it as skipped. `fits`: the object was found to fit its type
     /// while it was read (what the loader sets here, the namespace and the served apiVersion, cannot undo that).
-    fn insert(&mut self, mut object: Value, fits: bool) {
-        let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
-        let kind = object["kind"].as_str().unwrap_or_default().to_string();
-        if kind == "Secret" && api_version == "v1" {
-            self.report.secrets_dropped += 1;
-            return;
-        }
-        let name = object["metadata"]["name"].as_str().map(str::to_string);
-        let (Some(resource), Some(name)) = (resources::by_kind(&api_version, &kind), name) else {
-            let label = if kind.is_empty() { NO_KIND.to_string() } else { format!("{api_version}/{kind}") };
-            *self.report.skipped.entry(label).or_default() += 1;
-            return;
-        };
-        let namespace = if resource.namespaced {
-            let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
-            object["metadata"]["namespace"] = Value::String(namespace.clone());
-            namespace
-        } else {
-            String::new()
-        };
-        object["apiVersion"] = Value::String(resource.api_version());
-        if let Err(problem) = if fits { Ok(()) } else { resources::check_shape(resource, &object) } {
-            let at = if namespace.is_empty() { name } else { format!("{namespace}/{name}") };
-            self.report.invalid.push(format!("{} {at}: {problem}", resource.kind));
-            return;
-        }
-        if resource == &resources::CONFIGMAPS {
-            blank_values(&mut object);
-        }
-        let previous = self.objects.entry(resource.plural).or_default().insert((namespace, name), object);
-        if previous.is_some() {
-            self.report.replaced += 1;
-        } else {
-            self.report.objects += 1;
+    fn insert(&mut self, object: Value, fits: bool) {
+        self.keep(file(object, fits));
+    }
+
+    /// Keeps what [`file`] made of an object.
+    fn keep(&mut self, filed: Filed) {
+        match filed {
+            Filed::Object { plural, key, object } => {
+                if self.objects.entry(plural).or_default().insert(key, object).is_some() {
+                    self.report.replaced += 1;
+                } else {
+                    self.report.objects += 1;
+                }
+            }
+            Filed::Skipped(label) => *self.report.skipped.entry(label).or_default() += 1,
+            Filed::Secret => self.report.secrets_dropped += 1,
+            Filed::Invalid(problem) => self.report.invalid.push(problem),
+            Filed::NotAnObject => {}
         }
     }
 
@@ -359,13 +352,13 @@ impl Dump {
         let namespaces = self.objects.entry(resources::NAMESPACES.plural).or_default();
         for name in seen {
             namespaces.entry((String::new(), name.clone())).or_insert_with(|| {
-                json!({
+                stored(&json!({
                     "apiVersion": "v1",
                     "kind": "Namespace",
                     "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
                     "spec": {"finalizers": ["kubernetes"]},
                     "status": {"phase": "Active"},
-                })
+                }))
             });
         }
         self.counts.clear();
@@ -375,6 +368,65 @@ impl Dump {
             }
         }
     }
+}
+
+/// What becomes of one object read from a dump.
+enum Filed {
+    /// Kept under its resource's plural and (namespace, name), as compact JSON.
+    Object { plural: &'static str, key: (String, String), object: Stored },
+    /// Of a kind the replay server does not serve (`apiVersion/kind`, or [`NO_KIND`]).
+    Skipped(String),
+    /// A Secret: never kept.
+    Secret,
+    /// Not of its type's shape: `Pod shop/web-1: spec.containers: invalid type: …`.
+    Invalid(String),
+    /// A document that is not meant as a Kubernetes object at all.
+    NotAnObject,
+}
+
+/// What the loader makes of one object, and nothing else: the namespace filled in, the served apiVersion, its shape
+/// checked unless it was found to fit its type while read (`fits`; what is set here cannot undo that), ConfigMap values
+/// blanked; then written as compact JSON. Pure, so a document's objects can be filed as they are read and kept only
+/// once the whole document has read.
+fn file(mut object: Value, fits: bool) -> Filed {
+    if !is_object(&object) {
+        return Filed::NotAnObject;
+    }
+    let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
+    let kind = object["kind"].as_str().unwrap_or_default().to_string();
+    if kind == "Secret" && api_version == "v1" {
+        return Filed::Secret;
+    }
+    let name = object["metadata"]["name"].as_str().map(str::to_string);
+    let (Some(resource), Some(name)) = (resources::by_kind(&api_version, &kind), name) else {
+        return Filed::Skipped(if kind.is_empty() { NO_KIND.to_string() } else { format!("{api_version}/{kind}") });
+    };
+    let namespace = if resource.namespaced {
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+        object["metadata"]["namespace"] = Value::String(namespace.clone());
+        namespace
+    } else {
+        String::new()
+    };
+    object["apiVersion"] = Value::String(resource.api_version());
+    if let Err(problem) = if fits { Ok(()) } else { resources::check_shape(resource, &object) } {
+        let at = if namespace.is_empty() { name } else { format!("{namespace}/{name}") };
+        return Filed::Invalid(format!("{} {at}: {problem}", resource.kind));
+    }
+    if resource == &resources::CONFIGMAPS {
+        blank_values(&mut object);
+    }
+    Filed::Object { plural: resource.plural, key: (namespace, name), object: stored(&object) }
+}
+
+/// An object's compact JSON.
+fn stored(object: &Value) -> Stored {
+    serde_json::value::to_raw_value(object).expect("a JSON value always serializes")
+}
+
+/// A stored object, read back as a [`Value`].
+pub fn value(object: &RawValue) -> Value {
+    serde_json::from_str(object.get()).expect("a stored object is the JSON it was written as")
 }
 
 fn file_name(path: &Path) -> String {
@@ -392,44 +444,6 @@ fn blank_values(configmap: &mut Value) {
     if let Some(Value::Object(annotations)) = configmap.pointer_mut("/metadata/annotations") {
         // `kubectl apply` keeps a full copy of the object, values included, in this annotation.
         annotations.remove(crate::redact::LAST_APPLIED);
-    }
-}
-
-/// Parses JSON (one value) or YAML (one or more documents, scalars read by the schema: [`crate::yaml`]).
-fn parse_documents(text: &str) -> Result<Vec<Document>, String> {
-    if text.trim_start().starts_with(['{', '[']) {
-        return serde_json::from_str::<Value>(text)
-            .map(|value| vec![Document { value, fits: Vec::new() }])
-            .map_err(|e| e.to_string());
-    }
-    crate::yaml::documents(text)
-}
-
-/// A `List` (or `PodList`, …) becomes its items, each given the list's kind without `List` when it has none. Each
-/// object comes with whether it is known to fit its type: `fits` says so for the document, or for each of a list's
-/// items.
-fn flatten(document: Value, fits: &[bool]) -> Vec<(Value, bool)> {
-    match document {
-        Value::Array(items) => items.into_iter().flat_map(|item| flatten(item, &[])).collect(),
-        Value::Object(mut map) if crate::yaml::is_list(&map) => {
-            let item_kind = map["kind"].as_str().and_then(|k| k.strip_suffix("List")).unwrap_or_default().to_string();
-            let api_version = map.get("apiVersion").cloned().unwrap_or(Value::Null);
-            let Some(Value::Array(items)) = map.remove("items") else { return Vec::new() };
-            items
-                .into_iter()
-                .enumerate()
-                .flat_map(|(i, mut item)| {
-                    if let Value::Object(fields) = &mut item
-                        && !item_kind.is_empty()
-                    {
-                        fields.entry("kind").or_insert_with(|| Value::String(item_kind.clone()));
-                        fields.entry("apiVersion").or_insert_with(|| api_version.clone());
-                    }
-                    flatten(item, fits.get(i..=i).unwrap_or_default())
-                })
-                .collect()
-        }
-        other => vec![(other, fits.first() == Some(&true))],
     }
 }
 
@@ -465,8 +479,7 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {name: web, namespace: shop}
 "#;
-        let documents = parse_documents(yaml).unwrap();
-        let dump = Dump::from_objects(documents.into_iter().flat_map(|d| flatten(d.value, &[])).map(|(o, _)| o));
+        let dump = Dump::from_text(yaml).unwrap();
         assert_eq!(dump.report.objects, 2);
         assert_eq!(dump.report.secrets_dropped, 1);
         assert_eq!(dump.report.skipped.get("rbac.authorization.k8s.io/v1/Role"), Some(&1));
@@ -477,10 +490,16 @@ metadata: {name: web, namespace: shop}
     #[test]
     fn typed_lists_give_their_items_a_kind() {
         let json = r#"{"apiVersion":"v1","kind":"PodList","items":[{"metadata":{"name":"a","namespace":"x"}}]}"#;
-        let documents = parse_documents(json).unwrap();
-        let dump = Dump::from_objects(documents.into_iter().flat_map(|d| flatten(d.value, &[])).map(|(o, _)| o));
-        let pod = &dump.objects(&resources::PODS).unwrap()[&("x".into(), "a".into())];
-        assert_eq!(pod["kind"], "Pod");
+        // In YAML, the list's kind may come after its items (keys sorted, as kubectl writes them).
+        let yaml = "apiVersion: v1\nitems:\n- metadata:\n    name: a\n    namespace: x\n    labels: {v: 1.10}\nkind: PodList\n";
+        for text in [json, yaml] {
+            let dump = Dump::from_text(text).unwrap();
+            let pod = value(&dump.objects(&resources::PODS).unwrap()[&("x".into(), "a".into())]);
+            assert_eq!((&pod["kind"], &pod["apiVersion"]), (&json!("Pod"), &json!("v1")), "{text}");
+        }
+        let dump = Dump::from_text(yaml).unwrap();
+        let pod = value(&dump.objects(&resources::PODS).unwrap()[&("x".into(), "a".into())]);
+        assert_eq!(pod["metadata"]["labels"]["v"], "1.10", "read by its type, which it took from the list");
     }
 
     #[test]
@@ -513,7 +532,7 @@ metadata: {name: web, namespace: shop}
         let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-2e7696897-x\n  namespace: shop\n  labels:\n    pod-template-hash: 2e7696897\n    version: 1.10\nspec:\n  containers: [{name: app, image: web}]\n";
         let dump = Dump::from_text(yaml).unwrap();
         assert_eq!(dump.report.invalid, Vec::<String>::new());
-        let pod = &dump.objects(&resources::PODS).unwrap()[&("shop".into(), "web-2e7696897-x".into())];
+        let pod = value(&dump.objects(&resources::PODS).unwrap()[&("shop".into(), "web-2e7696897-x".into())]);
         assert_eq!(pod["metadata"]["labels"], json!({"pod-template-hash": "2e7696897", "version": "1.10"}));
     }
 
@@ -527,18 +546,18 @@ metadata: {name: web, namespace: shop}
             assert_eq!(dump.report.invalid, Vec::<String>::new(), "{yaml}");
         }
         let dump = Dump::from_text(deployment).unwrap();
-        let stored = &dump.objects(&resources::DEPLOYMENTS).unwrap()[&("shop".into(), "web".into())];
+        let stored = value(&dump.objects(&resources::DEPLOYMENTS).unwrap()[&("shop".into(), "web".into())]);
         assert_eq!(stored["apiVersion"], "apps/v1");
         assert_eq!(stored["metadata"]["labels"]["version"], "1.10");
         assert_eq!(stored["spec"]["template"]["metadata"]["labels"]["pod-template-hash"], "2e7696897");
         let list = Dump::from_text(&format!("apiVersion: v1\nkind: List\nitems:\n{ingress}")).unwrap();
-        let ingress = &list.objects(&resources::INGRESSES).unwrap()[&("shop".into(), "web".into())];
+        let ingress = value(&list.objects(&resources::INGRESSES).unwrap()[&("shop".into(), "web".into())]);
         assert_eq!(ingress["metadata"]["labels"]["release"], "2.0");
     }
 
     #[test]
     fn malformed_yaml_names_the_problem() {
-        let err = parse_documents("kind: Pod\n  metadata: [").unwrap_err();
-        assert!(!err.is_empty());
+        let err = Dump::from_text("kind: Pod\n  metadata: [").unwrap_err();
+        assert!(matches!(&err, DumpError::Parse { message, .. } if !message.is_empty()), "{err}");
     }
 }

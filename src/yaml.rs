@@ -46,10 +46,137 @@ pub fn documents(text: &str) -> Result<Vec<Document>, String> {
     Ok(documents)
 }
 
+/// Every object in `text`, scalars read by the schema, a list's items one by one: `prepare` turns each into what the
+/// caller keeps, given whether the object was found to fit its type, and `keep` keeps what `prepare` made once the
+/// document it is in has been read. A list the block reader reads is never held whole: each item is prepared as it is
+/// read (a dump of 4,000 pods is one list), and what is prepared is kept only if the whole document reads.
+pub fn objects<P>(
+    text: &str,
+    prepare: &mut dyn FnMut(Value, bool) -> P,
+    keep: &mut dyn FnMut(P),
+) -> Result<(), String> {
+    let mut scalars = block::Scalars::default();
+    for chunk in split(text) {
+        let mut prepared = Vec::new();
+        // Items without their own apiVersion and kind take the list's, which the document may give after them.
+        let mut untyped = Vec::new();
+        let read = block::read_items(chunk, &mut scalars, &mut |item, item_text| {
+            let typed = ["apiVersion", "kind"].iter().all(|k| item.get(k).is_some_and(Value::is_string));
+            if typed {
+                let (item, fits) = item_by_schema(item, item_text, "", "");
+                prepared.extend(flatten(item, &[fits]).into_iter().map(|(o, fits)| prepare(o, fits)));
+            } else {
+                untyped.push((item, item_text));
+            }
+        });
+        let read = match read {
+            Ok(list) if list.as_object().is_some_and(is_list) => {
+                let version = list["apiVersion"].as_str().unwrap_or_default().to_string();
+                let kind = list["kind"].as_str().and_then(|k| k.strip_suffix("List")).unwrap_or_default().to_string();
+                for (mut item, item_text) in untyped {
+                    give_type(&mut item, &version, &kind);
+                    let (item, fits) = item_by_schema(item, item_text, &version, &kind);
+                    prepared.extend(flatten(item, &[fits]).into_iter().map(|(o, fits)| prepare(o, fits)));
+                }
+                // Items the reader kept (an anchored `items`) are read as `documents` reads them.
+                let rest = by_schema(list, chunk);
+                prepared.extend(flatten(rest.value, &rest.fits).into_iter().map(|(o, fits)| prepare(o, fits)));
+                prepared.into_iter().for_each(&mut *keep);
+                continue;
+            }
+            other => other,
+        };
+        // Not a list the block reader read: the document is read whole, as `documents` reads it.
+        drop(prepared);
+        let streamed =
+            !untyped.is_empty() || read.as_ref().is_ok_and(|d| d.get("items") == Some(&Value::Array(Vec::new())));
+        let general =
+            |chunk: &str| serde_saphyr::from_str_with_options(chunk, options(chunk.len())).map_err(|e| e.to_string());
+        let document = match read {
+            Ok(document) if !streamed => document,
+            Ok(_) => match block::read(chunk, &mut scalars) {
+                Ok(document) => document,
+                Err(_) => general(chunk)?,
+            },
+            Err(gave_up) => {
+                tracing::debug!(line = gave_up.line, "a YAML document read by the general parser: {}", gave_up.reason);
+                general(chunk)?
+            }
+        };
+        if document.is_null() {
+            continue;
+        }
+        let document = by_schema(document, chunk);
+        for (object, fits) in flatten(document.value, &document.fits) {
+            keep(prepare(object, fits));
+        }
+    }
+    Ok(())
+}
+
+/// One item of a list, read from `text` (its lines) again as its type where its type expects strings the untyped
+/// reading lost; and whether it was found to fit its type. `list_version` and `list_kind` stand in for its own.
+fn item_by_schema(mut item: Value, text: &str, list_version: &str, list_kind: &str) -> (Value, bool) {
+    let resource = match shape(&item, list_version, list_kind) {
+        Shape::WantsStrings(resource) => resource,
+        other => return (item, matches!(other, Shape::Fits)),
+    };
+    let kinds = [Some(resource)];
+    let typed = serde_saphyr::with_deserializer_from_str_with_options(text, options(text.len()), |d| {
+        Ok(ItemList(&kinds).deserialize(d).ok())
+    });
+    if let Ok(Some(typed)) = typed
+        && let Some(Some(typed)) = typed.first()
+    {
+        take_strings(&mut item, typed);
+    }
+    (item, false)
+}
+
+/// A `List` (or `PodList`, …) becomes its items, each given the list's kind without `List` when it has none. Each
+/// object comes with whether it is known to fit its type: `fits` says so for the document, or for each of a list's
+/// items.
+pub fn flatten(document: Value, fits: &[bool]) -> Vec<(Value, bool)> {
+    match document {
+        Value::Array(items) => items.into_iter().flat_map(|item| flatten(item, &[])).collect(),
+        Value::Object(mut map) if is_list(&map) => {
+            let item_kind = map["kind"].as_str().and_then(|k| k.strip_suffix("List")).unwrap_or_default().to_string();
+            let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
+            let Some(Value::Array(items)) = map.remove("items") else { return Vec::new() };
+            items
+                .into_iter()
+                .enumerate()
+                .flat_map(|(i, mut item)| {
+                    give_type(&mut item, &api_version, &item_kind);
+                    flatten(item, fits.get(i..=i).unwrap_or_default())
+                })
+                .collect()
+        }
+        other => vec![(other, fits.first() == Some(&true))],
+    }
+}
+
+/// A list's item given the list's `kind` (without `List`) and `apiVersion` where it has none.
+fn give_type(item: &mut Value, api_version: &str, kind: &str) {
+    if let Value::Object(fields) = item
+        && !kind.is_empty()
+    {
+        fields.entry("kind").or_insert_with(|| Value::String(kind.to_string()));
+        if !api_version.is_empty() {
+            fields.entry("apiVersion").or_insert_with(|| Value::String(api_version.to_string()));
+        }
+    }
+}
+
 /// Why the block reader left each document of `text` it did not read to the general parser (`line N: reason`); and
-/// a panic when it reads one other than the general parser does. For the fuzz target, and for tests that hold the
-/// dumps real tools write to the block reader.
+/// a panic when it reads one other than the general parser does, or when [`objects`], one by one, gives other objects
+/// than [`documents`] read whole. For the fuzz target, and for tests that hold the dumps real tools write to the block
+/// reader.
 pub fn readings_agree(text: &str) -> Vec<String> {
+    let whole = documents(text).map(|d| d.into_iter().flat_map(|d| flatten(d.value, &d.fits)).collect::<Vec<_>>());
+    let mut streamed = Vec::new();
+    let read = objects(text, &mut |object, fits| (object, fits), &mut |object| streamed.push(object));
+    assert_eq!(read.map(|()| streamed), whole, "the objects of {text:?}, one by one and whole");
     let mut left = Vec::new();
     for chunk in split(text) {
         match block::read(chunk, &mut block::Scalars::default()) {
@@ -474,6 +601,43 @@ items:
         let fits: Vec<Vec<bool>> = documents(text).unwrap().into_iter().map(|d| d.fits).collect();
         // The one read again is checked again by the loader, as are the one that does not fit and the unknown kind.
         assert_eq!(fits, [vec![true, false, false, false], vec![true]]);
+    }
+
+    #[test]
+    fn objects_one_by_one_are_the_documents_read_whole() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/scenarios");
+        let mut texts: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        let item = |name: &str| {
+            format!("- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: {name}\n    labels: {{v: 1.10}}\n")
+        };
+        // The third item is outside the block reader's subset: the list is read whole by the general parser.
+        let given_up = format!(
+            "apiVersion: v1\nitems:\n{}{}- {{apiVersion: v1, kind: Pod, metadata: {{name: c}}}}\nkind: List\n",
+            item("a"),
+            item("b")
+        );
+        let mut streamed = 0;
+        objects(&given_up, &mut |o, _| o, &mut |_| streamed += 1).unwrap();
+        assert_eq!(streamed, 3, "every item of a list the general parser read, once");
+        texts.extend([
+            given_up,
+            // Items indented under their key, the list's kind first, items without a kind of their own.
+            "kind: PodList\napiVersion: v1\nitems:\n  - metadata: {name: a}\n  - metadata:\n      name: b\nmetadata: {}\n".into(),
+            // `items` in something that is not a list, anchored items, and a list in a list.
+            format!("apiVersion: example.com/v1\nkind: Widget\nmetadata: {{name: w}}\nitems:\n{}", item("a")),
+            format!("apiVersion: v1\nkind: List\nitems: &all\n{}", item("a")),
+            format!("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: List\n  items:\n  {}", item("a").replace("\n  ", "\n    ")),
+            format!("---\n{}---\nnote: not an object\n", item("x").trim_start_matches("- ").replace("\n  ", "\n")),
+        ]);
+        for text in &texts {
+            // Panics where the objects read one by one differ from the documents read whole.
+            readings_agree(text);
+        }
     }
 
     #[test]

@@ -9,8 +9,12 @@ use kubechat::dump::{Dump, LogKey};
 /// a pod.
 pub fn yaml(namespace: &str, pods: usize) -> Result<String, serde_saphyr::ser::Error> {
     let dump = self::namespace(namespace, pods, pods * 3, true);
-    let items: Vec<&serde_json::Value> =
-        kubechat::resources::ALL.iter().filter_map(|r| dump.objects(r)).flat_map(|objects| objects.values()).collect();
+    let items: Vec<serde_json::Value> = kubechat::resources::ALL
+        .iter()
+        .filter_map(|r| dump.objects(r))
+        .flat_map(|objects| objects.values())
+        .map(|o| kubechat::dump::value(o))
+        .collect();
     serde_saphyr::to_string(
         &json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items}),
     )

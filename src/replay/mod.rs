@@ -24,12 +24,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::dump::{Dump, LogKey, LogSource};
+use crate::dump::{self, Dump, LogKey, LogSource, Stored};
 use crate::resources::{self, Resource};
 pub use selector::{FieldSelector, LabelSelector};
 use table::IncludeObject;
@@ -346,16 +347,23 @@ impl Request<'_> {
             (None, Some(ns)) => Bound::Included((ns.to_string(), String::new())),
             (None, None) => Bound::Unbounded,
         };
+        // Only a selector looks inside the objects.
+        let everything = labels.is_empty() && fields.is_empty();
         let mut matching = objects
             .range((lower, Bound::Unbounded))
             .take_while(|((ns, _), _)| namespace.is_none_or(|wanted| ns == wanted))
-            .filter(|(_, o)| labels.matches(o) && fields.matches(o));
-        let page: Vec<(&(String, String), &Value)> = matching.by_ref().take(limit).collect();
+            .filter(|(_, o)| {
+                everything || {
+                    let object = dump::value(o);
+                    labels.matches(&object) && fields.matches(&object)
+                }
+            });
+        let page: Vec<(&(String, String), &Stored)> = matching.by_ref().take(limit).collect();
         let mut metadata = json!({"resourceVersion": RESOURCE_VERSION});
         // Whether more remain, and how many when nothing is filtered (as the API server says), without walking
         // them: each page counting the rest made reading a large list quadratic.
         let seen = seen + page.len();
-        let unfiltered = labels.is_empty() && fields.is_empty();
+        let unfiltered = everything;
         let more = limit != usize::MAX && matching.next().is_some();
         if more {
             let last = page.last().map(|(k, _)| (*k).clone()).unwrap_or_default();
@@ -365,11 +373,14 @@ impl Request<'_> {
                 metadata["remainingItemCount"] = json!(remaining);
             }
         }
-        let items: Vec<&Value> = page.into_iter().map(|(_, o)| o).collect();
+        let items: Vec<&RawValue> = page.into_iter().map(|(_, o)| &**o).collect();
         if let Some(include) = self.wants_table() {
             return match include {
                 Ok(include) => {
-                    json_response(StatusCode::OK, &table::render(resource, &items, metadata, include, Timestamp::now()))
+                    let objects: Vec<Value> = items.iter().map(|o| dump::value(o)).collect();
+                    let objects: Vec<&Value> = objects.iter().collect();
+                    let table = table::render(resource, &objects, metadata, include, Timestamp::now());
+                    json_response(StatusCode::OK, &table)
                 }
                 Err(message) => bad_request(&message),
             };
@@ -380,7 +391,7 @@ impl Request<'_> {
             kind: String,
             api_version: String,
             metadata: Value,
-            items: Vec<&'a Value>,
+            items: Vec<&'a RawValue>,
         }
         json_response(
             StatusCode::OK,
@@ -397,9 +408,10 @@ impl Request<'_> {
             return match include {
                 Ok(include) => {
                     let metadata = json!({"resourceVersion": RESOURCE_VERSION});
+                    let object = dump::value(object);
                     json_response(
                         StatusCode::OK,
-                        &table::render(resource, &[object], metadata, include, Timestamp::now()),
+                        &table::render(resource, &[&object], metadata, include, Timestamp::now()),
                     )
                 }
                 Err(message) => bad_request(&message),
@@ -408,9 +420,9 @@ impl Request<'_> {
         json_response(StatusCode::OK, object)
     }
 
-    fn lookup(&self, resource: &Resource, namespace: Option<&str>, name: &str) -> Option<&Value> {
+    fn lookup(&self, resource: &Resource, namespace: Option<&str>, name: &str) -> Option<&RawValue> {
         let key = (namespace.unwrap_or_default().to_string(), name.to_string());
-        self.shared.dump.objects(resource).and_then(|objects| objects.get(&key))
+        self.shared.dump.objects(resource).and_then(|objects| objects.get(&key)).map(|o| &**o)
     }
 
     async fn log(&self, namespace: &str, name: &str) -> Response {
@@ -418,7 +430,9 @@ impl Request<'_> {
         if let Some(denied) = self.forbidden("get", pods, Some("log"), Some(namespace), Some(name)) {
             return denied;
         }
-        let Some(pod) = self.lookup(pods, Some(namespace), name) else { return not_found(pods, name) };
+        let Some(pod) = self.lookup(pods, Some(namespace), name).map(dump::value) else {
+            return not_found(pods, name);
+        };
         let names = |field: &str| -> Vec<&str> {
             pod["spec"][field]
                 .as_array()
@@ -472,7 +486,7 @@ impl Request<'_> {
                 return bad_request(&message);
             }
             None => {
-                let waiting = container_status(pod, &container).and_then(|s| s["state"]["waiting"]["reason"].as_str());
+                let waiting = container_status(&pod, &container).and_then(|s| s["state"]["waiting"]["reason"].as_str());
                 let message = match waiting {
                     Some(reason) => format!("container {container:?} in pod {name:?} is waiting to start: {reason}"),
                     None => format!(

@@ -44,7 +44,26 @@ impl Scalars {
 /// The document in `text` (one document, as [`super::split`] cuts them; `Value::Null` when it is empty), or why it is
 /// outside the subset this reader reads.
 pub fn read(text: &str, scalars: &mut Scalars) -> Read<Value> {
-    let mut reader = Reader { text, b: text.as_bytes(), pos: 0, scalars, anchors: HashMap::new() };
+    read_with(text, scalars, None)
+}
+
+/// The same, but the items of the top-level mapping's `items` sequence (a `List`'s) are handed to `items` one by one
+/// as they are read, each with its text (its lines, from the one its dash is on), and not kept: the document comes
+/// back with an empty `items`. A document the reader gives up on may have handed some items over already.
+pub fn read_items<'a, 's>(
+    text: &'a str,
+    scalars: &'s mut Scalars,
+    items: &'s mut dyn FnMut(Value, &'a str),
+) -> Read<Value> {
+    read_with(text, scalars, Some(items))
+}
+
+fn read_with<'a, 's>(
+    text: &'a str,
+    scalars: &'s mut Scalars,
+    items: Option<&'s mut dyn FnMut(Value, &'a str)>,
+) -> Read<Value> {
+    let mut reader = Reader { text, b: text.as_bytes(), pos: 0, scalars, anchors: HashMap::new(), items };
     reader.printable()?;
     let root = loop {
         let Some(indent) = reader.content_line()? else { return Ok(Value::Null) };
@@ -104,9 +123,11 @@ struct Reader<'a, 's> {
     scalars: &'s mut Scalars,
     /// The document's anchored nodes, for its aliases.
     anchors: HashMap<String, Value>,
+    /// Where the top-level `items` go, when they are not kept ([`read_items`]).
+    items: Option<&'s mut dyn FnMut(Value, &'a str)>,
 }
 
-impl Reader<'_, '_> {
+impl<'a> Reader<'a, '_> {
     fn give_up<T>(&self, reason: &'static str) -> Read<T> {
         let line = memchr::memchr_iter(b'\n', &self.b[..self.pos.min(self.b.len())]).count() + 1;
         Err(GaveUp { line, reason })
@@ -288,7 +309,12 @@ impl Reader<'_, '_> {
             let (anchor, start) = self.anchor(self.skip_spaces(after))?;
             let value = if self.at_line_end(start) {
                 self.pos = self.next_line(start);
-                self.node_below(col, true)?
+                // A mapping at column 0 is the document's own.
+                if col == 0 && key == "items" && anchor.is_none() && self.items.is_some() {
+                    self.items_below()?
+                } else {
+                    self.node_below(col, true)?
+                }
             } else {
                 self.pos = start;
                 self.inline_value(col)?
@@ -310,8 +336,25 @@ impl Reader<'_, '_> {
         }
     }
 
+    /// The top-level `items` below their key: a block sequence's entries handed to the sink ([`read_items`]), an
+    /// empty sequence in their place; anything else read as [`Self::node_below`] reads it.
+    fn items_below(&mut self) -> Read<Value> {
+        match self.content_line()? {
+            Some(indent) if self.is_sequence_entry(self.pos + indent) => {
+                self.pos += indent;
+                self.sequence_to(indent, true)
+            }
+            _ => self.node_below(0, true),
+        }
+    }
+
     /// A block sequence whose entries' `-` sit at column `col`, the reader at the first.
     fn sequence(&mut self, col: usize) -> Read<Value> {
+        self.sequence_to(col, false)
+    }
+
+    /// The same; with `stream`, each entry goes to the sink with its lines instead of into the sequence.
+    fn sequence_to(&mut self, col: usize, stream: bool) -> Read<Value> {
         let mut items = Vec::new();
         loop {
             let dash = self.pos;
@@ -338,7 +381,14 @@ impl Reader<'_, '_> {
             if let Some(name) = anchor {
                 self.anchors.insert(name, item.clone());
             }
-            items.push(item);
+            match self.items.as_mut().filter(|_| stream) {
+                Some(sink) => {
+                    let from = self.text[..dash].rfind('\n').map_or(0, |n| n + 1);
+                    let text: &'a str = &self.text[from..self.pos];
+                    sink(item, text);
+                }
+                None => items.push(item),
+            }
             match self.content_line()? {
                 Some(indent) if indent == col && self.is_sequence_entry(self.pos + indent) => self.pos += indent,
                 Some(indent) if indent > col => {

@@ -121,19 +121,21 @@ fn renderings(answer: &Answer) -> Vec<(&'static str, String)> {
     let slack = kubechat::slack::blocks::answer(answer, &footer);
     let slack: Vec<Value> = slack.messages.iter().map(|m| json!({"text": m.fallback(), "blocks": m.blocks})).collect();
     let mut json = kubechat::view::json(answer);
-    let mut shown = vec![
+    let shown = vec![
         ("slack", serde_json::to_string_pretty(&slack).unwrap()),
         ("terminal", kubechat::view::text(&View::of(answer), took)),
         ("json", serde_json::to_string_pretty(&json["view"].take()).unwrap()),
     ];
     #[cfg(feature = "matrix")]
-    {
+    let shown = {
+        let mut shown = shown;
         let matrix = kubechat::matrix::render::answer(answer, took.as_secs_f32(), None);
         shown.push((
             "matrix",
             format!("{}\n\n---- formatted_body ----\n{}", matrix.body, matrix.html.replace("><", ">\n<")),
         ));
-    }
+        shown
+    };
     shown
 }
 
