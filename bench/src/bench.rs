@@ -40,6 +40,11 @@ const ACK_P99_GOAL: Duration = Duration::from_millis(20);
 const READ_GOAL_PODS: usize = 4000;
 const READ_GOAL: Duration = Duration::from_secs(1);
 const READ_RSS_GOAL_MB: f64 = 150.0;
+/// The pods of the dump file `kubechat diagnose --dump` is timed on: 19 MB of YAML, with three events a pod.
+const DUMP_PODS: usize = 7100;
+/// Its goals: the whole command, loading included.
+const DUMP_GOAL: Duration = Duration::from_secs(1);
+const DUMP_RSS_GOAL_MB: f64 = 200.0;
 /// Pods, whole-process time and peak RSS the reading must stay within at larger sizes.
 const SCALE_GOALS: [(usize, Duration, f64); 2] =
     [(10_000, Duration::from_millis(600), 150.0), (30_000, Duration::from_secs(2), 400.0)];
@@ -93,6 +98,10 @@ pub async fn run(options: &Options) -> anyhow::Result<String> {
         scaling.push(row);
     }
 
+    eprintln!("bench: kubechat diagnose --dump of a YAML dump of {DUMP_PODS} pods");
+    let dump = dump_file(options).await?;
+    eprintln!("bench: {}", dump.summary());
+
     eprintln!("bench: prompt tokens per scenario");
     let tokens = prompt_tokens(demo.clone()).await?;
 
@@ -103,7 +112,7 @@ pub async fn run(options: &Options) -> anyhow::Result<String> {
     eprintln!("bench: start-up and idle memory of `kubechat serve`");
     let startup = startup(options, &stubs, demo).await?;
 
-    Ok(markdown(&machine, options, &acks, &scaling, &tokens, &overhead, &startup))
+    Ok(markdown(&machine, options, &Measured { acks, scaling, dump, tokens, overhead, startup }))
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -674,6 +683,55 @@ async fn scale(options: &Options, pods: usize) -> anyhow::Result<Scale> {
     })
 }
 
+/// `kubechat diagnose --dump` of one YAML dump file, as `kubectl get -o yaml` writes a large namespace.
+struct DumpFile {
+    bytes: u64,
+    pods: usize,
+    elapsed: Duration,
+    peak_rss_mb: f64,
+    findings: Vec<String>,
+}
+
+impl DumpFile {
+    fn summary(&self) -> String {
+        format!(
+            "a {:.1} MB dump of {} pods diagnosed in {} (peak {:.0} MB)",
+            self.bytes as f64 / 1e6,
+            self.pods,
+            ms(self.elapsed),
+            self.peak_rss_mb
+        )
+    }
+}
+
+async fn dump_file(options: &Options) -> anyhow::Result<DumpFile> {
+    let dir = tempfile_dir()?;
+    let path = dir.join("large.yaml");
+    std::fs::write(&path, synthetic::yaml("large", DUMP_PODS)?)?;
+    let bytes = std::fs::metadata(&path)?.len();
+    let exe = kubechat_exe()?;
+    let (mut times, mut peak, mut findings) = (Vec::new(), 0f64, Vec::new());
+    for _ in 0..options.repeats {
+        let mut command = Command::new(&exe);
+        command.arg("diagnose").arg("--dump").arg(&path).args(["-n", "large", "--no-llm", "--output", "json"]);
+        let run = timed(command).await?;
+        let diagnosis: serde_json::Value = serde_json::from_slice(&run.stdout).with_context(|| {
+            format!("kubechat diagnose printed no diagnosis: {}", String::from_utf8_lossy(&run.stderr))
+        })?;
+        findings = diagnosis["findings"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|f| format!("{} {}", f["reason"].as_str().unwrap_or("?"), f["object"]["name"].as_str().unwrap_or("?")))
+            .collect();
+        times.push(run.elapsed);
+        peak = peak.max(run.peak_rss_mb);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(DumpFile { bytes, pods: DUMP_PODS, elapsed: median(times), peak_rss_mb: peak, findings })
+}
+
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("kubechat-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -884,15 +942,18 @@ async fn startup(options: &Options, stubs: &Stubs, demo: Arc<Dump>) -> anyhow::R
 // ---------------------------------------------------------------------------------------------------------------
 // The report
 
-fn markdown(
-    machine: &Machine,
-    options: &Options,
-    acks: &[Ack],
-    scaling: &[Scale],
-    tokens: &[Tokens],
-    overhead: &Latencies,
-    startup: &Startup,
-) -> String {
+/// Everything one run measured.
+struct Measured {
+    acks: Vec<Ack>,
+    scaling: Vec<Scale>,
+    dump: DumpFile,
+    tokens: Vec<Tokens>,
+    overhead: Latencies,
+    startup: Startup,
+}
+
+fn markdown(machine: &Machine, options: &Options, measured: &Measured) -> String {
+    let Measured { acks, scaling, dump, tokens, overhead, startup } = measured;
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(
@@ -1005,6 +1066,38 @@ fn markdown(
         );
     }
 
+    let _ = writeln!(md, "\n## A dump file, diagnosed\n");
+    let _ = writeln!(
+        md,
+        "`kubechat diagnose --dump FILE -n large --no-llm --output json` of one YAML `List` of {} pods and {} events, \
+         as `kubectl get -o yaml` writes them: the whole command in a fresh process, loading the file, serving it in \
+         process and reading it; median of {} runs.\n",
+        dump.pods,
+        dump.pods * 3,
+        options.repeats
+    );
+    let _ = writeln!(md, "| file | pods | events | whole process | peak RSS | findings |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| {:.1} MB | {} | {} | {} | {:.0} MB | {} |",
+        dump.bytes as f64 / 1e6,
+        dump.pods,
+        dump.pods * 3,
+        ms(dump.elapsed),
+        dump.peak_rss_mb,
+        dump.findings.join(", ")
+    );
+    let _ = writeln!(
+        md,
+        "\nGoals: under {} ({}: {}), peak RSS under {DUMP_RSS_GOAL_MB:.0} MB ({}: {:.0} MB).",
+        ms(DUMP_GOAL),
+        goal(dump.elapsed < DUMP_GOAL),
+        ms(dump.elapsed),
+        goal(dump.peak_rss_mb < DUMP_RSS_GOAL_MB),
+        dump.peak_rss_mb
+    );
+
     let _ = writeln!(md, "\n## Prompt tokens per scenario\n");
     let _ = writeln!(
         md,
@@ -1080,7 +1173,8 @@ fn markdown(
          own latency to both kubechat and kubectl.\n\
          - kubectl runs with a warm discovery cache, as on an engineer's machine, and its time includes its process \
          start; so does kubechat's \"whole process\" column, which the ratio uses. kubectl's peak RSS is sampled \
-         every 2 ms (a lower bound); kubechat's is its own `VmHWM`.\n\
+         every 2 ms (a lower bound); kubechat's is its own `VmHWM`, except `diagnose --dump`'s, which is sampled as \
+         kubectl's is.\n\
          - Machines here are noisy: compare the numbers of one run with each other, not across runs."
     );
     md
