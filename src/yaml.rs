@@ -509,6 +509,23 @@ impl<'de> Visitor<'de> for ItemList<'_> {
 mod tests {
     use super::*;
 
+    /// Every YAML file of the scenario dump, with its path.
+    pub(super) fn scenario_dumps() -> Vec<(std::path::PathBuf, String)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/scenarios");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).unwrap();
+                (p, text)
+            })
+            .collect();
+        files.sort();
+        assert!(files.len() >= 40, "{} scenario files", files.len());
+        files
+    }
+
     fn values(text: &str) -> Vec<Value> {
         documents(text).unwrap().into_iter().map(|d| d.value).collect()
     }
@@ -605,13 +622,7 @@ items:
 
     #[test]
     fn objects_one_by_one_are_the_documents_read_whole() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/scenarios");
-        let mut texts: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-            .map(|p| std::fs::read_to_string(p).unwrap())
-            .collect();
+        let mut texts: Vec<String> = scenario_dumps().into_iter().map(|(_, text)| text).collect();
         let item = |name: &str| {
             format!("- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: {name}\n    labels: {{v: 1.10}}\n")
         };

@@ -999,14 +999,8 @@ mod tests {
             " ", "\n", ": ", ":", "- ", "-", "#", " #", "'", "\"", "\\", "|", "|-", ">", "&a ", "*a", "!", "{", "[]",
             ",", "\t", "0", "e5", "é",
         ];
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/scenarios");
-        let mut sources: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-            .map(|p| std::fs::read_to_string(p).unwrap())
-            .collect();
-        sources.sort();
+        let mut sources: Vec<String> =
+            super::super::tests::scenario_dumps().into_iter().map(|(_, text)| text).collect();
         sources.extend(READ_ALIKE.iter().map(|s| s.to_string()));
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = move |n: usize| {
@@ -1062,14 +1056,8 @@ mod tests {
 
     #[test]
     fn the_scenario_dumps_read_as_the_general_parser_reads_them() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/scenarios");
         let mut documents = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "yaml") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
+        for (path, text) in super::super::tests::scenario_dumps() {
             for chunk in super::super::split(&text) {
                 if let Err(gave_up) = compared(chunk) {
                     panic!("{}: gave up at line {} of a document: {}", path.display(), gave_up.line, gave_up.reason);

@@ -163,6 +163,28 @@ pub async fn recorded_slowly(content_type: &'static str, body: String, pause: Du
     Recorded { url, requests, task }
 }
 
+/// The status a server at `url` answers a JSON POST to `path` announcing a body of `length` bytes, none of which is sent.
+pub async fn status_before_the_body(url: &str, path: &str, length: usize) -> u16 {
+    let address = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !reply.windows(2).any(|w| w == b"\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("an answer within 10 s, with the body unsent")
+            .unwrap();
+        assert!(n > 0, "the connection closed without an answer: {}", String::from_utf8_lossy(&reply));
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    let line = String::from_utf8_lossy(&reply);
+    line.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status in {line}"))
+}
+
 /// An HTTP client for tests; reqwest is built without a default TLS provider, so install the one kubechat uses.
 pub fn http_client() -> reqwest::Client {
     kubechat::install_tls_provider();

@@ -454,13 +454,8 @@ async fn an_alert_storm_starts_a_bounded_number_of_diagnoses() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(bot.model.requests.lock().unwrap().len() <= 5, "at most 5 diagnoses reached the model");
 
-    // Without its token, a large body is refused before it is read.
-    let huge = http
-        .post(format!("{}/alertmanager", bot.url))
-        .header("content-type", "application/json")
-        .body(vec![b' '; 3 * 1024 * 1024])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(huge.status(), 401);
+    // Without its token, a large body is refused before it is read: the answer comes with none of the body sent (a
+    // client still writing it may see the connection close under it instead of the answer).
+    let status = crate::common::status_before_the_body(&bot.url, "/alertmanager", 3 * 1024 * 1024).await;
+    assert_eq!(status, 401);
 }
