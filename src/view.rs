@@ -49,8 +49,9 @@ pub struct CommandView {
 
 /// The answer as JSON (`--output json`, the HTTP API, the web chat): its fields, and its [`View`] under `view`.
 pub fn json(answer: &Answer) -> serde_json::Value {
-    let mut json = serde_json::to_value(answer).unwrap_or_default();
-    json["view"] = serde_json::to_value(View::of(answer)).unwrap_or_default();
+    // Structs of strings, numbers and lists, with string keys: nothing in them can fail to serialize.
+    let mut json = serde_json::to_value(answer).expect("an answer serializes");
+    json["view"] = serde_json::to_value(View::of(answer)).expect("a view serializes");
     json
 }
 
