@@ -55,41 +55,53 @@ pub fn objects<P>(
     prepare: &mut dyn FnMut(Value, bool) -> P,
     keep: &mut dyn FnMut(P),
 ) -> Result<(), String> {
+    /// An item of a list as the block reader hands it over: prepared, or waiting for the list's kind.
+    enum Item<'t, P> {
+        Prepared(P),
+        Untyped(Value, &'t str),
+    }
     let mut scalars = block::Scalars::default();
     for chunk in split(text) {
-        let mut prepared = Vec::new();
-        // Items without their own apiVersion and kind take the list's, which the document may give after them.
-        let mut untyped = Vec::new();
+        let mut items = Vec::new();
         let read = block::read_items(chunk, &mut scalars, &mut |item, item_text| {
-            let typed = ["apiVersion", "kind"].iter().all(|k| item.get(k).is_some_and(Value::is_string));
-            if typed {
-                let (item, fits) = item_by_schema(item, item_text, "", "");
-                prepared.extend(flatten(item, &[fits]).into_iter().map(|(o, fits)| prepare(o, fits)));
-            } else {
-                untyped.push((item, item_text));
+            // Items without their own apiVersion and kind take the list's, which the document may give after them.
+            if !["apiVersion", "kind"].iter().all(|k| item.get(k).is_some_and(Value::is_string)) {
+                items.push(Item::Untyped(item, item_text));
+                return;
             }
+            let (item, fits) = item_by_schema(item, item_text, "", "");
+            items.extend(flatten(item, &[fits]).into_iter().map(|(o, fits)| Item::Prepared(prepare(o, fits))));
         });
         let read = match read {
             Ok(list) if list.as_object().is_some_and(is_list) => {
                 let version = list["apiVersion"].as_str().unwrap_or_default().to_string();
                 let kind = list["kind"].as_str().and_then(|k| k.strip_suffix("List")).unwrap_or_default().to_string();
-                for (mut item, item_text) in untyped {
-                    give_type(&mut item, &version, &kind);
-                    let (item, fits) = item_by_schema(item, item_text, &version, &kind);
-                    prepared.extend(flatten(item, &[fits]).into_iter().map(|(o, fits)| prepare(o, fits)));
+                // In the order of the document: a name given twice is the last one's.
+                for item in items {
+                    match item {
+                        Item::Prepared(prepared) => keep(prepared),
+                        Item::Untyped(mut item, item_text) => {
+                            give_type(&mut item, &version, &kind);
+                            let (item, fits) = item_by_schema(item, item_text, &version, &kind);
+                            for (object, fits) in flatten(item, &[fits]) {
+                                keep(prepare(object, fits));
+                            }
+                        }
+                    }
                 }
                 // Items the reader kept (an anchored `items`) are read as `documents` reads them.
                 let rest = by_schema(list, chunk);
-                prepared.extend(flatten(rest.value, &rest.fits).into_iter().map(|(o, fits)| prepare(o, fits)));
-                prepared.into_iter().for_each(&mut *keep);
+                for (object, fits) in flatten(rest.value, &rest.fits) {
+                    keep(prepare(object, fits));
+                }
                 continue;
             }
             other => other,
         };
         // Not a list the block reader read: the document is read whole, as `documents` reads it.
-        drop(prepared);
         let streamed =
-            !untyped.is_empty() || read.as_ref().is_ok_and(|d| d.get("items") == Some(&Value::Array(Vec::new())));
+            !items.is_empty() || read.as_ref().is_ok_and(|d| d.get("items") == Some(&Value::Array(Vec::new())));
+        drop(items);
         let general =
             |chunk: &str| serde_saphyr::from_str_with_options(chunk, options(chunk.len())).map_err(|e| e.to_string());
         let document = match read {
@@ -637,6 +649,8 @@ items:
         assert_eq!(streamed, 3, "every item of a list the general parser read, once");
         texts.extend([
             given_up,
+            // An item without a kind before one with it: the objects keep the document's order.
+            format!("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  knd: Pod\n  metadata: {{name: a}}\n{}", item("a")),
             // Items indented under their key, the list's kind first, items without a kind of their own.
             "kind: PodList\napiVersion: v1\nitems:\n  - metadata: {name: a}\n  - metadata:\n      name: b\nmetadata: {}\n".into(),
             // `items` in something that is not a list, anchored items, and a list in a list.

@@ -1017,10 +1017,11 @@ mod tests {
                 &sources[next(sources.len())]
             };
             let lines: Vec<&str> = source.lines().collect();
-            // A piece that starts where a top-level node does, so that most pieces are documents.
+            // A piece that starts where a top-level node does, so that most pieces are documents; a quarter of them at
+            // a file's start, so that most of those are lists, read item by item.
             let tops: Vec<usize> = (0..lines.len()).filter(|&i| !lines[i].starts_with(' ')).collect();
-            let start = tops.get(next(tops.len())).copied().unwrap_or(0);
-            let mut text = lines[start..lines.len().min(start + 30)].join("\n") + "\n";
+            let start = if next(4) == 0 { 0 } else { tops.get(next(tops.len())).copied().unwrap_or(0) };
+            let mut text = lines[start..lines.len().min(start + 30 + next(60))].join("\n") + "\n";
             for _ in 0..1 + next(6) {
                 let mut at = next(text.len());
                 while !text.is_char_boundary(at) {
