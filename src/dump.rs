@@ -88,9 +88,9 @@ impl LoadReport {
     }
 }
 
-/// One object as a dump keeps it: its compact JSON, as the API server sends it. A tenth of the memory of the object
-/// as a [`Value`], and served without being written out again; read into a `Value` only where a request looks inside
-/// it (a selector, a table, a log).
+/// One object as a dump keeps it: its compact JSON, as the API server sends it. A fraction of the memory of the object
+/// as a [`Value`] (a 19 MB dump's objects took 284 MB to diagnose as Values, 135 MB as this), and served without being
+/// written out again; read into a `Value` only where a request looks inside it (a selector, a table, a log).
 pub type Stored = Box<RawValue>;
 
 /// A loaded dump: objects by resource, keyed by (namespace, name); cluster-scoped objects have an empty namespace.
