@@ -314,6 +314,17 @@ pub enum PromptSource {
     Builtin,
 }
 
+impl PromptSource {
+    /// The directory `given`, else `default_dir` when it holds prompts, else the prompts compiled into kubechat.
+    pub fn pick(given: Option<PathBuf>, default_dir: &Path) -> PromptSource {
+        match given {
+            Some(dir) => PromptSource::Dir(dir),
+            None if default_dir.join("diagnose.md").exists() => PromptSource::Dir(default_dir.to_path_buf()),
+            None => PromptSource::Builtin,
+        }
+    }
+}
+
 impl Config {
     /// The demo: the web chat on the cluster compiled into kubechat, open to whoever can reach `listen`, with no
     /// chat platform, metrics endpoint or rate limit.
@@ -664,13 +675,7 @@ impl RawConfig {
             listen,
             namespace: self.namespace,
             clusters,
-            prompts: match self.prompts {
-                Some(dir) => PromptSource::Dir(dir),
-                None if Path::new(DEFAULT_PROMPTS).join("diagnose.md").exists() => {
-                    PromptSource::Dir(DEFAULT_PROMPTS.into())
-                }
-                None => PromptSource::Builtin,
-            },
+            prompts: PromptSource::pick(self.prompts, Path::new(DEFAULT_PROMPTS)),
             prompts_reload: Duration::from_secs(self.prompts_reload_seconds),
             drain: Duration::from_secs(self.drain_seconds),
             llm,

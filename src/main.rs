@@ -153,11 +153,7 @@ impl LlmArgs {
 
     /// The prompt directory given, else ./prompts when present, else the prompts built into kubechat.
     fn prompt_source(&self) -> PromptSource {
-        match &self.prompts {
-            Some(dir) => PromptSource::Dir(dir.clone()),
-            None if Path::new("prompts/diagnose.md").exists() => PromptSource::Dir(PathBuf::from("prompts")),
-            None => PromptSource::Builtin,
-        }
+        PromptSource::pick(self.prompts.clone(), Path::new("prompts"))
     }
 
     fn prompts(&self) -> anyhow::Result<Prompts> {

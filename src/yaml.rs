@@ -62,8 +62,9 @@ pub fn objects<P>(
     }
     let mut scalars = block::Scalars::default();
     for chunk in split(text) {
-        let mut items = Vec::new();
+        let (mut items, mut handed) = (Vec::new(), false);
         let read = block::read_items(chunk, &mut scalars, &mut |item, item_text| {
+            handed = true;
             // Items without their own apiVersion and kind take the list's, which the document may give after them.
             if !["apiVersion", "kind"].iter().all(|k| item.get(k).is_some_and(Value::is_string)) {
                 items.push(Item::Untyped(item, item_text));
@@ -99,13 +100,12 @@ pub fn objects<P>(
             other => other,
         };
         // Not a list the block reader read: the document is read whole, as `documents` reads it.
-        let streamed =
-            !items.is_empty() || read.as_ref().is_ok_and(|d| d.get("items") == Some(&Value::Array(Vec::new())));
         drop(items);
         let general =
             |chunk: &str| serde_saphyr::from_str_with_options(chunk, options(chunk.len())).map_err(|e| e.to_string());
         let document = match read {
-            Ok(document) if !streamed => document,
+            Ok(document) if !handed => document,
+            // Items were handed over from a document that is not a list: read again, keeping them.
             Ok(_) => match block::read(chunk, &mut scalars) {
                 Ok(document) => document,
                 Err(_) => general(chunk)?,

@@ -363,12 +363,11 @@ impl Request<'_> {
         // Whether more remain, and how many when nothing is filtered (as the API server says), without walking
         // them: each page counting the rest made reading a large list quadratic.
         let seen = seen + page.len();
-        let unfiltered = everything;
         let more = limit != usize::MAX && matching.next().is_some();
         if more {
             let last = page.last().map(|(k, _)| (*k).clone()).unwrap_or_default();
             metadata["continue"] = json!(encode_continue(&last, seen));
-            if unfiltered {
+            if everything {
                 let remaining = self.shared.dump.count(resource, namespace).saturating_sub(seen);
                 metadata["remainingItemCount"] = json!(remaining);
             }
